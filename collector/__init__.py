@@ -1,0 +1,1 @@
+"""The tracehouse collector: OTLP receivers, pipeline stages and the ClickHouse writer."""

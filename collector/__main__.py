@@ -1,0 +1,3 @@
+from tracehouse.collector.cli import main
+
+raise SystemExit(main())

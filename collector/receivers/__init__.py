@@ -1,0 +1,1 @@
+"""OTLP receivers: the I/O edge where requests enter the pipeline."""

@@ -1,0 +1,1 @@
+"""Pipeline stages: pure functions over a batch of spans."""

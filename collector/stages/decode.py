@@ -1,0 +1,207 @@
+"""Decode stage: an OTLP ExportTraceServiceRequest into a SpanBatch, exactly as the OTel Collector
+ClickHouse exporter writes it (hex ids, ns timestamps, exporter strings for kind and status,
+attribute values stringified like pdata's Value.AsString)."""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from tracehouse.collector.batch import SpanBatch
+
+SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES = ("Unset", "Ok", "Error")
+MAX_REJECT_MESSAGES = 5
+
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+
+# Go's encoding/json string escaping (HTML-safe), which pdata uses for arrays and maps.
+_GO_JSON_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_GO_JSON_ESCAPES.update(
+    {
+        ord("\n"): "\\n",
+        ord("\r"): "\\r",
+        ord("\t"): "\\t",
+        ord('"'): '\\"',
+        ord("\\"): "\\\\",
+        ord("<"): "\\u003c",
+        ord(">"): "\\u003e",
+        ord("&"): "\\u0026",
+        0x2028: "\\u2028",
+        0x2029: "\\u2029",
+    }
+)
+
+
+def format_double(value: float) -> str:
+    """A double as pdata renders it: ES6 number-to-string (shortest digits, exponent outside [1e-6, 1e21))."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        mantissa, _, exponent = format(value, "e").partition("e") if "e" not in text else text.partition("e")
+        sign = exponent[0] if exponent[0] in "+-" else "+"
+        digits = exponent.lstrip("+-").lstrip("0") or "0"
+        if mantissa.endswith(".0"):
+            mantissa = mantissa[:-2]
+        return f"{mantissa}e{sign}{digits}"
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def _go_json(value: AnyValue) -> str:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return '"' + value.string_value.translate(_GO_JSON_ESCAPES) + '"'
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "double_value":
+        return format_double(value.double_value)
+    if kind == "bytes_value":
+        return '"' + base64.b64encode(value.bytes_value).decode() + '"'
+    if kind == "array_value":
+        return "[" + ",".join(_go_json(v) for v in value.array_value.values) + "]"
+    if kind == "kvlist_value":
+        entries = {kv.key: kv.value for kv in value.kvlist_value.values}
+        return (
+            "{"
+            + ",".join('"' + key.translate(_GO_JSON_ESCAPES) + '":' + _go_json(entries[key]) for key in sorted(entries))
+            + "}"
+        )
+    return "null"
+
+
+def any_value_to_str(value: AnyValue) -> str:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return format_double(value.double_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind is None:
+        return ""
+    return _go_json(value)
+
+
+def attributes_to_map(attributes) -> dict[str, str]:
+    return {kv.key: any_value_to_str(kv.value) for kv in attributes}
+
+
+@dataclass
+class DecodeResult:
+    batch: SpanBatch
+    rejected: int = 0
+    reject_messages: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = self.rejected - len(self.reject_messages)
+        text = "; ".join(self.reject_messages)
+        return f"{self.rejected} span(s) rejected: {text}" + (f"; and {more} more" if more > 0 else "")
+
+
+def _invalid_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> str:
+    if len(trace_id) != 16:
+        return f"trace_id must be 16 bytes, got {len(trace_id)}"
+    if trace_id == _ZERO_TRACE_ID:
+        return "trace_id must not be all zeros"
+    if len(span_id) != 8:
+        return f"span_id must be 8 bytes, got {len(span_id)}"
+    if span_id == _ZERO_SPAN_ID:
+        return "span_id must not be all zeros"
+    if parent_span_id and len(parent_span_id) != 8:
+        return f"parent_span_id must be empty or 8 bytes, got {len(parent_span_id)}"
+    return ""
+
+
+def decode_request(request: ExportTraceServiceRequest) -> DecodeResult:
+    batch = SpanBatch()
+    c = batch.columns
+    timestamps, trace_ids, span_ids, parent_ids = c["Timestamp"], c["TraceId"], c["SpanId"], c["ParentSpanId"]
+    trace_states, names, kinds, services = c["TraceState"], c["SpanName"], c["SpanKind"], c["ServiceName"]
+    resource_attrs, scope_names, scope_versions = c["ResourceAttributes"], c["ScopeName"], c["ScopeVersion"]
+    span_attrs, durations, status_codes, status_messages = (
+        c["SpanAttributes"],
+        c["Duration"],
+        c["StatusCode"],
+        c["StatusMessage"],
+    )
+    ev_ts, ev_names, ev_attrs = c["Events.Timestamp"], c["Events.Name"], c["Events.Attributes"]
+    ln_trace, ln_span, ln_state, ln_attrs = (
+        c["Links.TraceId"],
+        c["Links.SpanId"],
+        c["Links.TraceState"],
+        c["Links.Attributes"],
+    )
+    result = DecodeResult(batch)
+    for resource_spans in request.resource_spans:
+        res_map = attributes_to_map(resource_spans.resource.attributes)
+        service = res_map.get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            scope_name = scope_spans.scope.name
+            scope_version = scope_spans.scope.version
+            for span in scope_spans.spans:
+                trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
+                problem = _invalid_ids(trace_id, span_id, parent_id)
+                if problem:
+                    result.rejected += 1
+                    if len(result.reject_messages) < MAX_REJECT_MESSAGES:
+                        result.reject_messages.append(f"span {span.name!r}: {problem}")
+                    continue
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                timestamps.append(start)
+                trace_ids.append(trace_id.hex())
+                span_ids.append(span_id.hex())
+                parent_ids.append(parent_id.hex())
+                trace_states.append(span.trace_state)
+                names.append(span.name)
+                kinds.append(SPAN_KINDS[span.kind] if 0 <= span.kind < len(SPAN_KINDS) else "Unspecified")
+                services.append(service)
+                resource_attrs.append(res_map)
+                scope_names.append(scope_name)
+                scope_versions.append(scope_version)
+                span_attrs.append(attributes_to_map(span.attributes))
+                durations.append(end - start if end > start else 0)
+                code = span.status.code
+                status_codes.append(STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "Unset")
+                status_messages.append(span.status.message)
+                if span.events:
+                    ev_ts.append([e.time_unix_nano for e in span.events])
+                    ev_names.append([e.name for e in span.events])
+                    ev_attrs.append([attributes_to_map(e.attributes) for e in span.events])
+                else:
+                    ev_ts.append([])
+                    ev_names.append([])
+                    ev_attrs.append([])
+                if span.links:
+                    ln_trace.append([link.trace_id.hex() for link in span.links])
+                    ln_span.append([link.span_id.hex() for link in span.links])
+                    ln_state.append([link.trace_state for link in span.links])
+                    ln_attrs.append([attributes_to_map(link.attributes) for link in span.links])
+                else:
+                    ln_trace.append([])
+                    ln_span.append([])
+                    ln_state.append([])
+                    ln_attrs.append([])
+    return result

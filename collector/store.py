@@ -1,0 +1,78 @@
+"""The one ClickHouse client path (clickhouse-connect, embedded chDB or a server) and the migrations."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "tracehouse_migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def connect(url: str) -> Client:
+    """Open a client for a `chdb:///path` or `http(s)://user:pass@host:port/db` URL."""
+    if url.startswith("chdb:"):
+        from pathlib import Path
+
+        path = url.removeprefix("chdb://")
+        if path and path != "memory" and not path.startswith(":memory:"):
+            Path(path).mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(dsn=url)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _split_statements(sql: str) -> tuple[str, ...]:
+    """Statements end with `;` at the end of a line; comment-only chunks are dropped."""
+    statements = []
+    for chunk in re.split(r";\s*(?:\n|$)", sql):
+        body = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--")).strip()
+        if body:
+            statements.append(body)
+    return tuple(statements)
+
+
+def load_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("tracehouse.schema").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, _split_statements(entry.read_text())))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration numbers in schema/: {versions}")
+    return found
+
+
+def applied_versions(client: Client) -> set[int]:
+    for statement in _split_statements(resources.files("tracehouse.schema").joinpath("bootstrap.sql").read_text()):
+        client.command(statement)
+    return {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS_TABLE} FINAL").result_rows}
+
+
+def migrate(client: Client) -> list[str]:
+    """Apply the migrations not yet recorded; each statement is itself idempotent (IF NOT EXISTS)."""
+    done = applied_versions(client)
+    applied = []
+    for migration in load_migrations():
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            client.command(statement)
+        client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
+        log.info("applied migration %s", migration.name)
+        applied.append(migration.name)
+    return applied

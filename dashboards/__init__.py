@@ -1,0 +1,1 @@
+"""Grafana dashboards (JSON) for the Grafana ClickHouse data source plugin."""

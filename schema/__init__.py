@@ -1,0 +1,1 @@
+"""Numbered ClickHouse migrations, shipped as package data and applied in order."""
