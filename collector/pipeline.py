@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.receivers.otlp import unavailable
+from tracehouse.collector.stages import Stage
 from tracehouse.collector.stages.decode import decode_request
 from tracehouse.collector.writer import BatchWriter, WriterUnavailable
-
-Stage = Callable[[SpanBatch], SpanBatch]
 
 
 @dataclass

@@ -17,6 +17,7 @@ from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.query import QueryEndpoint, ReadOnlySql
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
+from tracehouse.collector.stages import default_stages
 from tracehouse.collector.writer import BatchWriter
 
 log = logging.getLogger("tracehouse")
@@ -66,7 +67,7 @@ async def serve(config: Config, shutdown_grace: float = 10.0) -> None:
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
     writer = BatchWriter(writer_client, config.batch_max_rows, config.batch_linger_ms)
-    pipeline = Pipeline(writer)
+    pipeline = Pipeline(writer, default_stages(config))
     grpc_receiver = GrpcReceiver(pipeline, config.host, config.grpc_port, config.max_request_bytes)
     http_receiver = HttpReceiver(pipeline, config.host, config.http_port, config.max_request_bytes)
     query_endpoint = QueryEndpoint(ReadOnlySql(store.connect(config.store_url)), config.query_host, config.query_port)

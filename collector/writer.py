@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
+
 from tracehouse.collector.batch import SpanBatch
 
 log = logging.getLogger(__name__)

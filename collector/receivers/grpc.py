@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.receivers.otlp import (
     RETRY_INFO_TRAILER,

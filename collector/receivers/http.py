@@ -7,6 +7,7 @@ import logging
 import zlib
 
 from aiohttp import web
+
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.receivers.otlp import (
     OtlpError,

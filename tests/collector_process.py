@@ -1,0 +1,107 @@
+"""Run the real collector as a subprocess for tests, and query it the way users do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+
+class CollectorProcess:
+    """`tracehouse serve` on free ports and its own data dir."""
+
+    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args)
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict = {}
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-collector.log"
+
+    def start(self, timeout: float = 60) -> CollectorProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        endpoint_file = self.data_dir / "collector.json"
+        env = {**os.environ, **self.env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(self.data_dir)]
+            + ["--grpc-port", "0", "--http-port", "0", "--batch-linger-ms", "50"]
+            + self.extra_args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                info = json.loads(endpoint_file.read_text())
+                if info.get("pid") == self.proc.pid:
+                    self.info = info
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"collector did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return self.info["grpc_endpoint"]
+
+    @property
+    def http_endpoint(self) -> str:
+        return self.info["http_endpoint"]
+
+    @property
+    def traces_url(self) -> str:
+        return self.http_endpoint + "/v1/traces"
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else 0
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def tracehouse_sql(data_dir: Path, query: str, fmt: str = "jsonl", check: bool = True) -> subprocess.CompletedProcess:
+    """Run the `tracehouse sql` command line, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tracehouse.collector", "sql", "--data-dir", str(data_dir), "--format", fmt, query],
+        capture_output=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"tracehouse sql failed ({result.returncode}): {result.stderr.decode()}")
+    return result
+
+
+def sql_rows(data_dir: Path, query: str) -> list[dict]:
+    """Rows of a query through `tracehouse sql --format jsonl` (64-bit integers arrive as strings)."""
+    out = tracehouse_sql(data_dir, query, "jsonl").stdout
+    return [orjson.loads(line) for line in out.splitlines() if line.strip()]
