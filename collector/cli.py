@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(config: Config) -> int:
     import asyncio
 
-    from tracehouse.collector.service import StoreBusy, serve
+    from tracehouse.collector.runtime import StoreBusy
+    from tracehouse.collector.service import serve
 
     try:
         asyncio.run(serve(config))
@@ -112,7 +113,7 @@ def _serve(config: Config) -> int:
 
 def _migrate(config: Config) -> int:
     from tracehouse.collector import store
-    from tracehouse.collector.service import StoreBusy, lock_store
+    from tracehouse.collector.runtime import StoreBusy, lock_store
 
     try:
         lock = lock_store(config)
@@ -129,14 +130,19 @@ def _migrate(config: Config) -> int:
 
 
 def _sql(config: Config, query: str, fmt: str) -> int:
-    from tracehouse.collector import store
-    from tracehouse.collector.query import EndpointUnreachable, QueryRefused, ReadOnlySql, query_endpoint
-    from tracehouse.collector.service import StoreBusy, lock_store, read_runtime_info
+    from tracehouse.collector.runtime import (
+        EndpointRefused,
+        EndpointUnreachable,
+        StoreBusy,
+        lock_store,
+        query_endpoint,
+        read_runtime_info,
+    )
 
     if query == "-":
         query = sys.stdin.read()
+    info = read_runtime_info(config) if config.is_embedded else None
     try:
-        info = read_runtime_info(config) if config.is_embedded else None
         if info is not None:
             try:
                 out = query_endpoint(info, query, fmt)
@@ -148,22 +154,36 @@ def _sql(config: Config, query: str, fmt: str) -> int:
             except StoreBusy:
                 print("tracehouse: the store is open in another process and no query endpoint answers", file=sys.stderr)
                 return 1
-            if config.is_embedded and not (config.data_dir / "clickhouse").exists():
-                print(f"tracehouse: no store in {config.data_dir}; start `tracehouse serve` first", file=sys.stderr)
-                return 1
-            client = store.connect(config.store_url)
             try:
-                out = ReadOnlySql(client).run(query, fmt)
+                out = _sql_direct(config, query, fmt)
             finally:
-                client.close()
                 if lock:
                     lock.close()
-    except QueryRefused as exc:
+    except EndpointRefused as exc:
         print(f"tracehouse: {exc}", file=sys.stderr)
+        return 1
+    if out is None:
         return 1
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
     return 0
+
+
+def _sql_direct(config: Config, query: str, fmt: str) -> bytes | None:
+    from tracehouse.collector import store
+    from tracehouse.collector.query import QueryRefused, ReadOnlySql
+
+    if config.is_embedded and not (config.data_dir / "clickhouse").exists():
+        print(f"tracehouse: no store in {config.data_dir}; start `tracehouse serve` first", file=sys.stderr)
+        return None
+    client = store.connect(config.store_url)
+    try:
+        return ReadOnlySql(client).run(query, fmt)
+    except QueryRefused as exc:
+        print(f"tracehouse: {exc}", file=sys.stderr)
+        return None
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

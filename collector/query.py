@@ -12,24 +12,18 @@ readonly=1 so settings cannot be lifted and nothing can be written.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
 import secrets
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-TABLE_FORMATS = {
-    "table": "PrettyCompactMonoBlock",
-    "csv": "CSVWithNames",
-    "tsv": "TSVWithNames",
-    "json": "JSON",
-    "jsonl": "JSONEachRow",
-}
+from tracehouse.collector.runtime import resolve_format
+
 # Table functions that only compute or read the store itself.
 SAFE_TABLE_FUNCTIONS = frozenset(
     {
@@ -57,10 +51,6 @@ _FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+\w+$")
 
 class QueryRefused(Exception):
     """A query the read-only surface will not run; the message says why."""
-
-
-def resolve_format(name: str) -> str:
-    return TABLE_FORMATS.get(name.lower(), name)
 
 
 class ReadOnlySql:
@@ -94,7 +84,7 @@ class ReadOnlySql:
         top = lines[0].strip() if lines else ""
         if not top.startswith(ALLOWED_STATEMENTS):
             kind = top.split(" ")[0]
-            raise QueryRefused(f"only SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN queries are allowed here, not {kind}")
+            raise QueryRefused(f"the SQL surface is read-only: SELECT, SHOW, DESCRIBE, EXISTS or EXPLAIN, not {kind}")
         if top.startswith("Select") and any(
             line.startswith(" Literal") for line in lines[1:]
         ):  # a literal directly under the statement is an INTO OUTFILE target
@@ -157,8 +147,6 @@ class QueryEndpoint:
     def _authorized(self, request: web.Request) -> bool:
         supplied = request.headers.get("X-ClickHouse-Key") or request.query.get("password") or ""
         if not supplied and request.headers.get("Authorization", "").startswith("Basic "):
-            import base64
-
             decoded = base64.b64decode(request.headers["Authorization"][6:]).decode(errors="replace")
             supplied = decoded.partition(":")[2]
         return secrets.compare_digest(supplied, self.key)
@@ -175,8 +163,6 @@ class QueryEndpoint:
         if not sql.strip():
             return _ch_error(400, 62, "Empty query (SYNTAX_ERROR)")
         fmt = request.query.get("default_format", "TabSeparated")
-        import asyncio
-
         try:
             data = await asyncio.to_thread(self._sql.run, sql, fmt)
         except QueryRefused as exc:
@@ -187,22 +173,3 @@ class QueryEndpoint:
 def _ch_error(status: int, code: int, message: str) -> web.Response:
     text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
     return web.Response(status=status, text=text + "\n", headers={"X-ClickHouse-Exception-Code": str(code)})
-
-
-# --- the client side, used by `tracehouse sql` -------------------------------------------------
-
-
-class EndpointUnreachable(Exception):
-    pass
-
-
-def query_endpoint(info: dict, sql: str, fmt: str, timeout: float = 300) -> bytes:
-    url = info["query_url"] + "?" + urllib.parse.urlencode({"default_format": resolve_format(fmt)})
-    req = urllib.request.Request(url, data=sql.encode(), headers={"X-ClickHouse-Key": info["query_key"]}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as exc:
-        raise QueryRefused(exc.read().decode(errors="replace").strip()) from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        raise EndpointUnreachable(str(exc)) from None

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import json
 import logging
 import os
 import signal
-from pathlib import Path
-from typing import IO
 
 from tracehouse.collector import store
 from tracehouse.collector.config import Config
@@ -17,47 +13,11 @@ from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.query import QueryEndpoint, ReadOnlySql
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
+from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.writer import BatchWriter
 
 log = logging.getLogger("tracehouse")
-
-
-class StoreBusy(RuntimeError):
-    pass
-
-
-def lock_store(config: Config) -> IO[str] | None:
-    """chDB must not open one on-disk store from two processes: hold an exclusive lock while we do."""
-    if not config.is_embedded:
-        return None
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(config.data_dir / "store.lock", "a+")  # noqa: SIM115 - held for the process lifetime
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise StoreBusy(f"the store in {config.data_dir} is open in another process") from None
-    return handle
-
-
-def read_runtime_info(config: Config) -> dict | None:
-    """The running collector's endpoints, or None when no live collector owns this data dir."""
-    try:
-        info = json.loads(config.endpoint_file.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info
-
-
-def _write_runtime_info(path: Path, info: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh)
-    os.replace(tmp, path)
 
 
 async def serve(config: Config, shutdown_grace: float = 10.0) -> None:
@@ -91,7 +51,7 @@ async def serve(config: Config, shutdown_grace: float = 10.0) -> None:
         "query_key": query_endpoint.key,
         "store": config.store_url,
     }
-    _write_runtime_info(config.endpoint_file, info)
+    write_runtime_info(config.endpoint_file, info)
     print(
         "tracehouse collector ready\n"
         f"  OTLP/gRPC  {info['grpc_endpoint']}\n"
@@ -108,11 +68,7 @@ async def serve(config: Config, shutdown_grace: float = 10.0) -> None:
         await http_receiver.stop()
         await writer.close()
         await query_endpoint.stop()
-        try:
-            if json.loads(config.endpoint_file.read_text()).get("pid") == os.getpid():
-                config.endpoint_file.unlink()
-        except (OSError, ValueError):
-            pass
+        remove_runtime_info(config.endpoint_file)
         writer_client.close()
         if lock:
             lock.close()

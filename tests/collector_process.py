@@ -102,6 +102,6 @@ def tracehouse_sql(data_dir: Path, query: str, fmt: str = "jsonl", check: bool =
 
 
 def sql_rows(data_dir: Path, query: str) -> list[dict]:
-    """Rows of a query through `tracehouse sql --format jsonl` (64-bit integers arrive as strings)."""
+    """Rows of a query through `tracehouse sql --format jsonl` (64-bit integers may arrive as strings)."""
     out = tracehouse_sql(data_dir, query, "jsonl").stdout
     return [orjson.loads(line) for line in out.splitlines() if line.strip()]

@@ -1,0 +1,97 @@
+"""What a running collector leaves in its data dir: the store lock and its endpoints (collector.json).
+
+Kept free of heavy imports: `tracehouse sql` reads it on every call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from tracehouse.collector.config import Config
+
+TABLE_FORMATS = {
+    "table": "PrettyCompactMonoBlock",
+    "csv": "CSVWithNames",
+    "tsv": "TSVWithNames",
+    "json": "JSON",
+    "jsonl": "JSONEachRow",
+}
+
+
+class StoreBusy(RuntimeError):
+    pass
+
+
+class EndpointUnreachable(Exception):
+    pass
+
+
+class EndpointRefused(Exception):
+    """The collector answered with an error; the message is ClickHouse's or the guard's."""
+
+
+def resolve_format(name: str) -> str:
+    return TABLE_FORMATS.get(name.lower(), name)
+
+
+def lock_store(config: Config) -> IO[str] | None:
+    """chDB must not open one on-disk store from two processes: hold an exclusive lock while we do."""
+    if not config.is_embedded:
+        return None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(config.data_dir / "store.lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreBusy(f"the store in {config.data_dir} is open in another process") from None
+    return handle
+
+
+def read_runtime_info(config: Config) -> dict | None:
+    """The running collector's endpoints, or None when no live collector owns this data dir."""
+    try:
+        info = json.loads(config.endpoint_file.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def write_runtime_info(path: Path, info: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, path)
+
+
+def remove_runtime_info(path: Path) -> None:
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def query_endpoint(info: dict, sql: str, fmt: str, timeout: float = 300) -> bytes:
+    """Run a query through a running collector's read-only endpoint."""
+    url = info["query_url"] + "?" + urllib.parse.urlencode({"default_format": resolve_format(fmt)})
+    request = urllib.request.Request(
+        url, data=sql.encode(), headers={"X-ClickHouse-Key": info["query_key"]}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        raise EndpointRefused(exc.read().decode(errors="replace").strip()) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise EndpointUnreachable(str(exc)) from None
