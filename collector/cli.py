@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--query-port", type=int, help="read-only SQL endpoint port on 127.0.0.1 (default: free)")
     serve.add_argument("--max-request-bytes", type=int, help="largest request after decompression (64 MiB)")
     serve.add_argument("--batch-max-rows", type=int, help="rows per ClickHouse insert (default 20000)")
-    serve.add_argument("--batch-linger-ms", type=int, help="longest wait before a partial batch is written")
+    serve.add_argument("--batch-linger-ms", type=int, help="hold a small batch back for companions (default 0)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
 
     migrate = sub.add_parser("migrate", help="apply the schema migrations to the store")

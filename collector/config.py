@@ -30,7 +30,7 @@ class Config:
     query_port: int = 0
     max_request_bytes: int = 64 * MIB
     batch_max_rows: int = 20_000
-    batch_linger_ms: int = 200
+    batch_linger_ms: int = 0
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,9 +1,11 @@
 """The batch writer: the I/O edge towards ClickHouse.
 
 Requests hand their SpanBatch over and wait; the writer merges everything pending into one insert
-when it holds `batch_max_rows` rows or the oldest pending batch has waited `batch_linger_ms`.
-A request's future resolves only after its rows are in ClickHouse, so an acknowledgement always
-means stored (group commit: many requests share one insert).
+(at most `batch_max_rows` rows). While one insert runs, the next batch accumulates, so under load
+inserts grow by themselves (group commit); `batch_linger_ms` optionally holds a small batch back for
+companions. A request's future resolves only after its rows are in ClickHouse, so an
+acknowledgement always means stored. Waiting longer would cost every client its latency: exporters
+send one request at a time.
 """
 
 from __future__ import annotations

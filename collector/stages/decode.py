@@ -103,7 +103,12 @@ def any_value_to_str(value: AnyValue) -> str:
 
 
 def attributes_to_map(attributes) -> dict[str, str]:
-    return {kv.key: any_value_to_str(kv.value) for kv in attributes}
+    out = {}
+    for kv in attributes:
+        value = kv.value
+        # Most attribute values are strings: skip the generic dispatch for them.
+        out[kv.key] = value.string_value if value.HasField("string_value") else any_value_to_str(value)
+    return out
 
 
 @dataclass

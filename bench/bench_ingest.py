@@ -1,0 +1,184 @@
+"""End-to-end ingest throughput: pre-serialized OTLP requests of LLM-sized spans, several gRPC
+connections, against a real `tracehouse serve` on a fresh embedded store.
+
+    .venv/bin/python bench/bench_ingest.py [--spans 100000] [--batch 512] [--connections 4]
+
+Prints spans/s acknowledged, request latency p50/p99, and checks the stored count.
+(The OTel SDK tops out near 6-7k spans/s per process, so it cannot be the load generator.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+WORDS = "the quick brown fox jumps over a lazy dog while models answer questions about invoices and code".split()
+
+
+def _text(rng: random.Random, size: int) -> str:
+    out: list[str] = []
+    length = 0
+    while length < size:
+        word = rng.choice(WORDS)
+        out.append(word)
+        length += len(word) + 1
+    return " ".join(out)[:size]
+
+
+def llm_request(rng: random.Random, spans: int, service: str = "bench-app") -> bytes:
+    """One ExportTraceServiceRequest of OpenInference LLM spans: ~15 attributes, two ~2 KB texts."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for key, value in (("service.name", service), ("telemetry.sdk.language", "python")):
+        kv = rs.resource.attributes.add()
+        kv.key, kv.value.string_value = key, value
+    ss = rs.scope_spans.add()
+    ss.scope.name = "openinference.instrumentation.openai"
+    now = time.time_ns()
+    for _ in range(spans):
+        span = ss.spans.add()
+        span.trace_id = rng.randbytes(16)
+        span.span_id = rng.randbytes(8)
+        span.parent_span_id = rng.randbytes(8)
+        span.name = "ChatCompletion"
+        span.kind = 1
+        span.start_time_unix_nano = now
+        span.end_time_unix_nano = now + rng.randint(200, 5000) * 1_000_000
+        prompt, answer = _text(rng, 2048), _text(rng, 2048)
+        attributes = {
+            "openinference.span.kind": "LLM",
+            "llm.system": "openai",
+            "llm.provider": "openai",
+            "llm.model_name": "gpt-4o-mini-2024-07-18",
+            "llm.invocation_parameters": '{"temperature": 0.2, "max_tokens": 512}',
+            "input.value": json.dumps({"messages": [{"role": "user", "content": prompt}]}),
+            "input.mime_type": "application/json",
+            "output.value": answer,
+            "output.mime_type": "text/plain",
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": prompt,
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": answer,
+            "session.id": f"session-{rng.randint(1, 500)}",
+            "user.id": f"user-{rng.randint(1, 2000)}",
+        }
+        for key, value in attributes.items():
+            kv = span.attributes.add()
+            kv.key, kv.value.string_value = key, value
+        for key, value in (
+            ("llm.token_count.prompt", 512),
+            ("llm.token_count.completion", 380),
+            ("llm.token_count.total", 892),
+        ):
+            kv = span.attributes.add()
+            kv.key, kv.value.int_value = key, value
+    return request.SerializeToString()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=512, help="spans per request (the SDK default is 512)")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--distinct", type=int, default=20, help="distinct pre-built requests to cycle through")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir")
+    args = parser.parse_args()
+
+    rng = random.Random(7)
+    payloads = [llm_request(rng, args.batch) for _ in range(args.distinct)]
+    print(f"request size: {len(payloads[0]) / 1e6:.2f} MB for {args.batch} spans")
+
+    data_dir = Path(tempfile.mkdtemp(prefix="tracehouse-bench-")) / "data"
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(data_dir)]
+        + ["--grpc-port", "0", "--http-port", "0", "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        info_path = data_dir / "collector.json"
+        deadline = time.monotonic() + 60
+        while not info_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        info = json.loads(info_path.read_text())
+        requests_total = args.spans // args.batch
+        latencies: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        counter = iter(range(requests_total))
+
+        def worker() -> None:
+            with grpc.insecure_channel(
+                info["grpc_endpoint"], options=[("grpc.max_send_message_length", 64 << 20)]
+            ) as channel:
+                export = channel.unary_unary(EXPORT)
+                while True:
+                    with lock:
+                        i = next(counter, None)
+                    if i is None:
+                        return
+                    started = time.perf_counter()
+                    try:
+                        export(payloads[i % len(payloads)], timeout=120)
+                    except grpc.RpcError as exc:
+                        errors.append(exc.code().name)
+                        continue
+                    with lock:
+                        latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(args.connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        acked = len(latencies) * args.batch
+        latencies.sort()
+        print(
+            f"acknowledged {acked} spans in {elapsed:.2f}s: {acked / elapsed:,.0f} spans/s "
+            f"({args.connections} connections, {args.batch} spans/request)"
+        )
+        print(
+            f"request latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms; errors: {len(errors)}"
+        )
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tracehouse.collector",
+                "sql",
+                "--data-dir",
+                str(data_dir),
+                "-f",
+                "tsv",
+                "SELECT count() FROM otel_traces",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        print(f"stored: {out[-1]} rows")
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        collector.wait(60)
+        if not args.keep:
+            shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
