@@ -35,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-request-bytes", type=int, help="largest request after decompression (64 MiB)")
     serve.add_argument("--batch-max-rows", type=int, help="rows per ClickHouse insert (default 20000)")
     serve.add_argument("--batch-linger-ms", type=int, help="hold a small batch back for companions (default 0)")
+    serve.add_argument(
+        "--spool",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="acknowledge once fsynced in the on-disk spool (default) or only once inserted (--no-spool)",
+    )
+    serve.add_argument("--spool-budget-bytes", type=int, help="unsent bytes the spool may hold (1 GiB)")
+    serve.add_argument("--max-inflight-bytes", type=int, help="request bytes being processed at once (256 MiB)")
+    serve.add_argument("--shutdown-grace-seconds", type=float, help="time to finish and drain on SIGTERM (10)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
 
     migrate = sub.add_parser("migrate", help="apply the schema migrations to the store")
@@ -62,6 +71,10 @@ _CONFIG_KEYS = (
     "max_request_bytes",
     "batch_max_rows",
     "batch_linger_ms",
+    "spool",
+    "spool_budget_bytes",
+    "max_inflight_bytes",
+    "shutdown_grace_seconds",
     "log_level",
 )
 
@@ -102,6 +115,9 @@ def _serve(config: Config) -> int:
 
     try:
         asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"tracehouse: {exc}", file=sys.stderr)
+        return 2
     except StoreBusy as exc:
         print(f"tracehouse: {exc}", file=sys.stderr)
         return 1
@@ -176,14 +192,14 @@ def _sql_direct(config: Config, query: str, fmt: str) -> bytes | None:
     if config.is_embedded and not (config.data_dir / "clickhouse").exists():
         print(f"tracehouse: no store in {config.data_dir}; start `tracehouse serve` first", file=sys.stderr)
         return None
-    client = store.connect(config.store_url)
+    sql = ReadOnlySql(lambda: store.connect(config.store_url))
     try:
-        return ReadOnlySql(client).run(query, fmt)
+        return sql.run(query, fmt)
     except QueryRefused as exc:
         print(f"tracehouse: {exc}", file=sys.stderr)
         return None
     finally:
-        client.close()
+        sql.close()
 
 
 if __name__ == "__main__":

@@ -29,8 +29,15 @@ class Config:
     query_host: str = "127.0.0.1"
     query_port: int = 0
     max_request_bytes: int = 64 * MIB
-    batch_max_rows: int = 20_000
+    batch_max_rows: int = 50_000
     batch_linger_ms: int = 0
+    # Acknowledge once fsynced in the spool (true) or only once inserted (false).
+    spool: bool = True
+    spool_budget_bytes: int = 1024 * MIB
+    max_inflight_bytes: int = 256 * MIB
+    shutdown_grace_seconds: float = 10.0
+    # Fault injection for tests of the embedded store: while this file exists the store is "down".
+    fault_store_unavailable_file: str = ""
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -62,6 +69,17 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
@@ -108,4 +126,6 @@ def load_config(
         raise ConfigError("max_request_bytes must be positive")
     if config.batch_max_rows <= 0 or config.batch_linger_ms < 0:
         raise ConfigError("batch_max_rows must be positive and batch_linger_ms not negative")
+    if config.spool_budget_bytes <= 0 or config.max_inflight_bytes <= 0:
+        raise ConfigError("spool_budget_bytes and max_inflight_bytes must be positive")
     return config

@@ -1,4 +1,4 @@
-"""The pipeline between receivers and writer: decode, then each stage over the batch, then store."""
+"""The pipeline between receivers and the store: decode, the stages, encode, then acknowledge once durable."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.receivers.otlp import unavailable
+from tracehouse.collector.metrics import CollectorMetrics
+from tracehouse.collector.receivers.otlp import OtlpError, invalid_argument, unavailable
+from tracehouse.collector.spool import Spool, SpoolFull
 from tracehouse.collector.stages import Stage
 from tracehouse.collector.stages.decode import decode_request
-from tracehouse.collector.writer import BatchWriter, WriterUnavailable
+from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable, encode_rows
 
 
 @dataclass
@@ -21,18 +23,26 @@ class ExportResult:
     message: str
 
 
-@dataclass
-class PipelineStats:
-    requests: int = 0
-    spans_accepted: int = 0
-    spans_rejected: int = 0
-
-
 class Pipeline:
-    def __init__(self, writer: BatchWriter, stages: Sequence[Stage] = ()) -> None:
-        self._writer = writer
+    """Durable means: fsynced in the spool (the default), or inserted in ClickHouse when the spool is off."""
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        metrics: CollectorMetrics,
+        *,
+        spool: Spool | None = None,
+        writer: DirectWriter | None = None,
+        max_inflight_bytes: int = 256 << 20,
+    ) -> None:
+        if (spool is None) == (writer is None):
+            raise ValueError("a pipeline writes to exactly one of a spool or a direct writer")
         self._stages = list(stages)
-        self.stats = PipelineStats()
+        self._metrics = metrics
+        self._spool = spool
+        self._writer = writer
+        self._max_inflight = max_inflight_bytes
+        self._inflight = 0
 
     def process(self, request: ExportTraceServiceRequest) -> tuple[SpanBatch, ExportResult]:
         """The pure part: decode and run the stages."""
@@ -42,14 +52,58 @@ class Pipeline:
             batch = stage(batch)
         return batch, ExportResult(len(batch), decoded.rejected, decoded.message)
 
-    async def export(self, request: ExportTraceServiceRequest) -> ExportResult:
-        """Return once the accepted spans are stored; raise OtlpError(UNAVAILABLE) if they were not."""
-        self.stats.requests += 1
-        batch, result = self.process(request)
+    def check_capacity(self) -> None:
+        """Refuse before decoding when the spool is at its budget: the client retries later."""
+        if self._spool is not None and self._spool.full:
+            raise unavailable("spool is at its disk budget; retry later", retry_after_seconds=5)
+
+    async def export(self, request: ExportTraceServiceRequest, size: int, transport: str) -> ExportResult:
+        """Return once the accepted spans are durable; raise OtlpError otherwise."""
         try:
-            await self._writer.write(batch)
-        except WriterUnavailable as exc:
-            raise unavailable(str(exc)) from None
-        self.stats.spans_accepted += result.accepted
-        self.stats.spans_rejected += result.rejected
+            result = await self._export(request, size)
+        except OtlpError as exc:
+            self._metrics.requests.labels(transport, exc.grpc_code.name.lower()).inc()
+            raise
+        self._metrics.requests.labels(transport, "ok").inc()
         return result
+
+    async def _export(self, request: ExportTraceServiceRequest, size: int) -> ExportResult:
+        self.check_capacity()
+        if self._inflight + size > self._max_inflight and self._inflight:
+            raise unavailable("collector has too much data in flight; retry later", retry_after_seconds=1)
+        self._inflight += size
+        try:
+            batch, result = self.process(request)
+            self._metrics.spans_received.inc(result.accepted + result.rejected)
+            if result.rejected:
+                self._metrics.spans_rejected.labels("invalid").inc(result.rejected)
+            if len(batch):
+                header, payload = encode_rows(batch)
+                try:
+                    await self._store(header, payload, len(batch))
+                except OtlpError:
+                    self._metrics.spans_rejected.labels("unavailable").inc(len(batch))
+                    raise
+            self._metrics.spans_accepted.inc(result.accepted)
+            return result
+        finally:
+            self._inflight -= size
+
+    async def _store(self, header: bytes, payload: bytes, rows: int) -> None:
+        if self._spool is not None:
+            try:
+                end = self._spool.append(header, payload, rows)
+            except SpoolFull as exc:
+                raise unavailable(str(exc), retry_after_seconds=5) from None
+            except OSError as exc:
+                raise unavailable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
+            await self._spool.sync(end)
+            self._metrics.spool_bytes.set(self._spool.pending_bytes)
+            return
+        assert self._writer is not None
+        try:
+            await self._writer.write(header, payload, rows)
+        except StoreUnavailable as exc:
+            raise unavailable(f"store unavailable: {exc}") from None
+        except BatchRejected as exc:
+            raise invalid_argument(f"the store refused the spans: {exc}") from None

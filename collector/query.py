@@ -17,6 +17,7 @@ import base64
 import re
 import secrets
 import threading
+from collections.abc import Callable
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
@@ -56,11 +57,24 @@ class QueryRefused(Exception):
 class ReadOnlySql:
     """Checks and runs read-only queries on a client of its own, which it switches to readonly=1."""
 
-    def __init__(self, client: Client) -> None:
-        client.set_client_setting("readonly", "1")
-        self._client = client
+    def __init__(self, connect: Callable[[], Client]) -> None:
+        self._connect = connect
+        self._client_instance: Client | None = None
         self._blocked: frozenset[str] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> Client:
+        if self._client_instance is None:
+            client = self._connect()
+            client.set_client_setting("readonly", "1")
+            self._client_instance = client
+        return self._client_instance
+
+    def close(self) -> None:
+        if self._client_instance is not None:
+            self._client_instance.close()
+            self._client_instance = None
 
     def _blocked_functions(self) -> frozenset[str]:
         if self._blocked is None:
@@ -72,12 +86,16 @@ class ReadOnlySql:
     def check(self, sql: str) -> tuple[str, bool]:
         """Return the canonical single statement and whether it names its own FORMAT."""
         try:
-            canonical = self._client.query(
-                "SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}
-            ).result_rows[0][0]
+            client = self._client
+        except Exception as exc:
+            raise QueryRefused(f"store unreachable: {exc}") from None
+        try:
+            canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}).result_rows[0][
+                0
+            ]
             format_clause = _FORMAT_CLAUSE.search(canonical)
             statement = canonical[: format_clause.start()] if format_clause else canonical
-            ast = self._client.raw_query("EXPLAIN AST " + statement, fmt="TSVRaw").decode()
+            ast = client.raw_query("EXPLAIN AST " + statement, fmt="TSVRaw").decode()
         except ClickHouseError as exc:
             raise QueryRefused(_clickhouse_message(exc)) from None
         lines = ast.splitlines()
@@ -140,6 +158,7 @@ class QueryEndpoint:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+        self._sql.close()
 
     async def _ping(self, _request: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")

@@ -1,4 +1,4 @@
-"""Assembles the collector: store, writer, pipeline, receivers and the query endpoint."""
+"""Assembles the collector: store, spool and drainer (or direct writer), pipeline, receivers, query endpoint."""
 
 from __future__ import annotations
 
@@ -6,38 +6,90 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
+
+from aiohttp import web
 
 from tracehouse.collector import store
 from tracehouse.collector.config import Config
+from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.query import QueryEndpoint, ReadOnlySql
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
+from tracehouse.collector.spool import Spool
 from tracehouse.collector.stages import default_stages
-from tracehouse.collector.writer import BatchWriter
+from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavailable, TraceStore
 
 log = logging.getLogger("tracehouse")
 
 
-async def serve(config: Config, shutdown_grace: float = 10.0) -> None:
+def _ops_routes(metrics: CollectorMetrics, spool: Spool | None, sink: SpoolDrainer | DirectWriter) -> list:
+    """/healthz (the process is up), /readyz (store reachable, spool under budget), /metrics."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        problems = []
+        if not sink.store_ready:
+            problems.append("store unreachable")
+        if spool is not None and spool.full:
+            problems.append("spool at its disk budget")
+        body = {"status": "ready" if not problems else "not ready", "problems": problems}
+        return web.json_response(body, status=200 if not problems else 503)
+
+    async def prometheus(_request: web.Request) -> web.Response:
+        if spool is not None:
+            metrics.spool_bytes.set(spool.pending_bytes)
+            metrics.spool_oldest_age.set(spool.oldest_age_seconds())
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", prometheus)]
+
+
+async def serve(config: Config) -> None:
     lock = lock_store(config)
-    writer_client = store.connect(config.store_url)
-    applied = store.migrate(writer_client)
-    if applied:
-        log.info("applied migrations: %s", ", ".join(applied))
-    writer = BatchWriter(writer_client, config.batch_max_rows, config.batch_linger_ms)
-    pipeline = Pipeline(writer, default_stages(config))
+    metrics = CollectorMetrics()
+    fault_file = Path(config.fault_store_unavailable_file) if config.fault_store_unavailable_file else None
+    trace_store = TraceStore(config.store_url, fault_file)
+    try:
+        await asyncio.to_thread(trace_store.ensure_ready)
+    except StoreUnavailable as exc:
+        log.warning("starting without the store (spans wait in the spool): %s", exc)
+
+    spool: Spool | None = None
+    sink: SpoolDrainer | DirectWriter
+    if config.spool:
+        spool = Spool(config.data_dir / "spool", config.spool_budget_bytes)
+        spool.open()
+        sink = SpoolDrainer(
+            spool,
+            trace_store,
+            metrics,
+            config.batch_max_rows,
+            config.batch_linger_ms,
+            config.data_dir / "deadletter",
+        )
+        pipeline = Pipeline(default_stages(config), metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes)
+    else:
+        sink = DirectWriter(trace_store, metrics, config.batch_max_rows, config.batch_linger_ms)
+        pipeline = Pipeline(default_stages(config), metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes)
+
     grpc_receiver = GrpcReceiver(pipeline, config.host, config.grpc_port, config.max_request_bytes)
     http_receiver = HttpReceiver(pipeline, config.host, config.http_port, config.max_request_bytes)
-    query_endpoint = QueryEndpoint(ReadOnlySql(store.connect(config.store_url)), config.query_host, config.query_port)
+    http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
+    query_endpoint = QueryEndpoint(
+        ReadOnlySql(lambda: store.connect(config.store_url)), config.query_host, config.query_port
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    writer.start()
+    sink.start()
     await grpc_receiver.start()
     await http_receiver.start()
     await query_endpoint.start()
@@ -49,26 +101,31 @@ async def serve(config: Config, shutdown_grace: float = 10.0) -> None:
         "http_port": http_receiver.port,
         "query_url": query_endpoint.url,
         "query_key": query_endpoint.key,
-        "store": config.store_url,
+        "store": store.redact_url(config.store_url),
     }
     write_runtime_info(config.endpoint_file, info)
     print(
         "tracehouse collector ready\n"
         f"  OTLP/gRPC  {info['grpc_endpoint']}\n"
         f"  OTLP/HTTP  {info['http_endpoint']}/v1/traces\n"
-        f"  store      {config.store_url}\n"
+        f"  metrics    {info['http_endpoint']}/metrics  (/healthz, /readyz)\n"
+        f"  store      {info['store']}" + (f"  (spool: {config.data_dir / 'spool'})" if spool else "") + "\n"
         f'  SQL        tracehouse sql --data-dir {config.data_dir} "SELECT count() FROM otel_traces"',
         flush=True,
     )
     try:
         await stop.wait()
     finally:
+        # Stop taking requests, let the in-flight ones finish, drain, close cleanly.
         log.info("shutting down")
-        await grpc_receiver.stop(shutdown_grace)
+        grace = config.shutdown_grace_seconds
+        await grpc_receiver.stop(grace)
         await http_receiver.stop()
-        await writer.close()
+        await sink.stop(grace)
         await query_endpoint.stop()
         remove_runtime_info(config.endpoint_file)
-        writer_client.close()
+        if spool is not None:
+            spool.close()
+        trace_store.close()
         if lock:
             lock.close()

@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -25,6 +26,15 @@ def connect(url: str) -> Client:
         if path and path != "memory" and not path.startswith(":memory:"):
             Path(path).mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=url)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and collector.json."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -89,8 +90,35 @@ class CollectorProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+def spool_bytes(http_endpoint: str) -> float:
+    """The collector's own gauge of spool bytes not yet in ClickHouse."""
+    with urllib.request.urlopen(http_endpoint + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("tracehouse_spool_bytes "):
+                return float(line.split()[1])
+    raise AssertionError("tracehouse_spool_bytes missing from /metrics")
+
+
+def wait_drained(data_dir: Path, timeout: float = 60) -> None:
+    """Acknowledged means durable in the spool; wait until a running collector moved it into ClickHouse."""
+    try:
+        info = json.loads((Path(data_dir) / "collector.json").read_text())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if spool_bytes(info["http_endpoint"]) == 0:
+                return
+        except OSError:
+            return  # the collector is gone: the CLI will open the store itself
+        time.sleep(0.02)
+    raise TimeoutError(f"spool of {data_dir} not drained within {timeout}s")
+
+
 def tracehouse_sql(data_dir: Path, query: str, fmt: str = "jsonl", check: bool = True) -> subprocess.CompletedProcess:
-    """Run the `tracehouse sql` command line, as a user would."""
+    """Run the `tracehouse sql` command line, as a user would (after the spool drained)."""
+    wait_drained(data_dir)
     result = subprocess.run(
         [sys.executable, "-m", "tracehouse.collector", "sql", "--data-dir", str(data_dir), "--format", fmt, query],
         capture_output=True,

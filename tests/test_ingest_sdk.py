@@ -7,7 +7,7 @@ import urllib.parse
 
 import clickhouse_connect
 import pytest
-from collector_process import sql_rows
+from collector_process import sql_rows, wait_drained
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression as GrpcCompression
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -160,6 +160,7 @@ def test_sdk_exporter_spans_land_field_for_field(transport, collector):
 def test_any_clickhouse_client_reads_the_running_collector(collector):
     """clickhouse-connect over the collector's ClickHouse-compatible read-only endpoint, then directly on chDB."""
     _emit("grpc", collector, "svc-cc")
+    wait_drained(collector.data_dir)
     url = urllib.parse.urlparse(collector.info["query_url"])
     client = clickhouse_connect.get_client(
         host=url.hostname, port=url.port, username="default", password=collector.info["query_key"]

@@ -54,8 +54,9 @@ class GrpcReceiver:
 
     async def _export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
+            self._pipeline.check_capacity()
             request = parse_protobuf(body)
-            result = await self._pipeline.export(request)
+            result = await self._pipeline.export(request, len(body), "grpc")
         except OtlpError as exc:
             await _abort(context, exc)
             raise AssertionError("unreachable") from None

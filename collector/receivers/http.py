@@ -43,7 +43,6 @@ class HttpReceiver:
     async def start(self) -> None:
         app = web.Application(client_max_size=self._max)
         app.router.add_route("*", TRACES_PATH, self._traces)
-        app.router.add_get("/healthz", self._healthz)
         app.add_routes(self.extra_routes)
         # We decompress ourselves, bounded, so a gzip bomb meets the size limit instead of memory.
         self._runner = web.AppRunner(app, auto_decompress=False, access_log=None)
@@ -56,9 +55,6 @@ class HttpReceiver:
         if self._runner:
             await self._runner.cleanup()
 
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
     async def _traces(self, request: web.Request) -> web.Response:
         content_type = request.content_type
         reply_type = JSON if content_type == JSON else PROTOBUF
@@ -67,9 +63,10 @@ class HttpReceiver:
         if content_type not in (PROTOBUF, JSON):
             return _error(reply_type, 415, f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}")
         try:
+            self._pipeline.check_capacity()
             body = await self._read_body(request)
             otlp_request = parse_json(body) if content_type == JSON else parse_protobuf(body)
-            result = await self._pipeline.export(otlp_request)
+            result = await self._pipeline.export(otlp_request, len(body), "http")
         except _Unsupported as exc:
             return _error(reply_type, 415, str(exc))
         except OtlpError as exc:

@@ -1,0 +1,285 @@
+"""The durable spool: an append-only on-disk log of encoded, redacted batches between the pipeline
+and the store. A request is acknowledged once its record is written and fsynced (one fsync serves
+every request that arrived meanwhile: group commit); the drainer inserts from it afterwards.
+
+Layout of `<dir>`:
+- `<base>.seg`: segments named by the global byte offset of their first record;
+- `checkpoint`: the global offset up to which everything is in the store;
+- `intent`: the range and deduplication token of the insert in flight, so a crash between
+  insert and checkpoint replays exactly that insert with the same token (ClickHouse drops it).
+
+A record is `length u32 | crc32 u32 | rows u32 | header-length u16 | header | rows payload`,
+the CRC covering everything after it. A torn or corrupt tail (crash mid-write) is cut off at
+start, with a warning, never a crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PREFIX = struct.Struct("<III")  # length (after the prefix), crc32, rows
+_HEADER_LEN = struct.Struct("<H")
+_SEGMENT_SUFFIX = ".seg"
+
+
+class SpoolFull(Exception):
+    """The spool holds its budget of unsent bytes; the receivers ask clients to retry later."""
+
+
+@dataclass(frozen=True)
+class Record:
+    start: int
+    end: int
+    rows: int
+    header: bytes  # the column names, comma separated
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Intent:
+    start: int
+    end: int
+    token: str
+
+
+def _crc(rows: int, data: bytes | memoryview) -> int:
+    return zlib.crc32(data, zlib.crc32(struct.pack("<I", rows)))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class Spool:
+    def __init__(self, directory: Path, budget_bytes: int, segment_bytes: int = 64 << 20) -> None:
+        self.directory = directory
+        self.budget_bytes = budget_bytes
+        self.segment_bytes = segment_bytes
+        self._segments: list[int] = []  # bases, ascending
+        self._file = None  # the open last segment
+        self._written = 0  # global end of what was written
+        self._synced = 0  # global end of what is on disk for sure
+        self._committed = 0  # global offset up to which the store has everything
+        self._sync_task: asyncio.Future[None] | None = None
+        self._appended = asyncio.Event()
+        self._append_times: list[tuple[int, float]] = []  # (record start, wall time) for the age gauge
+        self.truncated_bytes = 0
+
+    # --- opening and recovery --------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._segments = sorted(
+            int(p.name.removesuffix(_SEGMENT_SUFFIX))
+            for p in self.directory.iterdir()
+            if p.name.endswith(_SEGMENT_SUFFIX) and p.name.removesuffix(_SEGMENT_SUFFIX).isdigit()
+        )
+        checkpoint = self.directory / "checkpoint"
+        self._committed = int(checkpoint.read_text()) if checkpoint.exists() else 0
+        if not self._segments:
+            self._segments = [self._committed]
+            self._segment_path(self._committed).touch()
+            _fsync_dir(self.directory)
+        last = self._segments[-1]
+        valid_end = self._scan_valid_end(last)
+        path = self._segment_path(last)
+        size = path.stat().st_size
+        if valid_end < last + size:
+            self.truncated_bytes = last + size - valid_end
+            log.warning("spool: cut a torn or corrupt tail of %d bytes from %s", self.truncated_bytes, path.name)
+            with open(path, "r+b") as fh:
+                fh.truncate(valid_end - last)
+                os.fsync(fh.fileno())
+        self._written = self._synced = valid_end
+        self._committed = min(max(self._committed, self._segments[0]), valid_end)
+        self._file = open(path, "ab")  # noqa: SIM115 - the spool owns it until close()
+        self._drop_committed_segments()
+
+    def _scan_valid_end(self, base: int) -> int:
+        """The global offset where the last intact record of a segment ends."""
+        data = memoryview(self._segment_path(base).read_bytes())
+        offset = 0
+        while offset + _PREFIX.size <= len(data):
+            length, crc, rows = _PREFIX.unpack_from(data, offset)
+            body = data[offset + _PREFIX.size : offset + _PREFIX.size + length]
+            if len(body) < length or length < _HEADER_LEN.size or _crc(rows, body) != crc:
+                break
+            offset += _PREFIX.size + length
+        return base + offset
+
+    def close(self) -> None:
+        if self._file:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    # --- appending --------------------------------------------------------------------------------
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._written - self._committed
+
+    @property
+    def full(self) -> bool:
+        return self.pending_bytes >= self.budget_bytes
+
+    def oldest_age_seconds(self) -> float:
+        while self._append_times and self._append_times[0][0] < self._committed:
+            self._append_times.pop(0)
+        return time.time() - self._append_times[0][1] if self._append_times else 0.0
+
+    def append(self, header: bytes, payload: bytes, rows: int) -> int:
+        """Write one record (not yet durable: await `sync(end)`); return its end offset."""
+        if self.full:
+            raise SpoolFull(f"spool holds {self.pending_bytes} unsent bytes (budget {self.budget_bytes})")
+        assert self._file is not None, "spool is not open"
+        head = _HEADER_LEN.pack(len(header)) + header
+        length = len(head) + len(payload)
+        crc = zlib.crc32(payload, _crc(rows, head))
+        start = self._written
+        size = _PREFIX.size + length
+        if start > self._segments[-1] and start - self._segments[-1] + size > self.segment_bytes:
+            self._rotate()
+        self._file.write(_PREFIX.pack(length, crc, rows))
+        self._file.write(head)
+        self._file.write(payload)
+        self._written = start + size
+        self._append_times.append((start, time.time()))
+        return self._written
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._synced = self._written
+        self._segments.append(self._written)
+        self._file = open(self._segment_path(self._written), "ab")  # noqa: SIM115
+        _fsync_dir(self.directory)
+
+    async def sync(self, upto: int) -> None:
+        """Return once everything up to `upto` is on disk; concurrent callers share one fsync."""
+        while self._synced < upto:
+            if self._sync_task is None:
+                self._sync_task = asyncio.ensure_future(self._sync_once())
+            await asyncio.shield(self._sync_task)
+
+    async def _sync_once(self) -> None:
+        try:
+            assert self._file is not None
+            target = self._written
+            self._file.flush()
+            await asyncio.to_thread(os.fsync, self._file.fileno())
+            self._synced = max(self._synced, target)
+            self._appended.set()
+        finally:
+            self._sync_task = None
+
+    # --- draining ---------------------------------------------------------------------------------
+
+    @property
+    def committed(self) -> int:
+        return self._committed
+
+    @property
+    def synced(self) -> int:
+        return self._synced
+
+    async def wait_for_data(self, timeout: float | None = None) -> None:
+        if self._synced > self._committed:
+            return
+        self._appended.clear()
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            return
+
+    def read(self, start: int, max_rows: int, end: int | None = None) -> list[Record]:
+        """Durable records from `start` (a record boundary) with one column layout, up to max_rows
+        (at least one record) or up to `end` exactly."""
+        limit = self._synced if end is None else end
+        records: list[Record] = []
+        rows = 0
+        position = start
+        while position < limit:
+            base = self._segment_for(position)
+            seg_end = self._segments[self._segments.index(base) + 1] if base != self._segments[-1] else None
+            with open(self._segment_path(base), "rb") as fh:
+                fh.seek(position - base)
+                while position < limit and (seg_end is None or position < seg_end):
+                    prefix = fh.read(_PREFIX.size)
+                    if len(prefix) < _PREFIX.size:
+                        break
+                    length, _checksum, n = _PREFIX.unpack(prefix)
+                    body = fh.read(length)
+                    (header_len,) = _HEADER_LEN.unpack_from(body, 0)
+                    header = body[2 : 2 + header_len]
+                    if records and (header != records[0].header or (end is None and rows + n > max_rows)):
+                        return records
+                    end_pos = position + _PREFIX.size + length
+                    records.append(Record(position, end_pos, n, header, body[2 + header_len :]))
+                    rows += n
+                    position = end_pos
+            if seg_end is not None and position >= seg_end:
+                continue
+            break
+        return records
+
+    def write_intent(self, intent: Intent) -> None:
+        _write_atomic(self.directory / "intent", json.dumps(intent.__dict__).encode())
+
+    def read_intent(self) -> Intent | None:
+        path = self.directory / "intent"
+        try:
+            intent = Intent(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return intent if intent.start == self._committed and intent.end <= self._synced else None
+
+    def commit(self, upto: int) -> None:
+        """Everything before `upto` is in the store: move the checkpoint and drop whole segments."""
+        _write_atomic(self.directory / "checkpoint", str(upto).encode())
+        self._committed = upto
+        (self.directory / "intent").unlink(missing_ok=True)
+        self._drop_committed_segments()
+
+    def _drop_committed_segments(self) -> None:
+        while len(self._segments) > 1 and self._segments[1] <= self._committed:
+            self._segment_path(self._segments.pop(0)).unlink(missing_ok=True)
+
+    def _segment_for(self, position: int) -> int:
+        base = self._segments[0]
+        for candidate in self._segments:
+            if candidate <= position:
+                base = candidate
+            else:
+                break
+        return base
+
+    def _segment_path(self, base: int) -> Path:
+        return self.directory / f"{base:020d}{_SEGMENT_SUFFIX}"
