@@ -12,4 +12,7 @@ Stage = Callable[[SpanBatch], SpanBatch]
 
 def default_stages(config: Config) -> list[Stage]:
     """The stages a collector runs, in order: normalize -> price -> redact -> sample content."""
-    return []
+    from tracehouse.collector.stages.normalize import normalize
+    from tracehouse.collector.stages.price import Pricer
+
+    return [normalize, Pricer.from_config(config).price]

@@ -125,3 +125,19 @@ def string_list(text: str | None) -> list[str]:
         return [clip(text, limits.MAX_SHORT_CHARS)]
     items = [item if isinstance(item, str) else json_text(item) for item in parsed[: limits.MAX_TAGS]]
     return [clip(item, limits.MAX_SHORT_CHARS) for item in items if item]
+
+
+def typed_value(text: str) -> Any:
+    """An attribute string back as the value it most likely was before decode rendered it: a number, a
+    bool, a JSON array or object, else the string itself."""
+    if text == "true" or text == "false":
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    number = to_float(text)
+    if number is not None:
+        return number
+    parsed = parse_json(text)
+    return parsed if parsed is not None else text

@@ -1,0 +1,43 @@
+"""Finish reasons: the OTel GenAI values (stop, length, content_filter, tool_call, error) for every provider."""
+
+from __future__ import annotations
+
+from tracehouse.collector.stages.normalize import limits
+
+_REASONS: dict[str, str] = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "complete": "stop",
+    "completed": "stop",
+    "finish": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_length": "length",
+    "token_limit": "length",
+    "tool_call": "tool_call",
+    "tool_calls": "tool_call",
+    "tool-calls": "tool_call",
+    "tool_use": "tool_call",
+    "function_call": "tool_call",
+    "content_filter": "content_filter",
+    "content-filter": "content_filter",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+    "blocklist": "content_filter",
+    "prohibited_content": "content_filter",
+    "spii": "content_filter",
+    "refusal": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "error": "error",
+}
+
+
+def normalize_finish_reason(raw: str | None) -> str:
+    """'end_turn' -> stop, 'tool_calls' -> tool_call, 'SAFETY' -> content_filter; unknown ones lower-cased."""
+    if not raw:
+        return ""
+    reason = raw.strip().lower()
+    return _REASONS.get(reason, reason[: limits.MAX_SHORT_CHARS])

@@ -1,0 +1,89 @@
+"""Who and what a span is for: user, session, feature and tenant, each decided by one function.
+
+`metadata` is the span's metadata object as the winning mapper read it: OpenInference `metadata`
+JSON, OpenLLMetry `traceloop.association.properties.*` or Vercel `ai.telemetry.metadata.*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracehouse.collector.stages.normalize.values import short
+
+TENANT_ATTRIBUTE = "tracehouse.tenant"
+FEATURE_ATTRIBUTE = "tracehouse.feature"
+USER_ATTRIBUTES = ("tracehouse.user", "user.id")
+USER_FALLBACK_ATTRIBUTES = ("llm.user", "enduser.id")  # weaker: the end-user id an app passed to the provider
+SESSION_ATTRIBUTES = ("tracehouse.session", "session.id", "gen_ai.conversation.id")
+
+METADATA_USER_KEYS = ("user_id", "userId")
+METADATA_SESSION_KEYS = ("session_id", "sessionId")
+METADATA_FEATURE_KEYS = ("feature",)
+METADATA_TENANT_KEYS = ("tenant_id", "tenantId", "tenant")
+
+# Span attributes any of the resolvers reads; a span with none of them and no metadata skips the lookups.
+SPAN_KEYS = frozenset(
+    (TENANT_ATTRIBUTE, FEATURE_ATTRIBUTE, *USER_ATTRIBUTES, *USER_FALLBACK_ATTRIBUTES, *SESSION_ATTRIBUTES)
+)
+
+
+def _from_attrs(attrs: Mapping[str, str], keys: tuple[str, ...]) -> str:
+    for key in keys:
+        value = attrs.get(key)
+        if value:
+            return value
+    return ""
+
+
+def _from_metadata(metadata: Mapping[str, Any] | None, keys: tuple[str, ...]) -> str:
+    if not metadata:
+        return ""
+    for key in keys:
+        value = metadata.get(key)
+        if value is not None and value != "":
+            return value if isinstance(value, str) else str(value)
+    return ""
+
+
+def resolve_tenant(
+    span_attrs: Mapping[str, str],
+    resource_attrs: Mapping[str, str],
+    metadata: Mapping[str, Any] | None = None,
+    api_key_tenant: str | None = None,
+) -> str:
+    """The tenant of a span: the API key's tenant when the request was authenticated with one (it overrides
+    everything the app says), else `tracehouse.tenant` on the span, a `tenant_id` in its metadata, then
+    `tracehouse.tenant` on the resource."""
+    if api_key_tenant:
+        return short(api_key_tenant)
+    return short(
+        span_attrs.get(TENANT_ATTRIBUTE)
+        or _from_metadata(metadata, METADATA_TENANT_KEYS)
+        or resource_attrs.get(TENANT_ATTRIBUTE)
+    )
+
+
+def resolve_feature(
+    span_attrs: Mapping[str, str], resource_attrs: Mapping[str, str], metadata: Mapping[str, Any] | None = None
+) -> str:
+    """`tracehouse.feature` on the span, a `feature` key in its metadata, then `tracehouse.feature` on the resource."""
+    return short(
+        span_attrs.get(FEATURE_ATTRIBUTE)
+        or _from_metadata(metadata, METADATA_FEATURE_KEYS)
+        or resource_attrs.get(FEATURE_ATTRIBUTE)
+    )
+
+
+def resolve_user(span_attrs: Mapping[str, str], metadata: Mapping[str, Any] | None = None) -> str:
+    """`tracehouse.user` or `user.id`, a `user_id` in the metadata, then `llm.user` / `enduser.id`."""
+    return short(
+        _from_attrs(span_attrs, USER_ATTRIBUTES)
+        or _from_metadata(metadata, METADATA_USER_KEYS)
+        or _from_attrs(span_attrs, USER_FALLBACK_ATTRIBUTES)
+    )
+
+
+def resolve_session(span_attrs: Mapping[str, str], metadata: Mapping[str, Any] | None = None) -> str:
+    """`tracehouse.session`, `session.id` or `gen_ai.conversation.id`, then a `session_id` in the metadata."""
+    return short(_from_attrs(span_attrs, SESSION_ATTRIBUTES) or _from_metadata(metadata, METADATA_SESSION_KEYS))

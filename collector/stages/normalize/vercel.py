@@ -1,0 +1,148 @@
+"""Vercel AI SDK telemetry (`ai.*`): `ai.operationId`, `ai.model.*`, `ai.usage.*` (v4 prompt/completion
+and v5 input/output names), `ai.prompt.messages`, `ai.prompt.tools`, `ai.response.*`, `ai.settings.*`,
+`ai.telemetry.metadata.*`, and the `ai.toolCall` spans.
+
+The SDK's provider calls (`doGenerate`/`doStream`) also carry `gen_ai.*` attributes, which the GenAI
+mapper reads first; this one fills what only `ai.*` holds, messages above all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracehouse.collector.stages.normalize import limits
+from tracehouse.collector.stages.normalize.kinds import KIND_BY_VERCEL_OPERATION
+from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, compact
+from tracehouse.collector.stages.normalize.messages import (
+    Message,
+    content_parts,
+    convert_list,
+    message,
+    messages_from_obj,
+    text_message,
+    text_part,
+    tool_call,
+    tool_from_obj,
+)
+from tracehouse.collector.stages.normalize.span import SpanView
+from tracehouse.collector.stages.normalize.values import (
+    json_list,
+    json_object,
+    parse_json,
+    to_float,
+    to_int,
+    typed_value,
+)
+
+_METADATA = "ai.telemetry.metadata."
+_SETTINGS = "ai.settings."
+_FIRST_CHUNK_EVENT = "ai.stream.firstChunk"
+_MAX_TOKENS_SETTINGS = ("ai.settings.maxOutputTokens", "ai.settings.maxTokens")
+
+
+def _prefixed(attrs: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    start = len(prefix)
+    return {key[start:]: typed_value(value) for key, value in attrs.items() if key.startswith(prefix)}
+
+
+def _inputs(a: Mapping[str, str]) -> list[Message]:
+    messages = json_list(a.get("ai.prompt.messages"))
+    if messages is not None:
+        return convert_list(messages, lambda item: messages_from_obj(item, "user"))
+    prompt = a.get("ai.prompt")
+    parsed = json_object(prompt)
+    if parsed is None:
+        return [text_message("user", prompt)] if prompt else []
+    out: list[Message] = []
+    if isinstance(parsed.get("system"), str):
+        out.append(text_message("system", parsed["system"]))
+    if isinstance(parsed.get("prompt"), str):
+        out.append(text_message("user", parsed["prompt"]))
+    if isinstance(parsed.get("messages"), list):
+        out.extend(convert_list(parsed["messages"], lambda item: messages_from_obj(item, "user")))
+    return out
+
+
+def _outputs(a: Mapping[str, str]) -> list[Message]:
+    parts = []
+    if a.get("ai.response.reasoning"):
+        parts.append({"type": "reasoning", "text": a["ai.response.reasoning"][: limits.MAX_TEXT_CHARS]})
+    if a.get("ai.response.text"):
+        parts.append(text_part(a["ai.response.text"]))
+    elif a.get("ai.response.object"):
+        parts.append(text_part(a["ai.response.object"]))
+    calls = [
+        tool_call(c.get("toolCallId"), c.get("toolName"), c.get("input", c.get("args")))
+        for c in (json_list(a.get("ai.response.toolCalls")) or ())[: limits.MAX_TOOL_CALLS]
+        if isinstance(c, dict)
+    ]
+    return [message("assistant", parts, calls)] if parts or calls else []
+
+
+def _tools(raw: str | None) -> list[dict[str, Any]]:
+    # An array of JSON strings, one per tool.
+    tools = [tool_from_obj(item) for item in (json_list(raw) or ())[: limits.MAX_TOOLS]]
+    return [tool for tool in tools if tool is not None]
+
+
+def _tool_call_span(a: Mapping[str, str], fields: Fields) -> None:
+    name = a.get("ai.toolCall.name")
+    if not name:
+        return
+    call_id = a.get("ai.toolCall.id")
+    fields["ToolCalls"] = [tool_call(call_id, name, a.get("ai.toolCall.input") or a.get("ai.toolCall.args"))]
+    result = a.get("ai.toolCall.output") or a.get("ai.toolCall.result")
+    if result:
+        parsed = parse_json(result)
+        content = content_parts(parsed if parsed is not None else result)
+        fields["OutputMessages"] = [message("tool", content, tool_call_id=call_id, name=name)]
+
+
+def _ttft(span: SpanView) -> int | None:
+    a = span.attrs
+    ms = to_float(a.get("ai.response.msToFirstChunk"))
+    if ms is None and span.event_names:
+        event = span.event(_FIRST_CHUNK_EVENT)
+        ms = to_float(event.get("ai.response.msToFirstChunk")) if event else None
+    return int(round(ms * 1e6)) if ms is not None and ms >= 0 else None
+
+
+def extract(span: SpanView) -> Fields:
+    a = span.attrs
+    kind = KIND_BY_VERCEL_OPERATION.get(a.get("ai.operationId", ""), "")
+    settings = _prefixed(a, _SETTINGS)
+    fields: Fields = {
+        "LlmSpanKind": kind,
+        "LlmProvider": a.get("ai.model.provider"),
+        "LlmRequestModel": a.get("ai.model.id"),
+        "LlmResponseModel": a.get("ai.response.model"),
+        "InputTokens": to_int(
+            a.get("ai.usage.inputTokens") or a.get("ai.usage.promptTokens") or a.get("ai.usage.tokens")
+        ),
+        "OutputTokens": to_int(a.get("ai.usage.outputTokens") or a.get("ai.usage.completionTokens")),
+        "TotalTokens": to_int(a.get("ai.usage.totalTokens")),
+        "CacheReadTokens": to_int(a.get("ai.usage.cachedInputTokens")),
+        "ReasoningTokens": to_int(a.get("ai.usage.reasoningTokens")),
+        "FinishReason": a.get("ai.response.finishReason"),
+        "Tools": _tools(a.get("ai.prompt.tools")),
+        "Metadata": _prefixed(a, _METADATA),
+        "InvocationParameters": settings,
+        "Temperature": to_float(a.get("ai.settings.temperature")),
+        "TopP": to_float(a.get("ai.settings.topP")),
+        "MaxTokens": to_int(a.get(_MAX_TOKENS_SETTINGS[0]) or a.get(_MAX_TOKENS_SETTINGS[1])),
+        "TimeToFirstToken": _ttft(span),
+    }
+    if kind == "TOOL":
+        _tool_call_span(a, fields)
+    else:
+        fields["InputMessages"] = _inputs(a)
+        fields["OutputMessages"] = _outputs(a)
+    return compact(fields)
+
+
+MAPPER = Mapper(
+    name="vercel_ai",
+    extract=extract,
+    prefixes=("ai.",),
+)

@@ -1,0 +1,203 @@
+"""The pricing stage: cost columns for every model call in a batch, with where each price came from.
+
+Only model calls are priced: spans of kind LLM or EMBEDDING, and spans normalization could not
+classify (no kind) that carry a model, token counts or a cost. Chains, agents and tools get source
+'' and NULL costs even when they carry usage: they repeat their children's, and summing both would
+count a call twice.
+
+Per model call, in order: a cost the span carries wins ('provided'); else the user's price file,
+then the catalogue, at the span's own timestamp ('user' / 'catalogue'); else NULL costs marked
+'unknown' and counted. Look-ups are cached per (provider, request model, response model), so a warm batch only does
+Decimal arithmetic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+from tracehouse.collector.batch import SpanBatch
+from tracehouse.collector.config import Config, ConfigError
+from tracehouse.collector.stages.price.catalogue import Catalogue
+from tracehouse.collector.stages.price.option import PriceOption, first_active
+from tracehouse.collector.stages.price.price_file import PriceFile
+from tracehouse.collector.stages.price.provided import TRIGGER_KEYS, provided_costs
+from tracehouse.collector.stages.price.rates import compute_costs, decimal_context
+
+COST_COLUMNS: tuple[str, ...] = (
+    "CostUsd",
+    "InputCostUsd",
+    "CacheReadCostUsd",
+    "CacheWriteCostUsd",
+    "OutputCostUsd",
+    "ReasoningCostUsd",
+    "AudioCostUsd",
+)
+PRICE_COLUMNS: tuple[str, ...] = (*COST_COLUMNS, "CostSource", "PriceModel", "PriceEffectiveFrom")
+PROVIDED, CATALOGUE, USER, UNKNOWN = "provided", "catalogue", "user", "unknown"
+PRICE_FILE_ENV = "TRACEHOUSE_PRICE_FILE"
+# LlmSpanKind values that are one billed call to a model.
+CALL_KINDS = frozenset({"LLM", "EMBEDDING"})
+
+_TOKEN_COLUMNS = (
+    "InputTokens",
+    "CacheReadTokens",
+    "CacheWriteTokens",
+    "OutputTokens",
+    "ReasoningTokens",
+    "InputAudioTokens",
+    "OutputAudioTokens",
+)
+_NO_COSTS: tuple[None, ...] = (None,) * len(COST_COLUMNS)
+_MISSING = object()
+MAX_CACHED_MODELS = 10_000
+# `unknown` is exported as a metric labelled by provider and model: past this many pairs, count under OTHER.
+MAX_UNKNOWN_KEYS = 1_000
+OTHER_UNKNOWN = ("*", "*")
+
+
+class Pricer:
+    """Prices batches. `unknown` counts spans per (provider, model) that no price covered (at most
+    MAX_UNKNOWN_KEYS pairs, then under OTHER_UNKNOWN); `spans_by_source` counts spans per CostSource."""
+
+    def __init__(self, price_file: PriceFile | None = None, catalogue: Catalogue | None = None) -> None:
+        self.price_file = price_file
+        self.catalogue = catalogue if catalogue is not None else Catalogue()
+        self.unknown: Counter[tuple[str, str]] = Counter()
+        self.spans_by_source: Counter[str] = Counter()
+        self._options: dict[tuple[str, str, str], tuple[PriceOption, ...]] = {}
+        # Per model: its first option when that one applies at any time (the common case), else None.
+        self._always: dict[tuple[str, str, str], PriceOption | None] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Pricer:
+        """The catalogue plus the price file named by TRACEHOUSE_PRICE_FILE or [pricing] price_file.
+
+        Raises PriceFileError (a ConfigError) when that file is missing or malformed.
+        """
+        path = price_file_path(config, environ)
+        return cls(PriceFile.load(path) if path else None)
+
+    def options(self, provider: str, request_model: str, response_model: str) -> tuple[PriceOption, ...]:
+        """Every price that may apply to this model, first active one wins: price file, then catalogue."""
+        key = (provider, request_model, response_model)
+        found = self._options.get(key)
+        if found is None:
+            if len(self._options) >= MAX_CACHED_MODELS:  # garbage model names must not grow memory forever
+                self._options.clear()
+                self._always.clear()
+            names = [response_model] if response_model else []
+            if request_model and request_model != response_model:
+                names.append(request_model)
+            user = self.price_file.options(provider, names) if self.price_file else ()
+            catalogue: tuple[PriceOption, ...] = ()
+            for name in names:
+                catalogue = self.catalogue.options(provider, name)
+                if catalogue:
+                    break
+            found = self._options[key] = user + catalogue
+        return found
+
+    def _count_unknown(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        if key not in self.unknown and len(self.unknown) >= MAX_UNKNOWN_KEYS:
+            key = OTHER_UNKNOWN
+        self.unknown[key] += 1
+
+    def resolve(self, provider: str, request_model: str, response_model: str, ts_ns: int) -> PriceOption | None:
+        """The price that applies to a span of this model at this time, or None when unknown."""
+        return first_active(self.options(provider, request_model, response_model), ts_ns)
+
+    def price(self, batch: SpanBatch) -> SpanBatch:
+        """The stage: add the PRICE_COLUMNS to `batch` (rewritten whole if already there)."""
+        n = len(batch)
+        cols = batch.columns
+        blank: list = [""] * n
+        nothing: list = [None] * n
+        kinds = cols.get("LlmSpanKind") or blank
+        attributes = cols.get("SpanAttributes") or [{}] * n
+        providers = cols.get("LlmProvider") or blank
+        request_models = cols.get("LlmRequestModel") or blank
+        response_models = cols.get("LlmResponseModel") or blank
+        timestamps = cols.get("Timestamp") or [0] * n
+        tokens = [cols.get(name) or nothing for name in _TOKEN_COLUMNS]
+
+        results: list[tuple[Decimal | None, ...]] = [_NO_COSTS] * n
+        sources = [""] * n
+        models = [""] * n
+        effective = [""] * n
+        always = self._always
+        with decimal_context():
+            for i, (
+                kind,
+                attrs,
+                provider,
+                request_model,
+                response_model,
+                ts,
+                inp,
+                cr,
+                cw,
+                out,
+                reas,
+                ia,
+                oa,
+            ) in enumerate(
+                zip(kinds, attributes, providers, request_models, response_models, timestamps, *tokens, strict=True)
+            ):
+                if kind and kind not in CALL_KINDS:
+                    continue  # chains, agents, tools: they may repeat their children's usage and cost
+                if attrs and not attrs.keys().isdisjoint(TRIGGER_KEYS):
+                    provided = provided_costs(attrs)
+                    if provided is not None:
+                        results[i] = provided
+                        sources[i] = PROVIDED
+                        continue
+                if not request_model and not response_model and inp is None and out is None:
+                    continue  # not an LLM call
+                key = (provider, request_model, response_model)
+                option = always.get(key, _MISSING)
+                if option is _MISSING:
+                    options = self.options(*key)
+                    option = always[key] = options[0] if options and options[0].always else None
+                if option is None:
+                    option = first_active(self.options(*key), ts)
+                if option is None:
+                    sources[i] = UNKNOWN
+                    self._count_unknown(provider, response_model or request_model)
+                    continue
+                results[i] = compute_costs(
+                    option.sheet, inp or 0, cr or 0, cw or 0, out or 0, reas or 0, ia or 0, oa or 0
+                )
+                sources[i] = option.source
+                models[i] = option.model_id
+                effective[i] = option.effective_from
+
+        for name, values in zip(COST_COLUMNS, zip(*results, strict=True) if n else [()] * 7, strict=True):
+            cols[name] = list(values)
+        cols["CostSource"] = sources
+        cols["PriceModel"] = models
+        cols["PriceEffectiveFrom"] = effective
+        self.spans_by_source.update(sources)
+        del self.spans_by_source[""]
+        return batch
+
+
+def price_file_path(config: Config, environ: Mapping[str, str] | None = None) -> Path | None:
+    """TRACEHOUSE_PRICE_FILE, else `price_file` in the config file's [pricing] table, else none."""
+    env = os.environ if environ is None else environ
+    raw = env.get(PRICE_FILE_ENV) or None
+    if raw is None:
+        section = config.extra.get("pricing", {})
+        if not isinstance(section, dict):
+            raise ConfigError("[pricing] in the config file must be a table")
+        unknown = set(section) - {"price_file", "price-file"}
+        if unknown:
+            raise ConfigError(f"[pricing]: unknown setting(s) {', '.join(sorted(unknown))}; known: price_file")
+        raw = section.get("price_file", section.get("price-file"))
+        if raw is not None and not isinstance(raw, str):
+            raise ConfigError(f"[pricing] price_file must be a path string, got {raw!r}")
+    return Path(raw).expanduser() if raw else None

@@ -1,0 +1,86 @@
+"""Support for the test_normalize* tests (no tests here): build OTLP requests the way exporters send them, and
+run them through decode + normalize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from tracehouse.collector.stages.decode import decode_request
+from tracehouse.collector.stages.normalize import LLM_COLUMNS, normalize
+
+START = 1_700_000_000_000_000_000
+END = START + 1_500_000_000
+
+
+def any_value(value: Any) -> AnyValue:
+    """A Python value as OTLP AnyValue; dicts become kvlists and lists arrays (structured attributes)."""
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, list | tuple):
+        out = AnyValue()
+        out.array_value.values.extend(any_value(v) for v in value)
+        return out
+    if isinstance(value, dict):
+        out = AnyValue()
+        out.kvlist_value.values.extend(KeyValue(key=k, value=any_value(v)) for k, v in value.items())
+        return out
+    raise TypeError(type(value))
+
+
+def key_values(attrs: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()]
+
+
+def request(
+    spans: list[dict[str, Any]],
+    resource: dict[str, Any] | None = None,
+) -> ExportTraceServiceRequest:
+    """Each span dict: attrs, and optionally events [(name, offset_ns, attrs)], status (code, message), name."""
+    req = ExportTraceServiceRequest()
+    resource_spans = req.resource_spans.add()
+    resource_spans.resource.attributes.extend(key_values({"service.name": "svc", **(resource or {})}))
+    scope = resource_spans.scope_spans.add()
+    for i, spec in enumerate(spans):
+        span: Span = scope.spans.add()
+        span.trace_id = (0xABC).to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = spec.get("name", "span")
+        span.start_time_unix_nano = START
+        span.end_time_unix_nano = END
+        span.attributes.extend(key_values(spec.get("attrs", {})))
+        for name, offset, attrs in spec.get("events", ()):
+            event = span.events.add()
+            event.name = name
+            event.time_unix_nano = START + offset
+            event.attributes.extend(key_values(attrs))
+        if "status" in spec:
+            code, message = spec["status"]
+            span.status.code = {"ok": Status.STATUS_CODE_OK, "error": Status.STATUS_CODE_ERROR}[code]
+            span.status.message = message
+    return req
+
+
+def normalized_rows(spans: list[dict[str, Any]], resource: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    batch = normalize(decode_request(request(spans, resource)).batch)
+    return [{name: batch.columns[name][row] for name in LLM_COLUMNS} for row in range(len(batch))]
+
+
+def normalized(attrs: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """The LLM columns of one span with `attrs` (plus events/status/name/resource in `spec`)."""
+    resource = spec.pop("resource", None)
+    return normalized_rows([{"attrs": attrs, **spec}], resource)[0]
+
+
+def loads(text: str) -> Any:
+    return orjson.loads(text) if text else None
