@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply the schema migrations to the store")
     _common(migrate)
 
+    from tracehouse.collector import prices_cli
+
+    prices_cli.add_parser(sub)
+
     sql = sub.add_parser("sql", help="run a read-only SQL query over the spans")
     _common(sql)
     sql.add_argument("query", help="the SQL query; - reads it from standard input")
@@ -101,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(config)
         if args.command == "migrate":
             return _migrate(config)
+        if args.command == "prices":
+            from tracehouse.collector import prices_cli
+
+            return prices_cli.run(args, config)
         return _sql(config, args.query, args.format)
     except ImportError as exc:
         print(f"tracehouse: {exc}; the collector needs: pip install 'tracehouse[collector]'", file=sys.stderr)

@@ -13,11 +13,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tracehouse.collector.config import Config, ConfigError
-from tracehouse.collector.stages.price import CATALOGUE_VERSION, PriceFile, PriceOption, Pricer
-from tracehouse.collector.stages.price.rates import FALLBACK, KINDS
+
+if TYPE_CHECKING:  # the catalogue loads in ~0.3 s: only the subcommands that price pay for it
+    from tracehouse.collector.stages.price import PriceOption, Pricer
 
 UNKNOWN_SQL = """
 SELECT
@@ -92,6 +93,8 @@ def parse_when(text: str) -> datetime:
 
 
 def _pricer(args: argparse.Namespace, config: Config) -> Pricer:
+    from tracehouse.collector.stages.price import PriceFile, Pricer
+
     if getattr(args, "price_file", None):
         return Pricer(PriceFile.load(args.price_file))
     return Pricer.from_config(config)
@@ -136,6 +139,8 @@ def _show(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
 
 
 def _describe(option: PriceOption, pricer: Pricer) -> str:
+    from tracehouse.collector.stages.price import CATALOGUE_VERSION
+
     if option.source == "user":
         rule = option.rule
         path = pricer.price_file.path if pricer.price_file else "price file"
@@ -146,6 +151,8 @@ def _describe(option: PriceOption, pricer: Pricer) -> str:
 
 
 def _print_rates(option: PriceOption, out: IO[str]) -> None:
+    from tracehouse.collector.stages.price.rates import KINDS
+
     base = option.sheet.base
     print("  USD per million tokens", file=out)
     for kind in KINDS:
@@ -160,6 +167,8 @@ def _print_rates(option: PriceOption, out: IO[str]) -> None:
 
 
 def _fallback_root(kind: str) -> str:
+    from tracehouse.collector.stages.price.rates import FALLBACK
+
     while kind in FALLBACK:
         kind = FALLBACK[kind]
     return kind
