@@ -22,6 +22,11 @@ class CollectorMetrics:
         self.spans_rejected = Counter(
             "tracehouse_spans_rejected", "Spans not accepted, by reason", ["reason"], registry=r
         )
+        self.duplicate_requests = Counter(
+            "tracehouse_duplicate_requests",
+            "Retried requests answered from the spool instead of storing their spans again",
+            registry=r,
+        )
         self.spool_bytes = Gauge("tracehouse_spool_bytes", "Bytes in the spool not yet in the store", registry=r)
         self.spool_oldest_age = Gauge(
             "tracehouse_spool_oldest_age_seconds", "Age of the oldest record not yet in the store", registry=r

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,10 +12,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.receivers.otlp import OtlpError, invalid_argument, unavailable
-from tracehouse.collector.spool import Spool, SpoolFull
+from tracehouse.collector.spool import DIGEST_BYTES, NO_DIGEST, Spool, SpoolFull
 from tracehouse.collector.stages import Stage
 from tracehouse.collector.stages.decode import decode_request
 from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable, encode_rows
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()[:DIGEST_BYTES]
 
 
 @dataclass
@@ -57,30 +63,45 @@ class Pipeline:
         if self._spool is not None and self._spool.full:
             raise unavailable("spool is at its disk budget; retry later", retry_after_seconds=5)
 
-    async def export(self, request: ExportTraceServiceRequest, size: int, transport: str) -> ExportResult:
-        """Return once the accepted spans are durable; raise OtlpError otherwise."""
+    async def export(self, request: ExportTraceServiceRequest, body: bytes, transport: str) -> ExportResult:
+        """Return once the accepted spans are durable; raise OtlpError otherwise.
+
+        `body` is the decompressed request: its digest recognises a retry of a request already spooled.
+        """
         try:
-            result = await self._export(request, size)
+            result = await self._export(request, body)
         except OtlpError as exc:
             self._metrics.requests.labels(transport, exc.grpc_code.name.lower()).inc()
             raise
         self._metrics.requests.labels(transport, "ok").inc()
         return result
 
-    async def _export(self, request: ExportTraceServiceRequest, size: int) -> ExportResult:
+    async def _export(self, request: ExportTraceServiceRequest, body: bytes) -> ExportResult:
         self.check_capacity()
+        size = len(body)
         if self._inflight + size > self._max_inflight and self._inflight:
             raise unavailable("collector has too much data in flight; retry later", retry_after_seconds=1)
         self._inflight += size
         try:
+            digest_future = None
+            if self._spool is not None and body:
+                # hashlib releases the GIL: the digest is computed on the other core while we decode.
+                digest_future = asyncio.get_running_loop().run_in_executor(None, _digest, body)
             batch, result = self.process(request)
+            digest = await digest_future if digest_future is not None else None
+            if digest is not None and self._spool is not None:
+                seen = self._spool.lookup(digest)
+                if seen is not None:
+                    await self._spool.sync(seen)
+                    self._metrics.duplicate_requests.inc()
+                    return result
             self._metrics.spans_received.inc(result.accepted + result.rejected)
             if result.rejected:
                 self._metrics.spans_rejected.labels("invalid").inc(result.rejected)
             if len(batch):
                 header, payload = encode_rows(batch)
                 try:
-                    await self._store(header, payload, len(batch))
+                    await self._store(header, payload, len(batch), digest)
                 except OtlpError:
                     self._metrics.spans_rejected.labels("unavailable").inc(len(batch))
                     raise
@@ -89,10 +110,10 @@ class Pipeline:
         finally:
             self._inflight -= size
 
-    async def _store(self, header: bytes, payload: bytes, rows: int) -> None:
+    async def _store(self, header: bytes, payload: bytes, rows: int, digest: bytes | None) -> None:
         if self._spool is not None:
             try:
-                end = self._spool.append(header, payload, rows)
+                end = self._spool.append(header, payload, rows, digest or NO_DIGEST)
             except SpoolFull as exc:
                 raise unavailable(str(exc), retry_after_seconds=5) from None
             except OSError as exc:

@@ -8,9 +8,15 @@ Layout of `<dir>`:
 - `intent`: the range and deduplication token of the insert in flight, so a crash between
   insert and checkpoint replays exactly that insert with the same token (ClickHouse drops it).
 
-A record is `length u32 | crc32 u32 | rows u32 | header-length u16 | header | rows payload`,
-the CRC covering everything after it. A torn or corrupt tail (crash mid-write) is cut off at
-start, with a warning, never a crash loop.
+A record is `length u32 | crc32 u32 | rows u32 | header-length u16 | header | rows payload`, the
+CRC covering rows and everything after the prefix; the header is the request digest (16 bytes)
+then the column names. A torn or corrupt tail (crash mid-write) is cut off at start, with a
+warning, never a crash loop.
+
+Request digests make retries idempotent: an exporter that resends a request whose
+acknowledgement it lost (the collector died between fsync and reply) is answered from the spool
+instead of storing the spans twice. Digests of the records in the last segments are kept (the
+last two segments stay on disk even when already sent) and rebuilt at start.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ log = logging.getLogger(__name__)
 _PREFIX = struct.Struct("<III")  # length (after the prefix), crc32, rows
 _HEADER_LEN = struct.Struct("<H")
 _SEGMENT_SUFFIX = ".seg"
+DIGEST_BYTES = 16
+NO_DIGEST = bytes(DIGEST_BYTES)
+_KEPT_SEGMENTS = 2
+_MAX_DIGESTS = 200_000
 
 
 class SpoolFull(Exception):
@@ -43,6 +53,7 @@ class Record:
     rows: int
     header: bytes  # the column names, comma separated
     payload: bytes
+    digest: bytes = NO_DIGEST
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class Spool:
         self._sync_task: asyncio.Future[None] | None = None
         self._appended = asyncio.Event()
         self._append_times: list[tuple[int, float]] = []  # (record start, wall time) for the age gauge
+        self._digests: dict[bytes, int] = {}  # request digest -> end offset of its record
         self.truncated_bytes = 0
 
     # --- opening and recovery --------------------------------------------------------------------
@@ -104,8 +116,10 @@ class Spool:
             self._segments = [self._committed]
             self._segment_path(self._committed).touch()
             _fsync_dir(self.directory)
+        for base in self._segments[-_KEPT_SEGMENTS:-1]:
+            self._scan_segment(base)
         last = self._segments[-1]
-        valid_end = self._scan_valid_end(last)
+        valid_end = self._scan_segment(last)
         path = self._segment_path(last)
         size = path.stat().st_size
         if valid_end < last + size:
@@ -119,16 +133,17 @@ class Spool:
         self._file = open(path, "ab")  # noqa: SIM115 - the spool owns it until close()
         self._drop_committed_segments()
 
-    def _scan_valid_end(self, base: int) -> int:
-        """The global offset where the last intact record of a segment ends."""
+    def _scan_segment(self, base: int) -> int:
+        """Verify a segment's records, remember their digests; return where the last intact one ends."""
         data = memoryview(self._segment_path(base).read_bytes())
         offset = 0
         while offset + _PREFIX.size <= len(data):
             length, crc, rows = _PREFIX.unpack_from(data, offset)
             body = data[offset + _PREFIX.size : offset + _PREFIX.size + length]
-            if len(body) < length or length < _HEADER_LEN.size or _crc(rows, body) != crc:
+            if len(body) < length or length < _HEADER_LEN.size + DIGEST_BYTES or _crc(rows, body) != crc:
                 break
             offset += _PREFIX.size + length
+            self._remember(bytes(body[_HEADER_LEN.size : _HEADER_LEN.size + DIGEST_BYTES]), base + offset)
         return base + offset
 
     def close(self) -> None:
@@ -153,12 +168,24 @@ class Spool:
             self._append_times.pop(0)
         return time.time() - self._append_times[0][1] if self._append_times else 0.0
 
-    def append(self, header: bytes, payload: bytes, rows: int) -> int:
+    def _remember(self, digest: bytes, end: int) -> None:
+        if digest == NO_DIGEST:
+            return
+        self._digests[digest] = end
+        if len(self._digests) > _MAX_DIGESTS:
+            del self._digests[next(iter(self._digests))]
+
+    def lookup(self, digest: bytes) -> int | None:
+        """The end offset of an earlier record of the same request, if the spool still knows it."""
+        return self._digests.get(digest)
+
+    def append(self, header: bytes, payload: bytes, rows: int, digest: bytes = NO_DIGEST) -> int:
         """Write one record (not yet durable: await `sync(end)`); return its end offset."""
         if self.full:
             raise SpoolFull(f"spool holds {self.pending_bytes} unsent bytes (budget {self.budget_bytes})")
         assert self._file is not None, "spool is not open"
-        head = _HEADER_LEN.pack(len(header)) + header
+        assert len(digest) == DIGEST_BYTES
+        head = _HEADER_LEN.pack(DIGEST_BYTES + len(header)) + digest + header
         length = len(head) + len(payload)
         crc = zlib.crc32(payload, _crc(rows, head))
         start = self._written
@@ -170,6 +197,7 @@ class Spool:
         self._file.write(payload)
         self._written = start + size
         self._append_times.append((start, time.time()))
+        self._remember(digest, self._written)
         return self._written
 
     def _rotate(self) -> None:
@@ -238,11 +266,12 @@ class Spool:
                     length, _checksum, n = _PREFIX.unpack(prefix)
                     body = fh.read(length)
                     (header_len,) = _HEADER_LEN.unpack_from(body, 0)
-                    header = body[2 : 2 + header_len]
+                    digest = body[2 : 2 + DIGEST_BYTES]
+                    header = body[2 + DIGEST_BYTES : 2 + header_len]
                     if records and (header != records[0].header or (end is None and rows + n > max_rows)):
                         return records
                     end_pos = position + _PREFIX.size + length
-                    records.append(Record(position, end_pos, n, header, body[2 + header_len :]))
+                    records.append(Record(position, end_pos, n, header, body[2 + header_len :], digest))
                     rows += n
                     position = end_pos
             if seg_end is not None and position >= seg_end:
@@ -269,7 +298,7 @@ class Spool:
         self._drop_committed_segments()
 
     def _drop_committed_segments(self) -> None:
-        while len(self._segments) > 1 and self._segments[1] <= self._committed:
+        while len(self._segments) > _KEPT_SEGMENTS and self._segments[1] <= self._committed:
             self._segment_path(self._segments.pop(0)).unlink(missing_ok=True)
 
     def _segment_for(self, position: int) -> int:

@@ -56,7 +56,7 @@ class GrpcReceiver:
         try:
             self._pipeline.check_capacity()
             request = parse_protobuf(body)
-            result = await self._pipeline.export(request, len(body), "grpc")
+            result = await self._pipeline.export(request, body, "grpc")
         except OtlpError as exc:
             await _abort(context, exc)
             raise AssertionError("unreachable") from None

@@ -66,7 +66,7 @@ class HttpReceiver:
             self._pipeline.check_capacity()
             body = await self._read_body(request)
             otlp_request = parse_json(body) if content_type == JSON else parse_protobuf(body)
-            result = await self._pipeline.export(otlp_request, len(body), "http")
+            result = await self._pipeline.export(otlp_request, body, "http")
         except _Unsupported as exc:
             return _error(reply_type, 415, str(exc))
         except OtlpError as exc:

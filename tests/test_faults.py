@@ -1,0 +1,281 @@
+"""Fault tests on real processes with the real OTel exporters: kill -9 mid-stream, the store away,
+overload. Acknowledged means stored exactly once; refusals are retryable; nothing is dropped."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from collector_process import CollectorProcess, spool_bytes, sql_rows, wait_drained
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _make_spans(service: str, count: int, text_bytes: int = 0) -> list:
+    """Finished SDK spans, to hand to an exporter batch by batch."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("faults")
+    filler = "x" * text_bytes
+    for i in range(count):
+        with tracer.start_as_current_span(f"op-{i}", attributes={"input.value": filler} if filler else None):
+            pass
+    return list(memory.get_finished_spans())
+
+
+def _span_counts(data_dir: Path, service: str) -> dict[str, int]:
+    rows = sql_rows(
+        data_dir, f"SELECT SpanId, count() AS n FROM otel_traces WHERE ServiceName = '{service}' GROUP BY SpanId"
+    )
+    return {row["SpanId"]: int(row["n"]) for row in rows}
+
+
+def _span_id(span) -> str:
+    return format(span.context.span_id, "016x")
+
+
+def test_kill_9_mid_stream_loses_and_duplicates_nothing_acknowledged(tmp_path):
+    data_dir = tmp_path / "data"
+    grpc_port, http_port = _free_port(), _free_port()
+    ports = ("--grpc-port", str(grpc_port), "--http-port", str(http_port))
+    spans = _make_spans("chaos", 6000)
+    batches = [spans[i : i + 100] for i in range(0, len(spans), 100)]
+    acked: set[str] = set()
+    failed_batches = 0
+    done = threading.Event()
+
+    def send() -> None:
+        nonlocal failed_batches
+        exporter = GrpcExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True, timeout=8)
+        for batch in batches:
+            if exporter.export(batch) == SpanExportResult.SUCCESS:
+                acked.update(_span_id(s) for s in batch)
+            else:
+                failed_batches += 1
+            time.sleep(0.01)
+        exporter.shutdown()
+        done.set()
+
+    collector = CollectorProcess(data_dir, *ports).start()
+    sender = threading.Thread(target=send)
+    sender.start()
+    rng = random.Random(42)
+    kills = 0
+    try:
+        while kills < 3 and not done.is_set():
+            time.sleep(rng.uniform(0.4, 1.2))
+            collector.kill()  # SIGKILL: no flush, no cleanup
+            kills += 1
+            collector = CollectorProcess(data_dir, *ports).start()
+        sender.join(timeout=240)
+        assert done.is_set(), "the sender did not finish"
+        assert kills >= 2, "the stream ended before the collector was killed twice"
+        counts = _span_counts(data_dir, "chaos")
+    finally:
+        collector.kill()
+    missing = acked - counts.keys()
+    duplicated = {span_id: n for span_id, n in counts.items() if n > 1}
+    assert not missing, f"{len(missing)} acknowledged spans lost"
+    assert not duplicated, f"{len(duplicated)} spans stored more than once"
+    assert len(acked) >= 3000, f"only {len(acked)} spans acknowledged ({failed_batches} batches failed)"
+
+
+def _raw_export(endpoint: str, request: bytes) -> grpc.RpcError | None:
+    with grpc.insecure_channel(endpoint) as channel:
+        try:
+            channel.unary_unary(EXPORT)(request, timeout=10)
+        except grpc.RpcError as error:
+            return error
+    return None
+
+
+def _request(service: str, spans: int, seed: int) -> bytes:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    ss = rs.scope_spans.add()
+    rng = random.Random(seed)
+    for i in range(spans):
+        span = ss.spans.add()
+        span.trace_id, span.span_id = rng.randbytes(16), rng.randbytes(8)
+        span.name = f"op-{i}"
+        span.start_time_unix_nano = 1_700_000_000_000_000_000 + i
+        span.end_time_unix_nano = span.start_time_unix_nano + 1000
+        attribute = span.attributes.add()
+        attribute.key, attribute.value.string_value = "input.value", "y" * 2000
+    return request.SerializeToString()
+
+
+def test_store_away_spool_fills_then_backpressure_then_everything_drains(tmp_path):
+    fault = tmp_path / "store-down"
+    fault.touch()
+    collector = CollectorProcess(
+        tmp_path / "data",
+        "--spool-budget-bytes",
+        str(600_000),
+        env={"TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(fault)},
+    ).start()
+    try:
+        # The store is away: requests are still accepted, into the spool, until its budget.
+        accepted = 0
+        for seed in range(20):
+            error = _raw_export(collector.grpc_endpoint, _request("away", 50, seed))
+            if error is not None:
+                break
+            accepted += 1
+        assert 2 <= accepted < 20
+        assert spool_bytes(collector.http_endpoint) >= 600_000
+
+        # Then UNAVAILABLE with RetryInfo, in the status details and in the trailer the exporter reads.
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        trailers = dict(error.trailing_metadata())
+        status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+        retry = error_details_pb2.RetryInfo()
+        assert status.details[0].Unpack(retry) and retry.retry_delay.seconds >= 1
+        assert error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]).retry_delay.seconds >= 1
+        # HTTP says the same with 503 and Retry-After.
+        http_request = urllib.request.Request(
+            collector.traces_url, data=_request("away", 5, 999), headers={"Content-Type": "application/x-protobuf"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(http_request, timeout=10)
+        assert refused.value.code == 503 and int(refused.value.headers["Retry-After"]) >= 1
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=10)
+        assert not_ready.value.code == 503
+        assert "store unreachable" in json.loads(not_ready.value.read())["problems"]
+
+        # A real exporter retries on that answer; the store comes back while it does.
+        spans = _make_spans("away-sdk", 40, text_bytes=1000)
+        result: list[SpanExportResult] = []
+        exporter = HttpExporter(endpoint=collector.traces_url, timeout=30)
+        thread = threading.Thread(target=lambda: result.append(exporter.export(spans)))
+        thread.start()
+        time.sleep(2.5)
+        assert thread.is_alive(), "the exporter gave up instead of retrying"
+        fault.unlink()
+        thread.join(60)
+        assert result == [SpanExportResult.SUCCESS]
+
+        wait_drained(collector.data_dir)
+        assert sum(_span_counts(collector.data_dir, "away").values()) == accepted * 50
+        assert set(_span_counts(collector.data_dir, "away").values()) == {1}
+        assert _span_counts(collector.data_dir, "away-sdk") == {_span_id(s): 1 for s in spans}
+        with urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=10) as ready:
+            assert ready.status == 200
+    finally:
+        collector.kill()
+
+
+def test_collector_starts_without_its_server_and_the_spool_keeps_everything(tmp_path):
+    """An http:// store with nothing listening: spans are acknowledged into the spool; when the collector
+    comes back on a reachable store (here the embedded one, same data dir) the spool drains into it."""
+    data_dir = tmp_path / "data"
+    nowhere = f"http://default:secret@127.0.0.1:{_free_port()}/default"
+    collector = CollectorProcess(data_dir, "--clickhouse-url", nowhere).start()
+    try:
+        assert "secret" not in (data_dir / "collector.json").read_text()
+        spans = _make_spans("no-server", 300)
+        exporter = GrpcExporter(endpoint=collector.grpc_endpoint, insecure=True, timeout=10)
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=10)
+        assert not_ready.value.code == 503
+        assert spool_bytes(collector.http_endpoint) > 0
+        assert collector.stop() == 0  # a clean stop with the store away keeps the spool
+        assert "secret" not in collector.log()
+    finally:
+        collector.kill()
+    back = CollectorProcess(data_dir).start()
+    try:
+        assert _span_counts(data_dir, "no-server") == {_span_id(s): 1 for s in spans}
+    finally:
+        back.kill()
+
+
+def _rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+RSS_CEILING_MIB = 1200
+
+
+def test_overload_stays_bounded_and_turns_into_retryable_refusals(tmp_path):
+    """Twelve clients send distinct requests as fast as they can for 8 s while the store stalls for 3 s
+    in the middle (capacity drops to the spool's budget): memory stays under the ceiling, the excess is
+    refused with UNAVAILABLE (retryable), every acknowledged span is stored exactly once."""
+    fault = tmp_path / "stall"
+    collector = CollectorProcess(
+        tmp_path / "data",
+        "--spool-budget-bytes",
+        str(8 << 20),
+        "--max-inflight-bytes",
+        str(32 << 20),
+        env={"TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(fault)},
+    ).start()
+    acked: list[int] = []
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def client(k: int) -> None:
+        with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+            export = channel.unary_unary(EXPORT)
+            seed = k
+            while time.monotonic() < started + 8:
+                try:
+                    export(_request("overload", 100, seed), timeout=30)
+                    with lock:
+                        acked.append(seed)
+                except grpc.RpcError as error:
+                    with lock:
+                        codes[error.code().name] = codes.get(error.code().name, 0) + 1
+                seed += 12
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.5)
+        fault.touch()
+        time.sleep(3)
+        fault.unlink()
+        for thread in threads:
+            thread.join(90)
+        peak_mib = _rss_peak_kib(collector.proc.pid) / 1024
+        assert collector.alive()
+        assert set(codes) == {"UNAVAILABLE"}, codes
+        assert peak_mib < RSS_CEILING_MIB, f"peak RSS {peak_mib:.0f} MiB"
+        counts = _span_counts(collector.data_dir, "overload")
+        assert len(counts) == 100 * len(acked)  # every acknowledged request's spans, no refused one
+        assert set(counts.values()) == {1}
+        print(f"overload: {len(acked)} requests acked, refusals {codes}, peak RSS {peak_mib:.0f} MiB")
+    finally:
+        collector.kill()

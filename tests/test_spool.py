@@ -1,0 +1,124 @@
+"""The spool on a real disk: records survive reopening, a torn or corrupt tail is cut (never a crash),
+segments rotate and are dropped once sent, the budget holds, digests and the insert intent persist."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from tracehouse.collector.spool import Intent, Spool, SpoolFull
+
+HEADER = b"Timestamp,SpanId"
+
+
+def _digest(i: int) -> bytes:
+    return i.to_bytes(16, "big")
+
+
+def _fill(spool: Spool, count: int, size: int = 100, start: int = 0) -> list[int]:
+    ends = [
+        spool.append(HEADER, bytes([65 + (start + i) % 26]) * size + b"\n", 1, _digest(start + i)) for i in range(count)
+    ]
+    asyncio.run(spool.sync(ends[-1]))
+    return ends
+
+
+def test_records_survive_reopen_and_commit(tmp_path):
+    spool = Spool(tmp_path, budget_bytes=1 << 20)
+    spool.open()
+    ends = _fill(spool, 5)
+    records = spool.read(spool.committed, max_rows=100)
+    assert [r.payload[:1] for r in records] == [b"A", b"B", b"C", b"D", b"E"]
+    assert all(r.header == HEADER and r.rows == 1 for r in records)
+    assert [r.end for r in records] == ends
+    spool.commit(ends[1])
+    spool.close()
+
+    reopened = Spool(tmp_path, budget_bytes=1 << 20)
+    reopened.open()
+    assert reopened.committed == ends[1]
+    assert [r.payload[:1] for r in reopened.read(reopened.committed, max_rows=100)] == [b"C", b"D", b"E"]
+    assert reopened.pending_bytes == ends[-1] - ends[1]
+    assert reopened.lookup(_digest(4)) == ends[4]  # digests are rebuilt from disk
+    assert reopened.read(reopened.committed, max_rows=2)[-1].end == ends[3]  # max_rows bounds a read
+
+
+@pytest.mark.parametrize("damage", ["torn", "garbage", "bitflip"])
+def test_damaged_tail_is_cut_not_fatal(tmp_path, damage):
+    spool = Spool(tmp_path, budget_bytes=1 << 20)
+    spool.open()
+    ends = _fill(spool, 3)
+    spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    if damage == "torn":
+        segment.write_bytes(data[: ends[2] - 17])  # crash in the middle of the third record
+    elif damage == "garbage":
+        segment.write_bytes(bytes(data) + os.urandom(50))
+    else:
+        data[ends[1] + 20] ^= 0xFF  # one flipped byte inside the third record
+        segment.write_bytes(bytes(data))
+
+    reopened = Spool(tmp_path, budget_bytes=1 << 20)
+    reopened.open()
+    kept = 2 if damage != "garbage" else 3
+    assert len(reopened.read(0, max_rows=100)) == kept
+    assert reopened.truncated_bytes > 0
+    new_end = _fill(reopened, 1, start=10)[-1]  # and the spool goes on from there
+    assert [r.payload[:1] for r in reopened.read(0, max_rows=100)][-1] == b"K"
+    assert new_end == reopened.synced
+
+
+def test_segments_rotate_and_sent_ones_are_dropped(tmp_path):
+    spool = Spool(tmp_path, budget_bytes=1 << 20, segment_bytes=1000)
+    spool.open()
+    ends = _fill(spool, 40, size=200)
+    assert len(list(tmp_path.glob("*.seg"))) > 5
+    assert len(spool.read(0, max_rows=1000)) == 40  # reads cross segment boundaries
+    spool.commit(ends[-1])
+    assert len(list(tmp_path.glob("*.seg"))) == 2  # the last two stay, for retry digests
+    assert spool.pending_bytes == 0
+    spool.close()
+    reopened = Spool(tmp_path, budget_bytes=1 << 20, segment_bytes=1000)
+    reopened.open()
+    assert reopened.read(reopened.committed, max_rows=100) == []
+    assert reopened.lookup(_digest(39)) == ends[-1]
+
+
+def test_budget_refuses_until_data_is_sent(tmp_path):
+    spool = Spool(tmp_path, budget_bytes=1000)
+    spool.open()
+    ends = _fill(spool, 6, size=120)  # 6 records of 167 bytes: past the budget
+    assert spool.full
+    with pytest.raises(SpoolFull, match="budget"):
+        spool.append(HEADER, b"x" * 120, 1)
+    spool.commit(ends[-1])
+    spool.append(HEADER, b"x" * 120, 1)
+
+
+def test_records_with_other_columns_are_read_separately(tmp_path):
+    spool = Spool(tmp_path, budget_bytes=1 << 20)
+    spool.open()
+    spool.append(b"A,B", b"[1,2]\n", 1)
+    spool.append(b"A,B", b"[3,4]\n", 1)
+    end = spool.append(b"A,B,C", b"[5,6,7]\n", 1)
+    asyncio.run(spool.sync(end))
+    first = spool.read(0, max_rows=100)
+    assert [r.payload for r in first] == [b"[1,2]\n", b"[3,4]\n"]
+    second = spool.read(first[-1].end, max_rows=100)
+    assert [(r.header, r.payload) for r in second] == [(b"A,B,C", b"[5,6,7]\n")]
+
+
+def test_insert_intent_survives_a_crash(tmp_path):
+    spool = Spool(tmp_path, budget_bytes=1 << 20)
+    spool.open()
+    ends = _fill(spool, 4)
+    spool.write_intent(Intent(0, ends[2], "tok"))
+    spool.close()  # "crash" between insert and commit
+    reopened = Spool(tmp_path, budget_bytes=1 << 20)
+    reopened.open()
+    assert reopened.read_intent() == Intent(0, ends[2], "tok")
+    assert len(reopened.read(0, max_rows=100, end=ends[2])) == 3  # exactly the intended range
+    reopened.commit(ends[2])
+    assert reopened.read_intent() is None
