@@ -1,10 +1,13 @@
 """End-to-end ingest throughput: pre-serialized OTLP requests of LLM-sized spans, several gRPC
 connections, against a real `tracehouse serve` on a fresh embedded store.
 
-    .venv/bin/python bench/bench_ingest.py [--spans 100000] [--batch 512] [--connections 4]
+    .venv/bin/python bench/bench_ingest.py [--spans 100000] [--batch 512] [--connections 8] [--no-spool]
+    .venv/bin/python bench/bench_ingest.py --rate 2000 --seconds 20      # ack latency at a fixed offered load
 
 Prints spans/s acknowledged, request latency p50/p99, and checks the stored count.
 (The OTel SDK tops out near 6-7k spans/s per process, so it cannot be the load generator.)
+Every request is distinct (a counter in a resource attribute), so the spool's retry
+deduplication does not flatter the figures.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+MARK = "request-000000000000"
 WORDS = "the quick brown fox jumps over a lazy dog while models answer questions about invoices and code".split()
 
 
@@ -43,7 +48,7 @@ def llm_request(rng: random.Random, spans: int, service: str = "bench-app") -> b
     """One ExportTraceServiceRequest of OpenInference LLM spans: ~15 attributes, two ~2 KB texts."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
-    for key, value in (("service.name", service), ("telemetry.sdk.language", "python")):
+    for key, value in (("service.name", service), ("telemetry.sdk.language", "python"), ("bench.request", MARK)):
         kv = rs.resource.attributes.add()
         kv.key, kv.value.string_value = key, value
     ss = rs.scope_spans.add()
@@ -89,11 +94,22 @@ def llm_request(rng: random.Random, spans: int, service: str = "bench-app") -> b
     return request.SerializeToString()
 
 
+def _spool_bytes(http_endpoint: str) -> float:
+    with urllib.request.urlopen(http_endpoint + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("tracehouse_spool_bytes "):
+                return float(line.split()[1])
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=512, help="spans per request (the SDK default is 512)")
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--no-spool", action="store_true", help="acknowledge on insert instead of on spool fsync")
+    parser.add_argument("--rate", type=int, default=0, help="fixed offered load in spans/s (0: as fast as possible)")
+    parser.add_argument("--seconds", type=float, default=20, help="duration of a --rate run")
     parser.add_argument("--distinct", type=int, default=20, help="distinct pre-built requests to cycle through")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     args = parser.parse_args()
@@ -105,7 +121,8 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="tracehouse-bench-")) / "data"
     collector = subprocess.Popen(
         [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(data_dir)]
-        + ["--grpc-port", "0", "--http-port", "0", "--log-level", "WARNING"],
+        + ["--grpc-port", "0", "--http-port", "0", "--log-level", "WARNING"]
+        + (["--no-spool"] if args.no_spool else []),
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -114,11 +131,13 @@ def main() -> None:
         while not info_path.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         info = json.loads(info_path.read_text())
-        requests_total = args.spans // args.batch
+        requests_total = args.spans // args.batch if not args.rate else int(args.rate * args.seconds / args.batch)
+        interval = args.batch * args.connections / args.rate if args.rate else 0.0
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()
         counter = iter(range(requests_total))
+        mark = MARK.encode()
 
         def worker() -> None:
             with grpc.insecure_channel(
@@ -130,16 +149,20 @@ def main() -> None:
                         i = next(counter, None)
                     if i is None:
                         return
+                    payload = payloads[i % len(payloads)].replace(mark, f"request-{i:012d}".encode())
+                    if interval:
+                        next_send = begin + (i // args.connections) * interval
+                        time.sleep(max(0.0, next_send - time.perf_counter()))
                     started = time.perf_counter()
                     try:
-                        export(payloads[i % len(payloads)], timeout=120)
+                        export(payload, timeout=120)
                     except grpc.RpcError as exc:
                         errors.append(exc.code().name)
                         continue
                     with lock:
                         latencies.append(time.perf_counter() - started)
 
-        started = time.perf_counter()
+        begin = started = time.perf_counter()
         threads = [threading.Thread(target=worker) for _ in range(args.connections)]
         for thread in threads:
             thread.start()
@@ -148,14 +171,20 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         acked = len(latencies) * args.batch
         latencies.sort()
+        mode = "spool off (ack on insert)" if args.no_spool else "spool on (ack on fsync)"
+        offered = f"offered {args.rate:,} spans/s" if args.rate else "as fast as possible"
         print(
-            f"acknowledged {acked} spans in {elapsed:.2f}s: {acked / elapsed:,.0f} spans/s "
+            f"{mode}, {offered}: acknowledged {acked} spans in {elapsed:.2f}s: {acked / elapsed:,.0f} spans/s "
             f"({args.connections} connections, {args.batch} spans/request)"
         )
         print(
             f"request latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms; errors: {len(errors)}"
         )
+        drain_started = time.perf_counter()
+        while _spool_bytes(info["http_endpoint"]) > 0:
+            time.sleep(0.05)
+        print(f"spool drained {time.perf_counter() - drain_started:.2f}s after the last acknowledgement")
         out = subprocess.run(
             [
                 sys.executable,
