@@ -279,3 +279,26 @@ def test_overload_stays_bounded_and_turns_into_retryable_refusals(tmp_path):
         print(f"overload: {len(acked)} requests acked, refusals {codes}, peak RSS {peak_mib:.0f} MiB")
     finally:
         collector.kill()
+
+
+def test_without_spool_acknowledgement_waits_for_the_insert(tmp_path):
+    """--no-spool: an acknowledged span is already in ClickHouse; with the store down the request is refused."""
+    fault = tmp_path / "down"
+    collector = CollectorProcess(
+        tmp_path / "data", "--no-spool", env={"TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(fault)}
+    ).start()
+    try:
+        spans = _make_spans("direct", 50)
+        exporter = GrpcExporter(endpoint=collector.grpc_endpoint, insecure=True, timeout=10)
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+        assert not (collector.data_dir / "spool").exists()
+        assert _span_counts(collector.data_dir, "direct") == {_span_id(s): 1 for s in spans}
+        fault.touch()
+        error = _raw_export(collector.grpc_endpoint, _request("direct-down", 5, 1))
+        assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "store unavailable" in error.details()
+        fault.unlink()
+        assert _raw_export(collector.grpc_endpoint, _request("direct-down", 5, 1)) is None
+        assert len(_span_counts(collector.data_dir, "direct-down")) == 5
+    finally:
+        collector.kill()
