@@ -1,0 +1,326 @@
+"""Finds and replaces PII in many strings at once: built-in detectors plus user rules on RE2.
+
+All strings of one call are encoded to UTF-8 and joined with NUL bytes, so a batch with nothing
+to redact costs one encode and one RE2 scan, whatever the number of strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import re2
+
+from tracehouse.collector.stages.redact.detectors import BUILTINS, Detector, dispatch_table
+from tracehouse.collector.stages.redact.finder import Finder, options
+from tracehouse.collector.stages.redact.tokens import Hasher
+
+SEP = b"\x00"
+Counts = dict[str, int]
+Result = tuple[str, Counts] | None
+
+
+def re2_options() -> re2.Options:
+    """Options for user patterns: errors are raised with the rule's name instead of logged."""
+    return options()
+
+
+@dataclass(frozen=True)
+class UserRule:
+    """A configured pattern: every match is replaced and counted under the rule's name."""
+
+    name: str
+    regex: re2._Regexp
+    replacement: str  # literal text, or "" for a hash token [NAME:<hex>]
+    # Patterns with ^ $ \A \z mean "start/end of the value", so they are run on each value alone.
+    per_value: bool
+
+
+# Failed candidates allowed per scan before the text counts as adversarial (see _Overloaded).
+FAILED_CANDIDATES_BASE = 256
+FAILED_CANDIDATES_BYTES = 64
+OVERLOAD = "overload"
+
+
+class _Overloaded(Exception):
+    """Too many candidates failed validation: scanning on would cost far more than the text is worth."""
+
+
+class _Hit(NamedTuple):
+    start: int
+    end: int
+    kind: str  # count key
+    label: str  # hash-mode replacement label: [LABEL:<hex>]
+    replacement: bytes | None  # literal replacement; None means hash mode
+    order: int  # tie-break: built-ins (0) before user rules (1 + index)
+
+
+class Scanner:
+    def __init__(
+        self,
+        detectors: Sequence[Detector] = BUILTINS,
+        rules: Sequence[UserRule] = (),
+        allow_values: Sequence[str] = (),
+        allow_patterns: Sequence[re2._Regexp] = (),
+        hash_builtins: bool = False,
+        hasher: Hasher | None = None,
+    ) -> None:
+        self._detectors = tuple(detectors)
+        self._finder = Finder(self._detectors) if detectors else None
+        self._dispatch = dispatch_table(self._detectors)
+        self._rules = tuple(rules)
+        # One RE2 pass tells which rules match anywhere; rules about whole values always run per value.
+        self._rule_set: re2.Set | None = None
+        self._set_rules = [i for i, rule in enumerate(self._rules) if not rule.per_value]
+        self._per_value_rules = [i for i, rule in enumerate(self._rules) if rule.per_value]
+        if self._set_rules:
+            self._rule_set = re2.Set.SearchSet(re2_options())
+            for i in self._set_rules:
+                self._rule_set.Add(self._rules[i].regex.pattern)
+            self._rule_set.Compile()
+        self._allow = frozenset(value.encode() for value in allow_values)
+        self._allow_patterns = tuple(allow_patterns)
+        if (hash_builtins or any(not r.replacement for r in self._rules)) and hasher is None:
+            raise ValueError("hash-mode replacements need a Hasher")
+        self._hash_builtins = hash_builtins
+        self._hasher = hasher
+        self._labels = {d.type: f"[{d.type.upper()}]".encode() for d in self._detectors}
+
+    @property
+    def active(self) -> bool:
+        return self._finder is not None or bool(self._rules)
+
+    def detect(self, text: str) -> list[tuple[str, int, int]]:
+        """What would be replaced in text: (kind, start, end) in characters. For evaluation and tests."""
+        buf = text.encode("utf-8", "surrogatepass")
+        try:
+            hits = self._builtin_hits(buf) if self._finder is not None else []
+        except _Overloaded:
+            return [(OVERLOAD, 0, len(text))]
+        if self._rules:
+            hits.extend(self._rule_hits(buf, [buf]))
+        hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
+        found = []
+        last_end = -1
+        for hit in hits:
+            if hit.start >= last_end:
+                start = len(buf[: hit.start].decode("utf-8", "surrogatepass"))
+                end = start + len(buf[hit.start : hit.end].decode("utf-8", "surrogatepass"))
+                found.append((hit.kind, start, end))
+                last_end = hit.end
+        return found
+
+    def scan(self, text: str) -> Result:
+        return self.scan_values([text])[0]
+
+    def scan_values(self, values: Sequence[str]) -> list[Result]:
+        """For each value: None when nothing was found, else the redacted text and counts by kind."""
+        results: list[Result] = [None] * len(values)
+        if not values or not self.active:
+            return results
+        encoded = [value.encode("utf-8", "surrogatepass") for value in values]
+        buf = SEP.join(encoded)
+        try:
+            hits = self._builtin_hits(buf) if self._finder is not None else []
+        except _Overloaded:
+            if len(values) > 1:
+                return [self.scan_values([value])[0] for value in values]
+            # Text made of failing candidates costs more than it is worth: mask it whole, never pass it.
+            return [('"[REDACTED]"' if _is_json(encoded[0]) else "[REDACTED]", {OVERLOAD: 1})]
+        if self._rules:
+            hits.extend(self._rule_hits(buf, encoded))
+        if not hits:
+            return results
+        hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
+        offsets = []
+        pos = 0
+        for item in encoded:
+            offsets.append(pos)
+            pos += len(item) + 1
+        index = 0
+        last_end = -1
+        per_value: dict[int, list[_Hit]] = {}
+        for hit in hits:
+            if hit.start < last_end:
+                continue  # overlaps an earlier, longer or higher-priority hit
+            while index + 1 < len(offsets) and offsets[index + 1] <= hit.start:
+                index += 1
+            per_value.setdefault(index, []).append(hit)
+            last_end = hit.end
+        for i, value_hits in per_value.items():
+            results[i] = self._rewrite(encoded[i], offsets[i], value_hits)
+        return results
+
+    def _builtin_hits(self, buf: bytes) -> list[_Hit]:
+        hits: list[_Hit] = []
+        starts = self._finder.starts
+        dispatch = self._dispatch
+        budget = FAILED_CANDIDATES_BASE + len(buf) // FAILED_CANDIDATES_BYTES
+        candidates = starts(buf, 0)
+        while candidates:
+            found = None
+            for p in candidates:
+                # "\n@x" in JSON: the n belongs to the escape, so nothing can start there.
+                if p > 0 and buf[p - 1] == 92 and buf[p] in _ESCAPE_LETTERS and _odd_backslashes(buf, p - 1):
+                    continue
+                for detector in dispatch[buf[p]]:
+                    m = detector.pattern.match(buf, p)
+                    if m is not None:
+                        span = detector.validate(buf, m, p)
+                        if span is not None:
+                            found = detector, span
+                            break
+                if found is not None:
+                    break
+            if found is None:
+                pos = candidates[-1] + 1
+                budget -= 1
+                if budget < 0:
+                    raise _Overloaded
+            else:
+                detector, (start, end) = found
+                if not self._allowed(buf[start:end]):
+                    kind = detector.type
+                    literal = None if self._hash_builtins else self._labels[kind]
+                    hits.append(_Hit(start, end, kind, kind.upper(), literal, 0))
+                pos = end
+            candidates = starts(buf, pos) if pos < len(buf) else ()
+        return hits
+
+    def _rule_hits(self, buf: bytes, encoded: list[bytes]) -> list[_Hit]:
+        matched = [self._set_rules[i] for i in self._rule_set.Match(buf) or ()] if self._rule_set else []
+        matched += self._per_value_rules
+        if not matched:
+            return []
+        hits: list[_Hit] = []
+        bounds = []
+        pos = 0
+        for item in encoded:
+            bounds.append((pos, pos + len(item)))
+            pos += len(item) + 1
+        for index in sorted(matched):
+            rule = self._rules[index]
+            spans: list[tuple[int, int]] = []
+            if rule.per_value:
+                for start, end in bounds:
+                    spans.extend((start + s, start + e) for s, e in _finditer(rule.regex, buf[start:end]))
+            else:
+                rescan: set[int] = set()
+                joined = list(_finditer(rule.regex, buf))
+                for s, e in joined:
+                    if SEP in buf[s:e]:
+                        rescan.update(i for i, (bs, be) in enumerate(bounds) if bs <= e and s <= be)
+                for s, e in joined:
+                    if SEP not in buf[s:e] and not any(bounds[i][0] <= s <= bounds[i][1] for i in rescan):
+                        spans.append((s, e))
+                for i in sorted(rescan):
+                    start, end = bounds[i]
+                    spans.extend((start + s, start + e) for s, e in _finditer(rule.regex, buf[start:end]))
+            for s, e in spans:
+                s, e = clip_to_escapes(buf, s, e)
+                if s < e and not self._allowed(buf[s:e]):
+                    literal = rule.replacement.encode() if rule.replacement else None
+                    hits.append(_Hit(s, e, rule.name, rule.name.upper(), literal, 1 + index))
+        return hits
+
+    def _allowed(self, value: bytes) -> bool:
+        if value in self._allow:
+            return True
+        return any(p.fullmatch(value) is not None for p in self._allow_patterns)
+
+    def _rewrite(self, value: bytes, offset: int, hits: list[_Hit]) -> Result:
+        parts: list[bytes] = []
+        counts: Counts = {}
+        pos = 0
+        risky = False
+        for hit in hits:
+            start, end = hit.start - offset, hit.end - offset
+            original = value[start:end]
+            risky = risky or b'"' in original or b"\\" in original
+            parts.append(value[pos:start])
+            parts.append(self._replacement(hit, original))
+            counts[hit.kind] = counts.get(hit.kind, 0) + 1
+            pos = end
+        parts.append(value[pos:])
+        text = b"".join(parts).decode("utf-8", "surrogatepass")
+        if risky and _is_json(value) and not _is_json(text.encode("utf-8", "surrogatepass")):
+            # A user pattern cut across JSON syntax; keep the value valid JSON, drop its content.
+            text = '"[REDACTED]"'
+        return text, counts
+
+    def _replacement(self, hit: _Hit, original: bytes) -> bytes:
+        if hit.replacement is not None:
+            return hit.replacement
+        return f"[{hit.label}:{self._hasher.short(original)}]".encode()
+
+
+_ESCAPE_LETTERS = frozenset(b'nrtbfu"/')
+
+
+def _odd_backslashes(buf: bytes, j: int) -> bool:
+    """True when the backslash at j starts an escape (it is not itself escaped)."""
+    run = 1
+    while j - run >= 0 and buf[j - run] == 92:
+        run += 1
+    return run % 2 == 1
+
+
+def _finditer(regex: re2._Regexp, data: bytes):
+    for m in regex.finditer(data):
+        s, e = m.span()
+        if e > s:
+            yield _snap(data, s, e)
+
+
+def _snap(data: bytes, s: int, e: int) -> tuple[int, int]:
+    """Widen a byte span to whole UTF-8 characters."""
+    while s > 0 and 0x80 <= data[s] < 0xC0:
+        s -= 1
+    while e < len(data) and 0x80 <= data[e] < 0xC0:
+        e += 1
+    return s, e
+
+
+def _escape_at(buf: bytes, s: int) -> tuple[int, int] | None:
+    """The JSON escape sequence (start, end) that covers position s strictly inside, if any."""
+    for j in range(s - 1, max(-1, s - 6), -1):
+        if buf[j] != 92:
+            continue
+        run = 1
+        while j - run >= 0 and buf[j - run] == 92:
+            run += 1
+        if run % 2 == 0:
+            return None
+        length = 6 if j + 1 < len(buf) and buf[j + 1] == 117 else 2
+        return (j, j + length) if j < s < j + length else None
+    return None
+
+
+def clip_to_escapes(buf: bytes, s: int, e: int) -> tuple[int, int]:
+    """Shrink a span so it neither starts nor ends inside a JSON escape like \\n or \\u00e9."""
+    escape = _escape_at(buf, s)
+    if escape is not None:
+        s = escape[1]
+    escape = _escape_at(buf, e)
+    if escape is not None:
+        e = escape[0]
+    if e > s and buf[e - 1] == 92:
+        run = 1
+        while e - 1 - run >= s and buf[e - 1 - run] == 92:
+            run += 1
+        if run % 2:
+            e -= 1
+    return s, e
+
+
+def _is_json(data: bytes) -> bool:
+    stripped = data.strip()
+    if not stripped or stripped[:1] not in b"{[":
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True

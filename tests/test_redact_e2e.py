@@ -1,0 +1,145 @@
+"""End to end: an OpenInference-instrumented OpenAI call against a local fake server, exported over
+OTLP to a real `tracehouse serve`. The e-mail, card number and API key in the prompt must not be in
+any stored column, attribute or event, in the data directory's bytes, or in the collector's log.
+
+The same run with redaction turned off proves the checks can fail: there the values are found."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from collector_process import sql_rows
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+openai = pytest.importorskip("openai")
+OpenAIInstrumentor = pytest.importorskip("openinference.instrumentation.openai").OpenAIInstrumentor
+
+EMAIL = "jane.roe.7731@example.org"
+CARD = "4539 1488 0343 6467"
+_rng = random.Random(5)
+API_KEY = "sk-proj-" + "".join(_rng.choice(string.ascii_letters + string.digits) for _ in range(64))
+VALUES = (EMAIL, CARD, API_KEY)
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server API)
+        length = int(self.headers.get("content-length", 0))
+        self.rfile.read(length)
+        body = json.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1_714_567_890,
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"Noted: I will e-mail {EMAIL} about card {CARD}."},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 42, "completion_tokens": 12, "total_tokens": 54},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def fake_openai():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def _send_llm_call(collector, base_url: str) -> None:
+    provider = TracerProvider(resource=Resource.create({"service.name": "e2e-redaction", "owner": EMAIL}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.traces_url)))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = openai.OpenAI(base_url=base_url, api_key="not-a-real-key")
+        tracer = provider.get_tracer("e2e")
+        with tracer.start_as_current_span(f"support ticket from {EMAIL}") as span:
+            span.set_attribute("ticket.note", f"customer pasted card {CARD}")
+            span.add_event("customer.message", {"text": f"my key is {API_KEY}"})
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[
+                    {"role": "system", "content": "You are a support assistant."},
+                    {"role": "user", "content": f"I am {EMAIL}, card {CARD}, and my key is {API_KEY}. Help!"},
+                ],
+            )
+    finally:
+        instrumentor.uninstrument()
+        provider.force_flush()
+        provider.shutdown()
+
+
+def _stored(data_dir: Path) -> tuple[list[dict], str]:
+    rows = sql_rows(data_dir, "SELECT * FROM otel_traces WHERE ServiceName = 'e2e-redaction'")
+    return rows, json.dumps(rows, ensure_ascii=False)
+
+
+def _files_containing(root: Path, values: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path.relative_to(root)}: {value[:12]}..." for value in values if value.encode() in data]
+    return found
+
+
+def _run(start_collector, fake_openai, data_dir: Path, env: dict[str, str]) -> tuple[list[dict], str, object]:
+    collector = start_collector(data_dir=data_dir, env=env)
+    _send_llm_call(collector, fake_openai)
+    assert collector.stop() == 0, collector.log()
+    rows, dump = _stored(data_dir)
+    return rows, dump, collector
+
+
+def test_pii_in_an_instrumented_openai_call_never_reaches_disk(start_collector, fake_openai, tmp_path):
+    # Control: with redaction off the same checks find every value, so they are able to fail.
+    control_rows, control_dump, _ = _run(
+        start_collector, fake_openai, tmp_path / "plain", {"TRACEHOUSE_REDACTION": "off"}
+    )
+    assert len(control_rows) == 2
+    assert all(value in control_dump for value in VALUES)
+    # ...and the byte scan of the data directory finds them too (spool segments, uncompressed parts).
+    assert _files_containing(tmp_path / "plain", VALUES)
+
+    rows, dump, collector = _run(start_collector, fake_openai, tmp_path / "redacted", {"TRACEHOUSE_REDACTION": "on"})
+    assert len(rows) == 2
+    for value in VALUES:
+        assert value not in dump, f"{value[:12]}... is stored"
+    assert _files_containing(tmp_path / "redacted", VALUES) == []
+    log = collector.log()
+    assert log and not [value for value in VALUES if value in log]
+
+    llm = next(row for row in rows if row["SpanAttributes"].get("openinference.span.kind") == "LLM")
+    parent = next(row for row in rows if row is not llm)
+    assert "[EMAIL]" in llm["SpanAttributes"]["input.value"] and "[SECRET]" in llm["SpanAttributes"]["input.value"]
+    assert "[CARD]" in llm["OutputMessages"]
+    assert parent["SpanName"] == "support ticket from [EMAIL]"
+    assert parent["Events.Attributes"] == [{"text": "my key is [SECRET]"}]
+    assert parent["ResourceAttributes"]["owner"] == "[EMAIL]"
+    counts = {key: int(n) for key, n in llm["RedactionCounts"].items()}
+    assert counts["email"] >= 2 and counts["card"] >= 2 and counts["secret"] >= 1, counts
+    assert int(llm["InputTokens"]) == 42 and int(llm["OutputTokens"]) == 12  # metadata untouched
