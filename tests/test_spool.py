@@ -7,6 +7,7 @@ import asyncio
 import os
 
 import pytest
+
 from tracehouse.collector.spool import Intent, Spool, SpoolFull
 
 HEADER = b"Timestamp,SpanId"
