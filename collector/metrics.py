@@ -27,6 +27,12 @@ class CollectorMetrics:
             "Retried requests answered from the spool instead of storing their spans again",
             registry=r,
         )
+        self.redactions = Counter(
+            "tracehouse_redactions", "Values redacted before storage, by detector or policy", ["kind"], registry=r
+        )
+        self.unpriced_calls = Counter(
+            "tracehouse_unpriced_calls", "LLM calls whose model has no price (cost NULL, source unknown)", registry=r
+        )
         self.spool_bytes = Gauge("tracehouse_spool_bytes", "Bytes in the spool not yet in the store", registry=r)
         self.spool_oldest_age = Gauge(
             "tracehouse_spool_oldest_age_seconds", "Age of the oldest record not yet in the store", registry=r

@@ -96,6 +96,7 @@ class Pipeline:
                     self._metrics.duplicate_requests.inc()
                     return result
             self._metrics.spans_received.inc(result.accepted + result.rejected)
+            self._count_stage_outcomes(batch)
             if result.rejected:
                 self._metrics.spans_rejected.labels("invalid").inc(result.rejected)
             if len(batch):
@@ -109,6 +110,21 @@ class Pipeline:
             return result
         finally:
             self._inflight -= size
+
+    def _count_stage_outcomes(self, batch: SpanBatch) -> None:
+        """What the stages did, for /metrics: redactions by kind, calls without a price."""
+        redacted: dict[str, int] = {}
+        for counts in batch.columns.get("RedactionCounts", ()):
+            if counts:
+                for kind, n in counts.items():
+                    redacted[kind] = redacted.get(kind, 0) + n
+        for kind, n in redacted.items():
+            self._metrics.redactions.labels(kind).inc(n)
+        sources = batch.columns.get("CostSource")
+        if sources:
+            unpriced = sources.count("unknown")
+            if unpriced:
+                self._metrics.unpriced_calls.inc(unpriced)
 
     async def _store(self, header: bytes, payload: bytes, rows: int, digest: bytes | None) -> None:
         if self._spool is not None:
