@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--spool-budget-bytes", type=int, help="unsent bytes the spool may hold (1 GiB)")
     serve.add_argument("--max-inflight-bytes", type=int, help="request bytes being processed at once (256 MiB)")
     serve.add_argument("--shutdown-grace-seconds", type=float, help="time to finish and drain on SIGTERM (10)")
+    serve.add_argument("--tls-cert-file", help="PEM certificate chain: both OTLP receivers speak TLS")
+    serve.add_argument("--tls-key-file", help="PEM private key for --tls-cert-file")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
 
     migrate = sub.add_parser("migrate", help="apply the schema migrations to the store")
@@ -79,6 +81,8 @@ _CONFIG_KEYS = (
     "spool_budget_bytes",
     "max_inflight_bytes",
     "shutdown_grace_seconds",
+    "tls_cert_file",
+    "tls_key_file",
     "log_level",
 )
 

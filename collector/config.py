@@ -36,6 +36,9 @@ class Config:
     spool_budget_bytes: int = 1024 * MIB
     max_inflight_bytes: int = 256 * MIB
     shutdown_grace_seconds: float = 10.0
+    # TLS on both OTLP receivers: PEM certificate chain and private key.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     # Fault injection for tests of the embedded store: while this file exists the store is "down".
     fault_store_unavailable_file: str = ""
     log_level: str = "INFO"
@@ -126,6 +129,12 @@ def load_config(
         raise ConfigError("max_request_bytes must be positive")
     if config.batch_max_rows <= 0 or config.batch_linger_ms < 0:
         raise ConfigError("batch_max_rows must be positive and batch_linger_ms not negative")
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        raise ConfigError("tls_cert_file and tls_key_file go together")
+    for name in ("tls_cert_file", "tls_key_file"):
+        path = getattr(config, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name}: {path} is not a readable file")
     if config.spool_budget_bytes <= 0 or config.max_inflight_bytes <= 0:
         raise ConfigError("spool_budget_bytes and max_inflight_bytes must be positive")
     return config

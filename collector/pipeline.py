@@ -18,8 +18,11 @@ from tracehouse.collector.stages.decode import decode_request
 from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable, encode_rows
 
 
-def _digest(body: bytes) -> bytes:
-    return hashlib.sha256(body).digest()[:DIGEST_BYTES]
+def _digest(body: bytes, tenant: str | None) -> bytes:
+    digest = hashlib.sha256(body)
+    if tenant is not None:
+        digest.update(b"\0tenant:" + tenant.encode())
+    return digest.digest()[:DIGEST_BYTES]
 
 
 @dataclass
@@ -50,12 +53,14 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
 
-    def process(self, request: ExportTraceServiceRequest) -> tuple[SpanBatch, ExportResult]:
-        """The pure part: decode and run the stages."""
+    def process(self, request: ExportTraceServiceRequest, tenant: str | None = None) -> tuple[SpanBatch, ExportResult]:
+        """The pure part: decode, run the stages, then the key's tenant over whatever the spans claimed."""
         decoded = decode_request(request)
         batch = decoded.batch
         for stage in self._stages:
             batch = stage(batch)
+        if tenant is not None and len(batch):
+            batch.columns["TenantId"] = [tenant] * len(batch)
         return batch, ExportResult(len(batch), decoded.rejected, decoded.message)
 
     def check_capacity(self) -> None:
@@ -63,20 +68,23 @@ class Pipeline:
         if self._spool is not None and self._spool.full:
             raise unavailable("spool is at its disk budget; retry later", retry_after_seconds=5)
 
-    async def export(self, request: ExportTraceServiceRequest, body: bytes, transport: str) -> ExportResult:
+    async def export(
+        self, request: ExportTraceServiceRequest, body: bytes, transport: str, tenant: str | None = None
+    ) -> ExportResult:
         """Return once the accepted spans are durable; raise OtlpError otherwise.
 
         `body` is the decompressed request: its digest recognises a retry of a request already spooled.
+        `tenant` comes from the request's API key and overrides whatever the spans say.
         """
         try:
-            result = await self._export(request, body)
+            result = await self._export(request, body, tenant)
         except OtlpError as exc:
             self._metrics.requests.labels(transport, exc.grpc_code.name.lower()).inc()
             raise
         self._metrics.requests.labels(transport, "ok").inc()
         return result
 
-    async def _export(self, request: ExportTraceServiceRequest, body: bytes) -> ExportResult:
+    async def _export(self, request: ExportTraceServiceRequest, body: bytes, tenant: str | None) -> ExportResult:
         self.check_capacity()
         size = len(body)
         if self._inflight + size > self._max_inflight and self._inflight:
@@ -86,8 +94,8 @@ class Pipeline:
             digest_future = None
             if self._spool is not None and body:
                 # hashlib releases the GIL: the digest is computed on the other core while we decode.
-                digest_future = asyncio.get_running_loop().run_in_executor(None, _digest, body)
-            batch, result = self.process(request)
+                digest_future = asyncio.get_running_loop().run_in_executor(None, _digest, body, tenant)
+            batch, result = self.process(request, tenant)
             digest = await digest_future if digest_future is not None else None
             if digest is not None and self._spool is not None:
                 seen = self._spool.lookup(digest)

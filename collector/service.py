@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from pathlib import Path
 
 from aiohttp import web
 
 from tracehouse.collector import store
+from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.pipeline import Pipeline
@@ -77,8 +79,17 @@ async def serve(config: Config) -> None:
         sink = DirectWriter(trace_store, metrics, config.batch_max_rows, config.batch_linger_ms)
         pipeline = Pipeline(default_stages(config), metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes)
 
-    grpc_receiver = GrpcReceiver(pipeline, config.host, config.grpc_port, config.max_request_bytes)
-    http_receiver = HttpReceiver(pipeline, config.host, config.http_port, config.max_request_bytes)
+    authenticator = Authenticator.from_config(config)
+    tls: tuple[bytes, bytes] | None = None
+    ssl_context: ssl.SSLContext | None = None
+    if config.tls_cert_file:
+        tls = (Path(config.tls_cert_file).read_bytes(), Path(config.tls_key_file).read_bytes())
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    grpc_receiver = GrpcReceiver(pipeline, config.host, config.grpc_port, config.max_request_bytes, authenticator, tls)
+    http_receiver = HttpReceiver(
+        pipeline, config.host, config.http_port, config.max_request_bytes, authenticator, ssl_context
+    )
     http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
     query_endpoint = QueryEndpoint(
         ReadOnlySql(lambda: store.connect(config.store_url)), config.query_host, config.query_port
@@ -96,7 +107,9 @@ async def serve(config: Config) -> None:
     info = {
         "pid": os.getpid(),
         "grpc_endpoint": f"{config.host}:{grpc_receiver.port}",
-        "http_endpoint": f"http://{config.host}:{http_receiver.port}",
+        "http_endpoint": f"{'https' if tls else 'http'}://{config.host}:{http_receiver.port}",
+        "tls": bool(tls),
+        "api_keys_required": authenticator.required,
         "grpc_port": grpc_receiver.port,
         "http_port": http_receiver.port,
         "query_url": query_endpoint.url,

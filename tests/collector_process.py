@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -31,9 +32,7 @@ class CollectorProcess:
         env = {**os.environ, **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(self.data_dir)]
-            + ["--grpc-port", "0", "--http-port", "0", "--batch-linger-ms", "50"]
-            + self.extra_args,
+            self.command() + self.extra_args,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -52,6 +51,17 @@ class CollectorProcess:
             time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"collector did not start within {timeout}s:\n{self.log()}")
+
+    def command(self) -> list[str]:
+        """`tracehouse serve` on this data dir and free ports (extra flags come after and win)."""
+        return [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(self.data_dir)] + [
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--batch-linger-ms",
+            "50",
+        ]
 
     def log(self) -> str:
         try:
@@ -92,7 +102,9 @@ class CollectorProcess:
 
 def spool_bytes(http_endpoint: str) -> float:
     """The collector's own gauge of spool bytes not yet in ClickHouse."""
-    with urllib.request.urlopen(http_endpoint + "/metrics", timeout=10) as response:
+    # A test collector with TLS uses a self-signed certificate: no verification for this probe.
+    context = ssl._create_unverified_context() if http_endpoint.startswith("https") else None
+    with urllib.request.urlopen(http_endpoint + "/metrics", timeout=10, context=context) as response:
         for line in response.read().decode().splitlines():
             if line.startswith("tracehouse_spool_bytes "):
                 return float(line.split()[1])

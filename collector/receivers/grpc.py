@@ -10,6 +10,7 @@ import logging
 
 import grpc
 
+from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.receivers.otlp import (
     RETRY_INFO_TRAILER,
@@ -25,8 +26,19 @@ SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 class GrpcReceiver:
-    def __init__(self, pipeline: Pipeline, host: str, port: int, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        host: str,
+        port: int,
+        max_request_bytes: int,
+        authenticator: Authenticator | None = None,
+        tls: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        """`tls` is (certificate chain PEM, private key PEM); None listens in plaintext."""
         self._pipeline = pipeline
+        self._auth = authenticator or Authenticator()
+        self._tls = tls
         self._address = f"{host}:{port}"
         self._max_request_bytes = max_request_bytes
         self._server: grpc.aio.Server | None = None
@@ -43,7 +55,12 @@ class GrpcReceiver:
             SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
         )
         self._server.add_generic_rpc_handlers((handler,))
-        self.port = self._server.add_insecure_port(self._address)
+        if self._tls:
+            certificate, key = self._tls
+            credentials = grpc.ssl_server_credentials([(key, certificate)])
+            self.port = self._server.add_secure_port(self._address, credentials)
+        else:
+            self.port = self._server.add_insecure_port(self._address)
         if self.port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")
         await self._server.start()
@@ -54,9 +71,11 @@ class GrpcReceiver:
 
     async def _export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
+            metadata = dict(context.invocation_metadata() or ())
+            tenant = self._auth.tenant(metadata.get("authorization"), metadata.get("x-api-key"))
             self._pipeline.check_capacity()
             request = parse_protobuf(body)
-            result = await self._pipeline.export(request, body, "grpc")
+            result = await self._pipeline.export(request, body, "grpc", tenant)
         except OtlpError as exc:
             await _abort(context, exc)
             raise AssertionError("unreachable") from None

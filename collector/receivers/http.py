@@ -4,10 +4,12 @@ request's own content type, with the status codes of the OTLP specification."""
 from __future__ import annotations
 
 import logging
+import ssl
 import zlib
 
 from aiohttp import web
 
+from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.receivers.otlp import (
     OtlpError,
@@ -32,8 +34,18 @@ class _Unsupported(Exception):
 
 
 class HttpReceiver:
-    def __init__(self, pipeline: Pipeline, host: str, port: int, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        host: str,
+        port: int,
+        max_request_bytes: int,
+        authenticator: Authenticator | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._pipeline = pipeline
+        self._auth = authenticator or Authenticator()
+        self._ssl = ssl_context
         self._host = host
         self.port = port
         self._max = max_request_bytes
@@ -47,7 +59,7 @@ class HttpReceiver:
         # We decompress ourselves, bounded, so a gzip bomb meets the size limit instead of memory.
         self._runner = web.AppRunner(app, auto_decompress=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self.port)
+        site = web.TCPSite(self._runner, self._host, self.port, ssl_context=self._ssl)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -63,10 +75,11 @@ class HttpReceiver:
         if content_type not in (PROTOBUF, JSON):
             return _error(reply_type, 415, f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}")
         try:
+            tenant = self._auth.tenant(request.headers.get("Authorization"), request.headers.get("x-api-key"))
             self._pipeline.check_capacity()
             body = await self._read_body(request)
             otlp_request = parse_json(body) if content_type == JSON else parse_protobuf(body)
-            result = await self._pipeline.export(otlp_request, body, "http")
+            result = await self._pipeline.export(otlp_request, body, "http", tenant)
         except _Unsupported as exc:
             return _error(reply_type, 415, str(exc))
         except OtlpError as exc:

@@ -1,0 +1,73 @@
+"""API keys: which tenant a request belongs to. The tenant comes from the key, never from span attributes.
+
+Keys are configured in the `[api_keys]` table of the config file (`"<key>" = "<tenant>"`, or
+`"sha256:<hex of the key's SHA-256>" = "<tenant>"` to keep keys out of the file) or in
+`TRACEHOUSE_API_KEYS` (`key=tenant,key2=tenant2`). With no key configured, requests need none.
+Clients send `Authorization: Bearer <key>` or `x-api-key: <key>` (for OTel exporters:
+`OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<key>`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+
+import grpc
+
+from tracehouse.collector.config import Config, ConfigError
+from tracehouse.collector.receivers.otlp import OtlpError
+
+ENV_KEYS = "TRACEHOUSE_API_KEYS"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def unauthenticated(message: str) -> OtlpError:
+    return OtlpError(grpc.StatusCode.UNAUTHENTICATED, 401, message)
+
+
+class Authenticator:
+    def __init__(self, keys: Mapping[str, str] | None = None) -> None:
+        """`keys` maps a key (or `sha256:<hex>`) to its tenant."""
+        self._tenants: dict[str, str] = {}
+        for key, tenant in (keys or {}).items():
+            if not isinstance(tenant, str) or not tenant:
+                raise ConfigError(f"api_keys: the tenant for a key must be a non-empty string, got {tenant!r}")
+            digest = key.removeprefix("sha256:").lower() if key.startswith("sha256:") else _hash(key)
+            if len(digest) != 64:
+                raise ConfigError("api_keys: a sha256: entry needs the 64 hex digits of the key's SHA-256")
+            self._tenants[digest] = tenant
+
+    @classmethod
+    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Authenticator:
+        env = os.environ if environ is None else environ
+        keys = dict(config.extra.get("api_keys") or {})
+        for entry in filter(None, (part.strip() for part in env.get(ENV_KEYS, "").split(","))):
+            key, sep, tenant = entry.partition("=")
+            if not sep:
+                raise ConfigError(f"{ENV_KEYS}: expected key=tenant pairs separated by commas")
+            keys[key.strip()] = tenant.strip()
+        return cls(keys)
+
+    @property
+    def required(self) -> bool:
+        return bool(self._tenants)
+
+    def tenant(self, authorization: str | None, api_key: str | None) -> str | None:
+        """The tenant of the presented key; None when no keys are configured."""
+        if not self._tenants:
+            return None
+        presented = api_key
+        if not presented and authorization:
+            scheme, _, credential = authorization.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                presented = credential.strip()
+        if not presented:
+            raise unauthenticated("an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key'")
+        tenant = self._tenants.get(_hash(presented))
+        if tenant is None:
+            raise unauthenticated("the API key is not valid")
+        return tenant
