@@ -1618,6 +1618,29 @@ def collector() -> dict[str, Any]:
     )
     g.add(
         timeseries(
+            "Span end to insert lag",
+            "Seconds from a span's end to its row reaching ClickHouse (InsertedAt): receive, spool and insert "
+            "delay together; p50 and p95 per interval.",
+            f"""
+            SELECT $__timeInterval(Timestamp) AS time,
+              quantile(0.5)(lag_ms) / 1000 AS p50_s,
+              quantile(0.95)(lag_ms) / 1000 AS p95_s
+            FROM (
+              SELECT Timestamp, ServiceName,
+                greatest(dateDiff('millisecond', Timestamp + toIntervalNanosecond(Duration), InsertedAt), 0) AS lag_ms
+              FROM otel_traces
+              WHERE $__timeFilter(Timestamp){service}
+            )
+            GROUP BY time
+            ORDER BY time
+            """,
+            "s",
+        ),
+        12,
+        8,
+    )
+    g.add(
+        timeseries(
             "Pricing of LLM calls",
             "Model calls per interval by where their price came from; 'unknown' are unpriced calls",
             f"""

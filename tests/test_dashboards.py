@@ -253,6 +253,7 @@ EXPECTED_COLUMNS = {
     ("tracehouse-prompts", "Cost per call by prompt version"): ["time", "prompt", "avg_cost_usd"],
     ("tracehouse-collector", "Ingest rate by service"): ["time", "service", "spans_per_s"],
     ("tracehouse-collector", "Freshness by service"): ["service", "spans", "newest_span", "lag_s"],
+    ("tracehouse-collector", "Span end to insert lag"): ["time", "p50_s", "p95_s"],
     ("tracehouse-collector", "Pricing of LLM calls"): ["time", "cost_source", "calls"],
     ("tracehouse-collector", "Redactions by kind"): ["kind", "redactions"],
     ("tracehouse-collector", "Redactions over time"): ["time", "redactions"],
@@ -834,6 +835,8 @@ def test_collector_health_panels(loaded):
     freshness = {r["service"]: r for r in rows_of(loaded, "tracehouse-collector", "Freshness by service")}
     assert (freshness["support-bot"]["spans"], freshness["search-api"]["spans"]) == (80, 48)
     assert all(0 <= r["lag_s"] < 3600 for r in freshness.values())
+    lag = rows_of(loaded, "tracehouse-collector", "Span end to insert lag")
+    assert lag and all(0 <= r["p50_s"] <= r["p95_s"] for r in lag)
     pricing: dict[str, int] = {}
     for r in rows_of(loaded, "tracehouse-collector", "Pricing of LLM calls"):
         pricing[r["cost_source"]] = pricing.get(r["cost_source"], 0) + r["calls"]
