@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=512, help="spans per request (the SDK default is 512)")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="collector --workers (pipeline processes)")
     parser.add_argument("--no-spool", action="store_true", help="acknowledge on insert instead of on spool fsync")
     parser.add_argument("--rate", type=int, default=0, help="fixed offered load in spans/s (0: as fast as possible)")
     parser.add_argument("--seconds", type=float, default=20, help="duration of a --rate run")
@@ -121,7 +122,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="tracehouse-bench-")) / "data"
     collector = subprocess.Popen(
         [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(data_dir)]
-        + ["--grpc-port", "0", "--http-port", "0", "--log-level", "WARNING"]
+        + ["--grpc-port", "0", "--http-port", "0", "--log-level", "WARNING", "--workers", str(args.workers)]
         + (["--no-spool"] if args.no_spool else []),
         stdout=subprocess.DEVNULL,
     )

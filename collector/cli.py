@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-max-rows", type=int, help="rows per ClickHouse insert (default 20000)")
     serve.add_argument("--batch-linger-ms", type=int, help="hold a small batch back for companions (default 0)")
     serve.add_argument(
+        "--workers", type=int, help="processes for the CPU-bound pipeline stages (0: in the main process)"
+    )
+    serve.add_argument(
         "--spool",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -77,6 +80,7 @@ _CONFIG_KEYS = (
     "max_request_bytes",
     "batch_max_rows",
     "batch_linger_ms",
+    "workers",
     "spool",
     "spool_budget_bytes",
     "max_inflight_bytes",

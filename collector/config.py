@@ -31,6 +31,8 @@ class Config:
     max_request_bytes: int = 64 * MIB
     batch_max_rows: int = 50_000
     batch_linger_ms: int = 0
+    # Processes that parse, decode, normalize, price, redact and encode (0: in the main process).
+    workers: int = 0
     # Acknowledge once fsynced in the spool (true) or only once inserted (false).
     spool: bool = True
     spool_budget_bytes: int = 1024 * MIB
@@ -135,6 +137,8 @@ def load_config(
         path = getattr(config, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"{name}: {path} is not a readable file")
+    if not 0 <= config.workers <= 64:
+        raise ConfigError(f"workers must be between 0 and 64, got {config.workers}")
     if config.spool_budget_bytes <= 0 or config.max_inflight_bytes <= 0:
         raise ConfigError("spool_budget_bytes and max_inflight_bytes must be positive")
     return config

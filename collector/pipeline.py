@@ -1,21 +1,26 @@
-"""The pipeline between receivers and the store: decode, the stages, encode, then acknowledge once durable."""
+"""The pipeline between receivers and the store: parse, decode, the stages, encode, then acknowledge once
+durable. The CPU part (`process_body`) is a pure function of the request body, so it can run in worker
+processes, one per core, while the main process does the I/O."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.metrics import CollectorMetrics
-from tracehouse.collector.receivers.otlp import OtlpError, invalid_argument, unavailable
+from tracehouse.collector.receivers.otlp import OtlpError, invalid_argument, parse_json, parse_protobuf, unavailable
 from tracehouse.collector.spool import DIGEST_BYTES, NO_DIGEST, Spool, SpoolFull
 from tracehouse.collector.stages import Stage
 from tracehouse.collector.stages.decode import decode_request
 from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable, encode_rows
+
+log = logging.getLogger(__name__)
 
 
 def _digest(body: bytes, tenant: str | None) -> bytes:
@@ -32,6 +37,44 @@ class ExportResult:
     message: str
 
 
+@dataclass
+class Processed:
+    """What a request became: encoded rows ready for the spool, and what the stages did."""
+
+    header: bytes
+    payload: bytes
+    rows: int
+    rejected: int
+    message: str
+    redactions: dict[str, int] = field(default_factory=dict)
+    unpriced: int = 0
+
+
+def process_batch(stages: Sequence[Stage], batch: SpanBatch, tenant: str | None) -> SpanBatch:
+    """Run the stages, then put the API key's tenant over whatever the spans claimed."""
+    for stage in stages:
+        batch = stage(batch)
+    if tenant is not None and len(batch):
+        batch.columns["TenantId"] = [tenant] * len(batch)
+    return batch
+
+
+def process_body(stages: Sequence[Stage], body: bytes, is_json: bool, tenant: str | None) -> Processed:
+    """Parse, decode, run the stages and encode one request; raises OtlpError(INVALID_ARGUMENT)."""
+    request = parse_json(body) if is_json else parse_protobuf(body)
+    decoded = decode_request(request)
+    batch = process_batch(stages, decoded.batch, tenant)
+    header, payload = encode_rows(batch) if len(batch) else (b"", b"")
+    redacted: dict[str, int] = {}
+    for counts in batch.columns.get("RedactionCounts", ()):
+        if counts:
+            for kind, n in counts.items():
+                redacted[kind] = redacted.get(kind, 0) + n
+    sources = batch.columns.get("CostSource")
+    unpriced = sources.count("unknown") if sources else 0
+    return Processed(header, payload, len(batch), decoded.rejected, decoded.message, redacted, unpriced)
+
+
 class Pipeline:
     """Durable means: fsynced in the spool (the default), or inserted in ClickHouse when the spool is off."""
 
@@ -43,7 +86,10 @@ class Pipeline:
         spool: Spool | None = None,
         writer: DirectWriter | None = None,
         max_inflight_bytes: int = 256 << 20,
+        workers: Executor | None = None,
     ) -> None:
+        """`workers`: a process pool whose processes run `tracehouse.collector.workers.process`;
+        None processes requests in the event loop's thread."""
         if (spool is None) == (writer is None):
             raise ValueError("a pipeline writes to exactly one of a spool or a direct writer")
         self._stages = list(stages)
@@ -52,92 +98,83 @@ class Pipeline:
         self._writer = writer
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
-
-    def process(self, request: ExportTraceServiceRequest, tenant: str | None = None) -> tuple[SpanBatch, ExportResult]:
-        """The pure part: decode, run the stages, then the key's tenant over whatever the spans claimed."""
-        decoded = decode_request(request)
-        batch = decoded.batch
-        for stage in self._stages:
-            batch = stage(batch)
-        if tenant is not None and len(batch):
-            batch.columns["TenantId"] = [tenant] * len(batch)
-        return batch, ExportResult(len(batch), decoded.rejected, decoded.message)
+        self._workers = workers
 
     def check_capacity(self) -> None:
-        """Refuse before decoding when the spool is at its budget: the client retries later."""
+        """Refuse before reading a request when the spool is at its budget: the client retries later."""
         if self._spool is not None and self._spool.full:
             raise unavailable("spool is at its disk budget; retry later", retry_after_seconds=5)
 
-    async def export(
-        self, request: ExportTraceServiceRequest, body: bytes, transport: str, tenant: str | None = None
-    ) -> ExportResult:
+    async def export(self, body: bytes, is_json: bool, transport: str, tenant: str | None = None) -> ExportResult:
         """Return once the accepted spans are durable; raise OtlpError otherwise.
 
         `body` is the decompressed request: its digest recognises a retry of a request already spooled.
         `tenant` comes from the request's API key and overrides whatever the spans say.
         """
         try:
-            result = await self._export(request, body, tenant)
+            result = await self._export(body, is_json, tenant)
         except OtlpError as exc:
             self._metrics.requests.labels(transport, exc.grpc_code.name.lower()).inc()
             raise
         self._metrics.requests.labels(transport, "ok").inc()
         return result
 
-    async def _export(self, request: ExportTraceServiceRequest, body: bytes, tenant: str | None) -> ExportResult:
+    async def _export(self, body: bytes, is_json: bool, tenant: str | None) -> ExportResult:
         self.check_capacity()
         size = len(body)
         if self._inflight + size > self._max_inflight and self._inflight:
             raise unavailable("collector has too much data in flight; retry later", retry_after_seconds=1)
         self._inflight += size
+        loop = asyncio.get_running_loop()
         try:
-            digest_future = None
+            digest = None
             if self._spool is not None and body:
-                # hashlib releases the GIL: the digest is computed on the other core while we decode.
-                digest_future = asyncio.get_running_loop().run_in_executor(None, _digest, body, tenant)
-            batch, result = self.process(request, tenant)
-            digest = await digest_future if digest_future is not None else None
-            if digest is not None and self._spool is not None:
+                # hashlib releases the GIL: a thread hashes while the loop serves other requests.
+                digest = await loop.run_in_executor(None, _digest, body, tenant)
                 seen = self._spool.lookup(digest)
-                if seen is not None:
+                if seen is not None:  # a retry of a request already durable: answer, store nothing
                     await self._spool.sync(seen)
                     self._metrics.duplicate_requests.inc()
-                    return result
-            self._metrics.spans_received.inc(result.accepted + result.rejected)
-            self._count_stage_outcomes(batch)
-            if result.rejected:
-                self._metrics.spans_rejected.labels("invalid").inc(result.rejected)
-            if len(batch):
-                header, payload = encode_rows(batch)
+                    return ExportResult(0, 0, "")
+            processed = await self._process(loop, body, is_json, tenant)
+            self._count(processed)
+            if processed.rows:
                 try:
-                    await self._store(header, payload, len(batch), digest)
+                    await self._store(processed, digest)
                 except OtlpError:
-                    self._metrics.spans_rejected.labels("unavailable").inc(len(batch))
+                    self._metrics.spans_rejected.labels("unavailable").inc(processed.rows)
                     raise
-            self._metrics.spans_accepted.inc(result.accepted)
-            return result
+            self._metrics.spans_accepted.inc(processed.rows)
+            return ExportResult(processed.rows, processed.rejected, processed.message)
         finally:
             self._inflight -= size
 
-    def _count_stage_outcomes(self, batch: SpanBatch) -> None:
-        """What the stages did, for /metrics: redactions by kind, calls without a price."""
-        redacted: dict[str, int] = {}
-        for counts in batch.columns.get("RedactionCounts", ()):
-            if counts:
-                for kind, n in counts.items():
-                    redacted[kind] = redacted.get(kind, 0) + n
-        for kind, n in redacted.items():
-            self._metrics.redactions.labels(kind).inc(n)
-        sources = batch.columns.get("CostSource")
-        if sources:
-            unpriced = sources.count("unknown")
-            if unpriced:
-                self._metrics.unpriced_calls.inc(unpriced)
+    async def _process(
+        self, loop: asyncio.AbstractEventLoop, body: bytes, is_json: bool, tenant: str | None
+    ) -> Processed:
+        if self._workers is None:
+            return process_body(self._stages, body, is_json, tenant)
+        from tracehouse.collector import workers
 
-    async def _store(self, header: bytes, payload: bytes, rows: int, digest: bytes | None) -> None:
+        try:
+            return await loop.run_in_executor(self._workers, workers.process, body, is_json, tenant)
+        except BrokenProcessPool:
+            log.error("a pipeline worker process died; the request is refused for a retry")
+            raise unavailable("a pipeline worker died; retry", retry_after_seconds=1) from None
+
+    def _count(self, processed: Processed) -> None:
+        self._metrics.spans_received.inc(processed.rows + processed.rejected)
+        if processed.rejected:
+            self._metrics.spans_rejected.labels("invalid").inc(processed.rejected)
+        for kind, n in processed.redactions.items():
+            self._metrics.redactions.labels(kind).inc(n)
+        if processed.unpriced:
+            self._metrics.unpriced_calls.inc(processed.unpriced)
+
+    async def _store(self, processed: Processed, digest: bytes | None) -> None:
         if self._spool is not None:
             try:
-                end = self._spool.append(header, payload, rows, digest or NO_DIGEST)
+                end = self._spool.append(processed.header, processed.payload, processed.rows, digest or NO_DIGEST)
             except SpoolFull as exc:
                 raise unavailable(str(exc), retry_after_seconds=5) from None
             except OSError as exc:
@@ -147,7 +184,7 @@ class Pipeline:
             return
         assert self._writer is not None
         try:
-            await self._writer.write(header, payload, rows)
+            await self._writer.write(processed.header, processed.payload, processed.rows)
         except StoreUnavailable as exc:
             raise unavailable(f"store unavailable: {exc}") from None
         except BatchRejected as exc:

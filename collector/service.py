@@ -22,6 +22,7 @@ from tracehouse.collector.receivers.http import HttpReceiver
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
 from tracehouse.collector.spool import Spool
 from tracehouse.collector.stages import default_stages
+from tracehouse.collector.workers import start_workers
 from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavailable, TraceStore
 
 log = logging.getLogger("tracehouse")
@@ -61,6 +62,8 @@ async def serve(config: Config) -> None:
     except StoreUnavailable as exc:
         log.warning("starting without the store (spans wait in the spool): %s", exc)
 
+    stages = default_stages(config)  # built here too: a bad price file or rule stops start-up at once
+    pool = start_workers(config, config.workers) if config.workers else None
     spool: Spool | None = None
     sink: SpoolDrainer | DirectWriter
     if config.spool:
@@ -74,10 +77,10 @@ async def serve(config: Config) -> None:
             config.batch_linger_ms,
             config.data_dir / "deadletter",
         )
-        pipeline = Pipeline(default_stages(config), metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes)
+        pipeline = Pipeline(stages, metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes, workers=pool)
     else:
         sink = DirectWriter(trace_store, metrics, config.batch_max_rows, config.batch_linger_ms)
-        pipeline = Pipeline(default_stages(config), metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes)
+        pipeline = Pipeline(stages, metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes, workers=pool)
 
     authenticator = Authenticator.from_config(config)
     tls: tuple[bytes, bytes] | None = None
@@ -134,6 +137,8 @@ async def serve(config: Config) -> None:
         grace = config.shutdown_grace_seconds
         await grpc_receiver.stop(grace)
         await http_receiver.stop()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         await sink.stop(grace)
         await query_endpoint.stop()
         remove_runtime_info(config.endpoint_file)

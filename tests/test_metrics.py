@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import urllib.request
+from decimal import Decimal
 
-from collector_process import wait_drained
+from collector_process import sql_rows, wait_drained
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -53,3 +55,37 @@ def test_metrics_count_what_happened(collector):
     assert m["tracehouse_spool_bytes"] == 0
     assert m["tracehouse_store_up"] == 1
     assert m["tracehouse_insert_latency_seconds_count"] >= 1
+
+
+def test_worker_processes_run_the_same_pipeline(start_collector):
+    """--workers 2: parse, decode, normalize, price, redact and encode happen in worker processes."""
+    collector = start_collector("--workers", "2")
+    children = subprocess.run(["pgrep", "-P", str(collector.proc.pid)], capture_output=True, text=True).stdout.split()
+    provider = TracerProvider(resource=Resource.create({"service.name": "pooled"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True)))
+    tracer = provider.get_tracer("w")
+    for i in range(6):
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 100,
+            "note": f"call {i}: write to ops{i}@example.com",
+        }
+        with tracer.start_as_current_span(f"chat-{i}", attributes=attributes):
+            pass
+    provider.shutdown()
+    rows = sql_rows(
+        collector.data_dir,
+        "SELECT SpanName, SpanAttributes['note'] AS note, CostUsd, RedactionCounts['email'] AS emails "
+        "FROM otel_traces WHERE ServiceName = 'pooled' ORDER BY SpanName",
+    )
+    assert [r["note"] for r in rows] == [f"call {i}: write to [EMAIL]" for i in range(6)]
+    # gpt-4o-mini: 1000 input tokens at $0.15/M + 100 output tokens at $0.60/M
+    assert {Decimal(str(r["CostUsd"])) for r in rows} == {
+        Decimal("1000") * Decimal("0.15") / 10**6 + 100 * Decimal("0.60") / 10**6
+    }
+    assert {int(r["emails"]) for r in rows} == {1}
+    assert len(children) >= 1  # the forkserver, and the workers under it
+    assert _metrics(collector)['tracehouse_redactions_total{kind="email"}'] == 6

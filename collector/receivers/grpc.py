@@ -17,7 +17,6 @@ from tracehouse.collector.receivers.otlp import (
     STATUS_DETAILS_TRAILER,
     OtlpError,
     export_response,
-    parse_protobuf,
 )
 
 log = logging.getLogger(__name__)
@@ -74,8 +73,7 @@ class GrpcReceiver:
             metadata = dict(context.invocation_metadata() or ())
             tenant = self._auth.tenant(metadata.get("authorization"), metadata.get("x-api-key"))
             self._pipeline.check_capacity()
-            request = parse_protobuf(body)
-            result = await self._pipeline.export(request, body, "grpc", tenant)
+            result = await self._pipeline.export(body, False, "grpc", tenant)
         except OtlpError as exc:
             await _abort(context, exc)
             raise AssertionError("unreachable") from None

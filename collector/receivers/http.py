@@ -15,8 +15,6 @@ from tracehouse.collector.receivers.otlp import (
     OtlpError,
     export_response,
     invalid_argument,
-    parse_json,
-    parse_protobuf,
     to_json,
     too_large,
 )
@@ -78,8 +76,7 @@ class HttpReceiver:
             tenant = self._auth.tenant(request.headers.get("Authorization"), request.headers.get("x-api-key"))
             self._pipeline.check_capacity()
             body = await self._read_body(request)
-            otlp_request = parse_json(body) if content_type == JSON else parse_protobuf(body)
-            result = await self._pipeline.export(otlp_request, body, "http", tenant)
+            result = await self._pipeline.export(body, content_type == JSON, "http", tenant)
         except _Unsupported as exc:
             return _error(reply_type, 415, str(exc))
         except OtlpError as exc:
