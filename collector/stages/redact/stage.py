@@ -17,6 +17,7 @@ from tracehouse.collector.stages.redact.settings import TEXT_COLUMNS, RedactionS
 from tracehouse.collector.stages.redact.tokens import Hasher
 
 COUNTS_COLUMN = "RedactionCounts"
+SAMPLED_COLUMN, DROPPED_BY_SAMPLING = "ContentSampled", "dropped"
 MASK = "[REDACTED]"
 # Count keys for whole values handled by a policy rather than found by a detector.
 DROPPED, HASHED, MASKED, CONTENT_DROPPED = "dropped", "hashed", "masked", "content_dropped"
@@ -223,9 +224,11 @@ class Redactor:
         return MASK, MASKED
 
     def _content_free(self, cols: dict[str, list[Any]], n: int) -> list[bool]:
+        sampled = cols.get(SAMPLED_COLUMN)
+        # Content sampling (the stage before) marks the spans whose content is not kept.
+        flags = [decision == DROPPED_BY_SAMPLING for decision in sampled] if sampled else [False] * n
         if not self._cf_services and not self._cf_features:
-            return [False] * n
-        flags = [False] * n
+            return flags
         for column, selectors in (("ServiceName", self._cf_services), ("Feature", self._cf_features)):
             data = cols.get(column)
             if not selectors or data is None:
