@@ -17,7 +17,7 @@ from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
 from tracehouse.collector.config import Config
 from tracehouse.collector.runtime import lock_store
 from tracehouse.collector.stages.price import Pricer
-from tracehouse.collector.stages.price.reprice import ROLLUP_SELECT, reprice
+from tracehouse.collector.stages.price.reprice import reprice, rollup_select
 
 M = D(1_000_000)
 
@@ -203,7 +203,7 @@ def test_rollup_view_and_rebuild_query_agree(env):
         f"sum(cache_read_tokens), sum(cost_usd), sum(input_cost_usd), sum(output_cost_usd) "
         f"FROM llm_daily GROUP BY {columns} ORDER BY {columns}"
     ).result_rows
-    rebuild = ROLLUP_SELECT.format(table="otel_traces", days=days)
+    rebuild = rollup_select(client, days)
     rebuilt = client.query(
         f"SELECT {columns}, calls, errors, unpriced_calls, input_tokens, output_tokens, cache_read_tokens, cost_usd, "
         f"input_cost_usd, output_cost_usd FROM ({rebuild}) ORDER BY {columns}"

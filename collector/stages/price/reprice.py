@@ -40,36 +40,21 @@ LLM_CALL = (
     "(CostSource != '' OR LlmSpanKind IN ('LLM', 'EMBEDDING') OR (LlmSpanKind = '' AND (LlmRequestModel != ''"
     " OR LlmResponseModel != '' OR InputTokens IS NOT NULL OR OutputTokens IS NOT NULL)))"
 )
-# The same aggregation as llm_daily_mv in schema/0004_cost.sql (tests/test_price_store.py checks they agree).
-ROLLUP_SELECT = """
-SELECT
-    toDate(Timestamp) AS day,
-    TenantId AS tenant,
-    ServiceName AS service,
-    Feature AS feature,
-    LlmProvider AS provider,
-    if(LlmResponseModel != '', LlmResponseModel, LlmRequestModel) AS model,
-    toUInt64(count()) AS calls,
-    toUInt64(countIf(StatusCode = 'Error')) AS errors,
-    toUInt64(countIf(CostSource = 'unknown')) AS unpriced_calls,
-    toUInt64(sum(ifNull(InputTokens, 0))) AS input_tokens,
-    toUInt64(sum(ifNull(OutputTokens, 0))) AS output_tokens,
-    toUInt64(sum(ifNull(CacheReadTokens, 0))) AS cache_read_tokens,
-    toUInt64(sum(ifNull(CacheWriteTokens, 0))) AS cache_write_tokens,
-    toUInt64(sum(ifNull(ReasoningTokens, 0))) AS reasoning_tokens,
-    toUInt64(sum(ifNull(InputAudioTokens, 0))) AS input_audio_tokens,
-    toUInt64(sum(ifNull(OutputAudioTokens, 0))) AS output_audio_tokens,
-    sum(ifNull(CostUsd, 0)) AS cost_usd,
-    sum(ifNull(InputCostUsd, 0)) AS input_cost_usd,
-    sum(ifNull(CacheReadCostUsd, 0)) AS cache_read_cost_usd,
-    sum(ifNull(CacheWriteCostUsd, 0)) AS cache_write_cost_usd,
-    sum(ifNull(OutputCostUsd, 0)) AS output_cost_usd,
-    sum(ifNull(ReasoningCostUsd, 0)) AS reasoning_cost_usd,
-    sum(ifNull(AudioCostUsd, 0)) AS audio_cost_usd
-FROM {table}
-WHERE CostSource != '' AND toDate(Timestamp) IN ({days})
-GROUP BY day, tenant, service, feature, provider, model
-"""
+ROLLUP_VIEW = "llm_daily_mv"
+
+
+def rollup_select(client: Client, days: str) -> str:
+    """The rollup's aggregation for some days, taken from the materialized view itself (its stored
+    query), so schema/0004_cost.sql stays the one definition."""
+    rows = client.query(
+        "SELECT as_select FROM system.tables WHERE database = currentDatabase() AND name = {view:String}",
+        parameters={"view": ROLLUP_VIEW},
+    ).result_rows
+    if not rows:
+        raise RepriceError(f"the rollup's materialized view {ROLLUP_VIEW} is missing: run `tracehouse migrate`")
+    return f"SELECT * FROM ({rows[0][0]}) WHERE day IN ({days})"
+
+
 _READ_COLUMNS = (
     "TraceId",
     "SpanId",
@@ -269,4 +254,4 @@ def rebuild_rollup(client: Client, days: list[date]) -> None:
     """Recompute the llm_daily rows of these days from the spans (a materialized view only sees inserts)."""
     listed = ", ".join(f"'{d.isoformat()}'" for d in days)
     client.command(f"ALTER TABLE {ROLLUP} DELETE WHERE day IN ({listed})", settings={"mutations_sync": 2})
-    client.command(f"INSERT INTO {ROLLUP} " + ROLLUP_SELECT.format(table=TRACES, days=listed))
+    client.command(f"INSERT INTO {ROLLUP} " + rollup_select(client, listed))
