@@ -55,3 +55,13 @@ def empty_columns(rows: int) -> dict[str, list[Any]]:
     for name in ARRAY_COLUMNS:
         columns[name] = [[] for _ in range(rows)]
     return columns
+
+
+def clear_row(columns: dict[str, list[Any]], row: int) -> None:
+    """Put row `row` of every column back to its empty value (after a span failed halfway through)."""
+    for name in STRING_COLUMNS:
+        columns[name][row] = ""
+    for name in UINT_COLUMNS + FLOAT_COLUMNS:
+        columns[name][row] = None
+    for name in ARRAY_COLUMNS:
+        columns[name][row] = []

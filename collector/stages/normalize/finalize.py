@@ -1,7 +1,13 @@
-"""Merged mapper fields -> column values: vocabularies normalized, messages split and serialized."""
+"""Merged mapper fields -> column values: vocabularies normalized, messages split and serialized.
+
+Values are written straight into the batch's column lists, and only for the fields a span has: every
+column starts at the value of a span without the field (`columns.empty_columns`), so absent fields need
+neither converting nor writing. This runs on every LLM span, hence the tables instead of one line each.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tracehouse.collector.stages.normalize import limits
@@ -10,14 +16,22 @@ from tracehouse.collector.stages.normalize.kinds import resolve_kind_and_operati
 from tracehouse.collector.stages.normalize.mapper import Fields
 from tracehouse.collector.stages.normalize.messages import dumps, split_system, tool_calls_of
 from tracehouse.collector.stages.normalize.providers import normalize_provider
-from tracehouse.collector.stages.normalize.tokens import UINT64_MAX, token_columns
+from tracehouse.collector.stages.normalize.tokens import UINT64_MAX, input_and_total
 from tracehouse.collector.stages.normalize.values import clip, json_text, short
+
+Columns = dict[str, list[Any]]
 
 
 def _json_column(value: Any) -> str:
-    if value is None:
-        return ""
     return clip(json_text(value), limits.MAX_JSON_CHARS)
+
+
+def _text_column(value: str) -> str:
+    return clip(value, limits.MAX_TEXT_CHARS)
+
+
+def _time_to_first_token(value: int) -> int:
+    return min(value, UINT64_MAX)
 
 
 def _system_prompt(instructions: str, lifted: list[str]) -> str:
@@ -26,37 +40,71 @@ def _system_prompt(instructions: str, lifted: list[str]) -> str:
     return clip("\n\n".join(texts), limits.MAX_TEXT_CHARS)
 
 
-def llm_columns(fields: Fields) -> dict[str, Any]:
-    """Column values for a span's merged fields (identity and error columns are decided elsewhere)."""
-    kind, operation = resolve_kind_and_operation(fields.get("LlmSpanKind", ""), fields.get("LlmOperation", ""))
-    lifted, inputs = split_system(fields.get("InputMessages", []))
-    outputs = fields.get("OutputMessages", [])
-    tool_calls = fields.get("ToolCalls") or tool_calls_of(outputs)
-    tools = fields.get("Tools")
-    ttft = fields.get("TimeToFirstToken")
-    columns: dict[str, Any] = {
-        "LlmSpanKind": kind,
-        "LlmOperation": short(operation),
-        "LlmProvider": normalize_provider(fields.get("LlmProvider")),
-        "LlmRequestModel": short(fields.get("LlmRequestModel")),
-        "LlmResponseModel": short(fields.get("LlmResponseModel")),
-        "InputMessages": dumps(inputs) if inputs else "",
-        "OutputMessages": dumps(outputs) if outputs else "",
-        "SystemPrompt": _system_prompt(fields.get("SystemPrompt", ""), lifted),
-        "Tools": dumps(tools[: limits.MAX_TOOLS]) if tools else "",
-        "ToolCalls": dumps(tool_calls[: limits.MAX_TOOL_CALLS]) if tool_calls else "",
-        "FinishReason": normalize_finish_reason(fields.get("FinishReason")),
-        "Temperature": fields.get("Temperature"),
-        "TopP": fields.get("TopP"),
-        "MaxTokens": fields.get("MaxTokens"),
-        "InvocationParameters": _json_column(fields.get("InvocationParameters")),
-        "TimeToFirstToken": min(ttft, UINT64_MAX) if ttft is not None else None,
-        "PromptTemplateName": short(fields.get("PromptTemplateName")),
-        "PromptTemplate": clip(fields.get("PromptTemplate", ""), limits.MAX_TEXT_CHARS),
-        "PromptVersion": short(fields.get("PromptVersion")),
-        "PromptVariables": _json_column(fields.get("PromptVariables")),
-        "Tags": fields.get("Tags", []),
-        "Metadata": _json_column(fields.get("Metadata")),
-    }
-    columns.update(token_columns(fields))
-    return columns
+# Fields that are their column's value as they are.
+_AS_IS = frozenset(
+    (
+        "OutputTokens",
+        "CacheReadTokens",
+        "CacheWriteTokens",
+        "ReasoningTokens",
+        "InputAudioTokens",
+        "OutputAudioTokens",
+        "Temperature",
+        "TopP",
+        "MaxTokens",
+        "Tags",
+    )
+)
+# Fields that become their column through one conversion.
+_CONVERSIONS: dict[str, Callable[[Any], Any]] = {
+    "LlmProvider": normalize_provider,
+    "LlmRequestModel": short,
+    "LlmResponseModel": short,
+    "FinishReason": normalize_finish_reason,
+    "InvocationParameters": _json_column,
+    "TimeToFirstToken": _time_to_first_token,
+    "PromptTemplateName": short,
+    "PromptTemplate": _text_column,
+    "PromptVersion": short,
+    "PromptVariables": _json_column,
+    "Metadata": _json_column,
+}
+_CONVERTED = frozenset(_CONVERSIONS)
+
+
+def write_llm_columns(fields: Fields, out: Columns, row: int) -> None:
+    """Write row `row` of the LLM columns in `out` for a span's merged fields (identity and error columns are
+    decided elsewhere). Fields hold no empty values (see `mapper.compact`)."""
+    # Set intersections (in C) pick the fields present, so the loops below touch nothing else.
+    for name in _AS_IS.intersection(fields):
+        out[name][row] = fields[name]
+    for name in _CONVERTED.intersection(fields):
+        out[name][row] = _CONVERSIONS[name](fields[name])
+    if "InputTokens" in fields or "TotalTokens" in fields:
+        out["InputTokens"][row], out["TotalTokens"][row] = input_and_total(fields)
+
+    get = fields.get
+    kind, operation = resolve_kind_and_operation(get("LlmSpanKind", ""), get("LlmOperation", ""))
+    if kind:
+        out["LlmSpanKind"][row] = kind
+    if operation:
+        out["LlmOperation"][row] = short(operation)
+
+    inputs = get("InputMessages")
+    instructions = get("SystemPrompt")
+    lifted: list[str] = []
+    if inputs:
+        lifted, inputs = split_system(inputs)
+        if inputs:
+            out["InputMessages"][row] = dumps(inputs)
+    if instructions or lifted:
+        out["SystemPrompt"][row] = _system_prompt(instructions or "", lifted)
+    outputs = get("OutputMessages")
+    if outputs:
+        out["OutputMessages"][row] = dumps(outputs)
+    tool_calls = get("ToolCalls") or (tool_calls_of(outputs) if outputs else None)
+    if tool_calls:
+        out["ToolCalls"][row] = dumps(tool_calls[: limits.MAX_TOOL_CALLS])
+    tools = get("Tools")
+    if tools:
+        out["Tools"][row] = dumps(tools[: limits.MAX_TOOLS])

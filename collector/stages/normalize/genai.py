@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracehouse.collector.stages.normalize import limits
-from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, compact
+from tracehouse.collector.stages.normalize.mapper import Fields, Mapper
 from tracehouse.collector.stages.normalize.messages import (
     content_parts,
     message,
     messages_from_json_or_text,
+    messages_from_parsed,
     tool_call,
     tool_definition,
     tool_from_obj,
@@ -50,17 +51,16 @@ _REQUEST_PARAMETERS = (
 _PARAMETER_KEYS = tuple((name, "gen_ai.request." + name) for name in _REQUEST_PARAMETERS)
 
 
-class _Attributes:
-    """Span attributes, falling back to the operation-details event's (the span's own win)."""
-
-    __slots__ = ("span", "event")
-
-    def __init__(self, span: Mapping[str, str], event: Mapping[str, str] | None) -> None:
-        self.span = span
-        self.event = event or {}
-
-    def get(self, key: str) -> str | None:
-        return self.span.get(key) or self.event.get(key)
+def _attributes(span: SpanView) -> Mapping[str, str]:
+    """Span attributes, falling back to the operation-details event's (the span's own win): `get(key)` on
+    the result is `span.get(key) or event.get(key)`, as one dict lookup."""
+    attrs = span.attrs
+    event = span.event(DETAILS_EVENT) if span.event_names else None
+    if event:
+        return {**event, **{key: value for key, value in attrs.items() if value}}
+    if "" in attrs.values():  # rare: then an empty value must read as absent
+        return {key: value for key, value in attrs.items() if value}
+    return attrs
 
 
 def system_text(raw: str | None) -> str:
@@ -76,19 +76,22 @@ def system_text(raw: str | None) -> str:
     return "\n".join(texts)
 
 
-def _first_finish_reason(raw: str | None, outputs_raw: str | None) -> str | None:
+def _first_finish_reason(raw: str | None, outputs: Any) -> str | None:
+    """The first of `gen_ai.response.finish_reasons`, else the first output message's (`outputs`: the parsed
+    `gen_ai.output.messages`)."""
     reasons = json_list(raw)
     if reasons:
         return reasons[0] if isinstance(reasons[0], str) else None
     if raw:
         return raw
-    for item in json_list(outputs_raw) or ():
-        if isinstance(item, dict) and isinstance(item.get("finish_reason"), str):
-            return item["finish_reason"]
+    if isinstance(outputs, list):
+        for item in outputs:
+            if isinstance(item, dict) and isinstance(item.get("finish_reason"), str):
+                return item["finish_reason"]
     return None
 
 
-def _parameters(a: _Attributes) -> dict[str, Any]:
+def _parameters(a: Mapping[str, str]) -> dict[str, Any]:
     params = {}
     for name, key in _PARAMETER_KEYS:
         value = a.get(key)
@@ -106,7 +109,7 @@ def _tools(raw: str | None) -> list[dict[str, Any]]:
     return tools
 
 
-def _tool_execution(a: _Attributes, fields: Fields) -> None:
+def _tool_execution(a: Mapping[str, str], fields: Fields) -> None:
     name = a.get("gen_ai.tool.name")
     if not name:
         return
@@ -124,39 +127,86 @@ def _tool_execution(a: _Attributes, fields: Fields) -> None:
 
 def _ttft(raw: str | None) -> int | None:
     seconds = to_float(raw)
-    return int(round(seconds * 1e9)) if seconds is not None and seconds >= 0 else None
+    # Clamped before int(): a finite but huge count of seconds overflows to inf in nanoseconds.
+    return int(round(min(seconds * 1e9, limits.TTFT_CAP_NS))) if seconds is not None and seconds >= 0 else None
+
+
+# (field, attribute) read as they are, and the counts.
+_TEXTS = (
+    ("LlmOperation", "gen_ai.operation.name"),
+    ("LlmProvider", "gen_ai.provider.name"),
+    ("LlmRequestModel", "gen_ai.request.model"),
+    ("LlmResponseModel", "gen_ai.response.model"),
+    ("PromptTemplateName", "gen_ai.prompt.name"),
+)
+_COUNTS = (
+    ("InputTokens", "gen_ai.usage.input_tokens"),
+    ("OutputTokens", "gen_ai.usage.output_tokens"),
+    ("TotalTokens", "gen_ai.usage.total_tokens"),
+    ("CacheReadTokens", "gen_ai.usage.cache_read.input_tokens"),
+    ("CacheWriteTokens", "gen_ai.usage.cache_creation.input_tokens"),
+    ("ReasoningTokens", "gen_ai.usage.reasoning.output_tokens"),
+)
 
 
 def extract(span: SpanView) -> Fields:
-    a = _Attributes(span.attrs, span.event(DETAILS_EVENT) if span.event_names else None)
+    # Only fields that hold a value are set (what `compact` keeps), and readers run only on what is there.
+    a = _attributes(span)
+    get = a.get
+    fields: Fields = {}
+    for field, key in _TEXTS:
+        value = get(key)
+        if value:
+            fields[field] = value
+    for field, key in _COUNTS:
+        raw = get(key)
+        if raw:
+            count = to_int(raw)
+            if count is not None:
+                fields[field] = count
+    raw = get("gen_ai.input.messages")
+    if raw:
+        inputs = messages_from_json_or_text(raw, "user")
+        if inputs:
+            fields["InputMessages"] = inputs
+    raw = get("gen_ai.output.messages")
+    outputs = parse_json(raw) if raw else None
+    if raw:
+        messages = messages_from_parsed(outputs, raw, "assistant")
+        if messages:
+            fields["OutputMessages"] = messages
+    raw = get("gen_ai.system_instructions")
+    if raw:
+        system = system_text(raw)
+        if system:
+            fields["SystemPrompt"] = system
+    raw = get("gen_ai.tool.definitions")
+    if raw:
+        tools = _tools(raw)
+        if tools:
+            fields["Tools"] = tools
+    finish_reason = _first_finish_reason(get("gen_ai.response.finish_reasons"), outputs)
+    if finish_reason:
+        fields["FinishReason"] = finish_reason
+    raw = get("gen_ai.response.time_to_first_chunk")
+    if raw:
+        ttft = _ttft(raw)
+        if ttft is not None:
+            fields["TimeToFirstToken"] = ttft
     params = _parameters(a)
-    outputs_raw = a.get("gen_ai.output.messages")
-    fields: Fields = {
-        "LlmOperation": a.get("gen_ai.operation.name"),
-        "LlmProvider": a.get("gen_ai.provider.name"),
-        "LlmRequestModel": a.get("gen_ai.request.model"),
-        "LlmResponseModel": a.get("gen_ai.response.model"),
-        "InputTokens": to_int(a.get("gen_ai.usage.input_tokens")),
-        "OutputTokens": to_int(a.get("gen_ai.usage.output_tokens")),
-        "TotalTokens": to_int(a.get("gen_ai.usage.total_tokens")),
-        "CacheReadTokens": to_int(a.get("gen_ai.usage.cache_read.input_tokens")),
-        "CacheWriteTokens": to_int(a.get("gen_ai.usage.cache_creation.input_tokens")),
-        "ReasoningTokens": to_int(a.get("gen_ai.usage.reasoning.output_tokens")),
-        "InputMessages": messages_from_json_or_text(a.get("gen_ai.input.messages"), "user"),
-        "OutputMessages": messages_from_json_or_text(outputs_raw, "assistant"),
-        "SystemPrompt": system_text(a.get("gen_ai.system_instructions")),
-        "Tools": _tools(a.get("gen_ai.tool.definitions")),
-        "FinishReason": _first_finish_reason(a.get("gen_ai.response.finish_reasons"), outputs_raw),
-        "PromptTemplateName": a.get("gen_ai.prompt.name"),
-        "TimeToFirstToken": _ttft(a.get("gen_ai.response.time_to_first_chunk")),
-    }
     if params:
         fields["InvocationParameters"] = params
-        fields["Temperature"] = to_float(a.get("gen_ai.request.temperature"))
-        fields["TopP"] = to_float(a.get("gen_ai.request.top_p"))
-        fields["MaxTokens"] = to_int(a.get("gen_ai.request.max_tokens"))
+        temperature = to_float(get("gen_ai.request.temperature"))
+        if temperature is not None:
+            fields["Temperature"] = temperature
+        top_p = to_float(get("gen_ai.request.top_p"))
+        if top_p is not None:
+            fields["TopP"] = top_p
+        max_tokens = to_int(get("gen_ai.request.max_tokens"))
+        if max_tokens is not None:
+            fields["MaxTokens"] = max_tokens
     _tool_execution(a, fields)
-    return compact(fields)
+    return fields
 
 
 MAPPER = Mapper(

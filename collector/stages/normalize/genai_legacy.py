@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracehouse.collector.stages.normalize import limits
-from tracehouse.collector.stages.normalize.flat import group_indexed, ordered
+from tracehouse.collector.stages.normalize.flat import IndexedFamilies, group_indexed, ordered
 from tracehouse.collector.stages.normalize.kinds import KIND_BY_TRACELOOP, OPERATION_BY_REQUEST_TYPE
-from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, compact
+from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Fields, Mapper
 from tracehouse.collector.stages.normalize.messages import (
     Message,
     convert_list,
@@ -47,6 +47,9 @@ _MESSAGE_EVENTS = {
     "gen_ai.tool.message": "tool",
 }
 _CHOICE_EVENT = "gen_ai.choice"
+# OpenLLMetry records no time-to-first-token attribute on streamed calls, but one event per chunk:
+# the first one's offset from the span start is the time to the first token.
+_CHUNK_EVENT = "gen_ai.content.completion.chunk"
 _PROMPT_EVENT = "gen_ai.content.prompt"
 _COMPLETION_EVENT = "gen_ai.content.completion"
 
@@ -138,53 +141,94 @@ def _traceloop_tool(a: Mapping[str, str], fields: Fields) -> None:
         fields["OutputMessages"] = [message("tool", [text_part(a["traceloop.entity.output"])], name=name)]
 
 
+_FAMILIES = IndexedFamilies(_INDEXED)
+_ASSOCIATION_KEYS = KEY_SEPARATOR + _ASSOCIATION
+# (field, attribute) read as they are.
+_TEXTS = (
+    ("LlmProvider", "gen_ai.system"),
+    ("PromptTemplateName", "traceloop.prompt.key"),
+    ("PromptVersion", "traceloop.prompt.version"),
+    ("PromptTemplate", "traceloop.prompt.template"),
+    ("PromptVariables", "traceloop.prompt.template_variables"),
+)
+# (field, attribute, fallback attribute or None): the count in the first one that is not empty.
+_COUNTS = (
+    ("InputTokens", "gen_ai.usage.prompt_tokens", None),
+    ("OutputTokens", "gen_ai.usage.completion_tokens", None),
+    ("TotalTokens", "llm.usage.total_tokens", "gen_ai.usage.total_tokens"),
+    ("CacheReadTokens", "gen_ai.usage.cache_read_input_tokens", "llm.usage.cache_read_input_tokens"),
+    ("CacheWriteTokens", "gen_ai.usage.cache_creation_input_tokens", "llm.usage.cache_creation_input_tokens"),
+    ("ReasoningTokens", "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens"),
+)
+
+
 def extract(span: SpanView) -> Fields:
+    # Only fields that hold a value are set (what `compact` keeps), and readers run only on what is there:
+    # this mapper also runs on every current-GenAI span (same `gen_ai.` prefix), where it mostly finds nothing.
     a = span.attrs
-    groups = group_indexed(a, _INDEXED)
-    kind = KIND_BY_TRACELOOP.get(a.get("traceloop.span.kind", ""), "")
-    prompts = ordered(groups.get(_PROMPTS))
-    completions = ordered(groups.get(_COMPLETIONS))
-    inputs = convert_list(prompts, lambda flat: _flat_message(flat, "user"))
-    outputs = convert_list(completions, lambda flat: _flat_message(flat, "assistant"))
-    finish_reason = next((c["finish_reason"] for c in completions if c.get("finish_reason")), None)
+    get = a.get
+    groups = _FAMILIES.ordered_groups(a, span.keys)
+    kind = KIND_BY_TRACELOOP.get(get("traceloop.span.kind", ""), "")
+    prompts = groups.get(_PROMPTS)
+    completions = groups.get(_COMPLETIONS)
+    inputs = convert_list(prompts, lambda flat: _flat_message(flat, "user")) if prompts else []
+    outputs = convert_list(completions, lambda flat: _flat_message(flat, "assistant")) if completions else []
+    finish_reason = (
+        next((c["finish_reason"] for c in completions if c.get("finish_reason")), None) if completions else None
+    )
     if span.event_names and not (inputs and outputs):
         event_inputs, event_outputs, event_finish = _from_events(span)
         inputs = inputs or event_inputs
         outputs = outputs or event_outputs
         finish_reason = finish_reason or event_finish
 
-    params = {name: typed_value(a[key]) for name, key in _LLM_PARAMETERS if a.get(key)}
-    fields: Fields = {
-        "LlmSpanKind": kind,
-        "LlmOperation": OPERATION_BY_REQUEST_TYPE.get(a.get("llm.request.type", "")),
-        "LlmProvider": a.get("gen_ai.system"),
-        "InputTokens": to_int(a.get("gen_ai.usage.prompt_tokens")),
-        "OutputTokens": to_int(a.get("gen_ai.usage.completion_tokens")),
-        "TotalTokens": to_int(a.get("llm.usage.total_tokens") or a.get("gen_ai.usage.total_tokens")),
-        "CacheReadTokens": to_int(
-            a.get("gen_ai.usage.cache_read_input_tokens") or a.get("llm.usage.cache_read_input_tokens")
-        ),
-        "CacheWriteTokens": to_int(
-            a.get("gen_ai.usage.cache_creation_input_tokens") or a.get("llm.usage.cache_creation_input_tokens")
-        ),
-        "ReasoningTokens": to_int(a.get("gen_ai.usage.reasoning_tokens") or a.get("llm.usage.reasoning_tokens")),
-        "InputMessages": inputs,
-        "OutputMessages": outputs,
-        "Tools": _tools(ordered(groups.get(_FUNCTIONS))),
-        "FinishReason": finish_reason
-        or a.get("gen_ai.response.finish_reason")
-        or a.get("llm.response.finish_reason")
-        or a.get("llm.response.stop_reason"),
-        "InvocationParameters": params,
-        "PromptTemplateName": a.get("traceloop.prompt.key"),
-        "PromptVersion": a.get("traceloop.prompt.version"),
-        "PromptTemplate": a.get("traceloop.prompt.template"),
-        "PromptVariables": a.get("traceloop.prompt.template_variables"),
-        "Metadata": _association_properties(a),
-    }
+    fields: Fields = {}
+    if kind:
+        fields["LlmSpanKind"] = kind
+    operation = OPERATION_BY_REQUEST_TYPE.get(get("llm.request.type", ""))
+    if operation:
+        fields["LlmOperation"] = operation
+    for field, key in _TEXTS:
+        value = get(key)
+        if value:
+            fields[field] = value
+    for field, key, fallback in _COUNTS:
+        raw = get(key) or (get(fallback) if fallback else None)
+        if raw:
+            count = to_int(raw)
+            if count is not None:
+                fields[field] = count
+    if inputs:
+        fields["InputMessages"] = inputs
+    if outputs:
+        fields["OutputMessages"] = outputs
+    functions = groups.get(_FUNCTIONS)
+    if functions:
+        tools = _tools(functions)
+        if tools:
+            fields["Tools"] = tools
+    finish_reason = (
+        finish_reason
+        or get("gen_ai.response.finish_reason")
+        or get("llm.response.finish_reason")
+        or get("llm.response.stop_reason")
+    )
+    if finish_reason:
+        fields["FinishReason"] = finish_reason
+    params = {name: typed_value(a[key]) for name, key in _LLM_PARAMETERS if get(key)}
+    if params:
+        fields["InvocationParameters"] = params
+    if _ASSOCIATION_KEYS in span.keys:
+        metadata = _association_properties(a)
+        if metadata:
+            fields["Metadata"] = metadata
+    if span.event_names:
+        ttft = span.event_offset(_CHUNK_EVENT)
+        if ttft is not None:
+            fields["TimeToFirstToken"] = ttft
     if kind == "TOOL":
         _traceloop_tool(a, fields)
-    return compact(fields)
+    return fields
 
 
 MAPPER = Mapper(

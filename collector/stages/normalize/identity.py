@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.values import short
 
 TENANT_ATTRIBUTE = "tracehouse.tenant"
@@ -87,3 +88,46 @@ def resolve_user(span_attrs: Mapping[str, str], metadata: Mapping[str, Any] | No
 def resolve_session(span_attrs: Mapping[str, str], metadata: Mapping[str, Any] | None = None) -> str:
     """`tracehouse.session`, `session.id` or `gen_ai.conversation.id`, then a `session_id` in the metadata."""
     return short(_from_attrs(span_attrs, SESSION_ATTRIBUTES) or _from_metadata(metadata, METADATA_SESSION_KEYS))
+
+
+def _bounded(
+    user: str | None, session: str | None, tenant: str | None, feature: str | None
+) -> tuple[str, str, str, str]:
+    """`short` for four attribute strings (or None), in one call rather than four."""
+    limit = limits.MAX_SHORT_CHARS
+    return (
+        (user if len(user) <= limit else user[:limit]) if user else "",
+        (session if len(session) <= limit else session[:limit]) if session else "",
+        (tenant if len(tenant) <= limit else tenant[:limit]) if tenant else "",
+        (feature if len(feature) <= limit else feature[:limit]) if feature else "",
+    )
+
+
+# Without metadata, the user is the first of these (metadata would come between the two tuples).
+_USER_WITHOUT_METADATA = USER_ATTRIBUTES + USER_FALLBACK_ATTRIBUTES
+
+
+def resolve_identity(
+    span_attrs: Mapping[str, str], resource_attrs: Mapping[str, str], metadata: Mapping[str, Any] | None
+) -> tuple[str, str, str, str]:
+    """(user, session, tenant, feature) of a span, exactly as the four resolvers above decide them, in one
+    call: the stage asks for every span. Attribute values are strings here, as decode renders them."""
+    if metadata:
+        return (
+            resolve_user(span_attrs, metadata),
+            resolve_session(span_attrs, metadata),
+            resolve_tenant(span_attrs, resource_attrs, metadata),
+            resolve_feature(span_attrs, resource_attrs, metadata),
+        )
+    # No metadata, the common case: the resolvers without their metadata steps.
+    tenant = resource_attrs.get(TENANT_ATTRIBUTE)
+    feature = resource_attrs.get(FEATURE_ATTRIBUTE)
+    if SPAN_KEYS.isdisjoint(span_attrs):
+        return _bounded(None, None, tenant, feature)
+    get = span_attrs.get
+    return _bounded(
+        _from_attrs(span_attrs, _USER_WITHOUT_METADATA),
+        _from_attrs(span_attrs, SESSION_ATTRIBUTES),
+        get(TENANT_ATTRIBUTE) or tenant,
+        get(FEATURE_ATTRIBUTE) or feature,
+    )

@@ -14,3 +14,4 @@ MAX_SHORT_CHARS = 256  # ids, model and provider names, kinds, feature, tenant, 
 MAX_TAGS = 64
 MAX_ERROR_CHARS = 8_192
 MAX_JSON_CHARS = 65_536  # metadata, invocation parameters, prompt variables
+TTFT_CAP_NS = 2.0**64  # a time to first token, clamped before int() (a huge float is inf in ns); UInt64 caps it

@@ -7,6 +7,7 @@ lists of canonical dicts, Metadata as a dict, Tags as a list of str.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,8 @@ from tracehouse.collector.stages.normalize.span import SpanView
 Fields = dict[str, Any]
 _EMPTY = (None, "", [], {})
 
-# Keys are tested for a prefix as substrings of one joined string (`key_text`): a handful of C-level
-# searches per span instead of a Python-level call per key.
+# Keys are tested for a prefix in one joined string (`key_text`), with one C-level scan per convention instead
+# of a Python-level test per key; the stage remembers the outcome per distinct key text (`dispatch`).
 KEY_SEPARATOR = "\x00"
 
 
@@ -26,12 +27,12 @@ def key_text(names: Sequence[str] | Any) -> str:
     return KEY_SEPARATOR + KEY_SEPARATOR.join(names)
 
 
-def needles(prefixes: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(KEY_SEPARATOR + prefix for prefix in prefixes)
-
-
-def has_prefix(text: str, searched: tuple[str, ...]) -> bool:
-    return any(needle in text for needle in searched)
+def prefix_pattern(prefixes: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A pattern that finds, in a key text, a key starting with one of `prefixes`: one scan, rather than a
+    substring search per prefix. None for no prefixes (nothing matches)."""
+    if not prefixes:
+        return None
+    return re.compile(KEY_SEPARATOR + "(?:" + "|".join(re.escape(prefix) for prefix in prefixes) + ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +41,26 @@ class Mapper:
     extract: Callable[[SpanView], Fields]
     prefixes: tuple[str, ...]  # attribute-key prefixes whose presence means the convention may be there
     event_prefixes: tuple[str, ...] = ()  # the same for event names
-    _needles: tuple[str, ...] = field(init=False, repr=False)
-    _event_needles: tuple[str, ...] = field(init=False, repr=False)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _event_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_needles", needles(self.prefixes))
-        object.__setattr__(self, "_event_needles", needles(self.event_prefixes))
+        object.__setattr__(self, "_pattern", prefix_pattern(self.prefixes))
+        object.__setattr__(self, "_event_pattern", prefix_pattern(self.event_prefixes))
 
     def applies(self, span: SpanView) -> bool:
-        return has_prefix(span.keys, self._needles) or (
-            bool(self._event_needles and span.event_names) and has_prefix(span.event_keys, self._event_needles)
+        return self.matches(span.keys, span.event_keys)
+
+    def matches(self, keys: str, event_keys: str) -> bool:
+        """`applies`, from the span's key text and event-name text ('' when it has no events)."""
+        if self._pattern is not None and self._pattern.search(keys) is not None:
+            return True
+        return (
+            bool(event_keys) and self._event_pattern is not None and self._event_pattern.search(event_keys) is not None
         )
 
 
 def compact(fields: Fields) -> Fields:
-    """The fields that hold a value (a later mapper may fill the others)."""
-    return {key: value for key, value in fields.items() if value not in _EMPTY}
+    """The fields that hold a value (a later mapper may fill the others): not None, '', [] or {}; 0 is a value."""
+    # A true value is never one of _EMPTY: only false ones need the comparisons.
+    return {key: value for key, value in fields.items() if value or value not in _EMPTY}

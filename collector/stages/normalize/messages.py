@@ -42,15 +42,27 @@ _MODALITIES = frozenset({"image", "audio", "video"})
 _MAX_URL_CHARS = 2_048
 
 
+# Spellings that are already canonical, or an alias: the common roles cost one lookup.
+KNOWN_ROLES: dict[str, str] = {
+    **{role: role for role in ("user", "assistant", "system", "developer", "tool")},
+    **_ROLE_ALIASES,
+}
+
+
 def normalize_role(raw: Any, default: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
+    if not isinstance(raw, str):
         return default
+    known = KNOWN_ROLES.get(raw)
+    if known is not None:
+        return known
     role = raw.strip().lower()
+    if not role:
+        return default
     return short(_ROLE_ALIASES.get(role, role))
 
 
 def text_part(text: str) -> Part:
-    return {"type": "text", "text": clip(text, limits.MAX_TEXT_CHARS)}
+    return {"type": "text", "text": text if len(text) <= limits.MAX_TEXT_CHARS else clip(text, limits.MAX_TEXT_CHARS)}
 
 
 def media_part(kind: str, url: Any = None, mime_type: Any = None) -> Part:
@@ -160,7 +172,9 @@ class _Collector:
         kind = obj.get("type")
         kind = kind.strip().lower() if isinstance(kind, str) else ""
         if kind in _TEXT_TYPES or not kind:
-            text = _first(obj, ("text", "content"))
+            text = obj.get("text")
+            if text is None:
+                text = obj.get("content")
             if isinstance(text, str):
                 self.parts.append(text_part(text))
             elif not kind:
@@ -201,7 +215,7 @@ class _Collector:
             modality = obj.get("modality")
             self.parts.append(
                 media_part(
-                    modality if modality in _MODALITIES else "file",
+                    modality if isinstance(modality, str) and modality in _MODALITIES else "file",
                     _first(obj, ("uri", "url", "file_id")),
                     _first(obj, ("mime_type", "mimeType", "media_type")),
                 )
@@ -222,7 +236,12 @@ class _Collector:
         response = obj.get("functionResponse") or obj.get("function_response")
         if isinstance(response, dict):
             self.results.append(
-                message("tool", content_parts(response.get("response")), response.get("id"), response.get("name"))
+                message(
+                    "tool",
+                    content_parts(response.get("response")),
+                    tool_call_id=response.get("id"),
+                    name=response.get("name"),
+                )
             )
             return
         data = obj.get("inlineData") or obj.get("fileData")
@@ -265,13 +284,18 @@ def messages_from_obj(obj: Any, default_role: str) -> list[Message]:
         return [text_message(default_role, obj)] if obj else []
     if not isinstance(obj, dict):
         return [text_message(default_role, json_text(obj))] if obj is not None else []
-    role = normalize_role(_first(obj, ("role", "author")), default_role)
+    role = obj.get("role")
+    role = normalize_role(obj.get("author") if role is None else role, default_role)
     found = _Collector()
     parts = obj.get("parts")
     if isinstance(parts, list):
         found.content(parts)
-    found.content(obj.get("content"))
-    found.tool_calls(obj.get("tool_calls") or obj.get("toolCalls"))
+    content = obj.get("content")
+    if content is not None:
+        found.content(content)
+    calls = obj.get("tool_calls") or obj.get("toolCalls")
+    if calls:
+        found.tool_calls(calls)
     function_call = obj.get("function_call")
     if isinstance(function_call, dict):
         found.calls.append(tool_call(None, function_call.get("name"), function_call.get("arguments")))
@@ -286,7 +310,11 @@ def messages_from_json_or_text(text: str | None, default_role: str) -> list[Mess
     """A messages attribute: a JSON array of messages, one JSON message, or plain text as one message."""
     if not text:
         return []
-    parsed = parse_json(text)
+    return messages_from_parsed(parse_json(text), text, default_role)
+
+
+def messages_from_parsed(parsed: Any, text: str, default_role: str) -> list[Message]:
+    """`messages_from_json_or_text` when the caller has parsed `text` already (`values.parse_json`)."""
     if isinstance(parsed, list):
         return convert_list(parsed, lambda item: messages_from_obj(item, default_role))
     if isinstance(parsed, dict):
@@ -321,7 +349,10 @@ def texts(parts: Iterable[Part]) -> list[str]:
 
 def split_system(messages: list[Message]) -> tuple[list[str], list[Message]]:
     """The text of system/developer messages, and the conversation without them."""
-    if not any(msg["role"] in SYSTEM_ROLES for msg in messages):
+    for msg in messages:  # a loop, not any(<generator>): usually a message or two, and no system one
+        if msg["role"] in SYSTEM_ROLES:
+            break
+    else:
         return [], messages
     system: list[str] = []
     rest: list[Message] = []
@@ -336,7 +367,8 @@ def split_system(messages: list[Message]) -> tuple[list[str], list[Message]]:
 def tool_calls_of(messages: list[Message]) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     for msg in messages:
-        calls.extend(msg.get("tool_calls", ()))
+        if "tool_calls" in msg:
+            calls.extend(msg["tool_calls"])
     return calls[: limits.MAX_TOOL_CALLS]
 
 

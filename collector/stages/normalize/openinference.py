@@ -6,14 +6,16 @@ Token counts follow the OpenInference spec: `llm.token_count.prompt` already inc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from tracehouse.collector.stages.normalize import limits
-from tracehouse.collector.stages.normalize.flat import group_indexed, ordered
+from tracehouse.collector.stages.normalize.flat import IndexedFamilies, group_indexed, ordered
 from tracehouse.collector.stages.normalize.kinds import openinference_kind
-from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Fields, Mapper, compact
+from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Fields, Mapper
 from tracehouse.collector.stages.normalize.messages import (
+    KNOWN_ROLES,
     Message,
     Part,
     convert_list,
@@ -28,11 +30,13 @@ from tracehouse.collector.stages.normalize.messages import (
     tool_from_obj,
 )
 from tracehouse.collector.stages.normalize.span import SpanView
+from tracehouse.collector.stages.normalize.tokens import UINT64_MAX
 from tracehouse.collector.stages.normalize.values import (
     clip,
     json_object,
     number_to_float,
     number_to_int,
+    short,
     string_list,
     to_int,
 )
@@ -47,7 +51,10 @@ _CHOICES = "llm.choices."
 _DOCUMENTS = "retrieval.documents."
 _EMBEDDINGS = "embedding.embeddings."
 _INDEXED = (_INPUT_MESSAGES, _OUTPUT_MESSAGES, _TOOLS, _PROMPTS, _CHOICES, _DOCUMENTS, _EMBEDDINGS)
+_FAMILIES = IndexedFamilies(_INDEXED)
 _MESSAGE_LISTS = ("message.contents.", "message.tool_calls.")
+_CACHED_PARAMETERS_CHARS = 2_048
+_MAX_TEXT = limits.MAX_TEXT_CHARS
 # Families of keys tested on SpanView.keys before their lookups are spent.
 _TOKEN_KEYS = KEY_SEPARATOR + "llm.token_count."
 _TEMPLATE_KEYS = KEY_SEPARATOR + "llm.prompt_template."
@@ -99,29 +106,54 @@ def _content_item(item: Mapping[str, str], parts: list[Part], calls: list[dict[s
         parts.append({"type": kind[: limits.MAX_SHORT_CHARS]})
 
 
-def _message(flat: Mapping[str, str], default_role: str) -> list[Message]:
+def _message(flat: Mapping[str, str], default_role: str) -> Message:
     """One `llm.*_messages.{i}` entry (its keys without the prefix) as a canonical message."""
+    if len(flat) > 2:
+        return _rich_message(flat, default_role)
+    # Role and content, the common case, without the parts and tool-call machinery, and with the
+    # common cases of normalize_role and text_part inline.
+    raw_role = flat.get("message.role")
+    content = flat.get("message.content")
+    msg: Message = {
+        "role": KNOWN_ROLES.get(raw_role or "") or normalize_role(raw_role, default_role),
+        "content": [{"type": "text", "text": content if len(content) <= _MAX_TEXT else clip(content, _MAX_TEXT)}]
+        if content
+        else [],
+    }
+    tool_call_id = flat.get("message.tool_call_id")
+    if tool_call_id:
+        msg["tool_call_id"] = short(tool_call_id)
+    name = flat.get("message.name")
+    if name:
+        msg["name"] = short(name)
+    return msg
+
+
+def _rich_message(flat: Mapping[str, str], default_role: str) -> Message:
     role = normalize_role(flat.get("message.role"), default_role)
     parts: list[Part] = []
     calls: list[dict[str, Any]] = []
     content = flat.get("message.content")
     if content:
         parts.append(text_part(content))
-    if len(flat) > 2:
-        nested = group_indexed(flat, _MESSAGE_LISTS)
-        for item in ordered(nested.get("message.contents."))[: limits.MAX_PARTS]:
-            _content_item(item, parts, calls)
-        for call in ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS]:
-            calls.append(_tool_call(call))
-        if flat.get("message.function_call_name"):
-            calls.append(
-                tool_call(None, flat["message.function_call_name"], flat.get("message.function_call_arguments_json"))
-            )
-    return [message(role, parts, calls, flat.get("message.tool_call_id"), flat.get("message.name"))]
+    nested = group_indexed(flat, _MESSAGE_LISTS)
+    for item in ordered(nested.get("message.contents."))[: limits.MAX_PARTS]:
+        _content_item(item, parts, calls)
+    for call in ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS]:
+        calls.append(_tool_call(call))
+    if flat.get("message.function_call_name"):
+        calls.append(
+            tool_call(None, flat["message.function_call_name"], flat.get("message.function_call_arguments_json"))
+        )
+    return message(role, parts, calls, flat.get("message.tool_call_id"), flat.get("message.name"))
 
 
 def _messages(entries: list[dict[str, str]], default_role: str) -> list[Message]:
-    return convert_list(entries, lambda flat: _message(flat, default_role))
+    if len(entries) == 1:  # a single question or answer, the common case: no comprehension to set up
+        return [_message(entries[0], default_role)]
+    if len(entries) <= limits.MAX_MESSAGES:
+        return [_message(flat, default_role) for flat in entries]
+    return convert_list(entries, lambda flat: [_message(flat, default_role)])
 
 
 def _texts_as_messages(entries: list[dict[str, str]], key: str, role: str) -> list[Message]:
@@ -167,92 +199,170 @@ def _tool_span(a: Mapping[str, str], fields: Fields) -> None:
         fields["OutputMessages"] = [message("tool", [text_part(a["output.value"])], tool_call_id=call_id, name=name)]
 
 
-def _token_fields(a: Mapping[str, str]) -> Fields:
-    return {
-        "InputTokens": to_int(a.get("llm.token_count.prompt")),
-        "OutputTokens": to_int(a.get("llm.token_count.completion")),
-        "TotalTokens": to_int(a.get("llm.token_count.total")),
-        "CacheReadTokens": to_int(
-            a.get("llm.token_count.prompt_details.cache_read") or a.get("llm.token_count.prompt_details.cache_input")
-        ),
-        "CacheWriteTokens": to_int(a.get("llm.token_count.prompt_details.cache_write")),
-        "ReasoningTokens": to_int(a.get("llm.token_count.completion_details.reasoning")),
-        "InputAudioTokens": to_int(a.get("llm.token_count.prompt_details.audio")),
-        "OutputAudioTokens": to_int(a.get("llm.token_count.completion_details.audio")),
-    }
+# (field, attribute) for the counts read as they are; CacheReadTokens has a second spelling.
+_TOKEN_ATTRIBUTES = (
+    ("InputTokens", "llm.token_count.prompt"),
+    ("OutputTokens", "llm.token_count.completion"),
+    ("TotalTokens", "llm.token_count.total"),
+    ("CacheWriteTokens", "llm.token_count.prompt_details.cache_write"),
+    ("ReasoningTokens", "llm.token_count.completion_details.reasoning"),
+    ("InputAudioTokens", "llm.token_count.prompt_details.audio"),
+    ("OutputAudioTokens", "llm.token_count.completion_details.audio"),
+)
+_TEMPLATE_ATTRIBUTES = (
+    ("PromptTemplate", "llm.prompt_template.template"),
+    ("PromptVersion", "llm.prompt_template.version"),
+    ("PromptVariables", "llm.prompt_template.variables"),
+)
 
 
-def _template_fields(a: Mapping[str, str]) -> Fields:
-    return {
-        "PromptTemplate": a.get("llm.prompt_template.template"),
-        "PromptVersion": a.get("llm.prompt_template.version"),
-        "PromptVariables": a.get("llm.prompt_template.variables"),
-        # Not in the OpenInference spec, which has no template name: the tracehouse helpers set it.
-        "PromptTemplateName": a.get("llm.prompt_template.name") or a.get("prompt.id"),
-    }
+def _token_fields(get: Callable[[str], str | None], fields: Fields) -> None:
+    for field, key in _TOKEN_ATTRIBUTES:
+        raw = get(key)
+        if not raw:
+            continue
+        # to_int with its common case inline (decode renders integer attributes as plain decimals)
+        try:
+            count = int(raw)
+        except ValueError:
+            parsed = to_int(raw)
+            if parsed is not None:
+                fields[field] = parsed
+            continue
+        if 0 <= count <= UINT64_MAX:
+            fields[field] = count
+    count = to_int(
+        get("llm.token_count.prompt_details.cache_read") or get("llm.token_count.prompt_details.cache_input")
+    )
+    if count is not None:
+        fields["CacheReadTokens"] = count
+
+
+def _template_fields(get: Callable[[str], str | None], fields: Fields) -> None:
+    for field, key in _TEMPLATE_ATTRIBUTES:
+        value = get(key)
+        if value:
+            fields[field] = value
+    # Not in the OpenInference spec, which has no template name: the tracehouse helpers set it.
+    name = get("llm.prompt_template.name") or get("prompt.id")
+    if name:
+        fields["PromptTemplateName"] = name
+
+
+InvocationSettings = tuple[str | None, float | None, float | None, int | None]
+
+
+def _read_parameters(raw: str) -> InvocationSettings | None:
+    """(model, temperature, top_p, max_tokens) of an `llm.invocation_parameters` JSON object; None if not one."""
+    params = json_object(raw)
+    if params is None:
+        return None
+    model = params.get("model")
+    return (
+        model if isinstance(model, str) else None,
+        number_to_float(params.get("temperature")),
+        number_to_float(_first_param(params, ("top_p", "topP"))),
+        number_to_int(_first_param(params, _MAX_TOKENS_KEYS)),
+    )
+
+
+# An app sends the same parameters call after call: parse each distinct (short) text once.
+_cached_parameters = lru_cache(maxsize=1024)(_read_parameters)
+
+
+def _parameters(raw: str) -> InvocationSettings | None:
+    return _cached_parameters(raw) if len(raw) <= _CACHED_PARAMETERS_CHARS else _read_parameters(raw)
 
 
 def extract(span: SpanView) -> Fields:
+    # Only fields that hold a value are set (what `compact` keeps): the stage writes no column for the rest.
     a = span.attrs
-    kind = openinference_kind(a.get("openinference.span.kind"))
-    params = json_object(a.get("llm.invocation_parameters"))
-    groups = group_indexed(a, _INDEXED)
-
-    fields: Fields = {
-        "LlmSpanKind": kind,
-        "LlmProvider": a.get("llm.provider") or a.get("llm.system"),
-        "LlmRequestModel": a.get("llm.request.model_name")
-        or (params.get("model") if params and isinstance(params.get("model"), str) else None)
-        or a.get("llm.model_name")
-        or a.get("embedding.model_name")
-        or a.get("reranker.model_name"),
-        "LlmResponseModel": a.get("llm.response.model_name")
-        or a.get("llm.model_name")
-        or a.get("embedding.model_name")
-        or a.get("reranker.model_name"),
-        "FinishReason": a.get("llm.finish_reason"),
-        "Tags": string_list(a.get("tag.tags")),
-        "Metadata": json_object(a.get("metadata")),
-        "TimeToFirstToken": span.event_offset(FIRST_TOKEN_EVENT) if span.event_names else None,
-    }
-    if _TOKEN_KEYS in span.keys:
-        fields.update(_token_fields(a))
-    if _TEMPLATE_KEYS in span.keys or "prompt.id" in a:
-        fields.update(_template_fields(a))
+    get = a.get
+    keys = span.keys
+    fields: Fields = {}
+    kind = openinference_kind(get("openinference.span.kind"))
+    if kind:
+        fields["LlmSpanKind"] = kind
+    provider = get("llm.provider") or get("llm.system")
+    if provider:
+        fields["LlmProvider"] = provider
+    raw_params = get("llm.invocation_parameters")
+    params = _parameters(raw_params) if raw_params else None
+    model = get("llm.model_name") or get("embedding.model_name") or get("reranker.model_name")
+    request_model = get("llm.request.model_name") or (params[0] if params else None) or model
+    if request_model:
+        fields["LlmRequestModel"] = request_model
+    response_model = get("llm.response.model_name") or model
+    if response_model:
+        fields["LlmResponseModel"] = response_model
+    finish_reason = get("llm.finish_reason")
+    if finish_reason:
+        fields["FinishReason"] = finish_reason
+    raw_tags = get("tag.tags")
+    if raw_tags:
+        tags = string_list(raw_tags)
+        if tags:
+            fields["Tags"] = tags
+    raw_metadata = get("metadata")
+    if raw_metadata:
+        metadata = json_object(raw_metadata)
+        if metadata:
+            fields["Metadata"] = metadata
+    if span.event_names:
+        ttft = span.event_offset(FIRST_TOKEN_EVENT)
+        if ttft is not None:
+            fields["TimeToFirstToken"] = ttft
+    if _TOKEN_KEYS in keys:
+        _token_fields(get, fields)
+    if _TEMPLATE_KEYS in keys or "prompt.id" in a:
+        _template_fields(get, fields)
     if params is not None:
-        fields["InvocationParameters"] = a.get("llm.invocation_parameters")
-        fields["Temperature"] = number_to_float(params.get("temperature"))
-        fields["TopP"] = number_to_float(_first_param(params, ("top_p", "topP")))
-        fields["MaxTokens"] = number_to_int(_first_param(params, _MAX_TOKENS_KEYS))
+        fields["InvocationParameters"] = raw_params
+        _, temperature, top_p, max_tokens = params
+        if temperature is not None:
+            fields["Temperature"] = temperature
+        if top_p is not None:
+            fields["TopP"] = top_p
+        if max_tokens is not None:
+            fields["MaxTokens"] = max_tokens
 
-    inputs = _messages(ordered(groups.get(_INPUT_MESSAGES)), "user")
-    outputs = _messages(ordered(groups.get(_OUTPUT_MESSAGES)), "assistant")
+    groups = _FAMILIES.ordered_groups(a, keys)
+    entries = groups.get(_INPUT_MESSAGES)
+    inputs = _messages(entries, "user") if entries else []
+    entries = groups.get(_OUTPUT_MESSAGES)
+    outputs = _messages(entries, "assistant") if entries else []
     if not inputs and _PROMPTS in groups:
-        inputs = _texts_as_messages(ordered(groups[_PROMPTS]), "prompt.text", "user")
+        inputs = _texts_as_messages(groups[_PROMPTS], "prompt.text", "user")
         fields["LlmOperation"] = "text_completion"
     if not outputs and _CHOICES in groups:
-        outputs = _texts_as_messages(ordered(groups[_CHOICES]), "completion.text", "assistant")
+        outputs = _texts_as_messages(groups[_CHOICES], "completion.text", "assistant")
     if kind == "LLM":
-        inputs = inputs or messages_from_payload(a.get("input.value"), "user")
-        outputs = outputs or messages_from_payload(a.get("output.value"), "assistant")
-        legacy_call = json_object(a.get("llm.function_call"))
+        inputs = inputs or messages_from_payload(get("input.value"), "user")
+        outputs = outputs or messages_from_payload(get("output.value"), "assistant")
+        raw_call = get("llm.function_call")
+        legacy_call = json_object(raw_call) if raw_call else None
         if legacy_call and legacy_call.get("name"):
             fields["ToolCalls"] = [tool_call(None, legacy_call["name"], legacy_call.get("arguments"))]
     elif kind == "TOOL":
         _tool_span(a, fields)
     elif kind == "RETRIEVER":
-        inputs = inputs or ([text_message("user", a["input.value"])] if a.get("input.value") else [])
-        outputs = outputs or _documents(ordered(groups.get(_DOCUMENTS)))
+        inputs = inputs or ([text_message("user", a["input.value"])] if get("input.value") else [])
+        outputs = outputs or _documents(groups.get(_DOCUMENTS, []))
     elif kind == "EMBEDDING":
-        texts = [e["embedding.text"] for e in ordered(groups.get(_EMBEDDINGS)) if e.get("embedding.text")]
+        texts = [e["embedding.text"] for e in groups.get(_EMBEDDINGS, ()) if e.get("embedding.text")]
         if texts:
             inputs = [message("user", [text_part(t) for t in texts[: limits.MAX_PARTS]])]
-    fields["InputMessages"] = inputs
-    if "OutputMessages" not in fields:
+    if inputs:
+        fields["InputMessages"] = inputs
+    if outputs and "OutputMessages" not in fields:
         fields["OutputMessages"] = outputs
     if _TOOLS in groups:
-        fields["Tools"] = _tools(ordered(groups[_TOOLS]))
-    return compact(fields)
+        tools = _tools(groups[_TOOLS])
+        if tools:
+            fields["Tools"] = tools
+        else:  # the list wins over the TOOL span's own definition even when none of its entries reads
+            fields.pop("Tools", None)
+    return fields
 
 
 MAPPER = Mapper(

@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 
-class SpanView:
-    """One span's inputs. Attribute dicts are shared with the batch: read them, never write them."""
+class SpanView(NamedTuple):
+    """One span's inputs. Attribute dicts are shared with the batch: read them, never write them.
 
-    __slots__ = ("attrs", "keys", "event_keys", "resource", "start", "event_names", "event_attrs", "event_times")
+    A named tuple: built for every LLM span, and a tuple is built in C where a class runs an __init__."""
 
-    def __init__(
-        self,
-        attrs: Mapping[str, str],
-        resource: Mapping[str, str],
-        start: int,
-        event_names: Sequence[str],
-        event_attrs: Sequence[Mapping[str, str]],
-        event_times: Sequence[int],
-        keys: str,
-        event_keys: str,
-    ) -> None:
-        self.attrs = attrs
-        self.keys = keys  # mapper.key_text(attrs), for cheap prefix tests
-        self.event_keys = event_keys  # the same over event names
-        self.resource = resource
-        self.start = start
-        self.event_names = event_names
-        self.event_attrs = event_attrs
-        self.event_times = event_times
+    attrs: Mapping[str, str]
+    resource: Mapping[str, str]
+    start: int
+    event_names: Sequence[str]
+    event_attrs: Sequence[Mapping[str, str]]
+    event_times: Sequence[int]
+    keys: str  # mapper.key_text(attrs), for cheap prefix tests
+    event_keys: str  # the same over event names
 
     def event(self, name: str) -> Mapping[str, str] | None:
         """Attributes of the first event called `name`."""

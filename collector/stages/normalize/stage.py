@@ -2,34 +2,34 @@
 
 Spans without an attribute key (or event name) of any convention take the plain path: their LLM
 columns keep the empty values, and only the identity and error columns, which every span has, are
-looked up.
+looked up. An LLM span too writes only the columns it has a value for (`finalize.write_llm_columns`).
+
+This runs on every span, in Python, so its cost is counted in calls and lookups per span
+(bench/bench_normalize.py). What depends on the set of keys alone (which mappers apply, where the
+indexed lists are) is worked out once per distinct key set (`dispatch`, `flat.IndexedFamilies`); mappers
+read present attributes and build only the fields they find; finalize converts only those.
+tests/test_normalize_differential.py holds the result to that of the straightforward implementation.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.stages.normalize.columns import empty_columns
+from tracehouse.collector.stages.normalize.columns import clear_row, empty_columns
+from tracehouse.collector.stages.normalize.dispatch import Dispatch
 from tracehouse.collector.stages.normalize.errors import error_fields
-from tracehouse.collector.stages.normalize.finalize import llm_columns
-from tracehouse.collector.stages.normalize.identity import (
-    SPAN_KEYS,
-    resolve_feature,
-    resolve_session,
-    resolve_tenant,
-    resolve_user,
-)
-from tracehouse.collector.stages.normalize.mapper import Fields, has_prefix, key_text, needles
-from tracehouse.collector.stages.normalize.registry import ATTRIBUTE_PREFIXES, EVENT_PREFIXES, MAPPERS
+from tracehouse.collector.stages.normalize.finalize import write_llm_columns
+from tracehouse.collector.stages.normalize.identity import resolve_identity
+from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, key_text
+from tracehouse.collector.stages.normalize.registry import MAPPERS
 from tracehouse.collector.stages.normalize.span import SpanView
 
 log = logging.getLogger(__name__)
 
-_ATTRIBUTE_NEEDLES = needles(ATTRIBUTE_PREFIXES)
-_EVENT_NEEDLES = needles(EVENT_PREFIXES)
+_DISPATCH = Dispatch()
 
 
 class StageStats:
@@ -38,17 +38,13 @@ class StageStats:
     failures = 0
 
 
-def has_llm_keys(keys: str, event_keys: str) -> bool:
-    return has_prefix(keys, _ATTRIBUTE_NEEDLES) or (bool(event_keys) and has_prefix(event_keys, _EVENT_NEEDLES))
-
-
-def merged_fields(span: SpanView) -> Fields:
-    """Every applicable mapper's fields; per field, the first mapper in precedence order wins."""
-    merged: Fields = {}
-    for mapper in MAPPERS:
-        if mapper.applies(span):
-            for name, value in mapper.extract(span).items():
-                merged.setdefault(name, value)
+def merged_fields(span: SpanView, mappers: Sequence[Mapper]) -> Fields:
+    """The fields of `mappers` (those that apply, in precedence order); per field, the first mapper wins.
+    With one mapper (the usual case), its dict, fresh from extract, is the result."""
+    merged = mappers[0].extract(span)
+    for mapper in mappers[1:]:
+        for name, value in mapper.extract(span).items():
+            merged.setdefault(name, value)
     return merged
 
 
@@ -71,24 +67,21 @@ def normalize(batch: SpanBatch) -> SpanBatch:
         metadata: Mapping[str, Any] | None = None
         keys = key_text(attrs)
         event_keys = key_text(names) if names else ""
-        if has_llm_keys(keys, event_keys):
+        mappers = _DISPATCH.applicable(MAPPERS, keys, event_keys)
+        if mappers:
             try:
                 span = SpanView(
                     attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys
                 )
-                fields = merged_fields(span)
+                fields = mappers[0].extract(span) if len(mappers) == 1 else merged_fields(span, mappers)
                 metadata = fields.get("Metadata")
-                for name, value in llm_columns(fields).items():
-                    out[name][row] = value
+                write_llm_columns(fields, out, row)
             except Exception:  # a bug here must cost one span its LLM fields, not the batch
                 StageStats.failures += 1
                 log.exception("normalize: could not read the LLM fields of span %s", source["SpanId"][row])
                 metadata = None
-        if metadata is not None or not SPAN_KEYS.isdisjoint(attrs):
-            users[row] = resolve_user(attrs, metadata)
-            sessions[row] = resolve_session(attrs, metadata)
-        tenants[row] = resolve_tenant(attrs, resource, metadata)
-        features[row] = resolve_feature(attrs, resource, metadata)
+                clear_row(out, row)
+        users[row], sessions[row], tenants[row], features[row] = resolve_identity(attrs, resource, metadata)
         status = status_codes[row]
         if status == "Error" or names or "error.type" in attrs:
             error_types[row], error_messages[row] = error_fields(

@@ -12,32 +12,24 @@ the cache tokens are added, and the total is recomputed from the converted input
 
 from __future__ import annotations
 
-from typing import Any
-
 from tracehouse.collector.stages.normalize.mapper import Fields
 
 UINT64_MAX = 2**64 - 1
 
 
-def token_columns(fields: Fields) -> dict[str, Any]:
+def input_and_total(fields: Fields) -> tuple[int | None, int | None]:
+    """InputTokens and TotalTokens as stored, from a span's fields (the other counts are stored as they are):
+    an exclusive input count is converted, and a missing or invalidated total is Input + Output."""
     input_tokens = fields.get("InputTokens")
-    output_tokens = fields.get("OutputTokens")
     total_tokens = fields.get("TotalTokens")
-    cache_read = fields.get("CacheReadTokens")
-    cache_write = fields.get("CacheWriteTokens")
-    cached = (cache_read or 0) + (cache_write or 0)
-    if input_tokens is not None and input_tokens < cached:
+    if input_tokens is None:
+        return None, total_tokens
+    cached = fields.get("CacheReadTokens", 0) + fields.get("CacheWriteTokens", 0)
+    if input_tokens < cached:
         input_tokens = min(input_tokens + cached, UINT64_MAX)
         total_tokens = None
-    if total_tokens is None and input_tokens is not None and output_tokens is not None:
-        total_tokens = min(input_tokens + output_tokens, UINT64_MAX)
-    return {
-        "InputTokens": input_tokens,
-        "OutputTokens": output_tokens,
-        "TotalTokens": total_tokens,
-        "CacheReadTokens": cache_read,
-        "CacheWriteTokens": cache_write,
-        "ReasoningTokens": fields.get("ReasoningTokens"),
-        "InputAudioTokens": fields.get("InputAudioTokens"),
-        "OutputAudioTokens": fields.get("OutputAudioTokens"),
-    }
+    if total_tokens is None:
+        output_tokens = fields.get("OutputTokens")
+        if output_tokens is not None:
+            total_tokens = min(input_tokens + output_tokens, UINT64_MAX)
+    return input_tokens, total_tokens

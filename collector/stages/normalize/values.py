@@ -132,10 +132,11 @@ def typed_value(text: str) -> Any:
     bool, a JSON array or object, else the string itself."""
     if text == "true" or text == "false":
         return text == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
+    if "." not in text and "e" not in text and "E" not in text:  # int() takes none of these: skip its exception
+        try:
+            return int(text)
+        except ValueError:
+            pass
     number = to_float(text)
     if number is not None:
         return number

@@ -13,7 +13,7 @@ from typing import Any
 
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.kinds import KIND_BY_VERCEL_OPERATION
-from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, compact
+from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Fields, Mapper, compact
 from tracehouse.collector.stages.normalize.messages import (
     Message,
     content_parts,
@@ -41,7 +41,10 @@ _FIRST_CHUNK_EVENT = "ai.stream.firstChunk"
 _MAX_TOKENS_SETTINGS = ("ai.settings.maxOutputTokens", "ai.settings.maxTokens")
 
 
-def _prefixed(attrs: Mapping[str, str], prefix: str) -> dict[str, Any]:
+def _prefixed(span: SpanView, prefix: str) -> dict[str, Any]:
+    if KEY_SEPARATOR + prefix not in span.keys:  # one search of the key text instead of a test per key
+        return {}
+    attrs = span.attrs
     start = len(prefix)
     return {key[start:]: typed_value(value) for key, value in attrs.items() if key.startswith(prefix)}
 
@@ -105,13 +108,13 @@ def _ttft(span: SpanView) -> int | None:
     if ms is None and span.event_names:
         event = span.event(_FIRST_CHUNK_EVENT)
         ms = to_float(event.get("ai.response.msToFirstChunk")) if event else None
-    return int(round(ms * 1e6)) if ms is not None and ms >= 0 else None
+    return int(round(min(ms * 1e6, limits.TTFT_CAP_NS))) if ms is not None and ms >= 0 else None
 
 
 def extract(span: SpanView) -> Fields:
     a = span.attrs
     kind = KIND_BY_VERCEL_OPERATION.get(a.get("ai.operationId", ""), "")
-    settings = _prefixed(a, _SETTINGS)
+    settings = _prefixed(span, _SETTINGS)
     fields: Fields = {
         "LlmSpanKind": kind,
         "LlmProvider": a.get("ai.model.provider"),
@@ -126,7 +129,7 @@ def extract(span: SpanView) -> Fields:
         "ReasoningTokens": to_int(a.get("ai.usage.reasoningTokens")),
         "FinishReason": a.get("ai.response.finishReason"),
         "Tools": _tools(a.get("ai.prompt.tools")),
-        "Metadata": _prefixed(a, _METADATA),
+        "Metadata": _prefixed(span, _METADATA),
         "InvocationParameters": settings,
         "Temperature": to_float(a.get("ai.settings.temperature")),
         "TopP": to_float(a.get("ai.settings.topP")),

@@ -1,0 +1,105 @@
+"""The shortcuts that keep normalize cheap per span give the same results as the long way round: memos keyed by
+a span's key text, the one-scan grouping of indexed keys, and writing columns in place."""
+
+from __future__ import annotations
+
+import random
+
+from test_normalize_support import normalized, normalized_rows
+
+from tracehouse.collector.stages.normalize import StageStats, memo
+from tracehouse.collector.stages.normalize.columns import LLM_COLUMNS, clear_row, empty_columns
+from tracehouse.collector.stages.normalize.dispatch import Dispatch
+from tracehouse.collector.stages.normalize.flat import IndexedFamilies, group_indexed, ordered
+from tracehouse.collector.stages.normalize.mapper import Mapper, key_text
+from tracehouse.collector.stages.normalize.registry import MAPPERS
+
+PREFIXES = ("llm.input_messages.", "llm.output_messages.", "llm.tools.")
+
+
+def _slow_groups(attrs: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+    return {prefix: ordered(entries) for prefix, entries in group_indexed(attrs, PREFIXES).items()}
+
+
+def test_one_scan_grouping_equals_testing_every_key():
+    rnd = random.Random(7)
+    families = IndexedFamilies(PREFIXES)
+    parts = ["llm.input_messages.", "llm.output_messages.", "llm.tools.", "llm.toolsx.", "llm.model_name", "x."]
+    indices = ["0", "1", "2", "10", "01", "x", "", "٣", "1234567890"]
+    rests = ["message.role", "message.content", "tool.name", "a.b.c", ""]
+    for _ in range(500):
+        attrs = {
+            rnd.choice(parts) + rnd.choice(indices) + rnd.choice([".", "", ".."]) + rnd.choice(rests): str(i)
+            for i in range(rnd.randint(0, 12))
+        }
+        for _ in range(3):  # grouped directly, then planned, then from the plan
+            assert families.ordered_groups(attrs, key_text(attrs)) == _slow_groups(attrs), attrs
+
+
+def test_a_key_holding_the_separator_is_not_split():
+    families = IndexedFamilies(PREFIXES)
+    clean = {"a": "1", "llm.input_messages.0.message.role": "user"}
+    tricky = {"a\x00llm.input_messages.0.message.role": "1"}  # the same key text, one key
+    assert key_text(clean) == key_text(tricky)
+    assert families.ordered_groups(clean, key_text(clean)) == {"llm.input_messages.": [{"message.role": "user"}]}
+    assert families.ordered_groups(tricky, key_text(tricky)) == {}
+
+
+def test_spans_with_the_same_keys_keep_their_own_values():
+    first, second = normalized_rows(
+        [
+            {"attrs": {"openinference.span.kind": "LLM", "llm.input_messages.0.message.content": "one"}},
+            {"attrs": {"openinference.span.kind": "LLM", "llm.input_messages.0.message.content": "two"}},
+        ]
+    )
+    assert first["InputMessages"] != second["InputMessages"]
+    assert "two" in second["InputMessages"]
+
+
+def test_dispatch_remembers_per_key_text_and_event_names():
+    dispatch = Dispatch()
+    keys = key_text(["gen_ai.operation.name"])
+    assert [m.name for m in dispatch.applicable(MAPPERS, keys, "")] == ["genai", "genai_legacy"]
+    assert dispatch.applicable(MAPPERS, keys, "") is dispatch.applicable(MAPPERS, keys, "")
+    plain = key_text(["http.route"])
+    assert dispatch.applicable(MAPPERS, plain, "") == ()
+    assert [m.name for m in dispatch.applicable(MAPPERS, plain, key_text(["gen_ai.user.message"]))] == ["genai_legacy"]
+    other = (Mapper(name="other", extract=lambda span: {}, prefixes=("gen_ai.",)),)
+    assert [m.name for m in dispatch.applicable(other, keys, "")] == ["other"]  # another registry: not confused
+
+
+def test_the_memo_stays_bounded(monkeypatch):
+    monkeypatch.setattr(memo, "MAX_ENTRIES", 3)
+    remembered = memo.KeyTextMemo()
+    for i in range(10):
+        remembered.remember(f"k{i}", f"k{i}", i)
+        assert len(remembered) <= 3
+    remembered.remember("huge", "x" * (memo.MAX_TEXT_CHARS + 1), 0)
+    assert "huge" not in remembered
+    monkeypatch.setattr(memo, "MAX_CHARS", 10)
+    remembered = memo.KeyTextMemo()
+    for i in range(10):
+        remembered.remember(f"key{i}", f"key{i}", i)
+        assert remembered.chars <= 10
+
+
+def test_a_span_failing_halfway_through_its_columns_keeps_none_of_them(monkeypatch):
+    from tracehouse.collector.stages.normalize import stage
+
+    def half_bad(span):
+        # Temperature is written as it is, then the provider (not a string) fails to convert.
+        return {"Temperature": 0.5, "InputTokens": 3, "LlmProvider": 5}
+
+    monkeypatch.setattr(stage, "MAPPERS", (Mapper(name="half_bad", extract=half_bad, prefixes=("gen_ai.",)),))
+    failures = StageStats.failures
+    row = normalized({"gen_ai.operation.name": "chat", "user.id": "u"})
+    assert StageStats.failures == failures + 1
+    assert row == {**row, "Temperature": None, "InputTokens": None, "LlmProvider": "", "UserId": "u"}
+
+
+def test_clear_row_restores_the_empty_values():
+    columns = empty_columns(2)
+    for name in LLM_COLUMNS:
+        columns[name][1] = "x"
+    clear_row(columns, 1)
+    assert all(columns[name][1] == columns[name][0] for name in LLM_COLUMNS)
