@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 # otel_traces columns, in the OTel Collector ClickHouse exporter's insert order.
@@ -46,22 +45,3 @@ class SpanBatch:
 
     def __len__(self) -> int:
         return len(self.columns["SpanId"])
-
-    def column_names(self) -> list[str]:
-        return list(self.columns)
-
-    def column_data(self) -> list[list[Any]]:
-        return list(self.columns.values())
-
-    @classmethod
-    def concat(cls, batches: Iterable[SpanBatch]) -> SpanBatch:
-        batches = [b for b in batches if len(b)]
-        if len(batches) == 1:
-            return batches[0]
-        merged: dict[str, list[Any]] = {n: [] for n in (batches[0].columns if batches else OTEL_COLUMNS)}
-        for batch in batches:
-            if batch.columns.keys() != merged.keys():
-                raise ValueError("cannot concatenate span batches with different columns")
-            for name, values in batch.columns.items():
-                merged[name].extend(values)
-        return cls(merged)

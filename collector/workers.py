@@ -7,7 +7,6 @@ how the collector uses more than one. Each worker builds its own stages from the
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
@@ -33,7 +32,3 @@ def start_workers(config: Config, count: int) -> ProcessPoolExecutor:
     """`count` worker processes (forkserver: no inherited threads or open store handles)."""
     context = multiprocessing.get_context("forkserver")
     return ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_initialize, initargs=(config,))
-
-
-def default_worker_count() -> int:
-    return max(1, min(4, (os.cpu_count() or 1)))

@@ -18,6 +18,7 @@ from tracehouse.collector.config import Config
 from tracehouse.collector.runtime import lock_store
 from tracehouse.collector.stages.price import Pricer
 from tracehouse.collector.stages.price.reprice import reprice, rollup_select
+from tracehouse.collector.writer import TraceStore, encode_rows
 
 M = D(1_000_000)
 
@@ -108,13 +109,14 @@ def env(tmp_path: Path, monkeypatch):
     price_file = tmp_path / "prices.toml"
     price_file.write_text(PRICES_V1)
     config = Config(data_dir=tmp_path / "data", extra={"pricing": {"price_file": str(price_file)}})
-    client = store.connect(config.store_url)
-    store.migrate(client)
     rows = list(SPANS.values())
     batch = Pricer.from_config(config).price(SpanBatch({name: [r[name] for r in rows] for name in rows[0]}))
-    client.insert("otel_traces", batch.column_data(), column_names=batch.column_names(), column_oriented=True)
+    writer = TraceStore(config.store_url)  # the collector's own insert path
+    writer.insert(*encode_rows(batch))
+    client = store.connect(config.store_url)
     yield config, client, price_file
     client.close()
+    writer.close()
 
 
 def stored(client) -> dict[str, dict]:
