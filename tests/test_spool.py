@@ -4,6 +4,7 @@ segments rotate and are dropped once sent, the budget holds, digests and the ins
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -123,3 +124,69 @@ def test_insert_intent_survives_a_crash(tmp_path):
     assert len(reopened.read(0, max_rows=100, end=ends[2])) == 3  # exactly the intended range
     reopened.commit(ends[2])
     assert reopened.read_intent() is None
+
+
+def test_drainer_isolates_a_batch_clickhouse_refuses_and_dead_letters_only_the_bad_record(tmp_path):
+    """Three records drained as one insert; ClickHouse refuses the batch because one record's rows are
+    invalid: the valid records are inserted one by one, the bad one goes to deadletter/ with the reason,
+    and the spool moves past it (never retried forever, never silently dropped)."""
+    from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
+    from tracehouse.collector.metrics import CollectorMetrics
+    from tracehouse.collector.writer import SpoolDrainer, TraceStore, encode_rows
+
+    def record(span_id: str, duration) -> tuple[bytes, bytes]:
+        row = {name: [] for name in OTEL_COLUMNS if name.startswith(("Events.", "Links."))}
+        values = {
+            "Timestamp": 1_700_000_000_000_000_000,
+            "TraceId": "ab" * 16,
+            "SpanId": span_id,
+            "ParentSpanId": "",
+            "TraceState": "",
+            "SpanName": "op",
+            "SpanKind": "Internal",
+            "ServiceName": "dead-letter",
+            "ResourceAttributes": {},
+            "ScopeName": "",
+            "ScopeVersion": "",
+            "SpanAttributes": {},
+            "Duration": duration,
+            "StatusCode": "Unset",
+            "StatusMessage": "",
+        }
+        columns = {name: [values.get(name, row.get(name))] for name in OTEL_COLUMNS}
+        return encode_rows(SpanBatch(columns))
+
+    async def scenario() -> None:
+        spool = Spool(tmp_path / "spool", budget_bytes=1 << 20)
+        spool.open()
+        end = 0
+        for span_id, duration in (
+            ("0000000000000001", 5),
+            ("0000000000000002", "not a number"),
+            ("0000000000000003", 7),
+        ):
+            header, payload = record(span_id, duration)
+            end = spool.append(header, payload, 1)
+        await spool.sync(end)
+        store = TraceStore(f"chdb://{tmp_path / 'store'}")
+        metrics = CollectorMetrics()
+        drainer = SpoolDrainer(spool, store, metrics, 100, 0, tmp_path / "deadletter")
+        drainer.start()
+        for _ in range(200):
+            if spool.committed == end:
+                break
+            await asyncio.sleep(0.05)
+        await drainer.stop(1)
+        assert spool.committed == end
+        client = store.ensure_ready()
+        stored = client.query("SELECT SpanId FROM otel_traces WHERE ServiceName = 'dead-letter' ORDER BY SpanId")
+        assert [r[0] for r in stored.result_rows] == ["0000000000000001", "0000000000000003"]
+        store.close()
+        assert metrics.dead_lettered._value.get() == 1
+
+    asyncio.run(scenario())
+    (reason_file,) = (tmp_path / "deadletter").glob("*.json")
+    meta = json.loads(reason_file.read_text())
+    assert meta["rows"] == 1 and "Duration" in meta["columns"]
+    assert "Code:" in meta["reason"]
+    assert b"not a number" in reason_file.with_suffix(".rows").read_bytes()
