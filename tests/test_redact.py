@@ -573,3 +573,14 @@ def test_a_flood_of_failing_candidates_is_masked_whole_not_passed_through():
     batch = make_batch([{"SpanAttributes": {"a": json.dumps([text]), "b": "mail alice@example.com"}}])
     attrs = redactor()(batch).columns["SpanAttributes"][0]
     assert attrs == {"a": '"[REDACTED]"', "b": "mail [EMAIL]"}  # JSON stays JSON, other values are scanned
+
+
+def test_equal_values_in_a_batch_are_scanned_once_and_redacted_everywhere():
+    from tracehouse.collector.stages.redact.scanner import Scanner
+
+    prompt = "You are a helpful agent. Escalate to ops@example.com."
+    results = Scanner().scan_values([prompt, "nothing here to see", prompt, prompt])
+    assert results[1] is None
+    assert results[0] == results[2] == results[3]
+    assert results[0][0] == "You are a helpful agent. Escalate to [EMAIL]."
+    assert results[0][1] == {"email": 1}

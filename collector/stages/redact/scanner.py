@@ -116,7 +116,18 @@ class Scanner:
         return self.scan_values([text])[0]
 
     def scan_values(self, values: Sequence[str]) -> list[Result]:
-        """For each value: None when nothing was found, else the redacted text and counts by kind."""
+        """For each value: None when nothing was found, else the redacted text and counts by kind.
+
+        Equal values are scanned once: system prompts and tool definitions repeat in every call of a batch.
+        """
+        distinct: dict[str, int] = {}
+        slots = [distinct.setdefault(value, len(distinct)) for value in values]
+        if len(distinct) == len(values):
+            return self._scan_distinct(values)
+        found = self._scan_distinct(list(distinct))
+        return [found[slot] for slot in slots]
+
+    def _scan_distinct(self, values: Sequence[str]) -> list[Result]:
         results: list[Result] = [None] * len(values)
         if not values or not self.active:
             return results
@@ -126,7 +137,7 @@ class Scanner:
             hits = self._builtin_hits(buf) if self._finder is not None else []
         except _Overloaded:
             if len(values) > 1:
-                return [self.scan_values([value])[0] for value in values]
+                return [self._scan_distinct([value])[0] for value in values]
             # Text made of failing candidates costs more than it is worth: mask it whole, never pass it.
             return [('"[REDACTED]"' if _is_json(encoded[0]) else "[REDACTED]", {OVERLOAD: 1})]
         if self._rules:
