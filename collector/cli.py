@@ -17,6 +17,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--clickhouse-url",
         help="chdb:///abs/path or http(s)://user:pass@host:8123/db (default: embedded store in the data dir)",
     )
+    parser.add_argument("--cluster", help="ClickHouse cluster name: migrations run ON CLUSTER, Replicated engines")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 _CONFIG_KEYS = (
     "data_dir",
     "clickhouse_url",
+    "cluster",
     "host",
     "grpc_port",
     "http_port",
@@ -153,7 +155,7 @@ def _migrate(config: Config) -> int:
         print("tracehouse: a collector owns this store; it applies migrations itself at start", file=sys.stderr)
         return 1
     client = store.connect(config.store_url)
-    applied = store.migrate(client)
+    applied = store.migrate(client, config.cluster)
     client.close()
     if lock:
         lock.close()

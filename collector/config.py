@@ -22,6 +22,8 @@ class Config:
     data_dir: Path = Path(".tracehouse/data")
     # Empty means the embedded store: chdb://<data_dir>/clickhouse
     clickhouse_url: str = ""
+    # A ClickHouse cluster name: migrations run ON CLUSTER with Replicated* engines.
+    cluster: str = ""
     host: str = "127.0.0.1"
     grpc_port: int = 4317
     http_port: int = 4318
@@ -131,6 +133,8 @@ def load_config(
         raise ConfigError("max_request_bytes must be positive")
     if config.batch_max_rows <= 0 or config.batch_linger_ms < 0:
         raise ConfigError("batch_max_rows must be positive and batch_linger_ms not negative")
+    if config.cluster and config.is_embedded:
+        raise ConfigError("cluster needs a ClickHouse server: set clickhouse_url to one of the cluster's nodes")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         raise ConfigError("tls_cert_file and tls_key_file go together")
     for name in ("tls_cert_file", "tls_key_file"):

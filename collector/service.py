@@ -56,7 +56,7 @@ async def serve(config: Config) -> None:
     lock = lock_store(config)
     metrics = CollectorMetrics()
     fault_file = Path(config.fault_store_unavailable_file) if config.fault_store_unavailable_file else None
-    trace_store = TraceStore(config.store_url, fault_file)
+    trace_store = TraceStore(config.store_url, fault_file, cluster=config.cluster)
     try:
         await asyncio.to_thread(trace_store.ensure_ready)
     except StoreUnavailable as exc:

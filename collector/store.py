@@ -54,6 +54,24 @@ def _split_statements(sql: str) -> tuple[str, ...]:
     return tuple(statements)
 
 
+_ON_CLUSTER_TARGETS = re.compile(
+    r"^((?:CREATE TABLE IF NOT EXISTS|CREATE MATERIALIZED VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW|ALTER TABLE) \w+)"
+)
+_ENGINES = re.compile(r"\bENGINE = (MergeTree|AggregatingMergeTree|ReplacingMergeTree|SummingMergeTree)\b")
+
+
+def cluster_variant(statement: str, cluster: str) -> str:
+    """The statement for every replica of `cluster`: `ON CLUSTER` after the object's name and the
+    Replicated* form of its engine (the server's default replication path and macros apply)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.{}-]+", cluster):
+        raise ValueError(f"cluster name {cluster!r} is not a plain ClickHouse identifier")
+    rewritten, found = _ON_CLUSTER_TARGETS.subn(rf"\1 ON CLUSTER '{cluster}'", statement, count=1)
+    if not found:
+        # A new kind of statement must be taught here, not silently run on one node.
+        raise ValueError(f"no cluster variant for statement: {statement.splitlines()[0][:80]}")
+    return _ENGINES.sub(r"ENGINE = Replicated\1", rewritten)
+
+
 def load_migrations() -> list[Migration]:
     found = []
     for entry in resources.files("tracehouse.schema").iterdir():
@@ -67,21 +85,24 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def applied_versions(client: Client) -> set[int]:
+def applied_versions(client: Client, cluster: str = "") -> set[int]:
     for statement in _split_statements(resources.files("tracehouse.schema").joinpath("bootstrap.sql").read_text()):
-        client.command(statement)
+        client.command(cluster_variant(statement, cluster) if cluster else statement)
     return {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS_TABLE} FINAL").result_rows}
 
 
-def migrate(client: Client) -> list[str]:
-    """Apply the migrations not yet recorded; each statement is itself idempotent (IF NOT EXISTS)."""
-    done = applied_versions(client)
+def migrate(client: Client, cluster: str = "") -> list[str]:
+    """Apply the migrations not yet recorded; each statement is itself idempotent (IF NOT EXISTS).
+
+    With `cluster`, every statement runs `ON CLUSTER` with Replicated* engines (see cluster_variant).
+    """
+    done = applied_versions(client, cluster)
     applied = []
     for migration in load_migrations():
         if migration.version in done:
             continue
         for statement in migration.statements:
-            client.command(statement)
+            client.command(cluster_variant(statement, cluster) if cluster else statement)
         client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
         log.info("applied migration %s", migration.name)
         applied.append(migration.name)

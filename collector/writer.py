@@ -85,8 +85,9 @@ class TraceStore:
     exists, every operation fails as if the store were unreachable.
     """
 
-    def __init__(self, url: str, fault_file: Path | None = None, table: str = TRACES_TABLE) -> None:
+    def __init__(self, url: str, fault_file: Path | None = None, table: str = TRACES_TABLE, cluster: str = "") -> None:
         self._url = url
+        self._cluster = cluster
         self._fault_file = fault_file
         self._table = table
         self._client: Client | None = None
@@ -100,7 +101,7 @@ class TraceStore:
         if self._client is None:
             try:
                 client = store.connect(self._url)
-                applied = store.migrate(client)
+                applied = store.migrate(client, self._cluster)
             except Exception as exc:
                 raise StoreUnavailable(f"store at {store.redact_url(self._url)} unreachable: {exc}") from exc
             if applied:
