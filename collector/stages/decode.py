@@ -106,8 +106,10 @@ def attributes_to_map(attributes) -> dict[str, str]:
     out = {}
     for kv in attributes:
         value = kv.value
-        # Most attribute values are strings: skip the generic dispatch for them.
-        out[kv.key] = value.string_value if value.HasField("string_value") else any_value_to_str(value)
+        # Most attribute values are non-empty strings: one field read, no type dispatch. An empty read
+        # means another type (or an empty string), which the generic path handles.
+        text = value.string_value
+        out[kv.key] = text if text else any_value_to_str(value)
     return out
 
 
