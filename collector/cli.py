@@ -164,60 +164,18 @@ def _migrate(config: Config) -> int:
 
 
 def _sql(config: Config, query: str, fmt: str) -> int:
-    from tracehouse.collector.runtime import (
-        EndpointRefused,
-        EndpointUnreachable,
-        StoreBusy,
-        lock_store,
-        query_endpoint,
-        read_runtime_info,
-    )
+    from tracehouse.collector.runtime import QueryFailed, run_read_query
 
     if query == "-":
         query = sys.stdin.read()
-    info = read_runtime_info(config) if config.is_embedded else None
     try:
-        if info is not None:
-            try:
-                out = query_endpoint(info, query, fmt)
-            except EndpointUnreachable:
-                info = None
-        if info is None:
-            try:
-                lock = lock_store(config)
-            except StoreBusy:
-                print("tracehouse: the store is open in another process and no query endpoint answers", file=sys.stderr)
-                return 1
-            try:
-                out = _sql_direct(config, query, fmt)
-            finally:
-                if lock:
-                    lock.close()
-    except EndpointRefused as exc:
+        out = run_read_query(config, query, fmt)
+    except QueryFailed as exc:
         print(f"tracehouse: {exc}", file=sys.stderr)
-        return 1
-    if out is None:
         return 1
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
     return 0
-
-
-def _sql_direct(config: Config, query: str, fmt: str) -> bytes | None:
-    from tracehouse.collector import store
-    from tracehouse.collector.query import QueryRefused, ReadOnlySql
-
-    if config.is_embedded and not (config.data_dir / "clickhouse").exists():
-        print(f"tracehouse: no store in {config.data_dir}; start `tracehouse serve` first", file=sys.stderr)
-        return None
-    sql = ReadOnlySql(lambda: store.connect(config.store_url))
-    try:
-        return sql.run(query, fmt)
-    except QueryRefused as exc:
-        print(f"tracehouse: {exc}", file=sys.stderr)
-        return None
-    finally:
-        sql.close()
 
 
 if __name__ == "__main__":

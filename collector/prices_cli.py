@@ -221,47 +221,15 @@ def _unknown(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
 
 
 def _query_rows(config: Config, sql: str, err: IO[str]) -> list[dict[str, Any]] | None:
-    """Run a fixed read query: through a running collector's query endpoint, else on the store itself."""
-    from tracehouse.collector import store
-    from tracehouse.collector.runtime import (
-        EndpointRefused,
-        EndpointUnreachable,
-        StoreBusy,
-        lock_store,
-        query_endpoint,
-        read_runtime_info,
-    )
+    """Run a fixed read query the way `tracehouse sql` does (a running collector's endpoint, else the store)."""
+    from tracehouse.collector.runtime import QueryFailed, run_read_query
 
-    info = read_runtime_info(config) if config.is_embedded else None
-    if info is not None:
-        try:
-            body = query_endpoint(info, sql, "jsonl")
-            return [json.loads(line) for line in body.splitlines() if line.strip()]
-        except EndpointUnreachable:
-            pass
-        except EndpointRefused as exc:
-            print(f"tracehouse: {exc}", file=err)
-            return None
     try:
-        lock = lock_store(config)
-    except StoreBusy:
-        print("tracehouse: the store is open in another process and no query endpoint answers", file=err)
+        body = run_read_query(config, sql, "jsonl")
+    except QueryFailed as exc:
+        print(f"tracehouse: {exc} (is the schema migrated? `tracehouse migrate`)", file=err)
         return None
-    try:
-        if config.is_embedded and not (config.data_dir / "clickhouse").exists():
-            print(f"tracehouse: no store in {config.data_dir}; start `tracehouse serve` first", file=err)
-            return None
-        client = store.connect(config.store_url)
-        try:
-            return list(client.query(sql).named_results())
-        except Exception as exc:
-            print(f"tracehouse: query failed (is the schema migrated? `tracehouse migrate`): {exc}", file=err)
-            return None
-        finally:
-            client.close()
-    finally:
-        if lock:
-            lock.close()
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
 # -- reprice ------------------------------------------------------------------------------------

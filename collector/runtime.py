@@ -37,6 +37,10 @@ class EndpointRefused(Exception):
     """The collector answered with an error; the message is ClickHouse's or the guard's."""
 
 
+class QueryFailed(Exception):
+    """A read query that did not run; the message is for the user."""
+
+
 def resolve_format(name: str) -> str:
     return TABLE_FORMATS.get(name.lower(), name)
 
@@ -95,3 +99,36 @@ def query_endpoint(info: dict, sql: str, fmt: str, timeout: float = 300) -> byte
         raise EndpointRefused(exc.read().decode(errors="replace").strip()) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise EndpointUnreachable(str(exc)) from None
+
+
+def run_read_query(config: Config, sql: str, fmt: str) -> bytes:
+    """A read-only query over the store: through the running collector's endpoint when one owns the
+    embedded store, else on the store itself (under the store lock). Raises QueryFailed."""
+    info = read_runtime_info(config) if config.is_embedded else None
+    if info is not None:
+        try:
+            return query_endpoint(info, sql, fmt)
+        except EndpointUnreachable:
+            pass  # a collector that just died: open the store ourselves
+        except EndpointRefused as exc:
+            raise QueryFailed(str(exc)) from None
+    try:
+        lock = lock_store(config)
+    except StoreBusy:
+        raise QueryFailed("the store is open in another process and no query endpoint answers") from None
+    try:
+        if config.is_embedded and not (config.data_dir / "clickhouse").exists():
+            raise QueryFailed(f"no store in {config.data_dir}; start `tracehouse serve` first")
+        from tracehouse.collector import store
+        from tracehouse.collector.query import QueryRefused, ReadOnlySql
+
+        runner = ReadOnlySql(lambda: store.connect(config.store_url))
+        try:
+            return runner.run(sql, fmt)
+        except QueryRefused as exc:
+            raise QueryFailed(str(exc)) from None
+        finally:
+            runner.close()
+    finally:
+        if lock:
+            lock.close()
