@@ -7,7 +7,10 @@ how the collector uses more than one. Each worker builds its own stages from the
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 from tracehouse.collector.config import Config
@@ -17,10 +20,23 @@ from tracehouse.collector.stages import Stage, default_stages
 _stages: list[Stage] = []
 
 
-def _initialize(config: Config) -> None:
+def _exit_with(collector_pid: int) -> None:
+    """A collector killed with SIGKILL cannot shut its pool down: its workers leave on their own."""
+    while True:
+        time.sleep(1)
+        try:
+            os.kill(collector_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            continue
+
+
+def _initialize(config: Config, collector_pid: int) -> None:
     global _stages
     # The main process handles SIGINT/SIGTERM and shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(collector_pid,), daemon=True, name="exit-with-collector").start()
     _stages = default_stages(config)
 
 
@@ -31,4 +47,6 @@ def process(body: bytes, is_json: bool, tenant: str | None) -> Processed:
 def start_workers(config: Config, count: int) -> ProcessPoolExecutor:
     """`count` worker processes (forkserver: no inherited threads or open store handles)."""
     context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_initialize, initargs=(config,))
+    return ProcessPoolExecutor(
+        max_workers=count, mp_context=context, initializer=_initialize, initargs=(config, os.getpid())
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import urllib.request
 from decimal import Decimal
 
@@ -60,7 +61,6 @@ def test_metrics_count_what_happened(collector):
 def test_worker_processes_run_the_same_pipeline(start_collector):
     """--workers 2: parse, decode, normalize, price, redact and encode happen in worker processes."""
     collector = start_collector("--workers", "2")
-    children = subprocess.run(["pgrep", "-P", str(collector.proc.pid)], capture_output=True, text=True).stdout.split()
     provider = TracerProvider(resource=Resource.create({"service.name": "pooled"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True)))
     tracer = provider.get_tracer("w")
@@ -87,5 +87,31 @@ def test_worker_processes_run_the_same_pipeline(start_collector):
         Decimal("1000") * Decimal("0.15") / 10**6 + 100 * Decimal("0.60") / 10**6
     }
     assert {int(r["emails"]) for r in rows} == {1}
-    assert len(children) >= 1  # the forkserver, and the workers under it
     assert _metrics(collector)['tracehouse_redactions_total{kind="email"}'] == 6
+
+    # kill -9 leaves no pool behind: the forkserver and the workers under it go too.
+    helpers = _descendants(collector.proc.pid)
+    assert len(helpers) >= 3  # the forkserver and two workers
+    collector.kill()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in helpers):
+        time.sleep(0.2)
+    assert not [pid for pid in helpers if _alive(pid)], "worker processes outlived a killed collector"
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        found.extend(int(c) for c in children)
+        queue.extend(int(c) for c in children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
