@@ -42,7 +42,7 @@ PRICE_FILE_ENV = "TRACEHOUSE_PRICE_FILE"
 # LlmSpanKind values that are one billed call to a model.
 CALL_KINDS = frozenset({"LLM", "EMBEDDING"})
 
-_TOKEN_COLUMNS = (
+TOKEN_COLUMNS = (
     "InputTokens",
     "CacheReadTokens",
     "CacheWriteTokens",
@@ -123,7 +123,7 @@ class Pricer:
         request_models = cols.get("LlmRequestModel") or blank
         response_models = cols.get("LlmResponseModel") or blank
         timestamps = cols.get("Timestamp") or [0] * n
-        tokens = [cols.get(name) or nothing for name in _TOKEN_COLUMNS]
+        tokens = [cols.get(name) or nothing for name in TOKEN_COLUMNS]
 
         results: list[tuple[Decimal | None, ...]] = [_NO_COSTS] * n
         sources = [""] * n

@@ -28,7 +28,7 @@ from decimal import Decimal
 from clickhouse_connect.driver.client import Client
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.stages.price.pricer import PRICE_COLUMNS, PROVIDED, Pricer
+from tracehouse.collector.stages.price.pricer import PRICE_COLUMNS, PROVIDED, TOKEN_COLUMNS, Pricer
 
 TRACES = "otel_traces"
 # Spans priced and written per mutation: bounds memory (a page and its Join table) on busy days.
@@ -55,41 +55,19 @@ def rollup_select(client: Client, days: str) -> str:
     return f"SELECT * FROM ({rows[0][0]}) WHERE day IN ({days})"
 
 
+_SPAN = ("TraceId", "SpanId", "LlmSpanKind")
+_MODEL = ("LlmProvider", "LlmRequestModel", "LlmResponseModel")
+# What the pricing stage reads, as a SpanBatch; read from the store in the same order, with the
+# attributes cut to the provided-cost ones and the stored cost behind them.
+_BATCH_COLUMNS = (*_SPAN, "Timestamp", *_MODEL, *TOKEN_COLUMNS, "SpanAttributes")
 _READ_COLUMNS = (
-    "TraceId",
-    "SpanId",
-    "LlmSpanKind",
+    *_SPAN,
     "toUnixTimestamp64Nano(Timestamp)",
-    "LlmProvider",
-    "LlmRequestModel",
-    "LlmResponseModel",
-    "InputTokens",
-    "CacheReadTokens",
-    "CacheWriteTokens",
-    "OutputTokens",
-    "ReasoningTokens",
-    "InputAudioTokens",
-    "OutputAudioTokens",
+    *_MODEL,
+    *TOKEN_COLUMNS,
     "mapFilter((k, v) -> startsWith(k, 'llm.cost.') OR k = 'gen_ai.usage.cost', SpanAttributes)",
     "CostUsd",
     "CostSource",
-)
-_BATCH_COLUMNS = (
-    "TraceId",
-    "SpanId",
-    "LlmSpanKind",
-    "Timestamp",
-    "LlmProvider",
-    "LlmRequestModel",
-    "LlmResponseModel",
-    "InputTokens",
-    "CacheReadTokens",
-    "CacheWriteTokens",
-    "OutputTokens",
-    "ReasoningTokens",
-    "InputAudioTokens",
-    "OutputAudioTokens",
-    "SpanAttributes",
 )
 
 
