@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import logging
+import os
+import socket
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, NoReturn
 
-from tracehouse.collector.config import Config, ConfigError, load_config
+from tracehouse.collector.config import Config, ConfigError, default, load_config
+
+log = logging.getLogger("tracehouse")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line naming the problem, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _shown(name: str) -> str:
+    """A setting's default for --help, from the Config dataclass (the one source of truth)."""
+    value = default(name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int) and name.endswith("_bytes"):
+        for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
+            if value % size == 0:
+                return f"{value // size} {unit}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (also TRACEHOUSE_CONFIG)")
-    parser.add_argument("--data-dir", help="where the embedded store lives (default ./.tracehouse/data)")
+    parser.add_argument("--data-dir", help=f"where the embedded store lives (default ./{_shown('data_dir')})")
     parser.add_argument(
         "--clickhouse-url",
         help="chdb:///abs/path or http(s)://user:pass@host:8123/db (default: embedded store in the data dir)",
@@ -20,8 +48,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", help="ClickHouse cluster name: migrations run ON CLUSTER, Replicated engines")
 
 
+# serve's flags for Config settings: (setting, help); the value's type and range are checked by load_config.
+_SERVE_FLAGS = (
+    ("host", "address the OTLP receivers listen on (default {})"),
+    ("grpc_port", "OTLP/gRPC port (default {}; 0 picks a free one)"),
+    ("http_port", "OTLP/HTTP port (default {}; 0 picks a free one)"),
+    ("query_port", "read-only SQL endpoint port on 127.0.0.1 (default: a free one)"),
+    ("max_request_bytes", "largest request after decompression (default {})"),
+    ("batch_max_rows", "rows per ClickHouse insert (default {})"),
+    ("batch_linger_ms", "hold a small batch back for companions (default {})"),
+    ("workers", "processes for the CPU-bound pipeline stages (default {}: in the main process)"),
+    ("spool_budget_bytes", "unsent bytes the spool may hold (default {})"),
+    ("max_inflight_bytes", "request bytes being processed at once (default {})"),
+    ("shutdown_grace_seconds", "time to finish and drain on SIGTERM (default {})"),
+    ("tls_cert_file", "PEM certificate chain: both OTLP receivers speak TLS"),
+    ("tls_key_file", "PEM private key for --tls-cert-file"),
+    ("log_level", "DEBUG, INFO, WARNING, ERROR or CRITICAL (default {})"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tracehouse",
         description="OpenTelemetry-native observability pipeline for LLM applications, on ClickHouse.",
     )
@@ -29,28 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the collector (OTLP gRPC :4317 and HTTP :4318)")
     _common(serve)
-    serve.add_argument("--host", help="address the OTLP receivers listen on (default 127.0.0.1)")
-    serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317; 0 picks a free one)")
-    serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318; 0 picks a free one)")
-    serve.add_argument("--query-port", type=int, help="read-only SQL endpoint port on 127.0.0.1 (default: free)")
-    serve.add_argument("--max-request-bytes", type=int, help="largest request after decompression (64 MiB)")
-    serve.add_argument("--batch-max-rows", type=int, help="rows per ClickHouse insert (default 20000)")
-    serve.add_argument("--batch-linger-ms", type=int, help="hold a small batch back for companions (default 0)")
-    serve.add_argument(
-        "--workers", type=int, help="processes for the CPU-bound pipeline stages (0: in the main process)"
-    )
+    for name, text in _SERVE_FLAGS:
+        serve.add_argument("--" + name.replace("_", "-"), help=text.format(_shown(name)))
     serve.add_argument(
         "--spool",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="acknowledge once fsynced in the on-disk spool (default) or only once inserted (--no-spool)",
     )
-    serve.add_argument("--spool-budget-bytes", type=int, help="unsent bytes the spool may hold (1 GiB)")
-    serve.add_argument("--max-inflight-bytes", type=int, help="request bytes being processed at once (256 MiB)")
-    serve.add_argument("--shutdown-grace-seconds", type=float, help="time to finish and drain on SIGTERM (10)")
-    serve.add_argument("--tls-cert-file", help="PEM certificate chain: both OTLP receivers speak TLS")
-    serve.add_argument("--tls-key-file", help="PEM private key for --tls-cert-file")
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
 
     migrate = sub.add_parser("migrate", help="apply the schema migrations to the store")
     _common(migrate)
@@ -71,78 +104,179 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_CONFIG_KEYS = (
-    "data_dir",
-    "clickhouse_url",
-    "cluster",
-    "host",
-    "grpc_port",
-    "http_port",
-    "query_port",
-    "max_request_bytes",
-    "batch_max_rows",
-    "batch_linger_ms",
-    "workers",
-    "spool",
-    "spool_budget_bytes",
-    "max_inflight_bytes",
-    "shutdown_grace_seconds",
-    "tls_cert_file",
-    "tls_key_file",
-    "log_level",
-)
-
-
 def _config(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {key: getattr(args, key, None) for key in _CONFIG_KEYS}
+    overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Config)}
+    overrides.pop("extra")
     return load_config(args.config, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        prog = " ".join(filter(None, ("tracehouse", args.command, getattr(args, "prices_command", None))))
+        print(f"{prog}: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
     try:
         config = _config(args)
+        logging.getLogger().setLevel(config.log_level)
+        if config.log_level != "DEBUG":
+            # We report store errors ourselves, in one line; the driver's own warnings only repeat them.
+            for driver in ("clickhouse_connect", "urllib3"):
+                logging.getLogger(driver).setLevel(logging.ERROR)
+        return _run(args, config)
     except ConfigError as exc:
         print(f"tracehouse: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        if args.command == "serve":
-            return _serve(config)
-        if args.command == "migrate":
-            return _migrate(config)
-        if args.command == "prices":
-            from tracehouse.collector import prices_cli
-
-            return prices_cli.run(args, config)
-        return _sql(config, args.query, args.format)
     except ImportError as exc:
         print(f"tracehouse: {exc}; the collector needs: pip install 'tracehouse[collector]'", file=sys.stderr)
         return 2
+    except Exception as exc:
+        message = _failure(exc)
+        if message is None:
+            raise
+        log.debug("details", exc_info=True)
+        print(f"tracehouse: {message}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "serve":
+        return _serve(config)
+    opens_store = args.command in ("migrate", "sql") or getattr(args, "prices_command", "") in ("unknown", "reprice")
+    if opens_store:
+        from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
+
+        if config.is_embedded:
+            use_private_files(config.data_dir)
+        else:
+            os.umask(PRIVATE_UMASK)
+    if args.command == "migrate":
+        return _migrate(config)
+    if args.command == "prices":
+        from tracehouse.collector import prices_cli
+
+        return prices_cli.run(args, config)
+    return _sql(config, args.query, args.format)
+
+
+def _failure(exc: BaseException) -> str | None:
+    """One line for an error the user can act on (busy store, unreachable server, OS), else None: a bug."""
+    if isinstance(exc, CommandFailed):
+        return str(exc)
+    runtime = sys.modules.get("tracehouse.collector.runtime")
+    if runtime is not None and isinstance(exc, runtime.StoreBusy):
+        return str(exc)
+    store = sys.modules.get("tracehouse.collector.store")
+    if store is not None and isinstance(exc, store.StoreUnreachable):
+        return str(exc)
+    driver = sys.modules.get("clickhouse_connect.driver.exceptions")
+    if driver is not None and isinstance(exc, driver.ClickHouseError):
+        return f"ClickHouse: {store.describe_error(exc) if store else str(exc).splitlines()[0]}"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
+class CommandFailed(Exception):
+    """A start-up check that failed; the message names the problem and the fix."""
+
+
+def _check_listen(config: Config) -> None:
+    """Each fixed port must be free before anything starts: a clear message instead of a half-started
+    collector (grpc's own bind error, and its objects outliving the event loop)."""
+    listeners = (
+        ("OTLP/gRPC", "--grpc-port", config.host, config.grpc_port),
+        ("OTLP/HTTP", "--http-port", config.host, config.http_port),
+        ("query endpoint", "--query-port", config.query_host, config.query_port),
+    )
+    for what, flag, host, port in listeners:
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise CommandFailed(
+                f"cannot listen on {host!r}: {exc.strerror}; set --host to an address of this machine"
+            ) from None
+        errors = []
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    errors.append(exc.errno)
+        if errno.EADDRINUSE in errors:
+            raise CommandFailed(
+                f"port {port} on {host} ({what}) is already in use by another program;"
+                f" stop it or choose another port with {flag} (0 picks a free one)"
+            )
+        if errors and len(errors) == len(addresses):
+            if errors[0] in (errno.EACCES, errno.EPERM):
+                raise CommandFailed(f"port {port} ({what}) needs privileges; choose a port above 1023 with {flag}")
+            where = f"{host} port {port}" if port else host
+            raise CommandFailed(f"cannot listen on {where} ({what}): {os.strerror(errors[0])}; check --host and {flag}")
+
+
+def _check_tables(config: Config) -> None:
+    """Read the config file's tables before the store is touched: a typo stops start-up at once."""
+    from tracehouse.collector.auth import Authenticator
+    from tracehouse.collector.stages.price import PriceFile, price_file_path
+    from tracehouse.collector.stages.sample import ContentSampler
+
+    Authenticator.from_config(config)
+    ContentSampler.from_config(config)
+    price_file = price_file_path(config)
+    if price_file is not None:
+        PriceFile.load(price_file)
 
 
 def _serve(config: Config) -> int:
     import asyncio
 
-    from tracehouse.collector.runtime import StoreBusy
+    from tracehouse.collector.files import use_private_files
+
+    use_private_files(config.data_dir)
+    _check_tables(config)
+    _check_listen(config)
     from tracehouse.collector.service import serve
 
     try:
-        asyncio.run(serve(config))
-    except ConfigError as exc:
-        print(f"tracehouse: {exc}", file=sys.stderr)
-        return 2
-    except StoreBusy as exc:
-        print(f"tracehouse: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"tracehouse: {exc}", file=sys.stderr)
+        asyncio.run(_cleanly(serve(config)))
+    except RuntimeError as exc:
+        if not str(exc).startswith("Failed to bind"):  # grpc's error, when a port was taken after the check
+            raise
+        where = str(exc).partition(";")[0].removeprefix("Failed to bind to address ")
+        print(f"tracehouse: cannot listen on {where} (OTLP/gRPC); check --host and --grpc-port", file=sys.stderr)
         return 1
     return 0
+
+
+async def _cleanly(start: Coroutine[Any, Any, None]) -> None:
+    """Run `start`; if it fails half-way, stop the servers it had started while the loop still runs.
+
+    A started grpc.aio server stays alive inside grpc and shuts down from its finalizer by scheduling
+    a task on the loop: after asyncio.run has closed the loop, that ends in "Exception ignored ...
+    Event loop is closed". aiohttp runners left set up leak their sockets the same way."""
+    import gc
+
+    try:
+        await start
+    except Exception:
+        grpc_aio = sys.modules.get("grpc.aio")
+        web = sys.modules.get("aiohttp.web")
+        for obj in gc.get_objects():
+            try:
+                if grpc_aio is not None and isinstance(obj, grpc_aio.Server):
+                    await obj.stop(None)
+                elif web is not None and isinstance(obj, web.BaseRunner):
+                    await obj.cleanup()
+            except Exception as exc:  # the start error matters more than a failed clean-up
+                log.debug("clean-up after a failed start: %s", exc)
+        raise
 
 
 def _migrate(config: Config) -> int:
@@ -151,14 +285,18 @@ def _migrate(config: Config) -> int:
 
     try:
         lock = lock_store(config)
-    except StoreBusy:
-        print("tracehouse: a collector owns this store; it applies migrations itself at start", file=sys.stderr)
+    except StoreBusy as exc:
+        print(f"tracehouse: {exc} (a running collector applies migrations itself at start)", file=sys.stderr)
         return 1
-    client = store.connect(config.store_url)
-    applied = store.migrate(client, config.cluster)
-    client.close()
-    if lock:
-        lock.close()
+    try:
+        client = store.connect(config.store_url)
+        try:
+            applied = store.migrate(client, config.cluster)
+        finally:
+            client.close()
+    finally:
+        if lock:
+            lock.close()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
 

@@ -244,11 +244,8 @@ def _reprice(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
     pricer = _pricer(args, config)
     try:
         lock = lock_store(config)
-    except StoreBusy:
-        print(
-            "tracehouse: a collector has this store open; stop it first (repricing rewrites the embedded store)",
-            file=err,
-        )
+    except StoreBusy as exc:
+        print(f"tracehouse: {exc} (repricing rewrites the embedded store: stop it first)", file=err)
         return 1
     try:
         if config.is_embedded and not (config.data_dir / "clickhouse").exists():

@@ -46,16 +46,35 @@ def resolve_format(name: str) -> str:
 
 
 def lock_store(config: Config) -> IO[str] | None:
-    """chDB must not open one on-disk store from two processes: hold an exclusive lock while we do."""
+    """chDB must not open one on-disk store from two processes: hold an exclusive lock while we do.
+
+    The owner writes its pid into the lock file, so a second process can say who holds it; the
+    owner also clears <data_dir>/tmp of what a crashed predecessor left there."""
     if not config.is_embedded:
         return None
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(config.data_dir / "store.lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    from tracehouse.collector.files import DataDirError, clean_temp, private_dir
+
+    private_dir(config.data_dir)
+    path = config.data_dir / "store.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot create {path}: {exc.strerror}; choose a writable data dir with --data-dir"
+        ) from None
+    handle = os.fdopen(fd, "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        owner = handle.read().strip()
         handle.close()
-        raise StoreBusy(f"the store in {config.data_dir} is open in another process") from None
+        who = f"process {owner}" if owner.isdigit() else "another process"
+        stop = f"stop process {owner}" if owner.isdigit() else "stop that process"
+        raise StoreBusy(f"the store in {config.data_dir} is open in {who}; {stop}, or use another --data-dir") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    clean_temp(config.data_dir)
     return handle
 
 

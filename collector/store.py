@@ -10,10 +10,30 @@ from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "tracehouse_migrations"
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_CLICKHOUSE_CODE = re.compile(r"Code: \d+\. DB::Exception: (.+?)(?: \(\w+\))?(?:\. \(|$)", re.MULTILINE)
+
+
+class StoreUnreachable(ConnectionError):
+    """The store could not be opened; the message names it (no password), the reason and the fix."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a clickhouse-connect or OS error: the root reason, not the driver's retry story."""
+    text = str(exc)
+    found = _CLICKHOUSE_CODE.search(text) or _ERRNO_TEXT.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    if "timed out" in text.lower():
+        return "timed out"
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -25,7 +45,13 @@ def connect(url: str) -> Client:
         path = url.removeprefix("chdb://")
         if path and path != "memory" and not path.startswith(":memory:"):
             Path(path).mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(dsn=url)
+    try:
+        return clickhouse_connect.get_client(dsn=url)
+    except (ClickHouseError, OSError) as exc:
+        fix = "check --clickhouse-url (TRACEHOUSE_CLICKHOUSE_URL) and that the server is up"
+        if url.startswith("chdb:"):
+            fix = "check the data dir (--data-dir) and that no other program opened this store"
+        raise StoreUnreachable(f"cannot open the store at {redact_url(url)}: {describe_error(exc)}; {fix}") from exc
 
 
 def redact_url(url: str) -> str:

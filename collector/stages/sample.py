@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config, ConfigError
+from tracehouse.collector.config import Config, ConfigError, check_keys
 
 COLUMN = "ContentSampled"
 ENV_SHARE = "TRACEHOUSE_CONTENT_SHARE"
@@ -45,10 +45,11 @@ class ContentSampler:
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> ContentSampler | None:
         """The stage for this config, or None when every span keeps its content (the default)."""
         env = os.environ if environ is None else environ
-        table: dict[str, Any] = dict(config.extra.get("sampling") or {})
-        unknown = set(table) - _KEYS
-        if unknown:
-            raise ConfigError(f"[sampling]: unknown setting(s) {', '.join(sorted(unknown))}")
+        raw_table = config.extra.get("sampling") or {}
+        if not isinstance(raw_table, dict):
+            raise ConfigError("[sampling] in the config file must be a table")
+        table: dict[str, Any] = dict(raw_table)
+        check_keys(table, _KEYS, "[sampling]")
         raw_share = env.get(ENV_SHARE) or table.get("content_share", 1.0)
         try:
             share = float(raw_share)

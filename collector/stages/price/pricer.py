@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config, ConfigError
+from tracehouse.collector.config import Config, ConfigError, check_keys
 from tracehouse.collector.stages.price.catalogue import Catalogue
 from tracehouse.collector.stages.price.option import PriceOption, first_active
 from tracehouse.collector.stages.price.price_file import PriceFile
@@ -194,9 +194,7 @@ def price_file_path(config: Config, environ: Mapping[str, str] | None = None) ->
         section = config.extra.get("pricing", {})
         if not isinstance(section, dict):
             raise ConfigError("[pricing] in the config file must be a table")
-        unknown = set(section) - {"price_file", "price-file"}
-        if unknown:
-            raise ConfigError(f"[pricing]: unknown setting(s) {', '.join(sorted(unknown))}; known: price_file")
+        check_keys({key.replace("-", "_"): value for key, value in section.items()}, {"price_file"}, "[pricing]")
         raw = section.get("price_file", section.get("price-file"))
         if raw is not None and not isinstance(raw, str):
             raise ConfigError(f"[pricing] price_file must be a path string, got {raw!r}")
