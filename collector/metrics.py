@@ -51,7 +51,45 @@ class CollectorMetrics:
         self.dead_lettered = Counter(
             "tracehouse_dead_lettered_batches", "Batches ClickHouse refused as invalid, kept in deadletter/", registry=r
         )
+        self.dead_lettered_rows = Counter(
+            "tracehouse_dead_lettered_rows", "Rows ClickHouse refused as invalid, kept in deadletter/", registry=r
+        )
         self.store_up = Gauge("tracehouse_store_up", "1 when the last store operation succeeded", registry=r)
+        # Background tasks (drainer, writer) are supervised: these say whether each is doing its job.
+        self.task_up = Gauge(
+            "tracehouse_task_up", "1 while a background task runs (drainer, writer)", ["task"], registry=r
+        )
+        self.task_failing = Gauge(
+            "tracehouse_task_failing", "1 while a background task fails with an unexpected error", ["task"], registry=r
+        )
+        self.task_errors = Counter(
+            "tracehouse_task_errors",
+            "Unexpected errors that stopped a background task (it is restarted)",
+            ["task"],
+            registry=r,
+        )
+        self.last_insert_time = Gauge(
+            "tracehouse_task_last_success_timestamp_seconds",
+            "Unix time of a background task's last successful insert",
+            ["task"],
+            registry=r,
+        )
+        self.last_error_time = Gauge(
+            "tracehouse_task_last_error_timestamp_seconds",
+            "Unix time of a background task's last unexpected error",
+            ["task"],
+            registry=r,
+        )
+        self.drain_stalled = Gauge(
+            "tracehouse_drain_stalled_seconds",
+            "How long spans have waited in the spool with no insert committing (0 when none wait)",
+            registry=r,
+        )
+        self.spool_sync_failures = Counter(
+            "tracehouse_spool_sync_failures",
+            "Spool writes or fsyncs that failed (their requests were refused, not acknowledged)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

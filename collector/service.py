@@ -26,30 +26,61 @@ from tracehouse.collector.workers import start_workers
 from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavailable, TraceStore
 
 log = logging.getLogger("tracehouse")
+FAULT_SPOOL_READ_ENV = "TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE"
 
 
 def _ops_routes(metrics: CollectorMetrics, spool: Spool | None, sink: SpoolDrainer | DirectWriter) -> list:
-    """/healthz (the process is up), /readyz (store reachable, spool under budget), /metrics."""
+    """/healthz (the process is up), /readyz (spans that are acknowledged get stored: the drainer or writer
+    runs and succeeds, the store answers, the spool takes writes and is under budget), /metrics."""
+
+    counted_failures = 0
+
+    def refresh() -> None:
+        nonlocal counted_failures
+        sink.update_gauges()
+        if spool is not None:
+            metrics.spool_bytes.set(spool.pending_bytes)
+            metrics.spool_oldest_age.set(spool.oldest_age_seconds())
+            metrics.spool_sync_failures.inc(spool.sync_failures - counted_failures)
+            counted_failures = spool.sync_failures
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        problems = []
-        if not sink.store_ready:
-            problems.append("store unreachable")
-        if spool is not None and spool.full:
-            problems.append("spool at its disk budget")
-        body = {"status": "ready" if not problems else "not ready", "problems": problems}
-        return web.json_response(body, status=200 if not problems else 503)
+        problems = sink.problems()
+        body: dict[str, object] = {}
+        if spool is not None:
+            if spool.full:
+                problems.append("spool at its disk budget")
+            if spool.sync_error:
+                problems.append(f"spool cannot write to disk: {spool.sync_error}")
+            body["drainer"] = sink.status()
+            body["spool"] = {
+                "pending_bytes": spool.pending_bytes,
+                "budget_bytes": spool.budget_bytes,
+                "oldest_unsent_age_seconds": round(spool.oldest_age_seconds(), 3),
+                "write_failures": spool.sync_failures,
+                "last_write_error": spool.sync_error,
+            }
+        else:
+            body["writer"] = sink.status()
+        refresh()
+        status = {"status": "ready" if not problems else "not ready", "problems": problems, **body}
+        return web.json_response(status, status=200 if not problems else 503)
 
     async def prometheus(_request: web.Request) -> web.Response:
-        if spool is not None:
-            metrics.spool_bytes.set(spool.pending_bytes)
-            metrics.spool_oldest_age.set(spool.oldest_age_seconds())
+        refresh()
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
     return [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", prometheus)]
+
+
+def _fault_spool_read_file(config: Config) -> Path | None:
+    """The drainer's fault hook (tests): while this file exists its spool reads fail with EMFILE.
+    Read from the environment until Config has a `fault_spool_read_error_file` field."""
+    value = getattr(config, "fault_spool_read_error_file", "") or os.environ.get(FAULT_SPOOL_READ_ENV, "")
+    return Path(value) if value else None
 
 
 async def serve(config: Config) -> None:
@@ -76,6 +107,7 @@ async def serve(config: Config) -> None:
             config.batch_max_rows,
             config.batch_linger_ms,
             config.data_dir / "deadletter",
+            fault_read_file=_fault_spool_read_file(config),
         )
         pipeline = Pipeline(stages, metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes, workers=pool)
     else:

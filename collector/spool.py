@@ -13,6 +13,13 @@ CRC covering rows and everything after the prefix; the header is the request dig
 then the column names. A torn or corrupt tail (crash mid-write) is cut off at start, with a
 warning, never a crash loop.
 
+A failed write or fsync (disk full, I/O error) fails the requests waiting for it, never acknowledges
+them: after a failed fsync the kernel may have dropped the pages, so everything after the last good
+sync is cut off and the spool goes on in a new segment at an offset no earlier record was given (the
+range in between is remembered as lost, so a waiter on it can never be answered by a later sync).
+`id` names this spool; it is part of every deduplication token, so a new spool on an old store never
+reuses the tokens of an earlier one. Every file is created 0600: records hold span data.
+
 Request digests make retries idempotent: an exporter that resends a request whose
 acknowledgement it lost (the collector died between fsync and reply) is answered from the spool
 instead of storing the spans twice. Digests of the records in the last segments are kept (the
@@ -22,9 +29,11 @@ last two segments stay on disk even when already sent) and rebuilt at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import secrets
 import struct
 import time
 import zlib
@@ -75,14 +84,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_private(path: Path, flags: int):
+    """A file only the collector's user can read or write (created 0600)."""
+    return os.fdopen(os.open(path, flags | os.O_CREAT, 0o600), "ab" if flags & os.O_APPEND else "wb")
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
+    with _open_private(tmp, os.O_WRONLY | os.O_TRUNC) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+class SpoolWriteFailed(OSError):
+    """A record could not be made durable; its request must be refused (retryably), not acknowledged."""
 
 
 class Spool:
@@ -99,12 +117,18 @@ class Spool:
         self._appended = asyncio.Event()
         self._append_times: list[tuple[int, float]] = []  # (record start, wall time) for the age gauge
         self._digests: dict[bytes, int] = {}  # request digest -> end offset of its record
+        self._lost: list[tuple[int, int]] = []  # offset ranges cut off after a failed write or fsync
+        self._broken = False  # a failure could not be cleaned up yet: appends retry the clean-up first
+        self.sync_error = ""  # the last write or fsync failure, until a sync succeeds again
+        self.sync_failures = 0
         self.truncated_bytes = 0
+        self.instance_id = ""
 
     # --- opening and recovery --------------------------------------------------------------------
 
     def open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.instance_id = self._load_instance_id()
         self._segments = sorted(
             int(p.name.removesuffix(_SEGMENT_SUFFIX))
             for p in self.directory.iterdir()
@@ -114,8 +138,10 @@ class Spool:
         self._committed = int(checkpoint.read_text()) if checkpoint.exists() else 0
         if not self._segments:
             self._segments = [self._committed]
-            self._segment_path(self._committed).touch()
+            _open_private(self._segment_path(self._committed), os.O_WRONLY | os.O_APPEND).close()
             _fsync_dir(self.directory)
+        for base in self._segments:
+            os.chmod(self._segment_path(base), 0o600)  # segments written by versions before 0600
         for base in self._segments[-_KEPT_SEGMENTS:-1]:
             self._scan_segment(base)
         last = self._segments[-1]
@@ -130,8 +156,19 @@ class Spool:
                 os.fsync(fh.fileno())
         self._written = self._synced = valid_end
         self._committed = min(max(self._committed, self._segments[0]), valid_end)
-        self._file = open(path, "ab")  # noqa: SIM115 - the spool owns it until close()
+        self._file = _open_private(path, os.O_WRONLY | os.O_APPEND)
         self._drop_committed_segments()
+
+    def _load_instance_id(self) -> str:
+        path = self.directory / "id"
+        try:
+            value = path.read_text().strip()
+        except FileNotFoundError:
+            value = ""
+        if not value.isalnum():
+            value = secrets.token_hex(8)
+            _write_atomic(path, value.encode())
+        return value
 
     def _scan_segment(self, base: int) -> int:
         """Verify a segment's records, remember their digests; return where the last intact one ends."""
@@ -180,21 +217,28 @@ class Spool:
         return self._digests.get(digest)
 
     def append(self, header: bytes, payload: bytes, rows: int, digest: bytes = NO_DIGEST) -> int:
-        """Write one record (not yet durable: await `sync(end)`); return its end offset."""
+        """Write one record (not yet durable: await `sync(end)`); return its end offset.
+        Raises SpoolFull at the budget, SpoolWriteFailed (an OSError) when the disk fails."""
         if self.full:
             raise SpoolFull(f"spool holds {self.pending_bytes} unsent bytes (budget {self.budget_bytes})")
         assert self._file is not None, "spool is not open"
         assert len(digest) == DIGEST_BYTES
+        if self._broken:
+            self._cut_unsynced()
         head = _HEADER_LEN.pack(DIGEST_BYTES + len(header)) + digest + header
         length = len(head) + len(payload)
         crc = zlib.crc32(payload, _crc(rows, head))
         start = self._written
         size = _PREFIX.size + length
-        if start > self._segments[-1] and start - self._segments[-1] + size > self.segment_bytes:
-            self._rotate()
-        self._file.write(_PREFIX.pack(length, crc, rows))
-        self._file.write(head)
-        self._file.write(payload)
+        try:
+            if start > self._segments[-1] and start - self._segments[-1] + size > self.segment_bytes:
+                self._rotate()
+            self._file.write(_PREFIX.pack(length, crc, rows))
+            self._file.write(head)
+            self._file.write(payload)
+        except OSError as exc:
+            self._failed(exc, start + size)
+            raise SpoolWriteFailed(exc.errno, f"spool write failed: {exc.strerror or exc}") from exc
         self._written = start + size
         self._append_times.append((start, time.time()))
         self._remember(digest, self._written)
@@ -206,27 +250,72 @@ class Spool:
         os.fsync(self._file.fileno())
         self._file.close()
         self._synced = self._written
-        self._segments.append(self._written)
-        self._file = open(self._segment_path(self._written), "ab")  # noqa: SIM115
+        self._start_segment(self._written)
+
+    def _start_segment(self, base: int) -> None:
+        self._file = _open_private(self._segment_path(base), os.O_WRONLY | os.O_APPEND)
+        self._segments.append(base)
         _fsync_dir(self.directory)
 
     async def sync(self, upto: int) -> None:
-        """Return once everything up to `upto` is on disk; concurrent callers share one fsync."""
+        """Return once everything up to `upto` is on disk; concurrent callers share one fsync.
+        Raises SpoolWriteFailed when the record ending at `upto` could not be made durable."""
         while self._synced < upto:
             if self._sync_task is None:
                 self._sync_task = asyncio.ensure_future(self._sync_once())
             await asyncio.shield(self._sync_task)
+        if self._lost and any(start < upto <= end for start, end in self._lost):
+            raise SpoolWriteFailed(0, f"spool write failed: {self.sync_error or 'record was cut off'}")
 
     async def _sync_once(self) -> None:
         try:
             assert self._file is not None
             target = self._written
-            self._file.flush()
-            await asyncio.to_thread(os.fsync, self._file.fileno())
+            try:
+                self._file.flush()
+                await asyncio.to_thread(os.fsync, self._file.fileno())
+            except OSError as exc:
+                self._failed(exc, self._written)
+                raise SpoolWriteFailed(exc.errno, f"spool fsync failed: {exc.strerror or exc}") from exc
             self._synced = max(self._synced, target)
+            self.sync_error = ""
             self._appended.set()
         finally:
             self._sync_task = None
+
+    def _failed(self, exc: OSError, attempted_end: int) -> None:
+        """Forget everything after the last good sync (its requests are being refused) and go on past it."""
+        self.sync_failures += 1
+        self.sync_error = f"{type(exc).__name__}: {exc}"[:300]
+        end = max(self._written, attempted_end)
+        if end > self._synced:
+            self._lost.append((self._synced, end))
+        self._written = end  # offsets up to `end` were handed out: never give them to another record
+        for digest in [d for d, record_end in self._digests.items() if record_end > self._synced]:
+            del self._digests[digest]
+        self._append_times = [(start, t) for start, t in self._append_times if start < self._synced]
+        log.error("spool: write or fsync failed, the requests waiting for it are refused: %s", self.sync_error)
+        self._broken = True
+        try:
+            self._cut_unsynced()
+        except OSError as cleanup:
+            log.error("spool: cannot cut the failed tail yet (retried on the next write): %s", cleanup)
+
+    def _cut_unsynced(self) -> None:
+        """Truncate the last segment to what is durable and continue in a new segment at `_written`."""
+        assert self._file is not None
+        last = self._segments[-1]
+        with contextlib.suppress(OSError):
+            self._file.close()  # may try to flush the failed buffer again; what it writes is cut below
+        with open(self._segment_path(last), "r+b") as fh:
+            fh.truncate(self._synced - last)
+            os.fsync(fh.fileno())
+        self._file = _open_private(self._segment_path(last), os.O_WRONLY | os.O_APPEND)
+        if self._written > self._synced:
+            self._file.close()
+            self._start_segment(self._written)
+        self._synced = self._written
+        self._broken = False
 
     # --- draining ---------------------------------------------------------------------------------
 
@@ -274,10 +363,15 @@ class Spool:
                     records.append(Record(position, end_pos, n, header, body[2 + header_len :], digest))
                     rows += n
                     position = end_pos
-            if seg_end is not None and position >= seg_end:
-                continue
-            break
+            if seg_end is None:
+                break
+            position = max(position, seg_end)  # a segment cut after a failed write ends before the next begins
         return records
+
+    def skip_gap(self) -> None:
+        """Move the checkpoint over a range with no durable record in it (cut off after a failed write)."""
+        if self._synced > self._committed and not self.read(self._committed, 1):
+            self.commit(self._synced)
 
     def write_intent(self, intent: Intent) -> None:
         _write_atomic(self.directory / "intent", json.dumps(intent.__dict__).encode())

@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +46,12 @@ PERMANENT_ERROR_CODES = frozenset(
 )
 
 
+# Spans of one batch may fall on any number of days (a backfill, clocks off by years); the table is
+# partitioned by day and ClickHouse's default refuses an insert touching more than 100 partitions, a
+# refusal that would hold the drainer forever. Such an insert is slower, never wrong.
+_INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
+
+
 class StoreUnavailable(Exception):
     """The store did not take the rows this time; try again later."""
 
@@ -52,13 +61,24 @@ class BatchRejected(Exception):
 
 
 def _ns_text(ns: int) -> str:
-    """DateTime64(9) from JSON text: seconds with nine decimals (a JSON number would be read as seconds)."""
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+    """DateTime64(9) as JSON text: ten digits of seconds, then nine of nanoseconds.
+
+    The width matters: ClickHouse reads a string of ten digits as a Unix timestamp, but a shorter
+    one (any time before 1973-03-03) as a date ("5.000000001": day 5 of month 000000001) and refuses
+    it. Every time decode lets through (0 < ns < 2**63) has at most ten digits of seconds.
+    """
+    return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
 
 
-def _json_default(value: object) -> str:
+# Decimal(38, 12) holds fewer than 26 integer digits; a larger value would make ClickHouse refuse the insert.
+_DECIMAL_LIMIT = Decimal(10) ** 26
+
+
+def _json_default(value: object) -> str | None:
     if isinstance(value, Decimal):
-        return str(value)
+        # A cost beyond the column (a span claiming 1e30 USD) is NULL in the typed column; the span's
+        # raw attribute keeps what it said.
+        return str(value) if value.is_finite() and abs(value) < _DECIMAL_LIMIT else None
     raise TypeError(f"cannot encode {type(value).__name__} for ClickHouse")
 
 
@@ -111,7 +131,7 @@ class TraceStore:
 
     def insert(self, header: bytes, payload: bytes, token: str | None = None) -> None:
         client = self.ensure_ready()
-        settings = {"insert_deduplication_token": token} if token else None
+        settings = dict(_INSERT_SETTINGS, insert_deduplication_token=token) if token else _INSERT_SETTINGS
         try:
             client.raw_insert(
                 self._table,
@@ -173,8 +193,139 @@ class Backoff:
         self.attempt = 0
 
 
+# A drainer with data waiting and no insert for this long is stalled (hung store call, lost wakeup):
+# not ready, even though its task is alive.
+STALL_SECONDS = 120.0
+
+
+@dataclass
+class TaskHealth:
+    """What /readyz and /metrics say about one background task: is it running, is it failing, since when."""
+
+    name: str
+    alive: bool = False
+    failing: bool = False  # the last attempt ended in an unexpected error (not "the store is away")
+    restarts: int = 0
+    last_error: str = ""
+    last_error_at: float | None = None  # wall clock
+    last_success_at: float | None = None  # wall clock of the last insert that succeeded
+
+    def succeeded(self) -> None:
+        self.failing = False
+        self.last_success_at = time.time()
+
+    def failed(self, exc: BaseException) -> None:
+        self.failing = True
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        self.last_error_at = time.time()
+
+    def snapshot(self) -> dict[str, object]:
+        now = time.time()
+        return {
+            "alive": self.alive,
+            "failing": self.failing,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "last_error_age_seconds": None if self.last_error_at is None else round(now - self.last_error_at, 3),
+            "last_success_age_seconds": None if self.last_success_at is None else round(now - self.last_success_at, 3),
+        }
+
+
+def supervise(
+    run: Callable[[], Awaitable[None]],
+    health: TaskHealth,
+    metrics: CollectorMetrics,
+    stopping: asyncio.Event,
+) -> asyncio.Task[None]:
+    """Run `run` as a background task that cannot die quietly: an unexpected error is logged with its
+    traceback, counted, marks the task failing (so /readyz says not ready) and `run` starts again after a
+    backoff. `run` must rebuild its state from durable state (the drainer re-reads the spool's intent),
+    so a restart is as safe as a process restart. The task ends only when `run` returns."""
+    up = metrics.task_up.labels(health.name)
+
+    async def guarded() -> None:
+        backoff = Backoff(base=0.5, cap=5.0)
+        health.alive = True
+        up.set(1)
+        try:
+            while True:
+                try:
+                    await run()
+                    return
+                except Exception as exc:
+                    if (
+                        health.last_success_at
+                        and health.last_error_at
+                        and health.last_success_at > health.last_error_at
+                    ):
+                        backoff.reset()
+                    health.failed(exc)
+                    health.restarts += 1
+                    metrics.task_errors.labels(health.name).inc()
+                    metrics.task_failing.labels(health.name).set(1)
+                    delay = backoff.next_delay()
+                    log.error("%s failed, restarting in %.1fs: %s", health.name, delay, health.last_error, exc_info=exc)
+                    if stopping.is_set():
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), delay)
+        finally:
+            health.alive = False
+            up.set(0)
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if not stopping.is_set():
+            cause = "cancelled" if task.cancelled() else repr(task.exception())
+            log.critical(
+                "%s ended while the collector runs (%s): not ready; nothing more is stored", health.name, cause
+            )
+
+    task = asyncio.create_task(guarded(), name=f"tracehouse-{health.name}")
+    task.add_done_callback(ended)
+    return task
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A piece of a refused range that bisection can insert on its own: a record, or one row of one."""
+
+    key: str
+    rows: int
+    payload: bytes
+
+
+def _units_of_records(records: list[Record]) -> list[_Unit]:
+    return [_Unit(f"{r.start}-{r.end}", r.rows, r.payload) for r in records]
+
+
+def _units_of_rows(unit: _Unit) -> list[_Unit]:
+    """The rows of one record: JSONCompactEachRow is one row per line (orjson escapes newlines in strings)."""
+    lines = unit.payload.split(b"\n")[:-1]
+    return [_Unit(f"{unit.key}:{i}", 1, line + b"\n") for i, line in enumerate(lines)]
+
+
+def _split(group: list[_Unit]) -> list[list[_Unit]]:
+    """The two halves of a refused group, in order (one record splits into its rows); [] for one row."""
+    if len(group) == 1:
+        group = _units_of_rows(group[0]) if group[0].rows > 1 else group
+        if len(group) == 1:
+            return []
+    middle = len(group) // 2
+    return [group[:middle], group[middle:]]
+
+
+def _group_token(base: str, group: list[_Unit]) -> str:
+    """A sub-range's deduplication token, a function of the intent and the sub-range only: a replay after
+    a crash mid-bisection splits the same way and ClickHouse drops what was already inserted."""
+    return f"{base}/{group[0].key}" if len(group) == 1 else f"{base}/{group[0].key}..{group[-1].key}"
+
+
 class SpoolDrainer:
-    """Moves records from the spool into the store, in order, exactly once."""
+    """Moves records from the spool into the store, in order, exactly once.
+
+    `fault_read_file` is a fault-injection hook for tests: while that file exists, every spool read
+    of the drainer raises OSError (EMFILE), like a collector out of file descriptors.
+    """
 
     def __init__(
         self,
@@ -184,6 +335,7 @@ class SpoolDrainer:
         max_rows: int,
         linger_ms: int,
         deadletter_dir: Path,
+        fault_read_file: Path | None = None,
     ) -> None:
         self._spool = spool
         self._store = trace_store
@@ -191,25 +343,85 @@ class SpoolDrainer:
         self._max_rows = max_rows
         self._linger = linger_ms / 1000
         self._deadletter_dir = deadletter_dir
+        self._fault_read_file = fault_read_file
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.health = TaskHealth("drainer")
         self.store_ready = False
+        self.store_error = ""
         self.failing = False  # the last store operation failed: shutdown does not wait for a drain
         self.backoff = Backoff()
+        self._last_progress = time.monotonic()  # the last commit, or when data started waiting
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tracehouse-drainer")
+        self._task = supervise(self._run, self.health, self._metrics, self._stopping)
 
     async def stop(self, grace: float) -> None:
         """Drain what is durable within `grace` seconds; the rest stays in the spool for next start."""
         deadline = time.monotonic() + grace
-        while self._spool.synced > self._spool.committed and not self.failing and time.monotonic() < deadline:
+        while (
+            self._spool.synced > self._spool.committed
+            and not self.failing
+            and not self.health.failing
+            and self.health.alive
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.02)
         self._stopping.set()
         if self._task:
             await self._task
 
+    # --- what readiness and metrics see ------------------------------------------------------------
+
+    def stalled_seconds(self) -> float:
+        """How long data has waited with no insert committing; 0 when nothing waits."""
+        if self._spool.synced <= self._spool.committed:
+            return 0.0
+        return min(time.monotonic() - self._last_progress, self._spool.oldest_age_seconds())
+
+    def problems(self) -> list[str]:
+        problems = []
+        if not self.health.alive:
+            problems.append("drainer is not running: acknowledged spans are not being stored")
+        elif self.health.failing:
+            problems.append(f"drainer failing: {self.health.last_error}")
+        if not self.store_ready:
+            problems.append("store unreachable")
+        stalled = self.stalled_seconds()
+        if stalled > STALL_SECONDS:
+            problems.append(f"drainer stalled: no insert for {stalled:.0f}s while spans wait")
+        return problems
+
+    def status(self) -> dict[str, object]:
+        return {
+            **self.health.snapshot(),
+            "store_ready": self.store_ready,
+            "store_error": self.store_error,
+            "pending_bytes": self._spool.pending_bytes,
+            "oldest_unsent_age_seconds": round(self._spool.oldest_age_seconds(), 3),
+            "stalled_seconds": round(self.stalled_seconds(), 3),
+        }
+
+    def update_gauges(self) -> None:
+        m = self._metrics
+        m.spool_bytes.set(self._spool.pending_bytes)
+        m.spool_oldest_age.set(self._spool.oldest_age_seconds())
+        m.drain_stalled.set(self.stalled_seconds())
+        m.task_failing.labels(self.health.name).set(1 if self.health.failing or not self.health.alive else 0)
+        if self.health.last_success_at is not None:
+            m.last_insert_time.labels(self.health.name).set(self.health.last_success_at)
+        if self.health.last_error_at is not None:
+            m.last_error_time.labels(self.health.name).set(self.health.last_error_at)
+
+    # --- draining ----------------------------------------------------------------------------------
+
+    def _read(self, start: int, max_rows: int, end: int | None = None) -> list[Record]:
+        if self._fault_read_file is not None and self._fault_read_file.exists():
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), f"fault injected: {self._fault_read_file}")
+        return self._spool.read(start, max_rows, end=end)
+
     async def _run(self) -> None:
+        """The drain loop. Its only state is on disk (checkpoint, intent), so the supervisor can restart it."""
         intent = self._spool.read_intent()
         while not self._stopping.is_set():
             try:
@@ -217,24 +429,30 @@ class SpoolDrainer:
                     await self._insert_range(intent)
                     intent = None
                     continue
+                if self._spool.synced <= self._spool.committed:
+                    self._last_progress = time.monotonic()
                 await self._spool.wait_for_data(timeout=0.5)
                 if self._spool.synced <= self._spool.committed:
                     if not self.store_ready:
                         await self._call(self._store.ensure_ready)
-                        self.store_ready = True
-                        self.failing = False
-                        self._metrics.store_up.set(1)
+                        self._store_up()
+                    if self.health.failing:
+                        self.health.failing = False  # idle and nothing failed since the restart
+                        self._metrics.task_failing.labels(self.health.name).set(0)
                     continue
                 if self._linger:
                     await self._linger_for_rows()
-                records = self._spool.read(self._spool.committed, self._max_rows)
+                records = self._read(self._spool.committed, self._max_rows)
                 if not records:
+                    self._spool.skip_gap()
                     continue
                 start, end = records[0].start, records[-1].end
-                intent = Intent(start, end, f"tracehouse-spool-{start}-{end}")
-                self._spool.write_intent(intent)
+                planned = Intent(start, end, f"tracehouse-spool-{self._spool.instance_id}-{start}-{end}")
+                self._spool.write_intent(planned)
+                intent = planned  # only once it is on disk: a replay must use exactly this range and token
             except StoreUnavailable as exc:
                 self.store_ready = False
+                self.store_error = str(exc)[:500]
                 self.failing = True
                 self._metrics.store_up.set(0)
                 self._metrics.insert_failures.labels("unavailable").inc()
@@ -242,52 +460,77 @@ class SpoolDrainer:
                 log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
                 await self._sleep(delay)
 
+    def _store_up(self) -> None:
+        self.store_ready = True
+        self.store_error = ""
+        self.failing = False
+        self._metrics.store_up.set(1)
+        self.backoff.reset()
+
     async def _linger_for_rows(self) -> None:
         deadline = time.monotonic() + self._linger
         while time.monotonic() < deadline and not self._stopping.is_set():
-            records = self._spool.read(self._spool.committed, self._max_rows)
+            records = self._read(self._spool.committed, self._max_rows)
             if sum(r.rows for r in records) >= self._max_rows:
                 return
             await asyncio.sleep(min(0.02, self._linger))
 
     async def _insert_range(self, intent: Intent) -> None:
-        records = self._spool.read(intent.start, self._max_rows, end=intent.end)
+        records = self._read(intent.start, self._max_rows, end=intent.end)
+        if not records or records[-1].end != intent.end:
+            raise RuntimeError(f"spool range {intent.start}-{intent.end} is not whole on disk")
         rows = sum(r.rows for r in records)
         started = time.perf_counter()
         try:
             await self._call(self._store.insert, records[0].header, _join(records), intent.token)
         except BatchRejected as exc:
             self._metrics.insert_failures.labels("rejected").inc()
-            await self._isolate_rejected(records, str(exc))
+            await self._isolate_rejected(records, intent.token, str(exc))
         else:
             self._metrics.insert_latency.observe(time.perf_counter() - started)
             self._metrics.insert_batches.inc()
             self._metrics.insert_rows.inc(rows)
-        self.store_ready = True
-        self.failing = False
-        self._metrics.store_up.set(1)
-        self.backoff.reset()
+        self._store_up()
         self._spool.commit(intent.end)
+        self._last_progress = time.monotonic()
+        self.health.succeeded()
         self._metrics.spool_bytes.set(self._spool.pending_bytes)
 
-    async def _isolate_rejected(self, records: list[Record], reason: str) -> None:
-        """Insert record by record (tokens per record, so a replay stays exact); refused ones go to deadletter/."""
-        for record in records:
-            token = f"tracehouse-spool-{record.start}-{record.end}"
+    async def _isolate_rejected(self, records: list[Record], token: str, reason: str) -> None:
+        """Find the rows ClickHouse refuses by bisection: halves of the range, recursively, down to one
+        record, then down to its rows. Good halves are inserted at once, so k bad rows among n cost
+        O(k log n) inserts; only the refused rows go to deadletter/. A StoreUnavailable on the way
+        propagates: the whole intent is retried later, and ClickHouse drops the sub-ranges it already has."""
+        header = records[0].header
+        pending = _split(_units_of_records(records))[::-1]
+        while pending:
+            group = pending.pop()
+            group_token = _group_token(token, group)
             try:
-                await self._call(self._store.insert, record.header, record.payload, token)
-                self._metrics.insert_batches.inc()
-                self._metrics.insert_rows.inc(record.rows)
+                payload = group[0].payload if len(group) == 1 else b"".join(u.payload for u in group)
+                await self._call(self._store.insert, header, payload, group_token)
             except BatchRejected as exc:
-                self._dead_letter(record, token, str(exc) or reason)
+                self._metrics.insert_failures.labels("rejected").inc()
+                halves = _split(group)
+                if halves:
+                    pending += halves[::-1]
+                else:
+                    self._dead_letter(header, group[0], group_token, str(exc) or reason)
+            else:
+                self._metrics.insert_batches.inc()
+                self._metrics.insert_rows.inc(sum(u.rows for u in group))
 
-    def _dead_letter(self, record: Record, token: str, reason: str) -> None:
-        self._deadletter_dir.mkdir(parents=True, exist_ok=True)
-        (self._deadletter_dir / f"{token}.rows").write_bytes(record.payload)
-        meta = {"reason": reason, "columns": record.header.decode().split(","), "rows": record.rows}
-        (self._deadletter_dir / f"{token}.json").write_text(json.dumps(meta, indent=1))
+    def _dead_letter(self, header: bytes, unit: _Unit, token: str, reason: str) -> None:
+        """Keep refused rows with the reason, in files only the collector's user can read (they hold span data).
+        Named by the token, so a replay rewrites the same files instead of adding copies."""
+        self._deadletter_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = token.replace("/", "_").replace("..", "_to_")
+        meta = {"reason": reason, "columns": header.decode().split(","), "rows": unit.rows, "range": unit.key}
+        _write_private(self._deadletter_dir / f"{name}.rows", unit.payload)
+        _write_private(self._deadletter_dir / f"{name}.json", json.dumps(meta, indent=1).encode())
         self._metrics.dead_lettered.inc()
-        log.error("dead-lettered %d rows (%s): %s", record.rows, token, reason[:300])
+        self._metrics.dead_lettered_rows.inc(unit.rows)
+        log.error("dead-lettered %d row(s) (%s): %s", unit.rows, name, reason[:300])
 
     async def _call(self, fn: Callable, *args):
         return await asyncio.to_thread(fn, *args)
@@ -297,6 +540,12 @@ class SpoolDrainer:
             await asyncio.wait_for(self._stopping.wait(), delay)
         except TimeoutError:
             return
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def _join(records: list[Record]) -> bytes:
@@ -322,12 +571,15 @@ class DirectWriter:
         self._linger = linger_ms / 1000
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.health = TaskHealth("writer")
         self.store_ready = False
+        self.store_error = ""
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tracehouse-writer")
+        self._task = supervise(self._run, self.health, self._metrics, self._stopping)
 
     async def write(self, header: bytes, payload: bytes, rows: int) -> None:
         """Return once the rows are stored; raise StoreUnavailable if they were not."""
@@ -335,6 +587,8 @@ class DirectWriter:
             return
         if self._closing:
             raise StoreUnavailable("collector is shutting down")
+        if not self.health.alive:
+            raise StoreUnavailable("the writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(header, payload, rows, future))
         self._wakeup.set()
@@ -342,9 +596,42 @@ class DirectWriter:
 
     async def stop(self, grace: float) -> None:
         self._closing = True
+        self._stopping.set()
         self._wakeup.set()
         if self._task:
-            await asyncio.wait_for(self._task, grace)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                log.warning("writer did not finish within %.1fs", grace)
+        for item in self._pending:
+            if not item.future.done():
+                item.future.set_exception(StoreUnavailable("collector is shutting down"))
+
+    def problems(self) -> list[str]:
+        problems = []
+        if not self.health.alive:
+            problems.append("writer is not running: requests cannot be stored")
+        elif self.health.failing:
+            problems.append(f"writer failing: {self.health.last_error}")
+        if not self.store_ready:
+            problems.append("store unreachable")
+        return problems
+
+    def status(self) -> dict[str, object]:
+        return {
+            **self.health.snapshot(),
+            "store_ready": self.store_ready,
+            "store_error": self.store_error,
+            "pending_requests": len(self._pending),
+        }
+
+    def update_gauges(self) -> None:
+        m = self._metrics
+        m.task_failing.labels(self.health.name).set(1 if self.health.failing or not self.health.alive else 0)
+        if self.health.last_success_at is not None:
+            m.last_insert_time.labels(self.health.name).set(self.health.last_success_at)
+        if self.health.last_error_at is not None:
+            m.last_error_time.labels(self.health.name).set(self.health.last_error_at)
 
     async def _run(self) -> None:
         while True:
@@ -378,15 +665,20 @@ class DirectWriter:
             await asyncio.to_thread(self._store.insert, header, payload, None)
         except (StoreUnavailable, BatchRejected) as exc:
             self.store_ready = False
+            self.store_error = str(exc)[:500]
             self._metrics.store_up.set(0)
             kind = "rejected" if isinstance(exc, BatchRejected) else "unavailable"
             self._metrics.insert_failures.labels(kind).inc()
             log.error("insert of %d spans failed: %s", rows, exc)
-            for item in taken:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            _fail(taken, exc)
             return
+        except Exception as exc:
+            # Not stored: the clients hear UNAVAILABLE and retry; the supervisor logs and restarts us.
+            _fail(taken, StoreUnavailable(f"writer error: {type(exc).__name__}: {exc}"))
+            raise
         self.store_ready = True
+        self.store_error = ""
+        self.health.succeeded()
         self._metrics.store_up.set(1)
         self._metrics.insert_latency.observe(time.perf_counter() - started)
         self._metrics.insert_batches.inc()
@@ -394,3 +686,9 @@ class DirectWriter:
         for item in taken:
             if not item.future.done():
                 item.future.set_result(None)
+
+
+def _fail(taken: list[_Pending], exc: Exception) -> None:
+    for item in taken:
+        if not item.future.done():
+            item.future.set_exception(exc)

@@ -18,7 +18,10 @@ from collector_process import CollectorProcess, spool_bytes, sql_rows, wait_drai
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -300,5 +303,79 @@ def test_without_spool_acknowledgement_waits_for_the_insert(tmp_path):
         fault.unlink()
         assert _raw_export(collector.grpc_endpoint, _request("direct-down", 5, 1)) is None
         assert len(_span_counts(collector.data_dir, "direct-down")) == 5
+    finally:
+        collector.kill()
+
+
+def _mixed_request(service: str, seed: int) -> tuple[bytes, set[str], int]:
+    """50 spans: 2 with a start time the store cannot hold (rejected by name), one with an unset event
+    time, some before 1973; returns (body, the span ids that must be stored, how many must be rejected)."""
+    request = ExportTraceServiceRequest.FromString(_request(service, 50, seed))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].start_time_unix_nano = 0
+    spans[1].start_time_unix_nano = 2**64 - 1
+    spans[2].events.add(name="unset-time")
+    for span in spans[3:10]:
+        span.start_time_unix_nano = 5_000_000_000 + seed
+        span.end_time_unix_nano = span.start_time_unix_nano + 10
+    kept = {span.span_id.hex() for span in spans[2:]}
+    return request.SerializeToString(), kept, 2
+
+
+def test_no_acknowledged_span_is_lost_across_drainer_errors_bad_timestamps_and_a_store_outage(tmp_path):
+    """A sender retries like an exporter while the drainer's spool reads fail, then the store goes away,
+    then both come back: every span acknowledged is stored exactly once, every refusal was retryable."""
+    drainer_fault, store_fault = tmp_path / "drainer-fails", tmp_path / "store-down"
+    collector = CollectorProcess(
+        tmp_path / "data",
+        env={
+            "TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE": str(drainer_fault),
+            "TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(store_fault),
+        },
+    ).start()
+    acked: set[str] = set()
+    codes: set[str] = set()
+    done = threading.Event()
+
+    def send() -> None:
+        with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+            export = channel.unary_unary(EXPORT)
+            for seed in range(80):
+                body, kept, rejected = _mixed_request("mixed-faults", seed)
+                for _attempt in range(50):
+                    try:
+                        reply = ExportTraceServiceResponse.FromString(export(body, timeout=10))
+                    except grpc.RpcError as error:
+                        codes.add(error.code().name)
+                        time.sleep(0.2)
+                        continue
+                    assert reply.partial_success.rejected_spans == rejected
+                    acked.update(kept)
+                    break
+                time.sleep(0.05)
+        done.set()
+
+    try:
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(1)
+        drainer_fault.touch()
+        time.sleep(1.5)
+        store_fault.touch()
+        time.sleep(1)
+        drainer_fault.unlink()
+        time.sleep(1)
+        store_fault.unlink()
+        sender.join(120)
+        assert done.is_set(), "the sender did not finish"
+        assert codes <= {"UNAVAILABLE"}, codes
+        wait_drained(collector.data_dir)
+        counts = _span_counts(collector.data_dir, "mixed-faults")
+        assert len(acked) == 80 * 48
+        assert counts == dict.fromkeys(acked, 1)
+        assert not (collector.data_dir / "deadletter").exists()
+        with urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=10) as ready:
+            assert ready.status == 200
+        assert "drainer failed, restarting" in collector.log()
     finally:
         collector.kill()

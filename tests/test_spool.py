@@ -190,3 +190,73 @@ def test_drainer_isolates_a_batch_clickhouse_refuses_and_dead_letters_only_the_b
     assert meta["rows"] == 1 and "Duration" in meta["columns"]
     assert "Code:" in meta["reason"]
     assert b"not a number" in reason_file.with_suffix(".rows").read_bytes()
+
+
+def test_a_failed_write_refuses_its_requests_and_the_spool_goes_on_past_it(tmp_path):
+    """The disk refuses a write (here RLIMIT_FSIZE: EFBIG, like a full disk): the records not yet synced
+    fail their waiters and are forgotten (a retry is not answered from the spool), everything synced
+    before stays, and later records go to a new segment that the reader and a reopen both find."""
+    import resource
+    import signal
+
+    from tracehouse.collector.spool import SpoolWriteFailed
+
+    spool = Spool(tmp_path, budget_bytes=1 << 20)
+    spool.open()
+    ok = _fill(spool, 5, size=1000)  # ~5.2 KB, synced
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8000, hard))
+    try:
+        failed: list[int] = []
+        with pytest.raises(SpoolWriteFailed, match="spool"):  # from append or from sync, as the buffer fills
+            for i in range(4):
+                failed.append(spool.append(HEADER, b"F" * 1000 + b"\n", 1, _digest(100 + i)))
+            asyncio.run(spool.sync(failed[-1]))
+        for end in failed:  # records appended before the failure are not durable either
+            with pytest.raises(SpoolWriteFailed):
+                asyncio.run(spool.sync(end))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    assert spool.sync_error and spool.sync_failures == 1
+    assert all(spool.lookup(_digest(100 + i)) is None for i in range(4))
+    assert spool.lookup(_digest(4)) == ok[-1]
+    later = _fill(spool, 2, size=1000, start=10)
+    assert spool.sync_error == ""
+    assert len(list(tmp_path.glob("*.seg"))) == 2
+    payloads = [r.payload[:1] for r in spool.read(0, max_rows=100)]
+    assert payloads == [b"A", b"B", b"C", b"D", b"E", b"K", b"L"]
+    spool.commit(ok[-1])
+    assert [r.end for r in spool.read(spool.committed, max_rows=100)] == later  # across the gap
+    spool.close()
+    reopened = Spool(tmp_path, budget_bytes=1 << 20)
+    reopened.open()
+    assert [r.payload[:1] for r in reopened.read(reopened.committed, max_rows=100)] == [b"K", b"L"]
+    reopened.commit(later[-1])
+    assert reopened.pending_bytes == 0
+
+
+def test_a_gap_without_records_is_skipped(tmp_path):
+    """A failed write when everything before it was already sent leaves only a gap: the checkpoint moves over it."""
+    import resource
+    import signal
+
+    from tracehouse.collector.spool import SpoolWriteFailed
+
+    spool = Spool(tmp_path, budget_bytes=1 << 20)
+    spool.open()
+    ok = _fill(spool, 2, size=1000)
+    spool.commit(ok[-1])
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (ok[-1] + 500, hard))
+    try:
+        with pytest.raises(SpoolWriteFailed):
+            asyncio.run(spool.sync(spool.append(HEADER, b"F" * 1000 + b"\n", 1)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous_handler)
+    assert spool.synced > spool.committed and spool.read(spool.committed, 10) == []
+    spool.skip_gap()
+    assert spool.pending_bytes == 0

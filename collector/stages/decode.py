@@ -1,6 +1,23 @@
 """Decode stage: an OTLP ExportTraceServiceRequest into a SpanBatch, exactly as the OTel Collector
 ClickHouse exporter writes it (hex ids, ns timestamps, exporter strings for kind and status,
-attribute values stringified like pdata's Value.AsString)."""
+attribute values stringified like pdata's Value.AsString).
+
+What decode lets through is acknowledged and must be insertable: ClickHouse refuses a whole insert
+for one bad value, so every value is brought into its column's domain here, span by span, and a
+span that cannot be is rejected alone (OTLP partial success names it; the rest of the request is kept).
+
+Time policy (DateTime64(9) holds 1970-01-01 .. 2262-04-11T23:47:16.854775807Z, Int64 nanoseconds):
+- start_time_unix_nano 0 (unset, e.g. OTLP/JSON without timestamps) or after MAX_TIME_NS: the span is
+  rejected, with a message naming it. Any other start is stored exactly as sent.
+- end_time_unix_nano unset or before the start: Duration 0 (Duration is UInt64, so any later end fits).
+- an event time unset or after MAX_TIME_NS: the event is kept (its name and attributes are the content)
+  at the span's start time, and the response carries a warning (partial success with 0 rejected).
+
+Other values ClickHouse would refuse cannot come out of here: ids are validated, strings are valid
+UTF-8 (the protobuf parser and orjson refuse invalid UTF-8 and lone surrogates, so such a request is
+INVALID_ARGUMENT as a whole), ints and doubles are stringified, attribute maps have unique keys and the
+Events.* / Links.* arrays of one span have equal lengths by construction.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +34,7 @@ from tracehouse.collector.batch import SpanBatch
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
 MAX_REJECT_MESSAGES = 5
+MAX_TIME_NS = 2**63 - 1  # the last instant DateTime64(9) holds: 2262-04-11T23:47:16.854775807Z
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
@@ -118,14 +136,55 @@ class DecodeResult:
     batch: SpanBatch
     rejected: int = 0
     reject_messages: list[str] = field(default_factory=list)
+    events_retimed: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def reject(self, span_name: str, problem: str) -> None:
+        self.rejected += 1
+        if len(self.reject_messages) < MAX_REJECT_MESSAGES:
+            self.reject_messages.append(f"span {span_name!r}: {problem}")
 
     @property
     def message(self) -> str:
-        if not self.rejected:
-            return ""
-        more = self.rejected - len(self.reject_messages)
-        text = "; ".join(self.reject_messages)
-        return f"{self.rejected} span(s) rejected: {text}" + (f"; and {more} more" if more > 0 else "")
+        """The partial-success message: the rejected spans, then warnings about what was adjusted."""
+        parts = []
+        if self.rejected:
+            more = self.rejected - len(self.reject_messages)
+            text = "; ".join(self.reject_messages)
+            parts.append(f"{self.rejected} span(s) rejected: {text}" + (f"; and {more} more" if more > 0 else ""))
+        if self.events_retimed:
+            more = self.events_retimed - len(self.warnings)
+            text = "; ".join(self.warnings) + (f"; and {more} more" if more > 0 else "")
+            parts.append(
+                f"{self.events_retimed} event(s) with an unset or out-of-range time stored at their span's start: "
+                + text
+            )
+        return "; ".join(parts)
+
+
+def _invalid_start(start: int) -> str:
+    if start == 0:
+        return "start_time_unix_nano is unset (0); a span needs its start time"
+    if start > MAX_TIME_NS:
+        return f"start_time_unix_nano {start} is after 2262-04-11T23:47:16Z, beyond what the store can hold"
+    return ""
+
+
+def _event_times(span, start: int, result: DecodeResult) -> list[int]:
+    """The events' times, those outside the storable range replaced by the span's start."""
+    times = [e.time_unix_nano for e in span.events]
+    if min(times) > 0 and max(times) <= MAX_TIME_NS:
+        return times
+    fixed = []
+    for event, ns in zip(span.events, times, strict=True):
+        if 0 < ns <= MAX_TIME_NS:
+            fixed.append(ns)
+            continue
+        fixed.append(start)
+        result.events_retimed += 1
+        if len(result.warnings) < MAX_REJECT_MESSAGES:
+            result.warnings.append(f"span {span.name!r} event {event.name!r} time_unix_nano {ns}")
+    return fixed
 
 
 def _invalid_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> str:
@@ -170,13 +229,13 @@ def decode_request(request: ExportTraceServiceRequest) -> DecodeResult:
             scope_version = scope_spans.scope.version
             for span in scope_spans.spans:
                 trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
-                problem = _invalid_ids(trace_id, span_id, parent_id)
-                if problem:
-                    result.rejected += 1
-                    if len(result.reject_messages) < MAX_REJECT_MESSAGES:
-                        result.reject_messages.append(f"span {span.name!r}: {problem}")
-                    continue
                 start = span.start_time_unix_nano
+                problem = _invalid_ids(trace_id, span_id, parent_id) or (
+                    _invalid_start(start) if not 0 < start <= MAX_TIME_NS else ""
+                )
+                if problem:
+                    result.reject(span.name, problem)
+                    continue
                 end = span.end_time_unix_nano
                 timestamps.append(start)
                 trace_ids.append(trace_id.hex())
@@ -195,7 +254,7 @@ def decode_request(request: ExportTraceServiceRequest) -> DecodeResult:
                 status_codes.append(STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "Unset")
                 status_messages.append(span.status.message)
                 if span.events:
-                    ev_ts.append([e.time_unix_nano for e in span.events])
+                    ev_ts.append(_event_times(span, start, result))
                     ev_names.append([e.name for e in span.events])
                     ev_attrs.append([attributes_to_map(e.attributes) for e in span.events])
                 else:
