@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -84,10 +85,20 @@ def _fault_spool_read_file(config: Config) -> Path | None:
 
 
 async def serve(config: Config) -> None:
+    """Start everything in order; whatever started is stopped in reverse order, also when start-up
+    fails half-way (a port in use, a bad certificate), so no server outlives the event loop."""
+    async with contextlib.AsyncExitStack() as running:
+        await _serve(config, running)
+
+
+async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     lock = lock_store(config)
+    if lock:
+        running.callback(lock.close)
     metrics = CollectorMetrics()
     fault_file = Path(config.fault_store_unavailable_file) if config.fault_store_unavailable_file else None
     trace_store = TraceStore(config.store_url, fault_file, cluster=config.cluster)
+    running.callback(trace_store.close)
     try:
         await asyncio.to_thread(trace_store.ensure_ready)
     except StoreUnavailable as exc:
@@ -95,11 +106,14 @@ async def serve(config: Config) -> None:
 
     stages = default_stages(config)  # built here too: a bad price file or rule stops start-up at once
     pool = start_workers(config, config.workers) if config.workers else None
+    if pool is not None:
+        running.callback(pool.shutdown, wait=True, cancel_futures=True)
     spool: Spool | None = None
     sink: SpoolDrainer | DirectWriter
     if config.spool:
         spool = Spool(config.data_dir / "spool", config.spool_budget_bytes)
         spool.open()
+        running.callback(spool.close)
         sink = SpoolDrainer(
             spool,
             trace_store,
@@ -135,10 +149,16 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    grace = config.shutdown_grace_seconds
     sink.start()
+    # Shutdown, in reverse: stop taking requests, let the in-flight ones finish, drain, close cleanly.
+    running.push_async_callback(sink.stop, grace)
     await grpc_receiver.start()
+    running.push_async_callback(grpc_receiver.stop, grace)
     await http_receiver.start()
+    running.push_async_callback(http_receiver.stop)
     await query_endpoint.start()
+    running.push_async_callback(query_endpoint.stop)
     info = {
         "pid": os.getpid(),
         "grpc_endpoint": f"{config.host}:{grpc_receiver.port}",
@@ -152,6 +172,7 @@ async def serve(config: Config) -> None:
         "store": store.redact_url(config.store_url),
     }
     write_runtime_info(config.endpoint_file, info)
+    running.callback(remove_runtime_info, config.endpoint_file)
     print(
         "tracehouse collector ready\n"
         f"  OTLP/gRPC  {info['grpc_endpoint']}\n"
@@ -161,21 +182,5 @@ async def serve(config: Config) -> None:
         f'  SQL        tracehouse sql --data-dir {config.data_dir} "SELECT count() FROM otel_traces"',
         flush=True,
     )
-    try:
-        await stop.wait()
-    finally:
-        # Stop taking requests, let the in-flight ones finish, drain, close cleanly.
-        log.info("shutting down")
-        grace = config.shutdown_grace_seconds
-        await grpc_receiver.stop(grace)
-        await http_receiver.stop()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        await sink.stop(grace)
-        await query_endpoint.stop()
-        remove_runtime_info(config.endpoint_file)
-        if spool is not None:
-            spool.close()
-        trace_store.close()
-        if lock:
-            lock.close()
+    await stop.wait()
+    log.info("shutting down")
