@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         "-f",
         default="table",
-        help="table, csv, tsv, json, jsonl, or any ClickHouse output format name (default table)",
+        help="table, csv, tsv, json, jsonl, or a ClickHouse output format name such as JSONEachRow (default table)",
     )
     return parser
 
@@ -302,16 +302,22 @@ def _migrate(config: Config) -> int:
 
 
 def _sql(config: Config, query: str, fmt: str) -> int:
-    from tracehouse.collector.runtime import QueryFailed, run_read_query
+    from tracehouse.collector.runtime import QueryCancelled, QueryFailed, read_query
 
-    if query == "-":
-        query = sys.stdin.read()
     try:
-        out = run_read_query(config, query, fmt)
+        if query == "-":
+            query = sys.stdin.read()
+        # read_query keeps this thread free for Ctrl-C and stops the query before it returns.
+        result = read_query(config, query, fmt)
+    except (QueryCancelled, KeyboardInterrupt):
+        print("tracehouse: cancelled", file=sys.stderr, flush=True)
+        return 130
     except QueryFailed as exc:
         print(f"tracehouse: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.buffer.write(out)
+    if not result.body and result.format.startswith("Pretty"):
+        print("0 rows", file=sys.stderr)  # Pretty formats print nothing at all for an empty result
+    sys.stdout.buffer.write(result.body)
     sys.stdout.flush()
     return 0
 

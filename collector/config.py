@@ -61,6 +61,11 @@ class Config:
     # The read-only SQL endpoint used by `tracehouse sql` while the collector owns the store.
     query_host: str = "127.0.0.1"
     query_port: int = 0
+    # Limits of every read on the SQL surface (endpoint and `tracehouse sql`), enforced by ClickHouse.
+    query_max_execution_seconds: float = 30.0
+    query_max_memory_bytes: int = 2 * 1024 * MIB
+    query_max_result_rows: int = 1_000_000
+    query_max_result_bytes: int = 256 * MIB
     max_request_bytes: int = 64 * MIB
     batch_max_rows: int = 50_000
     batch_linger_ms: int = 0
@@ -111,6 +116,10 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "spool_budget_bytes": (1, None),
     "max_inflight_bytes": (1, None),
     "shutdown_grace_seconds": (0, None),
+    "query_max_execution_seconds": (0.1, None),
+    "query_max_memory_bytes": (1 * MIB, None),
+    "query_max_result_rows": (1, None),
+    "query_max_result_bytes": (1, None),
 }
 
 

@@ -4,28 +4,43 @@ chDB lets one process open an on-disk store, so while the collector runs, `trace
 through it: the collector serves a small subset of ClickHouse's HTTP interface on 127.0.0.1
 (POST / with the query as body, `default_format`, a key), advertised in <data_dir>/collector.json.
 
-Every query, on either path, is checked by ClickHouse's own parser before it runs: one statement,
-a SELECT/SHOW/DESCRIBE/EXISTS/EXPLAIN, no INTO OUTFILE, no function that reaches outside the store
-(table functions such as file, url, s3, remote, executable; the `file` scalar), and it runs with
-readonly=1 so settings cannot be lifted and nothing can be written.
+Every query, on either path, is checked by ClickHouse's own parser, and the string that was checked
+is the string that runs. The user's text is normalised by formatQuerySingleLine; its own FORMAT (or
+the requested one), a name from a fixed allow-list, is put at the end, a tag comment at the start;
+EXPLAIN AST of that final string is checked and that final string runs. The check (`check_ast`): one
+statement, a SELECT/SHOW TABLES/DESCRIBE/EXISTS/EXPLAIN SELECT; no INTO OUTFILE on any statement; no
+SETTINGS clause; only SAFE_TABLE_FUNCTIONS in FROM; no function that reads files, dictionaries or
+server configuration; no system table outside READABLE_SYSTEM_TABLES. The query then runs with
+readonly=1 and fixed limits (QueryLimits) that ClickHouse enforces and readonly=1 keeps fixed.
+Running reads are tagged, so a client that goes away, Ctrl-C or shutdown stops them (KILL QUERY).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import contextlib
+import logging
+import queue
 import re
 import secrets
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from tracehouse.collector.runtime import resolve_format
+from tracehouse.collector.runtime import FormatRefused, QueryResult, resolve_format
 
-# Table functions that only compute or read the store itself.
+log = logging.getLogger(__name__)
+
+# Table functions allowed in FROM: they only compute (or, view, run a subquery that is checked too).
+# Not merge (merge('system', '.*') reads any system table), not loop, dictionary, input, file, url, ...
 SAFE_TABLE_FUNCTIONS = frozenset(
     {
         "numbers",
@@ -38,88 +53,419 @@ SAFE_TABLE_FUNCTIONS = frozenset(
         "values",
         "view",
         "null",
-        "merge",
-        "format",
+        "format",  # inline data; its input format must be in the format allow-list
         "primes",
     }
 )
-# Scalar functions that read files or models from the server's disk.
-BLOCKED_SCALAR_FUNCTIONS = frozenset({"file", "catboostevaluate", "naivebayesclassifier"})
-ALLOWED_STATEMENTS = ("SelectWithUnionQuery", "SelectIntersectExceptQuery", "Show", "Describe", "Exists", "Explain")
-_FUNCTION_LINE = re.compile(r"^\s*Function (\S+)", re.MULTILINE)
-_FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+\w+$")
+# Scalar functions that read files, models, dictionaries (which may have file/URL/executable sources)
+# or the server's configuration (paths). Any name starting with "dict" is refused too.
+BLOCKED_SCALAR_FUNCTIONS = frozenset(
+    {"file", "catboostevaluate", "naivebayesclassifier", "getserversetting", "getmacro", "joinget", "joingetornull"}
+)
+# System tables a reader may see. Compute-only (one, numbers, zeros, primes); what schema browsers and
+# clients read at connect (databases, tables, columns, parts, functions, formats, settings, ...; the
+# information_schema views read only these). Not processes or *_log (other clients' query text), not
+# errors, disks, storage_policies, server_settings, build_options, macros, clusters, users, grants,
+# dictionaries, merges or mutations (the host's layout, configuration and other clients' commands).
+READABLE_SYSTEM_TABLES = frozenset(
+    {
+        "one",
+        "numbers",
+        "numbers_mt",
+        "zeros",
+        "zeros_mt",
+        "primes",
+        "databases",
+        "tables",
+        "columns",
+        "parts",
+        "functions",
+        "table_functions",
+        "table_engines",
+        "formats",
+        "data_type_families",
+        "aggregate_function_combinators",
+        "collations",
+        "time_zones",
+        "keywords",
+        "settings",
+    }
+)
+_SELECTS = frozenset({"SelectWithUnionQuery", "SelectIntersectExceptQuery"})
+_EXISTS = frozenset({"ExistsTableQuery", "ExistsViewQuery", "ExistsDictionaryQuery", "ExistsDatabaseQuery"})
+_SHOW_CREATE = frozenset({"ShowCreateTableQuery", "ShowCreateViewQuery"})
+STATEMENTS = _SELECTS | _EXISTS | _SHOW_CREATE | {"DescribeQuery", "ShowTables", "ShowFunctions", "ShowEngineQuery"}
+# ShowTables is the AST of several SHOW forms; these are the ones that read only readable tables.
+_SHOW_TABLES_FORMS = re.compile(r"^SHOW (?:FULL )?(?:TEMPORARY )?(?:TABLES|DATABASES)\b|^SHOW (?:CHANGED )?SETTINGS\b")
+_FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+(\w+)$")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\"")
+_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+_CHILDREN = re.compile(r" \(children (\d+)\)$")
+_TAG = "/* tracehouse-read {} */ "
 
 
 class QueryRefused(Exception):
-    """A query the read-only surface will not run; the message says why."""
+    """A query the read-only surface will not run; the message says why, `code` is ClickHouse's."""
+
+    def __init__(self, message: str, code: int = 164) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one read may cost. Enforced by ClickHouse itself; readonly=1 stops a query lifting them."""
+
+    max_execution_seconds: float = 30.0
+    max_memory_bytes: int = 2 << 30
+    max_result_rows: int = 1_000_000
+    max_result_bytes: int = 256 << 20
+    # The formatted output (what the endpoint sends) may be larger than the result: bound it too.
+    max_response_bytes: int = 512 << 20
+    concurrent_queries: int = 4
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "max_execution_time": f"{self.max_execution_seconds:g}",
+            "timeout_overflow_mode": "throw",
+            "max_memory_usage": str(self.max_memory_bytes),
+            "max_result_rows": str(self.max_result_rows),
+            "max_result_bytes": str(self.max_result_bytes),
+            "result_overflow_mode": "throw",
+            # Last: once set, no setting can change, in this client or in the query.
+            "readonly": "1",
+        }
+
+
+def query_limits(config: Any) -> QueryLimits:
+    """The limits a config sets (query_max_* settings)."""
+    return QueryLimits(
+        max_execution_seconds=config.query_max_execution_seconds,
+        max_memory_bytes=config.query_max_memory_bytes,
+        max_result_rows=config.query_max_result_rows,
+        max_result_bytes=config.query_max_result_bytes,
+        max_response_bytes=max(2 * config.query_max_result_bytes, 16 << 20),
+    )
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    kind: str
+    text: str  # the line without its indentation and `(children N)`
+    children: list[Node] = field(default_factory=list)
+
+    def walk(self, parent: Node | None = None) -> Iterator[tuple[Node, Node | None]]:
+        yield self, parent
+        for child in self.children:
+            yield from child.walk(self)
+
+
+def parse_ast(dump: str) -> Node:
+    """EXPLAIN AST's tree. Names are printed raw, so an identifier with a line break could add lines:
+    every node must have exactly the children it declares, which an added line always breaks."""
+    stack: list[tuple[int, Node, int]] = []  # depth, node, declared children
+    root: Node | None = None
+    for line in dump.rstrip("\n").split("\n"):
+        depth = len(line) - len(line.lstrip(" "))
+        body = line[depth:]
+        match = _CHILDREN.search(body)
+        node = Node(body.split(" ", 1)[0], body[: match.start()] if match else body)
+        while stack and stack[-1][0] >= depth:
+            _close(stack.pop())
+        if not stack:
+            if root is not None or depth != 0:
+                raise QueryRefused("the query cannot be checked: more than one statement tree")
+            root = node
+        else:
+            if depth != stack[-1][0] + 1:
+                raise QueryRefused("the query cannot be checked: a line break in a name?")
+            stack[-1][1].children.append(node)
+        stack.append((depth, node, int(match.group(1)) if match else 0))
+    while stack:
+        _close(stack.pop())
+    if root is None:
+        raise QueryRefused("the query cannot be checked: empty syntax tree")
+    return root
+
+
+def _close(entry: tuple[int, Node, int]) -> None:
+    if len(entry[1].children) != entry[2]:
+        raise QueryRefused("the query cannot be checked: a line break in a name?")
+
+
+def _name(text: str, prefix_words: int = 1) -> str:
+    """The identifier after the node kind, without its alias."""
+    name = text.split(" ", prefix_words)[-1] if " " in text else ""
+    return name.split(" (alias ", 1)[0]
+
+
+def _check_table(database: str, table: str) -> None:
+    if database.lower() == "system" and table.lower() not in READABLE_SYSTEM_TABLES:
+        readable = ", ".join(sorted(READABLE_SYSTEM_TABLES))
+        raise QueryRefused(f"system.{table} is not readable here; readable system tables: {readable}")
+
+
+def _check_dotted(name: str, current_database: str) -> None:
+    database, dot, table = name.partition(".")
+    if dot:
+        _check_table(database, table.partition(".")[0])
+    else:
+        _check_table(current_database, name)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Names the check needs from the engine itself, read once."""
+
+    table_functions: frozenset[str]
+    scalar_functions: frozenset[str]
+    database: str
+
+
+def check_ast(root: Node, canonical: str, fmt: str, catalogue: Catalogue) -> None:
+    """Refuse anything but a read of the store; `fmt` is the FORMAT the final string ends with."""
+    if root.kind not in STATEMENTS and root.kind != "Explain":
+        raise QueryRefused(
+            "the SQL surface is read-only: SELECT, SHOW TABLES, DESCRIBE, EXISTS or EXPLAIN,"
+            f" not {' '.join(canonical.split()[:2])}"
+        )
+    if root.kind == "ShowTables" and not _SHOW_TABLES_FORMS.match(canonical):
+        raise QueryRefused(
+            f"{' '.join(canonical.split()[:2])} is not allowed here: SHOW TABLES, DATABASES or SETTINGS only"
+        )
+    last = root.children[-1] if root.children else None
+    if last is None or last.kind != "Identifier" or _name(last.text) != fmt:
+        raise QueryRefused("the query cannot be expressed safely: its FORMAT clause is not where it runs")
+    for node, parent in root.walk():
+        kind = node.kind
+        if (kind in STATEMENTS or kind == "Explain") and any(child.kind == "Literal" for child in node.children):
+            raise QueryRefused("INTO OUTFILE is not allowed: the SQL surface is read-only")
+        if kind == "Explain":
+            inner = [c for c in node.children if c.kind not in ("Set", "Identifier", "Literal")]
+            if any(c.kind not in _SELECTS and c.kind != "Explain" for c in inner):
+                raise QueryRefused("EXPLAIN is allowed for SELECT queries only")
+        elif kind == "Set" and (parent is None or parent.kind != "Explain"):
+            raise QueryRefused("a SETTINGS clause is not allowed: reads run with readonly=1 and fixed limits")
+        elif kind in ("TableIdentifier", "Identifier") and node is not last:
+            name = _name(node.text)
+            if kind == "TableIdentifier" or "." in name:
+                _check_dotted(name, catalogue.database if kind == "TableIdentifier" else "")
+        elif kind in _EXISTS or kind in _SHOW_CREATE:
+            words = node.text.split(" ")
+            if kind != "ExistsDatabaseQuery" and len(words) >= 3:
+                _check_table(words[1] or catalogue.database, words[2])
+        elif kind == "Function":
+            _check_function(node, parent, catalogue)
+
+
+def _check_function(node: Node, parent: Node | None, catalogue: Catalogue) -> None:
+    name = _name(node.text)
+    lowered = name.lower()
+    if parent is not None and parent.kind == "TableExpression":
+        if lowered not in SAFE_TABLE_FUNCTIONS:
+            raise QueryRefused(f"table function {name}() reaches outside the store and is not allowed here")
+        if lowered == "format":
+            args = node.children[0].children if node.children else []
+            first = _name(args[0].text).strip("'") if args else ""
+            try:
+                resolve_format(first)
+            except FormatRefused:
+                raise QueryRefused(f"format() reads inline data in an allowed format only, not {first!r}") from None
+        return
+    if (
+        lowered in BLOCKED_SCALAR_FUNCTIONS
+        or lowered.startswith("dict")
+        or (lowered in catalogue.table_functions and lowered not in SAFE_TABLE_FUNCTIONS)
+        and lowered not in catalogue.scalar_functions
+    ):
+        raise QueryRefused(f"function {name}() reaches outside the store and is not allowed here")
+
+
+# --- running -------------------------------------------------------------------------------------
 
 
 class ReadOnlySql:
-    """Checks and runs read-only queries on a client of its own, which it switches to readonly=1."""
+    """Checks and runs read-only queries on clients of its own: a few, since chDB runs queries of
+    several connections at once, so one slow read does not queue the others behind it."""
 
-    def __init__(self, connect: Callable[[], Client]) -> None:
+    def __init__(self, connect: Callable[[], Client], limits: QueryLimits | None = None) -> None:
         self._connect = connect
-        self._client_instance: Client | None = None
-        self._blocked: frozenset[str] | None = None
-        self._lock = threading.Lock()
+        self.limits = limits or QueryLimits()
+        self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self.limits.concurrent_queries)
+        self._all: list[Client] = []
+        self._catalogue: Catalogue | None = None
+        self._control: Client | None = None
+        self._control_lock = threading.Lock()
+        self._running: dict[str, threading.Event] = {}
+        self._closing = False
 
-    @property
-    def _client(self) -> Client:
-        if self._client_instance is None:
+    # clients
+
+    def _new_client(self) -> Client:
+        try:
             client = self._connect()
-            client.set_client_setting("readonly", "1")
-            self._client_instance = client
-        return self._client_instance
+            for name, value in self.limits.settings().items():
+                client.set_client_setting(name, value)
+        except Exception as exc:  # noqa: BLE001 - any failure to open is "unreachable" to the user
+            raise QueryRefused(f"store unreachable: {_clickhouse_message(exc)}", 210) from None
+        self._all.append(client)
+        return client
+
+    def _acquire(self, wait: float) -> Client:
+        if self._closing or not self._slots.acquire(timeout=wait):
+            why = "the collector is shutting down" if self._closing else "too many queries at once"
+            raise QueryRefused(f"{why}; try again (TOO_MANY_SIMULTANEOUS_QUERIES)", 202)
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            return self._new_client()
+        except QueryRefused:
+            self._slots.release()
+            raise
+
+    def _release(self, client: Client, healthy: bool = True) -> None:
+        if healthy:
+            self._idle.put(client)
+        else:
+            # chDB answers the next call on a connection whose query was stopped with a stray error
+            # (measured on 26.9 after TIMEOUT_EXCEEDED): such a connection is closed, not reused.
+            with contextlib.suppress(Exception):
+                self._all.remove(client)
+                client.close()
+        self._slots.release()
 
     def close(self) -> None:
-        if self._client_instance is not None:
-            self._client_instance.close()
-            self._client_instance = None
+        self._closing = True
+        self.cancel_all()
+        for client in [*self._all, *([self._control] if self._control else [])]:
+            with contextlib.suppress(Exception):  # closing is best effort at shutdown
+                client.close()
+        self._all.clear()
+        self._control = None
 
-    def _blocked_functions(self) -> frozenset[str]:
-        if self._blocked is None:
-            names = self._client.query("SELECT name FROM system.table_functions").result_columns
-            table_functions = {n.lower() for n in (names[0] if names else [])}
-            self._blocked = frozenset(table_functions - SAFE_TABLE_FUNCTIONS) | BLOCKED_SCALAR_FUNCTIONS
-        return self._blocked
+    def catalogue(self, client: Client) -> Catalogue:
+        if self._catalogue is None:
+            table_functions = client.query("SELECT lower(name) FROM system.table_functions").result_columns
+            scalars = client.query("SELECT lower(name) FROM system.functions").result_columns
+            database = client.query("SELECT currentDatabase()").result_rows[0][0]
+            self._catalogue = Catalogue(
+                frozenset(table_functions[0] if table_functions else ()),
+                frozenset(scalars[0] if scalars else ()),
+                database,
+            )
+        return self._catalogue
 
-    def check(self, sql: str) -> tuple[str, bool]:
-        """Return the canonical single statement and whether it names its own FORMAT."""
+    # check and run
+
+    def prepare(self, client: Client, sql: str, fmt: str, tag: str) -> tuple[str, str]:
+        """The exact statement to run, and its output format: checked, tagged, FORMAT at the end."""
         try:
-            client = self._client
-        except Exception as exc:
-            raise QueryRefused(f"store unreachable: {exc}") from None
+            output = resolve_format(fmt)
+        except FormatRefused as exc:
+            raise QueryRefused(str(exc), 73) from None
         try:
-            canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}).result_rows[0][
-                0
-            ]
-            format_clause = _FORMAT_CLAUSE.search(canonical)
-            statement = canonical[: format_clause.start()] if format_clause else canonical
-            ast = client.raw_query("EXPLAIN AST " + statement, fmt="TSVRaw").decode()
+            canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
+            canonical = canonical.result_rows[0][0]
         except ClickHouseError as exc:
-            raise QueryRefused(_clickhouse_message(exc)) from None
-        lines = ast.splitlines()
-        top = lines[0].strip() if lines else ""
-        if not top.startswith(ALLOWED_STATEMENTS):
-            kind = top.split(" ")[0]
-            raise QueryRefused(f"the SQL surface is read-only: SELECT, SHOW, DESCRIBE, EXISTS or EXPLAIN, not {kind}")
-        if top.startswith("Select") and any(
-            line.startswith(" Literal") for line in lines[1:]
-        ):  # a literal directly under the statement is an INTO OUTFILE target
-            raise QueryRefused("INTO OUTFILE is not allowed: the SQL surface is read-only")
-        blocked = self._blocked_functions()
-        for name in _FUNCTION_LINE.findall(ast):
-            if name.lower() in blocked:
-                raise QueryRefused(f"function {name}() reaches outside the store and is not allowed here")
-        return canonical, format_clause is not None
-
-    def run(self, sql: str, fmt: str = "table") -> bytes:
-        with self._lock:
-            canonical, has_format = self.check(sql)
+            raise _refused(exc) from None
+        own_format = _FORMAT_CLAUSE.search(canonical)
+        if own_format:
             try:
-                return self._client.raw_query(canonical, fmt=None if has_format else resolve_format(fmt))
-            except ClickHouseError as exc:
-                raise QueryRefused(_clickhouse_message(exc)) from None
+                output = resolve_format(own_format.group(1))
+            except FormatRefused as exc:
+                raise QueryRefused(str(exc), 73) from None
+            canonical = canonical[: own_format.start()]
+        if _OUTFILE.search(_QUOTED.sub("''", canonical)):
+            raise QueryRefused("INTO OUTFILE is not allowed: the SQL surface is read-only")
+        final = f"{_TAG.format(tag)}{canonical} FORMAT {output}"
+        try:
+            dump = client.raw_query("EXPLAIN AST " + final, fmt=None).decode()
+        except ClickHouseError as exc:
+            raise _refused(exc) from None
+        if not dump[:1].isupper():  # a header line: the FORMAT bound to EXPLAIN, so no statement takes one
+            raise QueryRefused(
+                "the SQL surface is read-only: SELECT, SHOW TABLES, DESCRIBE, EXISTS or EXPLAIN,"
+                f" not {' '.join(canonical.split()[:2])}"
+            )
+        check_ast(parse_ast(dump), canonical, output, self.catalogue(client))
+        return final, output
+
+    def check(self, sql: str, fmt: str = "TabSeparated") -> str:
+        """The statement `run` would run (for tests and tools)."""
+        client = self._acquire(wait=5)
+        try:
+            return self.prepare(client, sql, fmt, uuid.uuid4().hex)[0]
+        finally:
+            self._release(client)
+
+    def run(self, sql: str, fmt: str = "table", tag: str | None = None, wait: float = 5) -> QueryResult:
+        tag = tag or uuid.uuid4().hex
+        done = threading.Event()
+        self._running[tag] = done
+        try:
+            client = self._acquire(wait)
+            healthy = False
+            try:
+                final, output = self.prepare(client, sql, fmt, tag)
+                if done.is_set():  # cancelled while being checked
+                    raise QueryRefused("Query was cancelled. (QUERY_WAS_CANCELLED)", 394)
+                try:
+                    body = client.raw_query(final, fmt=None)
+                except ClickHouseError as exc:
+                    raise _refused(exc) from None
+                healthy = True
+            except QueryRefused as exc:
+                healthy = exc.code == 164 and not str(exc).startswith("Code:")  # refused by the guard itself
+                raise
+            finally:
+                self._release(client, healthy)
+        finally:
+            self._running.pop(tag, None)
+            done.set()
+        if len(body) > self.limits.max_response_bytes:
+            raise QueryRefused(
+                f"the result is larger than {self.limits.max_response_bytes} bytes; narrow the query"
+                " (TOO_MANY_ROWS_OR_BYTES)",
+                396,
+            )
+        return QueryResult(body, output)
+
+    # cancel
+
+    def cancel(self, tag: str, wait: float = 5.0) -> None:
+        """Stop a running read (the client went away, Ctrl-C, shutdown) and wait until it ended."""
+        done = self._running.get(tag)
+        if done is None:
+            return
+        done.set()
+        end = threading.Event()
+        for _ in range(int(wait / 0.1)):
+            if tag not in self._running:
+                return
+            self._kill(tag)
+            if end.wait(0.1) or tag not in self._running:
+                return
+
+    def cancel_all(self) -> None:
+        for tag in list(self._running):
+            self.cancel(tag)
+
+    def _kill(self, tag: str) -> None:
+        pattern = _TAG.format(tag).strip()
+        with self._control_lock:
+            try:
+                if self._control is None:
+                    self._control = self._connect()
+                    self._control.set_client_setting("readonly", "1")
+                self._control.raw_query(f"KILL QUERY WHERE startsWith(query, '{pattern}') ASYNC", fmt=None)
+            except Exception as exc:  # noqa: BLE001 - the query may have ended meanwhile
+                log.debug("KILL QUERY for %s failed: %s", tag, exc)
 
 
 def _clickhouse_message(exc: Exception) -> str:
@@ -128,7 +474,43 @@ def _clickhouse_message(exc: Exception) -> str:
     return (text[start:] if start >= 0 else text).strip().splitlines()[0]
 
 
+def _refused(exc: ClickHouseError) -> QueryRefused:
+    message = _clickhouse_message(exc)
+    match = re.match(r"Code: (\d+)", message)
+    return QueryRefused(message, int(match.group(1)) if match else 164)
+
+
 # --- the endpoint, inside the collector -------------------------------------------------------
+
+# Query-string parameters: read by the endpoint, ignored (transport options of ClickHouse clients,
+# with no effect on what runs), or refused. Nothing reaches the engine unchecked.
+_PARAMETERS = frozenset({"query", "default_format", "database", "user", "password"})
+_TRANSPORT_PARAMETERS = frozenset(
+    {
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "query_id",
+        "compress",
+        "decompress",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "wait_end_of_query",
+        "buffer_size",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "client_protocol_version",
+        "quota_key",
+        "add_http_cors_header",
+        "cancel_http_readonly_queries_on_client_close",
+    }
+)
+
+
+class _HttpRefusal(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 class QueryEndpoint:
@@ -140,53 +522,105 @@ class QueryEndpoint:
         self.port = port
         self.key = secrets.token_urlsafe(24)
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_route("*", "/", self._query)
         app.router.add_get("/ping", self._ping)
-        self._runner = web.AppRunner(app, access_log=None)
+        # handler_cancellation: a client that hangs up cancels its handler, which stops its query.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._site = web.TCPSite(self._runner, self._host, self.port)
+        await self._site.start()
+        self.port = self._site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}/"
 
     async def stop(self) -> None:
+        """Stop running reads first (they need no draining), then the server, then the clients."""
+        self._sql._closing = True
+        await asyncio.to_thread(self._sql.cancel_all)
         if self._runner:
             await self._runner.cleanup()
-        self._sql.close()
+        await asyncio.to_thread(self._sql.close)
 
     async def _ping(self, _request: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorize(self, request: web.Request) -> None:
         supplied = request.headers.get("X-ClickHouse-Key") or request.query.get("password") or ""
-        if not supplied and request.headers.get("Authorization", "").startswith("Basic "):
-            decoded = base64.b64decode(request.headers["Authorization"][6:]).decode(errors="replace")
+        authorization = request.headers.get("Authorization", "")
+        if not supplied and authorization[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                raise _HttpRefusal(
+                    400, 516, "malformed Authorization header: Basic needs base64 of user:key (AUTHENTICATION_FAILED)"
+                ) from None
             supplied = decoded.partition(":")[2]
-        return secrets.compare_digest(supplied, self.key)
-
-    async def _query(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _ch_error(
+        if not secrets.compare_digest(supplied.encode("utf-8", "surrogateescape"), self.key.encode()):
+            raise _HttpRefusal(
                 403, 516, "Authentication failed: pass the key from collector.json (AUTHENTICATION_FAILED)"
             )
-        body = (await request.read()).decode() if request.method == "POST" else ""
+
+    def _parameters(self, request: web.Request) -> str:
+        """The output format asked for; every other parameter is allow-listed, or the request refused."""
+        for name in request.query:
+            if name in _PARAMETERS or name in _TRANSPORT_PARAMETERS:
+                continue
+            if name.startswith("param_"):
+                raise _HttpRefusal(400, 456, f"query parameters ({name}) are not supported by this endpoint")
+            raise _HttpRefusal(
+                400, 115, f"parameter {name!r} is not accepted: reads run with fixed settings (UNKNOWN_SETTING)"
+            )
+        database = request.query.get("database") or request.headers.get("X-ClickHouse-Database")
+        served = self._sql._catalogue.database if self._sql._catalogue else "default"
+        if database and database != served:  # never passed on: reads run in the store's database
+            raise _HttpRefusal(400, 81, f"database {database!r}: this endpoint serves {served!r} only")
+        return request.query.get("default_format") or request.headers.get("X-ClickHouse-Format") or "TabSeparated"
+
+    async def _query(self, request: web.Request) -> web.Response:
+        try:
+            self._authorize(request)
+            fmt = self._parameters(request)
+            sql = await self._read_sql(request)
+        except _HttpRefusal as exc:
+            return _ch_error(exc.status, exc.code, str(exc))
+        tag = uuid.uuid4().hex
+        task = asyncio.ensure_future(asyncio.to_thread(self._sql.run, sql, fmt, tag))
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            log.info("read query cancelled: the client went away")
+            await asyncio.to_thread(self._sql.cancel, tag)
+            raise
+        except QueryRefused as exc:
+            return _ch_error(503 if exc.code == 202 else 400, exc.code, str(exc))
+        return web.Response(body=result.body, headers={"X-ClickHouse-Format": result.format})
+
+    async def _read_sql(self, request: web.Request) -> str:
+        raw = b""
+        if request.method == "POST":
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise _HttpRefusal(413, 307, "the query is larger than 1 MiB") from None
+            except (ConnectionError, OSError) as exc:
+                log.info("query endpoint: client went away while sending its query (%s)", type(exc).__name__)
+                raise _HttpRefusal(400, 62, "incomplete request body") from None
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _HttpRefusal(400, 62, f"the query is not valid UTF-8 (byte {exc.start}) (SYNTAX_ERROR)") from None
         sql = request.query.get("query", "")
         if body:
             sql = f"{sql} {body}" if sql else body
         if not sql.strip():
-            return _ch_error(400, 62, "Empty query (SYNTAX_ERROR)")
-        fmt = request.query.get("default_format", "TabSeparated")
-        try:
-            data = await asyncio.to_thread(self._sql.run, sql, fmt)
-        except QueryRefused as exc:
-            return _ch_error(400, 164, str(exc))
-        return web.Response(body=data, headers={"X-ClickHouse-Format": resolve_format(fmt)})
+            raise _HttpRefusal(400, 62, "Empty query (SYNTAX_ERROR)")
+        return sql
 
 
 def _ch_error(status: int, code: int, message: str) -> web.Response:

@@ -17,7 +17,7 @@ from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.pipeline import Pipeline
-from tracehouse.collector.query import QueryEndpoint, ReadOnlySql
+from tracehouse.collector.query import QueryEndpoint, ReadOnlySql, query_limits
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
@@ -141,7 +141,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     )
     http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
     query_endpoint = QueryEndpoint(
-        ReadOnlySql(lambda: store.connect(config.store_url)), config.query_host, config.query_port
+        ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config)), config.query_host, config.query_port
     )
 
     stop = asyncio.Event()
