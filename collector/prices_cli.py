@@ -222,12 +222,16 @@ def _unknown(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
 
 def _query_rows(config: Config, sql: str, err: IO[str]) -> list[dict[str, Any]] | None:
     """Run a fixed read query the way `tracehouse sql` does (a running collector's endpoint, else the store)."""
-    from tracehouse.collector.runtime import QueryFailed, run_read_query
+    from tracehouse.collector.runtime import QueryCancelled, QueryFailed, run_read_query
 
     try:
         body = run_read_query(config, sql, "jsonl")
+    except (QueryCancelled, KeyboardInterrupt):
+        print("tracehouse: cancelled", file=err)
+        return None
     except QueryFailed as exc:
-        print(f"tracehouse: {exc} (is the schema migrated? `tracehouse migrate`)", file=err)
+        hint = " (is the schema migrated? `tracehouse migrate`)" if "UNKNOWN_TABLE" in str(exc) else ""
+        print(f"tracehouse: {exc}{hint}", file=err)
         return None
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
