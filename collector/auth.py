@@ -19,6 +19,8 @@ from tracehouse.collector.config import Config, ConfigError
 from tracehouse.collector.receivers.otlp import OtlpError
 
 ENV_KEYS = "TRACEHOUSE_API_KEYS"
+# Keys are printable ASCII (HTTP token68, gRPC metadata); anything longer is not a key.
+MAX_KEY_CHARS = 4096
 
 
 def _hash(key: str) -> str:
@@ -57,16 +59,23 @@ class Authenticator:
         return bool(self._tenants)
 
     def tenant(self, authorization: str | None, api_key: str | None) -> str | None:
-        """The tenant of the presented key; None when no keys are configured."""
+        """The tenant of the presented key; None when no keys are configured.
+
+        Header values come from clients as they are (any bytes, any length): whatever they hold, the
+        answer is a tenant or UNAUTHENTICATED, never another error.
+        """
         if not self._tenants:
             return None
-        presented = api_key
-        if not presented and authorization:
+        presented = (api_key or "").strip()
+        if not presented and authorization and authorization.strip():
             scheme, _, credential = authorization.strip().partition(" ")
-            if scheme.lower() == "bearer":
-                presented = credential.strip()
+            if scheme.lower() != "bearer":
+                raise unauthenticated("unsupported Authorization scheme: send 'Authorization: Bearer <key>'")
+            presented = credential.strip()
         if not presented:
             raise unauthenticated("an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key'")
+        if len(presented) > MAX_KEY_CHARS or not presented.isascii() or not presented.isprintable():
+            raise unauthenticated("the API key is not valid")
         tenant = self._tenants.get(_hash(presented))
         if tenant is None:
             raise unauthenticated("the API key is not valid")

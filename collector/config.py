@@ -67,6 +67,14 @@ class Config:
     query_max_result_rows: int = 1_000_000
     query_max_result_bytes: int = 256 * MIB
     max_request_bytes: int = 64 * MIB
+    # Connections each OTLP listener holds at once (0: 40% of the open-file limit, at most 10000).
+    max_connections: int = 0
+    # A new connection has this long to finish TLS and send its first request (HTTP) or SETTINGS (gRPC).
+    handshake_timeout_seconds: float = 10.0
+    # An OTLP connection with no request in progress is closed after this long.
+    idle_timeout_seconds: float = 60.0
+    # gRPC connections are asked to reconnect after this long.
+    max_connection_age_seconds: float = 1800.0
     batch_max_rows: int = 50_000
     batch_linger_ms: int = 0
     # Processes that parse, decode, normalize, price, redact and encode (0: in the main process).
@@ -116,6 +124,10 @@ _BOUNDS: dict[str, tuple[float, float | None]] = {
     "spool_budget_bytes": (1, None),
     "max_inflight_bytes": (1, None),
     "shutdown_grace_seconds": (0, None),
+    "max_connections": (0, None),
+    "handshake_timeout_seconds": (0.1, None),
+    "idle_timeout_seconds": (0.1, None),
+    "max_connection_age_seconds": (1, None),
     "query_max_execution_seconds": (0.1, None),
     "query_max_memory_bytes": (1 * MIB, None),
     "query_max_result_rows": (1, None),

@@ -1,6 +1,7 @@
 """The pipeline between receivers and the store: parse, decode, the stages, encode, then acknowledge once
 durable. The CPU part (`process_body`) is a pure function of the request body, so it can run in worker
-processes, one per core, while the main process does the I/O."""
+processes, one per core, while the main process does the I/O. Without workers it runs in one pipeline
+thread, never on the event loop: a huge request must not stall /healthz or the other connections."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -99,6 +100,11 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
+        # One thread: the stages run one request at a time, as they did on the loop (their caches are
+        # not shared between threads), and a retry still finds the spool in request order.
+        self._thread: ThreadPoolExecutor | None = None
+        # Requests being processed, by digest: a retry that arrives meanwhile waits for the original.
+        self._pending: dict[bytes, asyncio.Future[None]] = {}
 
     def check_capacity(self) -> None:
         """Refuse before reading a request when the spool is at its budget: the client retries later."""
@@ -131,29 +137,45 @@ class Pipeline:
             if self._spool is not None and body:
                 # hashlib releases the GIL: a thread hashes while the loop serves other requests.
                 digest = await loop.run_in_executor(None, _digest, body, tenant)
+                # An exporter that timed out retries the same body while the first is still processed.
+                while (original := self._pending.get(digest)) is not None:
+                    await asyncio.shield(original)
                 seen = self._spool.lookup(digest)
                 if seen is not None:  # a retry of a request already durable: answer, store nothing
-                    await self._spool.sync(seen)
+                    await self._sync(seen)
                     self._metrics.duplicate_requests.inc()
                     return ExportResult(0, 0, "")
-            processed = await self._process(loop, body, is_json, tenant)
-            self._count(processed)
-            if processed.rows:
-                try:
-                    await self._store(processed, digest)
-                except OtlpError:
-                    self._metrics.spans_rejected.labels("unavailable").inc(processed.rows)
-                    raise
-            self._metrics.spans_accepted.inc(processed.rows)
-            return ExportResult(processed.rows, processed.rejected, processed.message)
+                done = self._pending[digest] = loop.create_future()
+            try:
+                return await self._process_and_store(loop, body, is_json, tenant, digest)
+            finally:
+                if digest is not None:
+                    self._pending.pop(digest, None)
+                    done.set_result(None)
         finally:
             self._inflight -= size
+
+    async def _process_and_store(
+        self, loop: asyncio.AbstractEventLoop, body: bytes, is_json: bool, tenant: str | None, digest: bytes | None
+    ) -> ExportResult:
+        processed = await self._process(loop, body, is_json, tenant)
+        self._count(processed)
+        if processed.rows:
+            try:
+                await self._store(processed, digest)
+            except OtlpError:
+                self._metrics.spans_rejected.labels("unavailable").inc(processed.rows)
+                raise
+        self._metrics.spans_accepted.inc(processed.rows)
+        return ExportResult(processed.rows, processed.rejected, processed.message)
 
     async def _process(
         self, loop: asyncio.AbstractEventLoop, body: bytes, is_json: bool, tenant: str | None
     ) -> Processed:
         if self._workers is None:
-            return process_body(self._stages, body, is_json, tenant)
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracehouse-pipeline")
+            return await loop.run_in_executor(self._thread, process_body, self._stages, body, is_json, tenant)
         from tracehouse.collector import workers
 
         try:
@@ -171,6 +193,14 @@ class Pipeline:
         if processed.unpriced:
             self._metrics.unpriced_calls.inc(processed.unpriced)
 
+    async def _sync(self, upto: int) -> None:
+        """A failed fsync is a refusal the exporter retries (UNAVAILABLE), never an acknowledgement."""
+        assert self._spool is not None
+        try:
+            await self._spool.sync(upto)
+        except OSError as exc:
+            raise unavailable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
+
     async def _store(self, processed: Processed, digest: bytes | None) -> None:
         if self._spool is not None:
             try:
@@ -179,7 +209,7 @@ class Pipeline:
                 raise unavailable(str(exc), retry_after_seconds=5) from None
             except OSError as exc:
                 raise unavailable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
-            await self._spool.sync(end)
+            await self._sync(end)
             self._metrics.spool_bytes.set(self._spool.pending_bytes)
             return
         assert self._writer is not None

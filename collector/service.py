@@ -20,6 +20,7 @@ from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.query import QueryEndpoint, ReadOnlySql, query_limits
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
+from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
 from tracehouse.collector.spool import Spool
 from tracehouse.collector.stages import default_stages
@@ -92,6 +93,7 @@ async def serve(config: Config) -> None:
 
 
 async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
+    raise_open_file_limit()  # idle connections must not starve the spool and the store of descriptors
     lock = lock_store(config)
     if lock:
         running.callback(lock.close)
@@ -135,9 +137,12 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         tls = (Path(config.tls_cert_file).read_bytes(), Path(config.tls_key_file).read_bytes())
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    grpc_receiver = GrpcReceiver(pipeline, config.host, config.grpc_port, config.max_request_bytes, authenticator, tls)
+    limits = ConnectionLimits.from_config(config)
+    grpc_receiver = GrpcReceiver(
+        pipeline, config.host, config.grpc_port, config.max_request_bytes, authenticator, tls, limits=limits
+    )
     http_receiver = HttpReceiver(
-        pipeline, config.host, config.http_port, config.max_request_bytes, authenticator, ssl_context
+        pipeline, config.host, config.http_port, config.max_request_bytes, authenticator, ssl_context, limits=limits
     )
     http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
     query_endpoint = QueryEndpoint(

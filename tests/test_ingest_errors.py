@@ -119,7 +119,7 @@ def test_http_bad_json_is_400_with_json_status(small_collector, body, phrase):
 def test_http_wrong_method_is_405(small_collector):
     status, headers, _ = _post(small_collector.traces_url, b"", {}, method="GET")
     assert status == 405
-    assert headers["Allow"] == "POST"
+    assert "POST" in headers["Allow"].split(", ")
 
 
 @pytest.mark.parametrize(

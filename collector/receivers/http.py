@@ -1,16 +1,29 @@
-"""OTLP/HTTP receiver: POST /v1/traces, protobuf or JSON, optionally gzip, answered in the
-request's own content type, with the status codes of the OTLP specification."""
+"""OTLP/HTTP receiver: POST /v1/traces, protobuf or JSON, optionally compressed, answered in the request's
+own content type, with the status codes of the OTLP specification.
+
+Connections are bounded (count, handshake and idle time; see `connections`), and everything a client can
+trigger is logged through a rate limiter, never one traceback per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import ssl
-import zlib
+from typing import Any
 
+import grpc
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+from google.rpc import code_pb2, status_pb2
 
 from tracehouse.collector.auth import Authenticator
+from tracehouse.collector.logs import LogLimiter
 from tracehouse.collector.pipeline import Pipeline
+from tracehouse.collector.receivers.connections import ConnectionPool
+from tracehouse.collector.receivers.encoding import UnsupportedEncoding, clip, content_coding, decompress
+from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
 from tracehouse.collector.receivers.otlp import (
     OtlpError,
     export_response,
@@ -20,15 +33,40 @@ from tracehouse.collector.receivers.otlp import (
 )
 
 log = logging.getLogger(__name__)
+limited = LogLimiter(log)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
 _READ_CHUNK = 1 << 20
+_ALLOW = "POST, OPTIONS"
 
 
-class _Unsupported(Exception):
-    pass
+class _ClientGone(Exception):
+    """The client closed the connection before its body arrived: nobody is left to answer."""
+
+
+def _request_timeout(seconds: float) -> OtlpError:
+    return OtlpError(grpc.StatusCode.DEADLINE_EXCEEDED, 408, f"no request body data for {seconds:g} s")
+
+
+class _AiohttpLog:
+    """aiohttp's server logger, rate-limited: malformed requests are the client's problem, one line each."""
+
+    def __init__(self, limiter: LogLimiter) -> None:
+        self._limiter = limiter
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def exception(self, message: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        if isinstance(exc_info, HttpProcessingError | ConnectionError):
+            text = " ".join(str(exc_info).split())[:200]
+            self._limiter.warning("http-bad-request", "OTLP/HTTP: bad request from a client: %s", text)
+        else:
+            self._limiter.error("http-internal", "OTLP/HTTP: " + message, *args, exc_info=exc_info)
 
 
 class HttpReceiver:
@@ -40,6 +78,7 @@ class HttpReceiver:
         max_request_bytes: int,
         authenticator: Authenticator | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._auth = authenticator or Authenticator()
@@ -47,77 +86,125 @@ class HttpReceiver:
         self._host = host
         self.port = port
         self._max = max_request_bytes
+        self._limits = limits or ConnectionLimits()
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.connections: ConnectionPool | None = None
         self.extra_routes: list[web.RouteDef] = []
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=self._max)
-        app.router.add_route("*", TRACES_PATH, self._traces)
+        raise_open_file_limit()
+        limits = self._limits
+        app = web.Application(client_max_size=self._max, middlewares=[self._track])
+        for path in (TRACES_PATH, TRACES_PATH + "/"):
+            app.router.add_route("*", path, self._traces)
         app.add_routes(self.extra_routes)
         # We decompress ourselves, bounded, so a gzip bomb meets the size limit instead of memory.
-        self._runner = web.AppRunner(app, auto_decompress=False, access_log=None)
+        self._runner = web.AppRunner(
+            app,
+            auto_decompress=False,
+            access_log=None,
+            keepalive_timeout=limits.idle_timeout_seconds,
+            max_field_size=limits.max_header_bytes,
+            logger=_AiohttpLog(limited),
+            shutdown_timeout=5,
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self.port, ssl_context=self._ssl)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.connections = ConnectionPool(
+            self._runner.server, limits.connection_cap(), limits.handshake_timeout_seconds, limited
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                self.connections,
+                self._host,
+                self.port,
+                ssl=self._ssl,
+                backlog=limits.backlog,
+                ssl_handshake_timeout=limits.handshake_timeout_seconds if self._ssl else None,
+            )
+        except OSError as exc:
+            await self._runner.cleanup()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise OSError(exc.errno, f"cannot listen for OTLP/HTTP on {self._host}:{self.port}: {reason}") from None
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
         if self._runner:
             await self._runner.cleanup()
+        if self.connections is not None:
+            self.connections.close_all()
 
-    async def _traces(self, request: web.Request) -> web.Response:
+    @web.middleware
+    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
+        """A connection with a request in progress is busy: neither idle-evicted nor timed out."""
+        assert self.connections is not None
+        self.connections.request_started(request.protocol)
+        try:
+            return await handler(request)
+        finally:
+            self.connections.request_finished(request.protocol)
+
+    async def _traces(self, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
         reply_type = JSON if content_type == JSON else PROTOBUF
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={"Allow": _ALLOW})
         if request.method != "POST":
-            return _error(reply_type, 405, "only POST is allowed on " + TRACES_PATH, headers={"Allow": "POST"})
+            return _error(reply_type, 405, "only POST is allowed on " + TRACES_PATH, headers={"Allow": _ALLOW})
         if content_type not in (PROTOBUF, JSON):
-            return _error(reply_type, 415, f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}")
+            return _error(reply_type, 415, f"unsupported content type {clip(content_type)}; use {PROTOBUF} or {JSON}")
         try:
             tenant = self._auth.tenant(request.headers.get("Authorization"), request.headers.get("x-api-key"))
             self._pipeline.check_capacity()
-            body = await self._read_body(request)
+            coding = content_coding(request.headers.get("Content-Encoding"))
+            raw = await self._read_body(request)
+            body = await asyncio.to_thread(decompress, raw, coding, self._max) if coding != "identity" else raw
             result = await self._pipeline.export(body, content_type == JSON, "http", tenant)
-        except _Unsupported as exc:
+        except UnsupportedEncoding as exc:
             return _error(reply_type, 415, str(exc))
         except OtlpError as exc:
             headers = {}
             if exc.retry_after_seconds is not None:
                 headers["Retry-After"] = str(exc.retry_after_seconds)
-            return _reply(reply_type, exc.http_status, exc.to_status(), headers)
+            response = _reply(reply_type, exc.http_status, exc.to_status(), headers)
+            if exc.http_status == 408:
+                response.force_close()  # the rest of a stalled body is not worth waiting for
+            return response
+        except _ClientGone as exc:
+            limited.info("http-client-gone", "OTLP/HTTP: a client closed its connection mid-request: %s", exc)
+            return web.Response(status=400)
+        except Exception:
+            limited.error("http-internal", "OTLP/HTTP: internal error handling a request", exc_info=True)
+            return _error(reply_type, 500, "internal error in the collector; see its log", code=code_pb2.INTERNAL)
         return _reply(reply_type, 200, export_response(result.rejected, result.message))
 
     async def _read_body(self, request: web.Request) -> bytes:
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("identity", "gzip", ""):
-            raise _Unsupported(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+        """The body as sent (still compressed), bounded in size and in time without progress."""
         if request.content_length is not None and request.content_length > self._max:
             raise too_large(self._max)
         chunks: list[bytes] = []
         size = 0
-        decompressor = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+        idle = self._limits.idle_timeout_seconds
         try:
             while True:
-                chunk = await request.content.read(_READ_CHUNK)
+                try:
+                    async with asyncio.timeout(idle):
+                        chunk = await request.content.read(_READ_CHUNK)
+                except TimeoutError:
+                    raise _request_timeout(idle) from None
                 if not chunk:
                     break
-                if decompressor is not None:
-                    chunk = decompressor.decompress(chunk, self._max + 1 - size)
-                    if decompressor.unconsumed_tail:
-                        raise too_large(self._max)
                 size += len(chunk)
                 if size > self._max:
                     raise too_large(self._max)
                 chunks.append(chunk)
-            if decompressor is not None:
-                tail = decompressor.flush()
-                size += len(tail)
-                if size > self._max:
-                    raise too_large(self._max)
-                chunks.append(tail)
-                if not decompressor.eof:
-                    raise invalid_argument("gzip body is truncated")
-        except zlib.error as exc:
-            raise invalid_argument(f"body is not valid gzip: {exc}") from None
+        except ConnectionError as exc:
+            raise _ClientGone(str(exc) or type(exc).__name__) from None
+        except RequestPayloadError as exc:
+            raise invalid_argument(f"request body is malformed: {' '.join(str(exc).split())[:200]}") from None
         return b"".join(chunks)
 
 
@@ -126,8 +213,13 @@ def _reply(content_type: str, status: int, message, headers: dict[str, str] | No
     return web.Response(status=status, body=body, content_type=content_type, headers=headers)
 
 
-def _error(content_type: str, status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
-    from google.rpc import status_pb2
-
-    code = {405: 12, 415: 3}.get(status, 3)  # UNIMPLEMENTED, INVALID_ARGUMENT
+def _error(
+    content_type: str,
+    status: int,
+    text: str,
+    headers: dict[str, str] | None = None,
+    code: int | None = None,
+) -> web.Response:
+    if code is None:
+        code = code_pb2.UNIMPLEMENTED if status == 405 else code_pb2.INVALID_ARGUMENT
     return _reply(content_type, status, status_pb2.Status(code=code, message=text), headers)
