@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
-
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.values import clip, json_text, parse_json, short
+from tracehouse.collector.stages.normalize.values import dumps as json_dumps
 
 Message = dict[str, Any]
 Part = dict[str, Any]
@@ -400,4 +399,4 @@ def tool_from_obj(obj: Any) -> dict[str, Any] | None:
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return json_dumps(value)

@@ -110,10 +110,21 @@ def json_text(value: Any) -> str:
     """Compact JSON text for a parsed value; strings stay as they are."""
     if isinstance(value, str):
         return value
+    return dumps(value)
+
+
+UNRENDERABLE = "[unrenderable: JSON nested deeper than 255 levels]"
+
+
+def dumps(value: Any) -> str:
+    """JSON text; orjson reads 1024 levels but writes only 255, and such a value has no useful text."""
     try:
         return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return str(value)
+    except (TypeError, orjson.JSONEncodeError, RecursionError):
+        try:
+            return str(value)
+        except RecursionError:
+            return UNRENDERABLE
 
 
 def string_list(text: str | None) -> list[str]:

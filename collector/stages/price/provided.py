@@ -27,6 +27,9 @@ _REASONING = "llm.cost.completion_details.reasoning"
 _COMPLETION_AUDIO = "llm.cost.completion_details.audio"
 
 
+_MAX_COST = Decimal(10) ** 26
+
+
 def _usd(attrs: Mapping[str, str], key: str) -> Decimal | None:
     raw = attrs.get(key)
     if raw is None or raw == "":
@@ -35,9 +38,13 @@ def _usd(attrs: Mapping[str, str], key: str) -> Decimal | None:
         value = Decimal(raw.strip())
     except (InvalidOperation, AttributeError):
         return None
-    if not value.is_finite() or value < 0:
+    # Decimal(38, 12) holds less than 10^26: a larger "cost" is not a cost the column can keep.
+    if not value.is_finite() or value < 0 or value >= _MAX_COST:
         return None
-    return value.quantize(COST_QUANTUM)
+    try:
+        return value.quantize(COST_QUANTUM)
+    except InvalidOperation:
+        return None
 
 
 def provided_costs(attrs: Mapping[str, str]) -> tuple[Decimal | None, ...] | None:
