@@ -4,13 +4,17 @@ Three workloads, generated deterministically:
 - prompts: realistic LLM prompt text (chat turns as JSON message arrays and plain text: prose,
   pasted code and logs, numbers, dates, prices, versions); one message in ten carries PII or a key;
 - corpus: the labelled test corpus (tests/data/redaction), where every document carries PII;
-- stage: the whole Redactor over SpanBatches of LLM spans (attributes, resource, events).
+- stage: the whole Redactor over SpanBatches of LLM spans (attributes, resource, events);
+- encodings: what seeing through encoded forms costs (JSON \\u00XX escapes, URL %XX, whole-value
+  base64): prompts and the stage with each decoding switched off, and prompts where one in ten
+  carries an escaped or base64 value (the worst realistic case: every such value gets a view).
 
     .venv/bin/python bench/bench_redact.py
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import sys
@@ -139,6 +143,32 @@ def _best(fn, repeat: int = 5) -> float:
     return best
 
 
+def encoded_texts(texts: list[str], seed: int = 5) -> list[str]:
+    """One text in ten rewritten with URL or JSON escapes of printable characters, or as base64."""
+    rng = random.Random(seed)
+    out = []
+    for text in texts:
+        roll = rng.random()
+        if roll < 0.04:
+            text = text.replace(" ", "%20").replace("@", "%40")
+        elif roll < 0.08:
+            text = text.replace("@", "\\u0040").replace("<", "\\u003c")
+        elif roll < 0.1:
+            text = base64.b64encode(text.encode()).decode()
+        out.append(text)
+    return out
+
+
+def _without_decoding(what: str):
+    """Switch one decoding off in this process (bench only), to price it."""
+    from tracehouse.collector.stages.redact import scanner as module
+
+    if what == "escapes":
+        module.may_have_escapes = lambda buf: False
+    else:
+        module.Scanner._scan_base64 = lambda self, values, results: None
+
+
 def main() -> int:
     redactor = Redactor(parse_settings({}, environ={}))
     scanner = redactor._scanner
@@ -171,6 +201,17 @@ def main() -> int:
     print(
         f"  stage    {size:6.2f} MB  {size / elapsed:7.1f} MB/s   {spans / elapsed:9.0f} spans/s (LLM spans, 9 attrs)"
     )
+    encoded = encoded_texts(prompts)
+    size = _mb(encoded)
+    elapsed = _best(lambda: [scanner.scan_values(encoded[i : i + 500]) for i in range(0, len(encoded), 500)])
+    print(f"  encoded  {size:6.2f} MB  {size / elapsed:7.1f} MB/s 500 strings per call (1 in 10 escaped or base64)")
+    print("cost of each decoding (prompts, 500 strings per call; stage):")
+    size = _mb(prompts)
+    for what in ("base64", "escapes"):
+        _without_decoding(what)
+        batched = _best(lambda: [scanner.scan_values(prompts[i : i + 500]) for i in range(0, len(prompts), 500)])
+        stage = _best(lambda: [redactor(b) for b in batches])
+        print(f"  also without {what:8s} {size / batched:7.1f} MB/s   stage {spans / stage:9.0f} spans/s")
     return 0
 
 

@@ -10,6 +10,7 @@ import json
 import random
 import string
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -143,3 +144,59 @@ def test_pii_in_an_instrumented_openai_call_never_reaches_disk(start_collector, 
     counts = {key: int(n) for key, n in llm["RedactionCounts"].items()}
     assert counts["email"] >= 2 and counts["card"] >= 2 and counts["secret"] >= 1, counts
     assert int(llm["InputTokens"]) == 42 and int(llm["OutputTokens"]) == 12  # metadata untouched
+
+
+def _post(collector, body: bytes) -> None:
+    request = urllib.request.Request(
+        collector.traces_url, data=body, headers={"Content-Type": "application/x-protobuf"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+
+
+def _planted_run(start_collector, data_dir: Path, env: dict[str, str]) -> tuple[str, str, str]:
+    """(every string of otel_traces, of llm_daily, the collector's log) after one planted request."""
+    from test_redact_coverage import planted_request
+
+    collector = start_collector(data_dir=data_dir, env=env)
+    _post(collector, planted_request().SerializeToString())
+    assert collector.stop() == 0, collector.log()
+    traces = sql_rows(data_dir, "SELECT * FROM otel_traces")
+    daily = sql_rows(data_dir, "SELECT * FROM llm_daily")
+    assert len(traces) == 2 and daily, (traces, daily)
+    return _text(traces), _text(daily), collector.log()
+
+
+def _forms(needle: str) -> tuple[str, ...]:
+    """The needle as text and as it looks inside a JSON-encoded row (the spool's format)."""
+    return needle, json.dumps(needle)[1:-1]
+
+
+def _text(value: object) -> str:
+    """Every string in value (map keys included), as stored: no JSON escaping added."""
+    if isinstance(value, dict):
+        return "\n".join(f"{_text(k)}\n{_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "\n".join(_text(v) for v in value)
+    return str(value)
+
+
+def test_a_secret_in_every_place_a_span_carries_text_never_reaches_disk(start_collector, tmp_path):
+    """Attribute keys, event names, scope name and version, trace states, service.name, model names, prompt
+    template name and version, error type, feature, tenant, tags, invocation parameters, link trace state, and
+    the encoded forms (bytes values, URL and JSON escapes): none reaches a column, the rollup or a file."""
+    from test_redact_coverage import EMAIL, KEY, NEEDLES
+
+    plain_traces, plain_daily, _ = _planted_run(start_collector, tmp_path / "plain", {"TRACEHOUSE_REDACTION": "off"})
+    # Control: without redaction every form is stored, the rollup keys carry it and the byte scan finds it.
+    assert [needle for needle in NEEDLES if needle not in plain_traces] == []
+    assert EMAIL in plain_daily and KEY in plain_daily
+    assert [needle for needle in NEEDLES if not _files_containing(tmp_path / "plain", _forms(needle))] == []
+
+    traces, daily, log = _planted_run(start_collector, tmp_path / "redacted", {"TRACEHOUSE_REDACTION": "on"})
+    assert [needle[:12] for needle in NEEDLES if needle in traces] == []
+    assert [needle[:12] for needle in NEEDLES if needle in daily] == []
+    assert _files_containing(tmp_path / "redacted", tuple(f for needle in NEEDLES for f in _forms(needle))) == []
+    assert [needle[:12] for needle in NEEDLES if needle in log] == []
+    assert "billing [EMAIL]" in daily and "gpt-4o [SECRET]" in daily  # the rollup keys, redacted
+    assert "[SECRET]" in traces and "[EMAIL]" in traces

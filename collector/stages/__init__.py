@@ -13,8 +13,9 @@ Stage = Callable[[SpanBatch], SpanBatch]
 def default_stages(config: Config) -> list[Stage]:
     """The stages a collector runs, in order: normalize -> price -> sample content -> redact.
 
-    Sampling only decides; redaction, last, removes dropped content (and so also cleans what
-    normalize and price copied into columns). Sampling before redaction spares scanning what is dropped.
+    Sampling only decides; redaction, last, removes dropped content. The redactor must stay last: it
+    scans every column of the final row, so whatever a stage before it derives or copies is covered.
+    Sampling before redaction spares scanning what is dropped.
     """
     from tracehouse.collector.stages.normalize import normalize
     from tracehouse.collector.stages.price import Pricer

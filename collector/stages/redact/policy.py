@@ -72,9 +72,12 @@ CONTENT_KEYS: tuple[str, ...] = (
 # Normalized columns that hold prompts and responses.
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 
-# Attributes a normalized identity column is read from: a policy on them also applies to the column,
-# so hashing `user.id` does not leave the raw id in UserId.
+# Attributes a column is copied from: a policy on them also applies to the column, so hashing `user.id`
+# does not leave the raw id in UserId, nor masking `service.name` the raw name in ServiceName.
 COLUMN_SOURCES: dict[str, tuple[str, ...]] = {
+    "ServiceName": ("service.name",),
+    "TenantId": ("tracehouse.tenant",),
+    "Feature": ("tracehouse.feature",),
     "UserId": ("user.id", "enduser.id", "gen_ai.user.id", "langfuse.user.id", "ai.telemetry.metadata.userId"),
     "SessionId": ("session.id", "gen_ai.conversation.id", "langfuse.session.id", "ai.telemetry.metadata.sessionId"),
 }

@@ -1,7 +1,9 @@
 """Finds and replaces PII in many strings at once: built-in detectors plus user rules on RE2.
 
 All strings of one call are encoded to UTF-8 and joined with NUL bytes, so a batch with nothing
-to redact costs one encode and one RE2 scan, whatever the number of strings.
+to redact costs one encode and one RE2 scan, whatever the number of strings. Values holding JSON
+`\\u00XX` or URL `%XX` escapes are scanned decoded, whole base64 values of text are scanned decoded
+(see encodings).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import NamedTuple
 import re2
 
 from tracehouse.collector.stages.redact.detectors import BUILTINS, Detector, dispatch_table
+from tracehouse.collector.stages.redact.encodings import BASE64_SHAPE, View, base64_text, may_have_escapes, view_of
 from tracehouse.collector.stages.redact.finder import Finder, options
 from tracehouse.collector.stages.redact.tokens import Hasher
 
@@ -94,7 +97,9 @@ class Scanner:
 
     def detect(self, text: str) -> list[tuple[str, int, int]]:
         """What would be replaced in text: (kind, start, end) in characters. For evaluation and tests."""
-        buf = text.encode("utf-8", "surrogatepass")
+        value = text.encode("utf-8", "surrogatepass")
+        view = view_of(value)
+        buf = view.data if view is not None else value
         try:
             hits = self._builtin_hits(buf) if self._finder is not None else []
         except _Overloaded:
@@ -106,8 +111,9 @@ class Scanner:
         last_end = -1
         for hit in hits:
             if hit.start >= last_end:
-                start = len(buf[: hit.start].decode("utf-8", "surrogatepass"))
-                end = start + len(buf[hit.start : hit.end].decode("utf-8", "surrogatepass"))
+                s, e = (hit.start, hit.end) if view is None else (view.to_value(hit.start), view.to_value(hit.end))
+                start = len(value[:s].decode("utf-8", "surrogatepass"))
+                end = start + len(value[s:e].decode("utf-8", "surrogatepass"))
                 found.append((hit.kind, start, end))
                 last_end = hit.end
         return found
@@ -127,42 +133,69 @@ class Scanner:
         found = self._scan_distinct(list(distinct))
         return [found[slot] for slot in slots]
 
-    def _scan_distinct(self, values: Sequence[str]) -> list[Result]:
+    def _scan_distinct(self, values: Sequence[str], decoded: bool = False) -> list[Result]:
         results: list[Result] = [None] * len(values)
         if not values or not self.active:
             return results
         encoded = [value.encode("utf-8", "surrogatepass") for value in values]
         buf = SEP.join(encoded)
+        views: dict[int, View] = {}
+        scanned = encoded
+        if may_have_escapes(buf):
+            for i, value in enumerate(encoded):
+                view = view_of(value)
+                if view is not None:
+                    views[i] = view
+            if views:
+                scanned = [views[i].data if i in views else value for i, value in enumerate(encoded)]
+                buf = SEP.join(scanned)
         try:
             hits = self._builtin_hits(buf) if self._finder is not None else []
         except _Overloaded:
             if len(values) > 1:
-                return [self._scan_distinct([value])[0] for value in values]
+                return [self._scan_distinct([value], decoded)[0] for value in values]
             # Text made of failing candidates costs more than it is worth: mask it whole, never pass it.
             return [('"[REDACTED]"' if _is_json(encoded[0]) else "[REDACTED]", {OVERLOAD: 1})]
         if self._rules:
-            hits.extend(self._rule_hits(buf, encoded))
-        if not hits:
-            return results
-        hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
-        offsets = []
-        pos = 0
-        for item in encoded:
-            offsets.append(pos)
-            pos += len(item) + 1
-        index = 0
-        last_end = -1
-        per_value: dict[int, list[_Hit]] = {}
-        for hit in hits:
-            if hit.start < last_end:
-                continue  # overlaps an earlier, longer or higher-priority hit
-            while index + 1 < len(offsets) and offsets[index + 1] <= hit.start:
-                index += 1
-            per_value.setdefault(index, []).append(hit)
-            last_end = hit.end
-        for i, value_hits in per_value.items():
-            results[i] = self._rewrite(encoded[i], offsets[i], value_hits)
+            hits.extend(self._rule_hits(buf, scanned))
+        if hits:
+            hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
+            offsets = []
+            pos = 0
+            for item in scanned:
+                offsets.append(pos)
+                pos += len(item) + 1
+            index = 0
+            last_end = -1
+            per_value: dict[int, list[_Hit]] = {}
+            for hit in hits:
+                if hit.start < last_end:
+                    continue  # overlaps an earlier, longer or higher-priority hit
+                while index + 1 < len(offsets) and offsets[index + 1] <= hit.start:
+                    index += 1
+                per_value.setdefault(index, []).append(hit)
+                last_end = hit.end
+            for i, value_hits in per_value.items():
+                results[i] = self._rewrite(encoded[i], offsets[i], value_hits, views.get(i))
+        if not decoded:
+            self._scan_base64(values, results)
         return results
+
+    def _scan_base64(self, values: Sequence[str], results: list[Result]) -> None:
+        """Whole values that are base64 of text are scanned decoded (see encodings)."""
+        looks = BASE64_SHAPE.fullmatch
+        # The length test first: most values fail it without a call (base64 comes in 4-character groups).
+        found = [
+            (i, b)
+            for i, value in enumerate(values)
+            if not len(value) & 3 and looks(value) is not None and (b := base64_text(value)) is not None
+        ]
+        if not found:
+            return
+        inner = self._scan_distinct([b.text for _, b in found], decoded=True)
+        for (i, b), result in zip(found, inner, strict=True):
+            if result is not None:
+                results[i] = (b.encode(result[0]), result[1])
 
     def _builtin_hits(self, buf: bytes) -> list[_Hit]:
         hits: list[_Hit] = []
@@ -241,15 +274,18 @@ class Scanner:
             return True
         return any(p.fullmatch(value) is not None for p in self._allow_patterns)
 
-    def _rewrite(self, value: bytes, offset: int, hits: list[_Hit]) -> Result:
+    def _rewrite(self, value: bytes, offset: int, hits: list[_Hit], view: View | None = None) -> Result:
+        """Replace the hits (offsets in the joined buffer, of the view when the value has one) in value."""
         parts: list[bytes] = []
         counts: Counts = {}
         pos = 0
         risky = False
         for hit in hits:
             start, end = hit.start - offset, hit.end - offset
-            original = value[start:end]
-            risky = risky or b'"' in original or b"\\" in original
+            if view is not None:
+                start, end = view.to_value(start), view.to_value(end)
+            original = value[start:end] if view is None else view.data[hit.start - offset : hit.end - offset]
+            risky = risky or b'"' in value[start:end] or b"\\" in value[start:end]
             parts.append(value[pos:start])
             parts.append(self._replacement(hit, original))
             counts[hit.kind] = counts.get(hit.kind, 0) + 1

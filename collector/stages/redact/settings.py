@@ -14,7 +14,8 @@ from typing import Any
 
 import re2
 
-from tracehouse.collector.config import ConfigError
+from tracehouse.collector.config import ConfigError, did_you_mean
+from tracehouse.collector.stages.redact.columns import MAP_COLUMNS, TEXT_COLUMNS, UNSCANNED
 from tracehouse.collector.stages.redact.detectors import TYPES
 from tracehouse.collector.stages.redact.scanner import re2_options
 
@@ -27,23 +28,6 @@ _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ANCHORS = re.compile(r"\^|\$|\\A|\\z")
 _OFF = {"off", "false", "0", "no", "disabled"}
 _ON = {"on", "true", "1", "yes", "enabled"}
-
-# Text columns a policy can name in [redaction.columns].
-TEXT_COLUMNS = (
-    "SpanName",
-    "StatusMessage",
-    "InputMessages",
-    "OutputMessages",
-    "SystemPrompt",
-    "Tools",
-    "ToolCalls",
-    "PromptTemplate",
-    "PromptVariables",
-    "Metadata",
-    "ErrorMessage",
-    "UserId",
-    "SessionId",
-)
 
 _TOP_KEYS = {
     "enabled",
@@ -104,9 +88,7 @@ def parse_settings(table: Mapping[str, Any] | None, environ: Mapping[str, str] |
     """Build the settings from config.extra["redaction"] and the TRACEHOUSE_REDACTION* variables."""
     env = os.environ if environ is None else environ
     table = dict(table or {})
-    unknown = set(table) - _TOP_KEYS
-    if unknown:
-        raise RedactionConfigError(f"[redaction]: unknown setting(s) {', '.join(sorted(unknown))}")
+    _check_keys(table, _TOP_KEYS, "[redaction]")
     enabled = _bool(table.get("enabled", True), "redaction.enabled")
     switch = env.get(ENV_SWITCH, "").strip().lower()
     if switch in _OFF:
@@ -122,9 +104,9 @@ def parse_settings(table: Mapping[str, Any] | None, environ: Mapping[str, str] |
     if mode not in ("label", "hash"):
         raise RedactionConfigError(f"redaction.mode must be 'label' or 'hash', got {mode!r}")
     detectors = tuple(_str_list(table.get("detectors", list(TYPES)), "redaction.detectors"))
-    bad = [name for name in detectors if name not in TYPES]
-    if bad:
-        raise RedactionConfigError(f"redaction.detectors: unknown detector(s) {bad}; known: {', '.join(TYPES)}")
+    for name in detectors:
+        if name not in TYPES:
+            raise RedactionConfigError(f"redaction.detectors: unknown detector {name!r}{did_you_mean(name, TYPES)}")
     allow_patterns = tuple(
         _compile(pattern, f"redaction.allow_patterns[{i}]")
         for i, pattern in enumerate(_str_list(table.get("allow_patterns", []), "redaction.allow_patterns"))
@@ -134,16 +116,11 @@ def parse_settings(table: Mapping[str, Any] | None, environ: Mapping[str, str] |
     )
     columns = {}
     for column, value in _table(table, "columns").items():
-        if column not in TEXT_COLUMNS:
-            raise RedactionConfigError(
-                f"redaction.columns: {column!r} is not a text column ({', '.join(TEXT_COLUMNS)})"
-            )
+        _check_column(column)
         columns[column] = _policy(value, f"redaction.columns.{column}")
     rules = _rules(table.get("rules", []), mode)
     content_free = _table(table, "content_free")
-    unknown = set(content_free) - _CONTENT_FREE_KEYS
-    if unknown:
-        raise RedactionConfigError(f"[redaction.content_free]: unknown setting(s) {', '.join(sorted(unknown))}")
+    _check_keys(content_free, _CONTENT_FREE_KEYS, "[redaction.content_free]")
     secret = env.get(ENV_SECRET) or table.get("hash_secret")
     if secret is not None and (not isinstance(secret, str) or not secret):
         raise RedactionConfigError("redaction.hash_secret must be a non-empty string")
@@ -178,9 +155,7 @@ def _rules(raw: Any, mode: str) -> tuple[RuleSettings, ...]:
         where = f"redaction.rules[{i}]"
         if not isinstance(entry, dict):
             raise RedactionConfigError(f"{where} must be a table with name and pattern")
-        unknown = set(entry) - _RULE_KEYS
-        if unknown:
-            raise RedactionConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+        _check_keys(entry, _RULE_KEYS, where)
         name = entry.get("name")
         if not isinstance(name, str) or not _RULE_NAME.match(name):
             raise RedactionConfigError(f"{where}: name must match [a-z][a-z0-9_]* (it becomes a count key)")
@@ -204,6 +179,27 @@ def _rules(raw: Any, mode: str) -> tuple[RuleSettings, ...]:
             replacement = ""
         rules.append(RuleSettings(name, regex, replacement, bool(_ANCHORS.search(pattern))))
     return tuple(rules)
+
+
+def _check_keys(table: Mapping[str, Any], known: set[str], where: str) -> None:
+    """A key nobody reads is a typo that would silently keep the default: refuse it, naming the nearest."""
+    unknown = sorted(key for key in table if key not in known)
+    if unknown:
+        raise RedactionConfigError(
+            "; ".join(f"{where}: unknown setting {key!r}{did_you_mean(key, known)}" for key in unknown)
+        )
+
+
+def _check_column(column: str) -> None:
+    if column in TEXT_COLUMNS:
+        return
+    if column in MAP_COLUMNS:
+        raise RedactionConfigError(
+            f"redaction.columns: {column!r} is an attribute map; set policies per key in [redaction.attributes]"
+        )
+    if column in UNSCANNED:
+        raise RedactionConfigError(f"redaction.columns: {column!r} is never scanned ({UNSCANNED[column]})")
+    raise RedactionConfigError(f"redaction.columns: unknown text column {column!r}{did_you_mean(column, TEXT_COLUMNS)}")
 
 
 def _compile(pattern: str, where: str) -> Any:
