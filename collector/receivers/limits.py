@@ -8,6 +8,8 @@ import resource
 from dataclasses import dataclass, fields
 from typing import Any
 
+from tracehouse.collector.config import default
+
 log = logging.getLogger(__name__)
 
 # Share of the open-file limit each OTLP listener may hold; the rest is for the store, spool, workers.
@@ -20,13 +22,12 @@ _AUTO_CAP = 10_000
 class ConnectionLimits:
     """Per listener. `max_connections` 0 means derived from the process's open-file limit."""
 
-    max_connections: int = 0
-    # TCP accept to TLS done and a first request's headers (HTTP) / HTTP/2 preface and SETTINGS (gRPC).
-    handshake_timeout_seconds: float = 10.0
-    # A connection with no request in progress is closed after this long.
-    idle_timeout_seconds: float = 60.0
-    # gRPC: a connection is asked to go away after this long (clients reconnect), then given a grace.
-    max_connection_age_seconds: float = 1800.0
+    # The four configurable limits take their defaults (and meaning) from Config.
+    max_connections: int = default("max_connections")
+    handshake_timeout_seconds: float = default("handshake_timeout_seconds")
+    idle_timeout_seconds: float = default("idle_timeout_seconds")
+    max_connection_age_seconds: float = default("max_connection_age_seconds")
+    # gRPC: after the age above, the grace a connection gets before it is closed.
     max_connection_age_grace_seconds: float = 60.0
     # gRPC: concurrent streams (requests) on one connection.
     max_concurrent_streams: int = 100
