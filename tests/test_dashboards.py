@@ -18,11 +18,13 @@ Hand computations use genai-prices 0.2.3 (USD per million tokens): gpt-4o-mini i
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
 import re
 import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -466,11 +468,35 @@ def test_portability_flags_what_some_plugin_versions_expand_differently():
 # --- the JSON -------------------------------------------------------------------------------------
 
 
-def test_dashboards_are_what_build_py_writes():
-    build = load_build()
+# The modules of dashboards/ that build no dashboard themselves.
+DASHBOARD_HELPERS = {"__init__", "build", "panels", "queries"}
+
+
+def import_build():
+    return importlib.import_module("tracehouse.dashboards.build")
+
+
+@pytest.mark.parametrize("get_build", [load_build, import_build], ids=["from its path", "from the package"])
+def test_dashboards_are_what_build_py_writes(get_build):
+    """build.py finds the dashboard modules whether it is loaded from its path (as `python
+    dashboards/build.py` runs it) or imported from the installed package; either way every dashboard
+    module has its JSON file, and renders it to the byte."""
+    build = get_build()
     assert set(build.DASHBOARDS) == set(DASHBOARDS), "a dashboard JSON without a builder, or the reverse"
+    modules = {path.stem for path in DASHBOARD_DIR.glob("*.py")} - DASHBOARD_HELPERS
+    built_by = {builder.__module__.rpartition(".")[2] for builder in build.DASHBOARDS.values()}
+    assert built_by == modules, "a dashboard module build.py does not list, or the reverse"
     for name in build.DASHBOARDS:
         assert (DASHBOARD_DIR / name).read_text() == build.render(name), f"run `python dashboards/build.py`: {name}"
+
+
+def test_build_py_as_a_script_writes_every_dashboard(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(DASHBOARD_DIR / "build.py"), str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert written == {name: (DASHBOARD_DIR / name).read_bytes() for name in DASHBOARDS}
 
 
 def test_every_sql_panel_has_expected_columns_declared():

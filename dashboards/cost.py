@@ -1,0 +1,244 @@
+"""Cost (cost.json): where the LLM money goes, by feature, user, provider and model; prompt caching;
+unpriced models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .panels import LLM_VARIABLES, Layout, dashboard, stat, table, timeseries
+from .queries import FEATURE_NAME, MODEL, RAW_FILTERS, TOTAL_COST, UNPRICED_CALLS, daily, indent
+
+# What cached input saved per rollup row: the uncached input price of that row (input cost over uncached
+# input tokens) applied to the cached tokens, less what the cached tokens cost.
+CACHE_SAVINGS = (
+    "if(input_tokens > cache_read_tokens + cache_write_tokens + input_audio_tokens AND cache_read_tokens > 0,\n"
+    "    toFloat64(input_cost_usd) * cache_read_tokens"
+    " / (input_tokens - cache_read_tokens - cache_write_tokens - input_audio_tokens)\n"
+    "      - toFloat64(cache_read_cost_usd),\n"
+    "    0)"
+)
+
+
+def daily_cost_by_feature(title: str, description: str) -> dict[str, Any]:
+    """Spend per day, a stacked bar per feature (the LLM overview shows it too)."""
+    return timeseries(
+        title,
+        description,
+        daily(
+            f"""
+            SELECT toDateTime(day) AS time, {FEATURE_NAME},
+              toFloat64(sum(cost_usd)) AS cost_usd
+            FROM DAILY
+            GROUP BY time, feature_name
+            ORDER BY time
+            """
+        ),
+        "currencyUSD",
+        series_label="feature_name",
+        stacked=True,
+        bars=True,
+    )
+
+
+def cost() -> dict[str, Any]:
+    g = Layout()
+    g.row("Spend (daily rollup, whole days)")
+    g.add(stat("Total cost", "Spend in USD of the priced calls", TOTAL_COST, "currencyUSD"), 5, 4)
+    g.add(
+        stat(
+            "Average cost per call",
+            "Spend over the priced calls (unpriced calls excluded)",
+            daily(
+                "SELECT toFloat64(sum(cost_usd)) / greatest(sum(calls) - sum(unpriced_calls), 1) AS avg_cost_usd\n"
+                "FROM DAILY"
+            ),
+            "currencyUSD",
+        ),
+        5,
+        4,
+    )
+    g.add(
+        stat(
+            "Cache hit ratio",
+            "Share of input tokens read from the provider's prompt cache",
+            daily("SELECT sum(cache_read_tokens) / greatest(sum(input_tokens), 1) AS cache_hit_ratio FROM DAILY"),
+            "percentunit",
+        ),
+        5,
+        4,
+    )
+    g.add(
+        stat(
+            "Cache savings",
+            "What the cached input tokens would have cost at the uncached input price, less what they cost",
+            daily(f"SELECT sum({CACHE_SAVINGS}) AS cache_savings_usd FROM DAILY"),
+            "currencyUSD",
+        ),
+        5,
+        4,
+    )
+    g.add(
+        stat(
+            "Unpriced calls",
+            "Calls of models with no price in the catalogue or the price file (cost unknown, not 0)",
+            UNPRICED_CALLS,
+            "short",
+        ),
+        4,
+        4,
+    )
+    g.add(daily_cost_by_feature("Daily cost by feature", "Spend in USD per day by tracehouse.feature"), 12, 9)
+    g.add(
+        timeseries(
+            "Cost by provider and model",
+            "Spend in USD per day, one series per provider / model",
+            daily(
+                """
+                SELECT toDateTime(day) AS time, concat(provider, ' / ', model) AS provider_model,
+                  toFloat64(sum(cost_usd)) AS cost_usd
+                FROM DAILY
+                GROUP BY time, provider_model
+                ORDER BY time
+                """
+            ),
+            "currencyUSD",
+            series_label="provider_model",
+            stacked=True,
+        ),
+        12,
+        9,
+    )
+    g.add(
+        timeseries(
+            "Cost by token kind",
+            "Spend per day split into uncached input, cache reads, cache writes, output and reasoning",
+            daily(
+                """
+                SELECT toDateTime(day) AS time,
+                  toFloat64(sum(input_cost_usd)) AS input,
+                  toFloat64(sum(cache_read_cost_usd)) AS cache_read,
+                  toFloat64(sum(cache_write_cost_usd)) AS cache_write,
+                  toFloat64(sum(output_cost_usd)) AS output,
+                  toFloat64(sum(reasoning_cost_usd)) AS reasoning,
+                  toFloat64(sum(audio_cost_usd)) AS audio
+                FROM DAILY
+                GROUP BY time
+                ORDER BY time
+                """
+            ),
+            "currencyUSD",
+            stacked=True,
+            bars=True,
+        ),
+        12,
+        8,
+    )
+    g.add(
+        timeseries(
+            "Cache hit ratio by model",
+            "Share of input tokens served from the prompt cache per day, by model",
+            daily(
+                """
+                SELECT toDateTime(day) AS time, model,
+                  sum(cache_read_tokens) / greatest(sum(input_tokens), 1) AS cache_hit_ratio
+                FROM DAILY
+                GROUP BY time, model
+                ORDER BY time
+                """
+            ),
+            "percentunit",
+            series_label="model",
+        ),
+        12,
+        8,
+    )
+    g.row("Who and what (spans, exact time range)")
+    g.add(
+        table(
+            "Top users by spend",
+            "The 20 users with the highest spend; calls include unpriced ones",
+            f"""
+            SELECT
+              UserId AS user_id,
+              count() AS calls,
+              toFloat64(sum(ifNull(CostUsd, 0))) AS cost_usd,
+              sum(ifNull(InputTokens, 0)) AS input_tokens,
+              sum(ifNull(OutputTokens, 0)) AS output_tokens,
+              countIf(CostSource = 'unknown') AS unpriced_calls
+            FROM otel_traces
+            WHERE $__timeFilter(Timestamp) AND CostSource != '' AND UserId != ''{RAW_FILTERS}
+            GROUP BY user_id
+            ORDER BY cost_usd DESC, user_id
+            LIMIT 20
+            """,
+            units={"cost_usd": "currencyUSD"},
+        ),
+        12,
+        9,
+    )
+    g.add(
+        table(
+            "Cost per call by model",
+            "Average and 95th percentile cost of one priced call, by provider and model",
+            f"""
+            SELECT provider, model, count() AS priced_calls, avg(cost) AS avg_cost_usd,
+              quantile(0.95)(cost) AS p95_cost_usd, sum(cost) AS cost_usd
+            FROM (
+              SELECT LlmProvider AS provider, {MODEL} AS model, toFloat64(CostUsd) AS cost
+              FROM otel_traces
+              WHERE $__timeFilter(Timestamp) AND CostUsd IS NOT NULL{indent(RAW_FILTERS, 2).lstrip(" ")}
+            )
+            GROUP BY provider, model
+            ORDER BY cost_usd DESC
+            """,
+            units={"avg_cost_usd": "currencyUSD", "p95_cost_usd": "currencyUSD", "cost_usd": "currencyUSD"},
+        ),
+        12,
+        9,
+    )
+    g.add(
+        table(
+            "Unpriced models",
+            "Models seen without a price: add them to the price file (`tracehouse prices`), then reprice",
+            daily(
+                """
+                SELECT provider, model, sum(unpriced_calls) AS unpriced, sum(calls) AS calls_total,
+                  min(day) AS first_day, max(day) AS last_day
+                FROM DAILY
+                GROUP BY provider, model
+                HAVING unpriced > 0
+                ORDER BY unpriced DESC
+                """
+            ),
+        ),
+        12,
+        7,
+    )
+    g.add(
+        timeseries(
+            "Unpriced calls per day",
+            "Calls whose cost is unknown, per day by model",
+            daily(
+                """
+                SELECT toDateTime(day) AS time, model, sum(unpriced_calls) AS unpriced
+                FROM DAILY
+                GROUP BY time, model
+                HAVING unpriced > 0
+                ORDER BY time
+                """
+            ),
+            "short",
+            series_label="model",
+            bars=True,
+        ),
+        12,
+        7,
+    )
+    return dashboard(
+        "tracehouse-cost",
+        "tracehouse / Cost",
+        "Where the LLM money goes: by feature, user, provider and model; prompt caching; unpriced models.",
+        g,
+        LLM_VARIABLES,
+        time_from="now-30d",
+    )

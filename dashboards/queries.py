@@ -1,0 +1,227 @@
+"""The SQL the dashboards share: the model expression, the filter variables, the daily rollup source,
+one trace's spans, and the queries more than one panel runs.
+
+Query text is written as indented triple-quoted strings; `sql()` strips the indentation, and fragments
+spliced into a query (the filters, the trace window) carry their own smaller indentation and keep it.
+Grafana gets the text exactly as built here, so a change of spacing is a change of every JSON file.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+# The model of a call: the one that answered, else the one requested (as llm_calls and llm_daily say).
+MODEL = "if(LlmResponseModel != '', LlmResponseModel, LlmRequestModel)"
+
+# --- filters ----------------------------------------------------------------------------------------
+
+FILTERS = ("service", "feature", "provider", "model", "user")
+
+# Column each filter variable applies to, per source: the llm_calls view, the raw spans, the rollup.
+CALLS_COLUMNS = {
+    "service": "service",
+    "feature": "feature",
+    "provider": "provider",
+    "model": "model",
+    "user": "user_id",
+}
+RAW_COLUMNS = {
+    "service": "ServiceName",
+    "feature": "Feature",
+    "provider": "LlmProvider",
+    "model": MODEL,
+    "user": "UserId",
+}
+ROLLUP_COLUMNS = {"service": "service", "feature": "feature", "provider": "provider", "model": "model"}
+
+
+def sql(text: str) -> str:
+    """Strip the indentation of the first line from every line that has it: lines spliced in from the
+    shared filters carry their own (smaller) indentation and keep it."""
+    lines = text.strip("\n").split("\n")
+    base = len(lines[0]) - len(lines[0].lstrip(" "))
+    return "\n".join(line[base:] if line.startswith(" " * base) else line for line in lines).rstrip()
+
+
+def indent(text: str, spaces: int) -> str:
+    return textwrap.indent(text, " " * spaces)
+
+
+def cond(var: str, column: str) -> str:
+    """A filter that disappears (1=1) when the variable is All or empty."""
+    return f"$__conditionalAll({column} IN (${{{var}:singlequote}}), ${var})"
+
+
+def where(columns: dict[str, str], only: tuple[str, ...] = FILTERS) -> str:
+    """The `AND ...` lines for the filter variables this source has a column for."""
+    return "".join(f"\n  AND {cond(var, columns[var])}" for var in only if var in columns)
+
+
+CALLS_FILTERS = where(CALLS_COLUMNS)
+RAW_FILTERS = where(RAW_COLUMNS)
+
+
+def rollup_values(column: str, only: tuple[str, ...]) -> str:
+    """The values of one rollup column in the time range, narrowed by the filters chosen before it."""
+    return (
+        f"SELECT DISTINCT {column} FROM llm_daily\n"
+        f"WHERE $__dateFilter(day) AND {column} != ''{where(ROLLUP_COLUMNS, only)}\n"
+        f"ORDER BY {column}"
+    )
+
+
+# --- the daily rollup -------------------------------------------------------------------------------
+
+# One row per (day, service, feature, provider, model) with the rollup's sums: from llm_daily over whole
+# days, or, when a user is selected ($__conditionalAll(0, $user) is 0), from the spans of that user with
+# the rollup's own definition of a call (CostSource != '': the spans the pricing stage priced or tried to).
+# The keys are llm_daily's sum columns; the values compute the same sums from the spans.
+RAW_SUMS = {
+    "calls": "count()",
+    "errors": "countIf(StatusCode = 'Error')",
+    "unpriced_calls": "countIf(CostSource = 'unknown')",
+    "input_tokens": "sum(ifNull(InputTokens, 0))",
+    "output_tokens": "sum(ifNull(OutputTokens, 0))",
+    "cache_read_tokens": "sum(ifNull(CacheReadTokens, 0))",
+    "cache_write_tokens": "sum(ifNull(CacheWriteTokens, 0))",
+    "reasoning_tokens": "sum(ifNull(ReasoningTokens, 0))",
+    "input_audio_tokens": "sum(ifNull(InputAudioTokens, 0))",
+    "cost_usd": "sum(ifNull(CostUsd, 0))",
+    "input_cost_usd": "sum(ifNull(InputCostUsd, 0))",
+    "cache_read_cost_usd": "sum(ifNull(CacheReadCostUsd, 0))",
+    "cache_write_cost_usd": "sum(ifNull(CacheWriteCostUsd, 0))",
+    "output_cost_usd": "sum(ifNull(OutputCostUsd, 0))",
+    "reasoning_cost_usd": "sum(ifNull(ReasoningCostUsd, 0))",
+    "audio_cost_usd": "sum(ifNull(AudioCostUsd, 0))",
+}
+ROLLUP_SUMS = tuple(RAW_SUMS)
+
+
+def daily_source(sums: tuple[str, ...] = ROLLUP_SUMS) -> str:
+    """The daily rows with only the sums a panel uses."""
+    rollup = ",\n".join(f"  sum({name}) AS {name}" for name in sums)
+    raw = ",\n".join(f"  {RAW_SUMS[name]} AS {name}" for name in sums)
+    return (
+        "-- llm_daily over whole days; the spans of the selected users when a user is selected\n"
+        "SELECT day, service, feature, provider, model,\n"
+        f"{rollup}\n"
+        "FROM llm_daily\n"
+        "WHERE $__dateFilter(day)"
+        f"{where(ROLLUP_COLUMNS)}\n"
+        "  AND $__conditionalAll(0, $user)\n"
+        "GROUP BY day, service, feature, provider, model\n"
+        "UNION ALL\n"
+        "SELECT toDate(Timestamp) AS day, ServiceName AS service, Feature AS feature, LlmProvider AS provider,\n"
+        f"  {MODEL} AS model,\n"
+        f"{raw}\n"
+        "FROM otel_traces\n"
+        "WHERE toDate(Timestamp) >= toDate($__fromTime) AND toDate(Timestamp) <= toDate($__toTime)\n"
+        "  AND CostSource != ''"
+        f"{RAW_FILTERS}\n"
+        "  AND NOT ($__conditionalAll(0, $user))\n"
+        "GROUP BY day, service, feature, provider, model"
+    )
+
+
+def daily(select: str) -> str:
+    """A query over the daily rows: `select` reads `FROM DAILY`, which becomes the rollup-or-spans
+    subquery with the sums the select names."""
+    head, _, tail = sql(select).partition("FROM DAILY")
+    used = tuple(name for name in ROLLUP_SUMS if re.search(rf"\b{name}\b", head + tail))
+    return f"{head}FROM (\n{indent(daily_source(used or ('calls',)), 2)}\n){tail}"
+
+
+# --- fragments and queries more than one panel uses --------------------------------------------------
+
+FEATURE_NAME = "if(feature = '', '(no feature)', feature) AS feature_name"
+ERROR_KIND = "if(error_type != '', error_type, 'error') AS error_kind"
+
+# WHERE conditions over llm_calls: every call in the time range, the failed ones, the streamed ones.
+CALLS_IN_RANGE = f"$__timeFilter(ts){CALLS_FILTERS}"
+FAILED_CALLS = f"$__timeFilter(ts) AND (status = 'Error' OR error_type != ''){CALLS_FILTERS}"
+STREAMED_CALLS = f"$__timeFilter(ts) AND latency_ms_first_token IS NOT NULL{CALLS_FILTERS}"
+
+TOTAL_COST = daily("SELECT toFloat64(sum(cost_usd)) AS cost_usd FROM DAILY")
+UNPRICED_CALLS = daily("SELECT sum(unpriced_calls) AS unpriced_calls FROM DAILY")
+
+
+def over_calls(columns: str, condition: str = CALLS_IN_RANGE) -> str:
+    """One row over the LLM calls that meet `condition`."""
+    return f"SELECT {columns}\nFROM llm_calls\nWHERE {condition}"
+
+
+def calls_per_interval(columns: str, group_by: str = "time", condition: str = CALLS_IN_RANGE) -> str:
+    """A series over the LLM calls that meet `condition`: `columns` per interval (and per `group_by`)."""
+    return sql(
+        f"""
+        SELECT $__timeInterval(ts) AS time, {columns}
+        FROM llm_calls
+        WHERE {condition}
+        GROUP BY {group_by}
+        ORDER BY time
+        """
+    )
+
+
+# --- one trace ----------------------------------------------------------------------------------------
+
+
+def trace_window(trace_literal: str) -> str:
+    """`WITH` the selected trace and its time range from the otel_traces_trace_id_ts lookup, so a query
+    over its spans or calls reads only that range (as the plugin's own trace view does)."""
+    return (
+        "WITH\n"
+        f"  {trace_literal} AS selected_trace,\n"
+        "  (SELECT min(Start) FROM otel_traces_trace_id_ts WHERE TraceId = selected_trace) AS trace_start,\n"
+        "  (SELECT max(End) + 1 FROM otel_traces_trace_id_ts WHERE TraceId = selected_trace) AS trace_end"
+    )
+
+
+def trace_spans(trace_literal: str) -> str:
+    """Every span of one trace in the columns Grafana's trace view reads (traceID, spanID, parentSpanID,
+    serviceName, operationName, startTime and duration in ms, tags, serviceTags, ...), narrowed to the
+    trace's time range. The normalized LLM fields join the span tags, so the view shows each call's
+    model, tokens and cost."""
+    return sql(
+        f"""
+        {trace_window(trace_literal)}
+        SELECT
+          TraceId AS traceID,
+          SpanId AS spanID,
+          ParentSpanId AS parentSpanID,
+          ServiceName AS serviceName,
+          SpanName AS operationName,
+          toUnixTimestamp64Nano(Timestamp) / 1000000 AS startTime,
+          Duration / 1000000 AS duration,
+          arrayConcat(
+            arrayMap(kv -> map('key', kv.1, 'value', kv.2), arrayFilter(kv -> kv.2 != '', [
+              ('llm.model', {MODEL}),
+              ('llm.provider', toString(LlmProvider)),
+              ('llm.input_tokens', ifNull(toString(InputTokens), '')),
+              ('llm.output_tokens', ifNull(toString(OutputTokens), '')),
+              ('llm.cached_tokens', ifNull(toString(CacheReadTokens), '')),
+              ('llm.cost_usd', ifNull(toString(CostUsd), '')),
+              ('llm.cost_source', toString(CostSource)),
+              ('llm.finish_reason', toString(FinishReason)),
+              ('llm.user', UserId),
+              ('llm.feature', toString(Feature)),
+              ('llm.prompt', toString(PromptTemplateName)),
+              ('llm.prompt_version', toString(PromptVersion))
+            ])),
+            arrayMap(key -> map('key', toString(key), 'value', SpanAttributes[key]), mapKeys(SpanAttributes))
+          ) AS tags,
+          arrayMap(key -> map('key', toString(key), 'value', ResourceAttributes[key]), mapKeys(ResourceAttributes))
+            AS serviceTags,
+          if(StatusCode IN ('Error', 'STATUS_CODE_ERROR'), 2, 0) AS statusCode,
+          StatusMessage AS statusMessage,
+          SpanKind AS kind,
+          ScopeName AS instrumentationLibraryName,
+          ScopeVersion AS instrumentationLibraryVersion,
+          TraceState AS traceState
+        FROM otel_traces
+        WHERE TraceId = selected_trace AND Timestamp >= trace_start AND Timestamp <= trace_end
+        ORDER BY Timestamp
+        LIMIT 10000
+        """
+    )
