@@ -18,9 +18,9 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracehouse.collector.config import load_config
+from tracehouse.collector.processing import encode_rows
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.stages.decode import decode_request
-from tracehouse.collector.writer import encode_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ingest import llm_request  # noqa: E402

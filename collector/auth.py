@@ -10,13 +10,15 @@ Clients send `Authorization: Bearer <key>` or `x-api-key: <key>` (for OTel expor
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import grpc
+from tracehouse.collector.errors import Unauthenticated
+from tracehouse.collector.settings import ConfigError, Section
 
-from tracehouse.collector.config import Config, ConfigError
-from tracehouse.collector.receivers.otlp import OtlpError
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
 
 ENV_KEYS = "TRACEHOUSE_API_KEYS"
 # Keys are printable ASCII (HTTP token68, gRPC metadata); anything longer is not a key.
@@ -27,32 +29,42 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def unauthenticated(message: str) -> OtlpError:
-    return OtlpError(grpc.StatusCode.UNAUTHENTICATED, 401, message)
+@dataclass(frozen=True)
+class ApiKeys:
+    """The `[api_keys]` section: SHA-256 of each key (hex) -> its tenant. Empty: no key needed."""
+
+    tenants: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_api_keys(table: Mapping[str, Any], environ: Mapping[str, str]) -> ApiKeys:
+    """`[api_keys]` ("<key>" or "sha256:<hex>" = "<tenant>") plus TRACEHOUSE_API_KEYS (key=tenant,...)."""
+    keys = dict(table)
+    for entry in filter(None, (part.strip() for part in environ.get(ENV_KEYS, "").split(","))):
+        key, sep, tenant = entry.partition("=")
+        if not sep:
+            raise ConfigError(f"{ENV_KEYS}: expected key=tenant pairs separated by commas")
+        keys[key.strip()] = tenant.strip()
+    tenants: dict[str, str] = {}
+    for key, tenant in keys.items():
+        if not isinstance(tenant, str) or not tenant:
+            raise ConfigError(f"api_keys: the tenant for a key must be a non-empty string, got {tenant!r}")
+        digest = key.removeprefix("sha256:").lower() if key.startswith("sha256:") else _hash(key)
+        if len(digest) != 64:
+            raise ConfigError("api_keys: a sha256: entry needs the 64 hex digits of the key's SHA-256")
+        tenants[digest] = tenant
+    return ApiKeys(tenants)
+
+
+API_KEYS = Section("api_keys", (ENV_KEYS,), parse_api_keys, "API keys and the tenant each one maps to")
 
 
 class Authenticator:
-    def __init__(self, keys: Mapping[str, str] | None = None) -> None:
-        """`keys` maps a key (or `sha256:<hex>`) to its tenant."""
-        self._tenants: dict[str, str] = {}
-        for key, tenant in (keys or {}).items():
-            if not isinstance(tenant, str) or not tenant:
-                raise ConfigError(f"api_keys: the tenant for a key must be a non-empty string, got {tenant!r}")
-            digest = key.removeprefix("sha256:").lower() if key.startswith("sha256:") else _hash(key)
-            if len(digest) != 64:
-                raise ConfigError("api_keys: a sha256: entry needs the 64 hex digits of the key's SHA-256")
-            self._tenants[digest] = tenant
+    def __init__(self, keys: ApiKeys | None = None) -> None:
+        self._tenants = dict(keys.tenants) if keys is not None else {}
 
     @classmethod
-    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Authenticator:
-        env = os.environ if environ is None else environ
-        keys = dict(config.extra.get("api_keys") or {})
-        for entry in filter(None, (part.strip() for part in env.get(ENV_KEYS, "").split(","))):
-            key, sep, tenant = entry.partition("=")
-            if not sep:
-                raise ConfigError(f"{ENV_KEYS}: expected key=tenant pairs separated by commas")
-            keys[key.strip()] = tenant.strip()
-        return cls(keys)
+    def from_config(cls, config: Config) -> Authenticator:
+        return cls(config.api_keys)
 
     @property
     def required(self) -> bool:
@@ -62,7 +74,7 @@ class Authenticator:
         """The tenant of the presented key; None when no keys are configured.
 
         Header values come from clients as they are (any bytes, any length): whatever they hold, the
-        answer is a tenant or UNAUTHENTICATED, never another error.
+        answer is a tenant or Unauthenticated, never another error.
         """
         if not self._tenants:
             return None
@@ -70,13 +82,13 @@ class Authenticator:
         if not presented and authorization and authorization.strip():
             scheme, _, credential = authorization.strip().partition(" ")
             if scheme.lower() != "bearer":
-                raise unauthenticated("unsupported Authorization scheme: send 'Authorization: Bearer <key>'")
+                raise Unauthenticated("unsupported Authorization scheme: send 'Authorization: Bearer <key>'")
             presented = credential.strip()
         if not presented:
-            raise unauthenticated("an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key'")
+            raise Unauthenticated("an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key'")
         if len(presented) > MAX_KEY_CHARS or not presented.isascii() or not presented.isprintable():
-            raise unauthenticated("the API key is not valid")
+            raise Unauthenticated("the API key is not valid")
         tenant = self._tenants.get(_hash(presented))
         if tenant is None:
-            raise unauthenticated("the API key is not valid")
+            raise Unauthenticated("the API key is not valid")
         return tenant

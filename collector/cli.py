@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import os
@@ -12,7 +11,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn
 
-from tracehouse.collector.config import Config, ConfigError, default, load_config
+from tracehouse.collector.config import Config, ConfigError, add_flags, load_args
 
 log = logging.getLogger("tracehouse")
 
@@ -24,50 +23,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _shown(name: str) -> str:
-    """A setting's default for --help, from the Config dataclass (the one source of truth)."""
-    value = default(name)
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, int) and name.endswith("_bytes"):
-        for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
-            if value % size == 0:
-                return f"{value // size} {unit}"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML config file (also TRACEHOUSE_CONFIG)")
-    parser.add_argument("--data-dir", help=f"where the embedded store lives (default ./{_shown('data_dir')})")
-    parser.add_argument(
-        "--clickhouse-url",
-        help="chdb:///abs/path or http(s)://user:pass@host:8123/db (default: embedded store in the data dir)",
-    )
-    parser.add_argument("--cluster", help="ClickHouse cluster name: migrations run ON CLUSTER, Replicated engines")
-
-
-# serve's flags for Config settings: (setting, help); the value's type and range are checked by load_config.
-_SERVE_FLAGS = (
-    ("host", "address the OTLP receivers listen on (default {})"),
-    ("grpc_port", "OTLP/gRPC port (default {}; 0 picks a free one)"),
-    ("http_port", "OTLP/HTTP port (default {}; 0 picks a free one)"),
-    ("query_port", "read-only SQL endpoint port on 127.0.0.1 (default: a free one)"),
-    ("max_request_bytes", "largest request after decompression (default {})"),
-    ("batch_max_rows", "rows per ClickHouse insert (default {})"),
-    ("batch_linger_ms", "hold a small batch back for companions (default {})"),
-    ("workers", "processes for the CPU-bound pipeline stages (default {}: in the main process)"),
-    ("spool_budget_bytes", "unsent bytes the spool may hold (default {})"),
-    ("max_inflight_bytes", "request bytes being processed at once (default {})"),
-    ("shutdown_grace_seconds", "time to finish and drain on SIGTERM (default {})"),
-    ("tls_cert_file", "PEM certificate chain: both OTLP receivers speak TLS"),
-    ("tls_key_file", "PEM private key for --tls-cert-file"),
-    ("log_level", "DEBUG, INFO, WARNING, ERROR or CRITICAL (default {})"),
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand takes the flags of the settings it uses, all derived from Config's fields."""
     parser = _Parser(
         prog="tracehouse",
         description="OpenTelemetry-native observability pipeline for LLM applications, on ClickHouse.",
@@ -75,25 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the collector (OTLP gRPC :4317 and HTTP :4318)")
-    _common(serve)
-    for name, text in _SERVE_FLAGS:
-        serve.add_argument("--" + name.replace("_", "-"), help=text.format(_shown(name)))
-    serve.add_argument(
-        "--spool",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="acknowledge once fsynced in the on-disk spool (default) or only once inserted (--no-spool)",
-    )
+    add_flags(serve, "serve")
 
     migrate = sub.add_parser("migrate", help="apply the schema migrations to the store")
-    _common(migrate)
+    add_flags(migrate, "migrate")
 
     from tracehouse.collector import prices_cli
 
     prices_cli.add_parser(sub)
 
     sql = sub.add_parser("sql", help="run a read-only SQL query over the spans")
-    _common(sql)
+    add_flags(sql, "sql")
     sql.add_argument("query", help="the SQL query; - reads it from standard input")
     sql.add_argument(
         "--format",
@@ -102,12 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="table, csv, tsv, json, jsonl, or a ClickHouse output format name such as JSONEachRow (default table)",
     )
     return parser
-
-
-def _config(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Config)}
-    overrides.pop("extra")
-    return load_config(args.config, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
     try:
-        config = _config(args)
+        config = load_args(args)
         logging.getLogger().setLevel(config.log_level)
         if config.log_level != "DEBUG":
             # We report store errors ourselves, in one line; the driver's own warnings only repeat them.
@@ -151,7 +94,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
 
         if config.is_embedded:
-            use_private_files(config.data_dir)
+            use_private_files(config)
         else:
             os.umask(PRIVATE_UMASK)
     if args.command == "migrate":
@@ -221,26 +164,12 @@ def _check_listen(config: Config) -> None:
             raise CommandFailed(f"cannot listen on {where} ({what}): {os.strerror(errors[0])}; check --host and {flag}")
 
 
-def _check_tables(config: Config) -> None:
-    """Read the config file's tables before the store is touched: a typo stops start-up at once."""
-    from tracehouse.collector.auth import Authenticator
-    from tracehouse.collector.stages.price import PriceFile, price_file_path
-    from tracehouse.collector.stages.sample import ContentSampler
-
-    Authenticator.from_config(config)
-    ContentSampler.from_config(config)
-    price_file = price_file_path(config)
-    if price_file is not None:
-        PriceFile.load(price_file)
-
-
 def _serve(config: Config) -> int:
     import asyncio
 
     from tracehouse.collector.files import use_private_files
 
-    use_private_files(config.data_dir)
-    _check_tables(config)
+    use_private_files(config)
     _check_listen(config)
     from tracehouse.collector.service import serve
 
@@ -302,7 +231,7 @@ def _migrate(config: Config) -> int:
 
 
 def _sql(config: Config, query: str, fmt: str) -> int:
-    from tracehouse.collector.runtime import QueryCancelled, QueryFailed, read_query
+    from tracehouse.collector.query import QueryCancelled, QueryFailed, read_query
 
     try:
         if query == "-":

@@ -1,34 +1,42 @@
-"""The one configuration object: defaults < config file (TOML) < TRACEHOUSE_* env vars < CLI flags."""
+"""The one configuration object: defaults < config file (TOML) < TRACEHOUSE_* env vars < CLI flags.
+
+Top-level settings are the fields of `Config`; each field's metadata (help, bounds, which commands
+take it as a flag) is the one source for the flags, `--help` and the README's configuration table.
+Each stage's `[table]` is a `Section` declared beside the stage that reads it and parsed here, once,
+when the configuration loads: a mistake anywhere stops every command before it touches anything.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import logging
 import os
 import ssl
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tracehouse.collector.auth import API_KEYS, ApiKeys
+from tracehouse.collector.settings import ConfigError, Section, as_bool, check_keys, did_you_mean
+from tracehouse.collector.stages.price.settings import PRICING, PricingSettings
+from tracehouse.collector.stages.redact.settings import REDACTION, RedactionSettings
+from tracehouse.collector.stages.sample import SAMPLING, SamplingSettings
+
+__all__ = ["Config", "ConfigError", "check_keys", "default", "did_you_mean", "load_config", "parse_config"]
 
 ENV_PREFIX = "TRACEHOUSE_"
 MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STORE_SCHEMES = ("chdb", "http", "https")
-# Config-file tables, each read by its stage: api_keys (auth.py), sampling (stages/sample.py),
-# pricing (stages/price/pricer.py), redaction (stages/redact/settings.py).
-TABLES = ("api_keys", "sampling", "pricing", "redaction")
-# TRACEHOUSE_* variables read outside this module (each next to its reader; a test keeps this list whole).
-STAGE_ENV = (
-    "TRACEHOUSE_CONFIG",
-    "TRACEHOUSE_API_KEYS",
-    "TRACEHOUSE_CONTENT_SHARE",
-    "TRACEHOUSE_PRICE_FILE",
-    "TRACEHOUSE_REDACTION",
-    "TRACEHOUSE_REDACTION_HASH_SECRET",
-)
+# The config file's tables, each parsed beside the stage (or, for api_keys, the module) that reads it.
+SECTIONS: tuple[Section[Any], ...] = (API_KEYS, SAMPLING, PRICING, REDACTION)
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+# TRACEHOUSE_* variables that are not a top-level setting: the config file's path and the sections'.
+SECTION_ENV = (CONFIG_ENV, *(name for section in SECTIONS for name in section.env))
 # Read by deploy/ (compose, Grafana provisioning), not by the collector: often set in the same shell.
 DEPLOY_ENV = (
     "TRACEHOUSE_INGEST_PASSWORD",
@@ -41,68 +49,137 @@ DEPLOY_ENV = (
 # typo and stops the command: a misspelled TRACEHOUSE_API_KEYS would leave the collector open.
 ENV_TYPO_RATIO = 0.85
 
+# Which commands take a setting as a flag. `prices` covers its subcommands.
+EVERY_COMMAND = ("serve", "migrate", "sql", "prices")
+SERVE = ("serve",)
+READS = ("serve", "sql")  # the query limits bind the endpoint (serve) and `tracehouse sql` on the store
+
 log = logging.getLogger("tracehouse")
 
 
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names the setting and the problem."""
+def setting(
+    default: Any,
+    help: str,
+    *,
+    commands: tuple[str, ...] = SERVE,
+    low: float | None = None,
+    high: float | None = None,
+    shown: str | None = None,
+    note: str = "",
+) -> Any:
+    """A top-level setting: `help` says what it is, `note` follows the default in --help; `shown`
+    replaces the default in --help and the README; `commands` () means config file and env only."""
+    metadata = {"help": help, "commands": commands, "low": low, "high": high, "shown": shown, "note": note}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class Config:
-    data_dir: Path = Path(".tracehouse/data")
-    # Empty means the embedded store: chdb://<data_dir>/clickhouse
-    clickhouse_url: str = ""
-    # A ClickHouse cluster name: migrations run ON CLUSTER with Replicated* engines.
-    cluster: str = ""
-    host: str = "127.0.0.1"
-    grpc_port: int = 4317
-    http_port: int = 4318
-    # The read-only SQL endpoint used by `tracehouse sql` while the collector owns the store.
-    query_host: str = "127.0.0.1"
-    query_port: int = 0
-    # Limits of every read on the SQL surface (endpoint and `tracehouse sql`), enforced by ClickHouse.
-    query_max_execution_seconds: float = 30.0
-    query_max_memory_bytes: int = 2 * 1024 * MIB
-    query_max_result_rows: int = 1_000_000
-    query_max_result_bytes: int = 256 * MIB
-    max_request_bytes: int = 64 * MIB
-    # Connections each OTLP listener holds at once (0: 40% of the open-file limit, at most 10000).
-    max_connections: int = 0
-    # A new connection has this long to finish TLS and send its first request (HTTP) or SETTINGS (gRPC).
-    handshake_timeout_seconds: float = 10.0
-    # An OTLP connection with no request in progress is closed after this long.
-    idle_timeout_seconds: float = 60.0
-    # gRPC connections are asked to reconnect after this long.
-    max_connection_age_seconds: float = 1800.0
-    batch_max_rows: int = 50_000
-    batch_linger_ms: int = 0
-    # Processes that parse, decode, normalize, price, redact and encode (0: in the main process).
-    workers: int = 0
-    # Acknowledge once fsynced in the spool (true) or only once inserted (false).
-    spool: bool = True
-    spool_budget_bytes: int = 1024 * MIB
-    max_inflight_bytes: int = 256 * MIB
-    shutdown_grace_seconds: float = 10.0
-    # TLS on both OTLP receivers: PEM certificate chain and private key.
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    # Fault injection for tests of the embedded store: while this file exists the store is "down".
-    fault_store_unavailable_file: str = ""
-    # Fault injection for the drainer: while this file exists its spool reads fail (EMFILE).
-    fault_spool_read_error_file: str = ""
-    log_level: str = "INFO"
-    extra: dict[str, Any] = field(default_factory=dict)
+    data_dir: Path = setting(
+        Path(".tracehouse/data"),
+        "data directory: the embedded store, spool, dead letters, collector.json",
+        commands=EVERY_COMMAND,
+    )
+    clickhouse_url: str = setting(
+        "",
+        "ClickHouse: chdb:///abs/path or http(s)://user:pass@host:8123/db",
+        commands=EVERY_COMMAND,
+        shown="the embedded store, chdb://<data-dir>/clickhouse",
+    )
+    cluster: str = setting(
+        "",
+        "ClickHouse cluster name: migrations run ON CLUSTER with Replicated engines",
+        commands=EVERY_COMMAND,
+        shown="none",
+    )
+    host: str = setting("127.0.0.1", "address the OTLP receivers listen on")
+    grpc_port: int = setting(4317, "OTLP/gRPC port", note="0 picks a free one", low=0, high=65535)
+    http_port: int = setting(4318, "OTLP/HTTP port", note="0 picks a free one", low=0, high=65535)
+    query_host: str = setting("127.0.0.1", "address of the read-only SQL endpoint that `tracehouse sql` uses")
+    query_port: int = setting(0, "read-only SQL endpoint port", low=0, high=65535, shown="a free one")
+    query_max_execution_seconds: float = setting(
+        30.0, "longest read query on the SQL surface, in seconds", commands=READS, low=0.1
+    )
+    query_max_memory_bytes: int = setting(2 * 1024 * MIB, "memory of one read query", commands=READS, low=MIB)
+    query_max_result_rows: int = setting(1_000_000, "rows of one read's result", commands=READS, low=1)
+    query_max_result_bytes: int = setting(256 * MIB, "bytes of one read's result", commands=READS, low=1)
+    max_request_bytes: int = setting(64 * MIB, "largest OTLP request after decompression", low=1)
+    max_connections: int = setting(
+        0,
+        "connections each OTLP listener holds",
+        note="0: 40% of the open-file limit, at most 10000",
+        low=0,
+    )
+    handshake_timeout_seconds: float = setting(
+        10.0, "seconds a new connection has to finish TLS and send its first request (HTTP) or SETTINGS (gRPC)", low=0.1
+    )
+    idle_timeout_seconds: float = setting(
+        60.0, "seconds after which an OTLP connection with no request in progress is closed", low=0.1
+    )
+    max_connection_age_seconds: float = setting(
+        1800.0, "seconds after which a gRPC connection is asked to reconnect", low=1
+    )
+    batch_max_rows: int = setting(50_000, "rows per ClickHouse insert", low=1)
+    batch_linger_ms: int = setting(0, "hold a small batch back this long for companions", low=0)
+    workers: int = setting(
+        0,
+        "processes for parse, decode, stages and encode",
+        note="0: in the main process",
+        low=0,
+        high=64,
+    )
+    spool: bool = setting(True, "acknowledge once fsynced in the spool (on) or only once inserted (off)")
+    spool_budget_bytes: int = setting(1024 * MIB, "unsent bytes the spool may hold", low=1)
+    max_inflight_bytes: int = setting(256 * MIB, "request bytes being processed at once", low=1)
+    shutdown_grace_seconds: float = setting(10.0, "time to finish and drain on SIGTERM", low=0)
+    tls_cert_file: str = setting("", "PEM certificate chain: both OTLP receivers speak TLS", shown="off")
+    tls_key_file: str = setting("", "PEM private key for the TLS certificate", shown="off")
+    fault_store_unavailable_file: str = setting(
+        "", "fault hook for tests: the embedded store is down while this file exists", commands=(), shown="off"
+    )
+    fault_spool_read_error_file: str = setting(
+        "", "fault hook for tests: the drainer's spool reads fail while this file exists", commands=(), shown="off"
+    )
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", commands=EVERY_COMMAND)
+    # The sections: one typed object per config-file table, parsed by its owner.
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
+    redaction: RedactionSettings = field(default_factory=RedactionSettings)
 
     @property
     def store_url(self) -> str:
         if self.clickhouse_url:
             return self.clickhouse_url
-        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        return f"chdb://{self.store_dir.resolve()}"
 
     @property
     def is_embedded(self) -> bool:
         return self.store_url.startswith("chdb:")
+
+    # The data dir's layout, named once.
+    @property
+    def store_dir(self) -> Path:
+        """The embedded ClickHouse store."""
+        return self.data_dir / "clickhouse"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def deadletter_dir(self) -> Path:
+        """Rows ClickHouse refused as invalid, kept for a person to look at."""
+        return self.data_dir / "deadletter"
+
+    @property
+    def temp_dir(self) -> Path:
+        """The ClickHouse driver's insert files and TMPDIR: inside the private data dir."""
+        return self.data_dir / "tmp"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "store.lock"
 
     @property
     def endpoint_file(self) -> Path:
@@ -110,55 +187,83 @@ class Config:
         return self.data_dir / "collector.json"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+SETTINGS = {f.name: f for f in dataclasses.fields(Config) if "help" in f.metadata}
+_SECTIONS_BY_TABLE = {section.table: section for section in SECTIONS}
 _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "Path": "a path", "str": "a string"}
-# (lowest, highest) for the numeric settings; None: no bound.
-_BOUNDS: dict[str, tuple[float, float | None]] = {
-    "grpc_port": (0, 65535),
-    "http_port": (0, 65535),
-    "query_port": (0, 65535),
-    "max_request_bytes": (1, None),
-    "batch_max_rows": (1, None),
-    "batch_linger_ms": (0, None),
-    "workers": (0, 64),
-    "spool_budget_bytes": (1, None),
-    "max_inflight_bytes": (1, None),
-    "shutdown_grace_seconds": (0, None),
-    "max_connections": (0, None),
-    "handshake_timeout_seconds": (0.1, None),
-    "idle_timeout_seconds": (0.1, None),
-    "max_connection_age_seconds": (1, None),
-    "query_max_execution_seconds": (0.1, None),
-    "query_max_memory_bytes": (1 * MIB, None),
-    "query_max_result_rows": (1, None),
-    "query_max_result_bytes": (1, None),
-}
 
 
 def default(name: str) -> Any:
-    """A setting's default: the one source for the code and for `--help`."""
-    return _FIELDS[name].default
+    """A setting's default: the one source for the code, `--help` and the README."""
+    return SETTINGS[name].default
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """'; did you mean X?' for the nearest known name, or the list of known names."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; known: {', '.join(known)}" if known else ""
+def shown_default(name: str) -> str:
+    """A setting's default as people read it: 64 MiB, on, 10."""
+    spec = SETTINGS[name]
+    if spec.metadata["shown"] is not None:
+        return spec.metadata["shown"]
+    value = spec.default
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int) and name.endswith("_bytes"):
+        for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
+            if value and value % size == 0:
+                return f"{value // size} {unit}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
-def check_keys(table: Mapping[str, Any], known: Iterable[str], where: str) -> None:
-    """Refuse a table with a key nobody reads (a typo would silently keep the default)."""
-    known = set(known)
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown setting {key!r}{did_you_mean(key, known)}")
+def help_text(name: str) -> str:
+    """The setting's help with its default, as `--help` prints it."""
+    meta = SETTINGS[name].metadata
+    note = f"; {meta['note']}" if meta["note"] else ""
+    return f"{meta['help']} (default {shown_default(name)}{note})"
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """`--config` and a flag for every setting `command` takes; values are checked by load_config."""
+    parser.add_argument("--config", help=f"TOML config file (also {CONFIG_ENV})")
+    for name, spec in SETTINGS.items():
+        if command not in spec.metadata["commands"]:
+            continue
+        text = help_text(name).replace("%", "%%")  # argparse formats help with %
+        if spec.type == "bool":
+            parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag(name), help=text)
+
+
+def load_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """The Config for a parsed command line: its --config file, the environment, its flags."""
+    overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+    return load_config(getattr(args, "config", None), overrides, environ)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from the fields and the sections."""
+    rows = ["| setting | flag | env | default |", "| --- | --- | --- | --- |"]
+    for name, spec in SETTINGS.items():
+        meta = spec.metadata
+        text = f"{meta['help']} ({meta['note']})" if meta["note"] else meta["help"]
+        where = f"`{flag(name)}`" if spec.metadata["commands"] else "config file"
+        rows.append(f"| `{name}`: {text} | {where} | `{env_var(name)}` | {shown_default(name)} |")
+    for section in SECTIONS:
+        env = ", ".join(f"`{name}`" for name in section.env) or "none"
+        rows.append(f"| {section.summary} | `[{section.table}]` table | {env} | see below |")
+    return "\n".join(rows)
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
-    kind = _FIELDS[name].type
+    kind = SETTINGS[name].type
     try:
         if isinstance(value, dict | list):
             raise ValueError
@@ -173,14 +278,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 raise ValueError
             return float(value)
         if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
+            return as_bool(value)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {name} must be {_KINDS.get(kind, kind)}, got {value!r}") from None
@@ -198,31 +296,14 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
 
 
-def _from_file(path: Path, values: dict[str, Any], sources: dict[str, str], extra: dict[str, Any]) -> None:
-    for key, value in _read_file(path).items():
-        name = key.replace("-", "_")
-        if name in _FIELDS:
-            if isinstance(value, dict):
-                raise ConfigError(f"config file {path}: {name} is a setting, not a table; write {name} = ...")
-            values[name] = _coerce(name, value, f"config file {path}")
-            sources[name] = f"{name} in {path}"
-        elif name in TABLES:
-            if not isinstance(value, dict):
-                raise ConfigError(f"config file {path}: {name} must be a table: [{name}]")
-            extra[name] = value
-        else:
-            hint = did_you_mean(name, [*_FIELDS, *TABLES])
-            raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}")
-
-
 def _check_environment(env: Mapping[str, str]) -> None:
     """Stop on a near-miss of a known TRACEHOUSE_* name; warn (one line each) about other unknown ones."""
-    known = [ENV_PREFIX + name.upper() for name in _FIELDS] + list(STAGE_ENV)
+    known = [env_var(name) for name in SETTINGS] + list(SECTION_ENV)
+    by_suffix = {name.removeprefix(ENV_PREFIX): name for name in known}
     for var in sorted(env):
         if not var.startswith(ENV_PREFIX) or var in known or var in DEPLOY_ENV:
             continue
         suffix = var.removeprefix(ENV_PREFIX)
-        by_suffix = {name.removeprefix(ENV_PREFIX): name for name in known}
         close = difflib.get_close_matches(suffix, by_suffix, n=1, cutoff=0.6)
         if close and difflib.SequenceMatcher(None, suffix, close[0]).ratio() >= ENV_TYPO_RATIO:
             raise ConfigError(
@@ -273,9 +354,12 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
     def where(name: str) -> str:
         return sources.get(name, name)
 
-    for name, (low, high) in _BOUNDS.items():
+    for name, spec in SETTINGS.items():
+        low, high = spec.metadata["low"], spec.metadata["high"]
+        if low is None and high is None:
+            continue
         value = getattr(config, name)
-        if value < low or (high is not None and value > high):
+        if (low is not None and value < low) or (high is not None and value > high):
             limit = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ConfigError(f"{where(name)}: {name} must be {limit}, got {value}")
     ports = [(n, getattr(config, n)) for n in ("grpc_port", "http_port") if getattr(config, n)]
@@ -295,32 +379,62 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
         _check_tls(config.tls_cert_file, config.tls_key_file)
 
 
-def load_config(
-    config_file: str | os.PathLike[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+def parse_config(
+    document: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    source: str = "config",
 ) -> Config:
-    """Build the Config from a TOML file, TRACEHOUSE_* variables and explicit overrides (CLI flags).
+    """The Config from a config document (the parsed TOML file), TRACEHOUSE_* variables and overrides.
 
-    Every key must be known: a misspelled setting or table is an error naming the nearest valid one."""
+    Every key must be known: a misspelled setting or table is an error naming the nearest valid one.
+    Each section is parsed by its owner, with the environment, exactly once."""
     env = os.environ if environ is None else environ
     _check_environment(env)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    extra: dict[str, Any] = {}
-    config_file = config_file or env.get(ENV_PREFIX + "CONFIG")
-    if config_file:
-        _from_file(Path(config_file), values, sources, extra)
-    for name in _FIELDS:
-        raw = env.get(ENV_PREFIX + name.upper())
+    tables: dict[str, Mapping[str, Any]] = {}
+    for key, value in document.items():
+        name = key.replace("-", "_")
+        if name in SETTINGS:
+            if isinstance(value, dict):
+                raise ConfigError(f"{source}: {name} is a setting, not a table; write {name} = ...")
+            values[name] = _coerce(name, value, source)
+            sources[name] = f"{name} in {source.removeprefix('config file ')}"
+        elif name in _SECTIONS_BY_TABLE:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {name} must be a table: [{name}]")
+            tables[name] = value
+        else:
+            hint = did_you_mean(name, [*SETTINGS, *_SECTIONS_BY_TABLE])
+            raise ConfigError(f"{source}: unknown setting {key!r}{hint}")
+    for name in SETTINGS:
+        raw = env.get(env_var(name))
         if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, ENV_PREFIX + name.upper())
-            sources[name] = ENV_PREFIX + name.upper()
+            values[name] = _coerce(name, raw, env_var(name))
+            sources[name] = env_var(name)
     for name, value in (overrides or {}).items():
+        if name not in SETTINGS:
+            raise ConfigError(f"unknown setting {name!r}{did_you_mean(name, SETTINGS)}")
         if value is not None:
-            flag = "--" + name.replace("_", "-")
-            values[name] = _coerce(name, value, flag)
-            sources[name] = flag
-    config = Config(**values, extra=extra)
+            values[name] = _coerce(name, value, flag(name))
+            sources[name] = flag(name)
+    for section in SECTIONS:
+        values[section.table] = section.parse(tables.get(section.table, {}), env)
+    config = Config(**values)
     _validate(config, sources)
     return config
+
+
+def load_config(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config from a TOML file (or TRACEHOUSE_CONFIG), TRACEHOUSE_* variables and overrides."""
+    env = os.environ if environ is None else environ
+    config_file = config_file or env.get(CONFIG_ENV)
+    if not config_file:
+        return parse_config({}, overrides, env)
+    path = Path(config_file)
+    return parse_config(_read_file(path), overrides, env, source=f"config file {path}")

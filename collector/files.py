@@ -18,11 +18,14 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tracehouse.collector.config import ConfigError
+from tracehouse.collector.settings import ConfigError
+
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
 
 PRIVATE_UMASK = 0o077
-TMP_DIR = "tmp"
 _OPEN_BITS = stat.S_IRWXG | stat.S_IRWXO
 _MAX_SOCKET_DIR = 107 - len("/pymp-12345678/listener-12345678")
 
@@ -81,16 +84,17 @@ def check_writable(path: Path, what: str = "data dir") -> None:
         raise _explain(path, exc, what) from None
 
 
-def use_private_files(data_dir: Path, *, temp: bool = True) -> Path | None:
+def use_private_files(config: Config, *, temp: bool = True) -> Path | None:
     """For this process: umask 0o077, a private data dir, and (with `temp`) temporary files in
-    <data_dir>/tmp. Returns that temp dir. Warns once if the data dir was open to others."""
+    the config's temp dir (<data_dir>/tmp). Returns that dir. Warns once if the data dir was open to others."""
+    data_dir = config.data_dir
     os.umask(PRIVATE_UMASK)
     if private_dir(data_dir):
         log.warning("data dir %s was readable by other users; it is now 0700 (owner only)", data_dir)
     check_writable(data_dir)
     if not temp:
         return None
-    tmp = data_dir / TMP_DIR
+    tmp = config.temp_dir
     private_dir(tmp, "temporary directory")
     tmp = tmp.resolve()
     if len(str(tmp)) > _MAX_SOCKET_DIR:
@@ -104,9 +108,9 @@ def use_private_files(data_dir: Path, *, temp: bool = True) -> Path | None:
     return tmp
 
 
-def clean_temp(data_dir: Path) -> None:
-    """Remove what a previous process left in <data_dir>/tmp; only the store lock's owner may call it."""
-    tmp = data_dir / TMP_DIR
+def clean_temp(config: Config) -> None:
+    """Remove what a previous process left in the temp dir; only the store lock's owner may call it."""
+    tmp = config.temp_dir
     try:
         entries = list(tmp.iterdir())
     except OSError:

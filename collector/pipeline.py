@@ -1,7 +1,10 @@
-"""The pipeline between receivers and the store: parse, decode, the stages, encode, then acknowledge once
-durable. The CPU part (`process_body`) is a pure function of the request body, so it can run in worker
-processes, one per core, while the main process does the I/O. Without workers it runs in one pipeline
-thread, never on the event loop: a huge request must not stall /healthz or the other connections."""
+"""The pipeline between receivers and the store: the CPU part (`processing`: parse, decode, the stages,
+encode), then acknowledge once durable (spool or insert). The CPU part runs in worker processes, one per
+core, while the main process does the I/O; without workers it runs in one pipeline thread, never on the
+event loop: a huge request must not stall /healthz or the other connections.
+
+Refusals are `errors.PipelineError`s (retryable, permanent, ...): the receivers turn them into statuses.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,20 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tracehouse.collector.batch import SpanBatch
+from tracehouse.collector.errors import Permanent, PipelineError, Retryable
 from tracehouse.collector.metrics import CollectorMetrics
-from tracehouse.collector.receivers.otlp import OtlpError, invalid_argument, parse_json, parse_protobuf, unavailable
+from tracehouse.collector.processing import Processed, process_body
 from tracehouse.collector.spool import DIGEST_BYTES, NO_DIGEST, Spool, SpoolFull
 from tracehouse.collector.stages import Stage
-from tracehouse.collector.stages.decode import decode_request
-from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable, encode_rows
+from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable
+
+if TYPE_CHECKING:
+    from tracehouse.collector.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -38,44 +44,6 @@ class ExportResult:
     message: str
 
 
-@dataclass
-class Processed:
-    """What a request became: encoded rows ready for the spool, and what the stages did."""
-
-    header: bytes
-    payload: bytes
-    rows: int
-    rejected: int
-    message: str
-    redactions: dict[str, int] = field(default_factory=dict)
-    unpriced: int = 0
-
-
-def process_batch(stages: Sequence[Stage], batch: SpanBatch, tenant: str | None) -> SpanBatch:
-    """Run the stages, then put the API key's tenant over whatever the spans claimed."""
-    for stage in stages:
-        batch = stage(batch)
-    if tenant is not None and len(batch):
-        batch.columns["TenantId"] = [tenant] * len(batch)
-    return batch
-
-
-def process_body(stages: Sequence[Stage], body: bytes, is_json: bool, tenant: str | None) -> Processed:
-    """Parse, decode, run the stages and encode one request; raises OtlpError(INVALID_ARGUMENT)."""
-    request = parse_json(body) if is_json else parse_protobuf(body)
-    decoded = decode_request(request)
-    batch = process_batch(stages, decoded.batch, tenant)
-    header, payload = encode_rows(batch) if len(batch) else (b"", b"")
-    redacted: dict[str, int] = {}
-    for counts in batch.columns.get("RedactionCounts", ()):
-        if counts:
-            for kind, n in counts.items():
-                redacted[kind] = redacted.get(kind, 0) + n
-    sources = batch.columns.get("CostSource")
-    unpriced = sources.count("unknown") if sources else 0
-    return Processed(header, payload, len(batch), decoded.rejected, decoded.message, redacted, unpriced)
-
-
 class Pipeline:
     """Durable means: fsynced in the spool (the default), or inserted in ClickHouse when the spool is off."""
 
@@ -87,10 +55,10 @@ class Pipeline:
         spool: Spool | None = None,
         writer: DirectWriter | None = None,
         max_inflight_bytes: int = 256 << 20,
-        workers: Executor | None = None,
+        workers: WorkerPool[Processed] | None = None,
     ) -> None:
-        """`workers`: a process pool whose processes run `tracehouse.collector.workers.process`;
-        None processes requests in the event loop's thread."""
+        """`workers`: processes that run `processing.process_body` with stages of their own (built from
+        the same config); None runs it here, in one pipeline thread, with `stages`."""
         if (spool is None) == (writer is None):
             raise ValueError("a pipeline writes to exactly one of a spool or a direct writer")
         self._stages = list(stages)
@@ -107,29 +75,30 @@ class Pipeline:
         self._pending: dict[bytes, asyncio.Future[None]] = {}
 
     def check_capacity(self) -> None:
-        """Refuse before reading a request when the spool is at its budget: the client retries later."""
+        """Refuse before reading a request when the spool is at its budget: the client retries later.
+        Receivers call it once per request, before they read the body; `export` does not repeat it (a spool
+        that fills meanwhile refuses the append, with the same retryable answer)."""
         if self._spool is not None and self._spool.full:
-            raise unavailable("spool is at its disk budget; retry later", retry_after_seconds=5)
+            raise Retryable("spool is at its disk budget; retry later", retry_after_seconds=5)
 
     async def export(self, body: bytes, is_json: bool, transport: str, tenant: str | None = None) -> ExportResult:
-        """Return once the accepted spans are durable; raise OtlpError otherwise.
+        """Return once the accepted spans are durable; raise a PipelineError otherwise.
 
         `body` is the decompressed request: its digest recognises a retry of a request already spooled.
         `tenant` comes from the request's API key and overrides whatever the spans say.
         """
         try:
             result = await self._export(body, is_json, tenant)
-        except OtlpError as exc:
-            self._metrics.requests.labels(transport, exc.grpc_code.name.lower()).inc()
+        except PipelineError as exc:
+            self._metrics.requests.labels(transport, exc.outcome).inc()
             raise
         self._metrics.requests.labels(transport, "ok").inc()
         return result
 
     async def _export(self, body: bytes, is_json: bool, tenant: str | None) -> ExportResult:
-        self.check_capacity()
         size = len(body)
         if self._inflight + size > self._max_inflight and self._inflight:
-            raise unavailable("collector has too much data in flight; retry later", retry_after_seconds=1)
+            raise Retryable("collector has too much data in flight; retry later", retry_after_seconds=1)
         self._inflight += size
         loop = asyncio.get_running_loop()
         try:
@@ -163,7 +132,7 @@ class Pipeline:
         if processed.rows:
             try:
                 await self._store(processed, digest)
-            except OtlpError:
+            except PipelineError:
                 self._metrics.spans_rejected.labels("unavailable").inc(processed.rows)
                 raise
         self._metrics.spans_accepted.inc(processed.rows)
@@ -176,13 +145,11 @@ class Pipeline:
             if self._thread is None:
                 self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracehouse-pipeline")
             return await loop.run_in_executor(self._thread, process_body, self._stages, body, is_json, tenant)
-        from tracehouse.collector import workers
-
         try:
-            return await loop.run_in_executor(self._workers, workers.process, body, is_json, tenant)
+            return await asyncio.wrap_future(self._workers.submit(body, is_json, tenant))
         except BrokenProcessPool:
             log.error("a pipeline worker process died; the request is refused for a retry")
-            raise unavailable("a pipeline worker died; retry", retry_after_seconds=1) from None
+            raise Retryable("a pipeline worker died; retry", retry_after_seconds=1) from None
 
     def _count(self, processed: Processed) -> None:
         self._metrics.spans_received.inc(processed.rows + processed.rejected)
@@ -199,16 +166,16 @@ class Pipeline:
         try:
             await self._spool.sync(upto)
         except OSError as exc:
-            raise unavailable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
+            raise Retryable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
 
     async def _store(self, processed: Processed, digest: bytes | None) -> None:
         if self._spool is not None:
             try:
                 end = self._spool.append(processed.header, processed.payload, processed.rows, digest or NO_DIGEST)
             except SpoolFull as exc:
-                raise unavailable(str(exc), retry_after_seconds=5) from None
+                raise Retryable(str(exc), retry_after_seconds=5) from None
             except OSError as exc:
-                raise unavailable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
+                raise Retryable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
             await self._sync(end)
             self._metrics.spool_bytes.set(self._spool.pending_bytes)
             return
@@ -216,6 +183,6 @@ class Pipeline:
         try:
             await self._writer.write(processed.header, processed.payload, processed.rows)
         except StoreUnavailable as exc:
-            raise unavailable(f"store unavailable: {exc}") from None
+            raise Retryable(f"store unavailable: {exc}") from None
         except BatchRejected as exc:
-            raise invalid_argument(f"the store refused the spans: {exc}") from None
+            raise Permanent(f"the store refused the spans: {exc}") from None

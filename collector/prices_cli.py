@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
-from tracehouse.collector.config import Config, ConfigError
+from tracehouse.collector.columns import COST_SOURCE, COST_UNKNOWN, COST_USER
+from tracehouse.collector.config import Config, ConfigError, add_flags
 
 if TYPE_CHECKING:  # the catalogue loads in ~0.3 s: only the subcommands that price pay for it
     from tracehouse.collector.stages.price import PriceOption, Pricer
 
-UNKNOWN_SQL = """
+UNKNOWN_SQL = f"""
 SELECT
     LlmProvider AS provider,
     if(LlmResponseModel != '', LlmResponseModel, LlmRequestModel) AS model,
@@ -28,7 +29,7 @@ SELECT
     min(Timestamp) AS first_seen,
     max(Timestamp) AS last_seen
 FROM otel_traces
-WHERE CostSource = 'unknown'{since}
+WHERE {COST_SOURCE} = '{COST_UNKNOWN}'{{since}}
 GROUP BY provider, model
 ORDER BY spans DESC, provider, model
 """
@@ -44,23 +45,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     show.add_argument("--provider", default="", help="provider id as spans carry it (openai, anthropic, azure, ...)")
     show.add_argument("--at", help="price as of this UTC date or date-time (default: now)")
     _price_file_option(show)
-    _common(show)
+    add_flags(show, "prices")
 
     unknown = sub.add_parser("unknown", help="models seen in the store without a price, with span counts")
     unknown.add_argument("--since", help="only spans at or after this UTC date or date-time")
-    _common(unknown)
+    add_flags(unknown, "prices")
 
     reprice = sub.add_parser("reprice", help="recompute stored costs after the price file changed")
     reprice.add_argument("--since", required=True, help="reprice spans at or after this UTC date or date-time")
     _price_file_option(reprice)
-    _common(reprice)
+    add_flags(reprice, "prices")
     return prices
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML config file (also TRACEHOUSE_CONFIG)")
-    parser.add_argument("--data-dir", help="where the embedded store lives (default ./.tracehouse/data)")
-    parser.add_argument("--clickhouse-url", help="chdb:///abs/path or http(s)://user:pass@host:8123/db")
 
 
 def _price_file_option(parser: argparse.ArgumentParser) -> None:
@@ -95,9 +90,9 @@ def parse_when(text: str) -> datetime:
 def _pricer(args: argparse.Namespace, config: Config) -> Pricer:
     from tracehouse.collector.stages.price import PriceFile, Pricer
 
-    if getattr(args, "price_file", None):
-        return Pricer(PriceFile.load(args.price_file))
-    return Pricer.from_config(config)
+    # Read the file now, not as the config loaded it: `reprice` follows a file edited since.
+    path = getattr(args, "price_file", None) or config.pricing.price_file
+    return Pricer(PriceFile.load(path) if path else None)
 
 
 # -- show ---------------------------------------------------------------------------------------
@@ -112,7 +107,7 @@ def _show(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
     provider = f" (provider {args.provider})" if args.provider else ""
     print(f"{args.model}{provider} at {at:%Y-%m-%d %H:%M:%S} UTC", file=out)
     if chosen is None:
-        print("  no price: its spans are stored with CostSource 'unknown' and NULL costs, never 0", file=out)
+        print(f"  no price: its spans are stored with {COST_SOURCE} '{COST_UNKNOWN}' and NULL costs, never 0", file=out)
         if options:
             print("  entries that match but start later:", file=out)
             for option in options:
@@ -141,7 +136,7 @@ def _show(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
 def _describe(option: PriceOption, pricer: Pricer) -> str:
     from tracehouse.collector.stages.price import CATALOGUE_VERSION
 
-    if option.source == "user":
+    if option.source == COST_USER:
         rule = option.rule
         path = pricer.price_file.path if pricer.price_file else "price file"
         line = f", line {rule.line}" if rule.line else ""
@@ -213,8 +208,8 @@ def _unknown(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
             "  ".join(cell.ljust(widths[i]) if i != 2 else cell.rjust(widths[i]) for i, cell in enumerate(r)), file=out
         )
     print(
-        "\nThese spans have NULL costs (CostSource 'unknown'). Price them with a [[price]] entry in the price file,"
-        " then `tracehouse prices reprice --since DATE`.",
+        f"\nThese spans have NULL costs ({COST_SOURCE} '{COST_UNKNOWN}'). Price them with a [[price]] entry in the"
+        " price file, then `tracehouse prices reprice --since DATE`.",
         file=out,
     )
     return 0
@@ -222,7 +217,7 @@ def _unknown(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
 
 def _query_rows(config: Config, sql: str, err: IO[str]) -> list[dict[str, Any]] | None:
     """Run a fixed read query the way `tracehouse sql` does (a running collector's endpoint, else the store)."""
-    from tracehouse.collector.runtime import QueryCancelled, QueryFailed, run_read_query
+    from tracehouse.collector.query import QueryCancelled, QueryFailed, run_read_query
 
     try:
         body = run_read_query(config, sql, "jsonl")
@@ -241,8 +236,8 @@ def _query_rows(config: Config, sql: str, err: IO[str]) -> list[dict[str, Any]] 
 
 def _reprice(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str]) -> int:
     from tracehouse.collector import store
+    from tracehouse.collector.reprice import RepriceError, reprice
     from tracehouse.collector.runtime import StoreBusy, lock_store
-    from tracehouse.collector.stages.price.reprice import RepriceError, reprice
 
     since = parse_when(args.since)
     pricer = _pricer(args, config)
@@ -252,7 +247,7 @@ def _reprice(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
         print(f"tracehouse: {exc} (repricing rewrites the embedded store: stop it first)", file=err)
         return 1
     try:
-        if config.is_embedded and not (config.data_dir / "clickhouse").exists():
+        if config.is_embedded and not config.store_dir.exists():
             print(f"tracehouse: no store in {config.data_dir}", file=err)
             return 1
         client = store.connect(config.store_url)

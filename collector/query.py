@@ -13,6 +13,11 @@ SETTINGS clause; only SAFE_TABLE_FUNCTIONS in FROM; no function that reads files
 server configuration; no system table outside READABLE_SYSTEM_TABLES. The query then runs with
 readonly=1 and fixed limits (QueryLimits) that ClickHouse enforces and readonly=1 keeps fixed.
 Running reads are tagged, so a client that goes away, Ctrl-C or shutdown stops them (KILL QUERY).
+
+The client half (`read_query`, for `tracehouse sql` and `tracehouse prices`) goes through the endpoint
+advertised in collector.json, else opens the store itself under the store lock (both in `runtime`).
+`tracehouse sql` imports this module on every call: aiohttp and the ClickHouse driver, which the client
+going through the endpoint does not need, are imported inside the functions of the guard and the endpoint.
 """
 
 from __future__ import annotations
@@ -26,18 +31,184 @@ import queue
 import re
 import secrets
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from tracehouse.collector.runtime import StoreBusy, lock_store, read_runtime_info
 
-from tracehouse.collector.runtime import FormatRefused, QueryResult, resolve_format
+if TYPE_CHECKING:
+    from aiohttp import web
+    from clickhouse_connect.driver.client import Client
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from tracehouse.collector.config import Config
 
 log = logging.getLogger(__name__)
+
+# --- output formats and results --------------------------------------------------------------------
+
+TABLE_FORMATS = {
+    "table": "PrettyCompactMonoBlock",
+    "csv": "CSVWithNames",
+    "tsv": "TSVWithNames",
+    "json": "JSON",
+    "jsonl": "JSONEachRow",
+}
+# The output formats a read may use (`--format`, `default_format`, a FORMAT clause): text and
+# columnar data formats only. Not Template or CustomSeparated (their layout comes from files named
+# by settings), Protobuf or CapnProto (a schema file), nor anything else this list does not name.
+OUTPUT_FORMATS = (
+    "TabSeparated TabSeparatedRaw TabSeparatedWithNames TabSeparatedWithNamesAndTypes TabSeparatedRawWithNames"
+    " TabSeparatedRawWithNamesAndTypes TSV TSVRaw TSVWithNames TSVWithNamesAndTypes TSVRawWithNames"
+    " TSVRawWithNamesAndTypes CSV CSVWithNames CSVWithNamesAndTypes JSON JSONStrings JSONCompact"
+    " JSONCompactStrings JSONEachRow JSONLines NDJSON JSONStringsEachRow JSONCompactEachRow"
+    " JSONCompactEachRowWithNames JSONCompactEachRowWithNamesAndTypes JSONCompactStringsEachRow JSONColumns"
+    " JSONCompactColumns JSONObjectEachRow Pretty PrettyCompact PrettyCompactMonoBlock PrettyMonoBlock"
+    " PrettySpace PrettySpaceMonoBlock PrettyNoEscapes PrettyCompactNoEscapes PrettySpaceNoEscapes Vertical"
+    " Markdown XML Values Native RowBinary RowBinaryWithNames RowBinaryWithNamesAndTypes Parquet Arrow"
+    " ArrowStream ORC Null"
+).split()
+_FORMATS_BY_LOWER = {name.lower(): name for name in OUTPUT_FORMATS} | {
+    short: full for short, full in TABLE_FORMATS.items()
+}
+
+
+class QueryFailed(Exception):
+    """A read query that did not run; the message is for the user."""
+
+
+class QueryCancelled(Exception):
+    """Ctrl-C stopped a read query (it was killed in the store, not left running)."""
+
+
+class FormatRefused(ValueError):
+    """An output format outside OUTPUT_FORMATS."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    body: bytes
+    format: str  # the output format the body is in
+
+
+def resolve_format(name: str) -> str:
+    """The ClickHouse output format for a short name (table, csv, ...) or an allow-listed format name."""
+    key = name.strip().lower()
+    found = TABLE_FORMATS.get(key) or _FORMATS_BY_LOWER.get(key)
+    if found is None:
+        shown = name if len(name) <= 40 and name.isprintable() else repr(name[:40]) + "..."
+        raise FormatRefused(
+            f"unknown output format {shown}: use table, csv, tsv, json, jsonl or a ClickHouse output format "
+            "such as TSVWithNames, JSONEachRow, Parquet"
+        )
+    return found
+
+
+# --- the client: through a running collector, else on the store ---------------------------------
+
+
+class EndpointUnreachable(Exception):
+    """No collector answers at the advertised endpoint (it just stopped, or was killed)."""
+
+
+class EndpointRefused(Exception):
+    """The collector answered with an error; the message is ClickHouse's or the guard's."""
+
+
+def query_endpoint(info: dict, sql: str, fmt: str, timeout: float = 300) -> QueryResult:
+    """Run a query through a running collector's read-only endpoint."""
+    try:
+        fmt = resolve_format(fmt)
+    except FormatRefused as exc:
+        raise EndpointRefused(str(exc)) from None
+    url = info["query_url"] + "?" + urllib.parse.urlencode({"default_format": fmt})
+    request = urllib.request.Request(
+        url, data=sql.encode(), headers={"X-ClickHouse-Key": info["query_key"]}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return QueryResult(response.read(), response.headers.get("X-ClickHouse-Format") or fmt)
+    except urllib.error.HTTPError as exc:
+        raise EndpointRefused(exc.read().decode(errors="replace").strip()) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise EndpointUnreachable(str(exc)) from None
+
+
+def run_read_query(config: Config, sql: str, fmt: str) -> bytes:
+    """The body of `read_query` (for callers that name their format)."""
+    return read_query(config, sql, fmt).body
+
+
+def read_query(config: Config, sql: str, fmt: str) -> QueryResult:
+    """A read-only query over the store: through the running collector's endpoint when one owns the
+    embedded store, else on the store itself (under the store lock). Raises QueryFailed, and
+    QueryCancelled on Ctrl-C once the query has been stopped."""
+    try:
+        resolve_format(fmt)
+    except FormatRefused as exc:
+        raise QueryFailed(str(exc)) from None
+    info = read_runtime_info(config) if config.is_embedded else None
+    if info is not None:
+        try:
+            return query_endpoint(info, sql, fmt)
+        except EndpointUnreachable:
+            pass  # a collector that just died: open the store ourselves
+        except EndpointRefused as exc:
+            raise QueryFailed(str(exc)) from None
+        except KeyboardInterrupt:
+            raise QueryCancelled() from None  # the endpoint stops a query whose client hung up
+    try:
+        lock = lock_store(config)
+    except StoreBusy:
+        raise QueryFailed("the store is open in another process and no query endpoint answers") from None
+    try:
+        if config.is_embedded and not config.store_dir.exists():
+            raise QueryFailed(f"no store in {config.data_dir}; start `tracehouse serve` first")
+        return _read_in_process(config, sql, fmt)
+    finally:
+        if lock:
+            lock.close()
+
+
+def _read_in_process(config: Config, sql: str, fmt: str) -> QueryResult:
+    """Run on the store in a worker thread: the main thread stays free to take Ctrl-C (a query in
+    chDB's C++ code would not see it) and then kills the query before returning."""
+    from tracehouse.collector import store
+
+    runner = ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config))
+    outcome: list[QueryResult | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(runner.run(sql, fmt))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=work, name="tracehouse-sql", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        runner.cancel_all()
+        worker.join(10)
+        runner.close()
+        raise QueryCancelled() from None
+    runner.close()
+    result = outcome[0]
+    if isinstance(result, QueryRefused):
+        raise QueryFailed(str(result)) from None
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+# --- the check ---------------------------------------------------------------------------------
 
 # Table functions allowed in FROM: they only compute (or, view, run a subquery that is checked too).
 # Not merge (merge('system', '.*') reads any system table), not loop, dictionary, input, file, url, ...
@@ -146,9 +317,6 @@ def query_limits(config: Any) -> QueryLimits:
         max_result_bytes=config.query_max_result_bytes,
         max_response_bytes=max(2 * config.query_max_result_bytes, 16 << 20),
     )
-
-
-# --- the check ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -365,6 +533,8 @@ class ReadOnlySql:
 
     def prepare(self, client: Client, sql: str, fmt: str, tag: str) -> tuple[str, str]:
         """The exact statement to run, and its output format: checked, tagged, FORMAT at the end."""
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
         try:
             output = resolve_format(fmt)
         except FormatRefused as exc:
@@ -405,6 +575,8 @@ class ReadOnlySql:
             self._release(client)
 
     def run(self, sql: str, fmt: str = "table", tag: str | None = None, wait: float = 5) -> QueryResult:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
         tag = tag or uuid.uuid4().hex
         done = threading.Event()
         self._running[tag] = done
@@ -525,6 +697,8 @@ class QueryEndpoint:
         self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
+        from aiohttp import web
+
         app = web.Application(client_max_size=1 << 20)
         app.router.add_route("*", "/", self._query)
         app.router.add_get("/ping", self._ping)
@@ -548,6 +722,8 @@ class QueryEndpoint:
         await asyncio.to_thread(self._sql.close)
 
     async def _ping(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(text="Ok.\n")
 
     def _authorize(self, request: web.Request) -> None:
@@ -583,6 +759,8 @@ class QueryEndpoint:
         return request.query.get("default_format") or request.headers.get("X-ClickHouse-Format") or "TabSeparated"
 
     async def _query(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         try:
             self._authorize(request)
             fmt = self._parameters(request)
@@ -602,6 +780,8 @@ class QueryEndpoint:
         return web.Response(body=result.body, headers={"X-ClickHouse-Format": result.format})
 
     async def _read_sql(self, request: web.Request) -> str:
+        from aiohttp import web
+
         raw = b""
         if request.method == "POST":
             try:
@@ -624,5 +804,7 @@ class QueryEndpoint:
 
 
 def _ch_error(status: int, code: int, message: str) -> web.Response:
+    from aiohttp import web
+
     text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
     return web.Response(status=status, text=text + "\n", headers={"X-ClickHouse-Exception-Code": str(code)})

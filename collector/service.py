@@ -17,6 +17,7 @@ from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.pipeline import Pipeline
+from tracehouse.collector.processing import Processed, process_body
 from tracehouse.collector.query import QueryEndpoint, ReadOnlySql, query_limits
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
@@ -24,7 +25,7 @@ from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_f
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
 from tracehouse.collector.spool import Spool
 from tracehouse.collector.stages import default_stages
-from tracehouse.collector.workers import start_workers
+from tracehouse.collector.workers import WorkerPool
 from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavailable, TraceStore
 
 log = logging.getLogger("tracehouse")
@@ -107,13 +108,16 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         log.warning("starting without the store (spans wait in the spool): %s", exc)
 
     stages = default_stages(config)  # built here too: a bad price file or rule stops start-up at once
-    pool = start_workers(config, config.workers) if config.workers else None
+    # Each worker process builds its own stages from the same config and runs process_body with them.
+    pool: WorkerPool[Processed] | None = None
+    if config.workers:
+        pool = WorkerPool(config.workers, process_body, default_stages, (config,))
     if pool is not None:
         running.callback(pool.shutdown, wait=True, cancel_futures=True)
     spool: Spool | None = None
     sink: SpoolDrainer | DirectWriter
     if config.spool:
-        spool = Spool(config.data_dir / "spool", config.spool_budget_bytes)
+        spool = Spool(config.spool_dir, config.spool_budget_bytes)
         spool.open()
         running.callback(spool.close)
         sink = SpoolDrainer(
@@ -122,7 +126,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
             metrics,
             config.batch_max_rows,
             config.batch_linger_ms,
-            config.data_dir / "deadletter",
+            config.deadletter_dir,
             fault_read_file=_fault_spool_read_file(config),
         )
         pipeline = Pipeline(stages, metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes, workers=pool)
@@ -183,7 +187,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         f"  OTLP/gRPC  {info['grpc_endpoint']}\n"
         f"  OTLP/HTTP  {info['http_endpoint']}/v1/traces\n"
         f"  metrics    {info['http_endpoint']}/metrics  (/healthz, /readyz)\n"
-        f"  store      {info['store']}" + (f"  (spool: {config.data_dir / 'spool'})" if spool else "") + "\n"
+        f"  store      {info['store']}" + (f"  (spool: {config.spool_dir})" if spool else "") + "\n"
         f'  SQL        tracehouse sql --data-dir {config.data_dir} "SELECT count() FROM otel_traces"',
         flush=True,
     )

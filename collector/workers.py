@@ -1,7 +1,9 @@
-"""Pipeline worker processes: the CPU part of the pipeline (parse, decode, stages, encode) on every core.
+"""Worker processes for the CPU part of the pipeline, on every core.
 
 Python runs one thread at a time per process; the stages are pure Python, so a process per core is
-how the collector uses more than one. Each worker builds its own stages from the config once.
+how the collector uses more than one. The pool does not know what it runs: `service` hands it the
+function (`processing.process_body`) and how each worker builds, once, the function's first argument
+(the stages, from the config). So this module imports nothing of the collector's.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Generic, TypeVar
 
-from tracehouse.collector.config import Config
-from tracehouse.collector.pipeline import Processed, process_body
-from tracehouse.collector.stages import Stage, default_stages
+R = TypeVar("R")
 
-_stages: list[Stage] = []
+# In a worker process: what `_initialize` was handed, and what it built.
+_function: Callable[..., Any] | None = None
+_state: Any = None
 
 
 def _exit_with(collector_pid: int) -> None:
@@ -32,21 +36,45 @@ def _exit_with(collector_pid: int) -> None:
             continue
 
 
-def _initialize(config: Config, collector_pid: int) -> None:
-    global _stages
+def _initialize(
+    collector_pid: int, function: Callable[..., Any], build: Callable[..., Any], build_args: Sequence[Any]
+) -> None:
+    global _function, _state
     # The main process handles SIGINT/SIGTERM and shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(collector_pid,), daemon=True, name="exit-with-collector").start()
-    _stages = default_stages(config)
+    _function = function
+    _state = build(*build_args)
 
 
-def process(body: bytes, is_json: bool, tenant: str | None) -> Processed:
-    return process_body(_stages, body, is_json, tenant)
+def _call(*args: Any) -> Any:
+    assert _function is not None, "worker process not initialized"
+    return _function(_state, *args)
 
 
-def start_workers(config: Config, count: int) -> ProcessPoolExecutor:
-    """`count` worker processes (forkserver: no inherited threads or open store handles)."""
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(
-        max_workers=count, mp_context=context, initializer=_initialize, initargs=(config, os.getpid())
-    )
+class WorkerPool(Generic[R]):
+    """`count` worker processes (forkserver: no inherited threads or open store handles). Each runs
+    `build(*build_args)` once; `submit(*args)` then runs `function(built, *args)` in one of them.
+    `function` and `build` must be module-level functions (they are pickled by name)."""
+
+    def __init__(
+        self,
+        count: int,
+        function: Callable[..., R],
+        build: Callable[..., Any],
+        build_args: Sequence[Any] = (),
+    ) -> None:
+        context = multiprocessing.get_context("forkserver")
+        self._executor = ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=context,
+            initializer=_initialize,
+            initargs=(os.getpid(), function, build, tuple(build_args)),
+        )
+
+    def submit(self, *args: Any) -> Future[R]:
+        """Raises BrokenProcessPool (here or from the future) when a worker died."""
+        return self._executor.submit(_call, *args)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)

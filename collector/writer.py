@@ -1,10 +1,12 @@
-"""The I/O edge towards ClickHouse: encoding, the store connection, and the two ways spans get there.
+"""The I/O edge towards ClickHouse: the store connection, and the two ways encoded rows get there.
 
 - `SpoolDrainer` (the default): requests are acknowledged once their record is fsynced in the
   spool; the drainer inserts large batches from it, each with a deduplication token derived from
   its spool range, so a crash and replay never duplicates.
 - `DirectWriter` (spool off): a request waits until its rows are inserted; whatever arrived while
   the previous insert ran goes into the next one (group commit).
+
+Rows arrive encoded (`processing.encode_rows`, in `processing.INSERT_FORMAT`, one row per line).
 """
 
 from __future__ import annotations
@@ -19,26 +21,19 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
-import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
 from tracehouse.collector import store
-from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.metrics import CollectorMetrics
+from tracehouse.collector.processing import INSERT_FORMAT
 from tracehouse.collector.spool import Intent, Record, Spool
 
 log = logging.getLogger(__name__)
 
 TRACES_TABLE = "otel_traces"
-# Rows as JSON arrays, one per line: orjson writes them at C speed, records from the spool
-# concatenate into one insert without re-encoding, and ClickHouse parses them with the GIL released.
-INSERT_FORMAT = "JSONCompactEachRow"
-_NS_COLUMNS = ("Timestamp",)
-_NS_ARRAY_COLUMNS = ("Events.Timestamp",)
 
 # ClickHouse error codes that mean the data itself is wrong: retrying cannot help.
 PERMANENT_ERROR_CODES = frozenset(
@@ -58,43 +53,6 @@ class StoreUnavailable(Exception):
 
 class BatchRejected(Exception):
     """The store refuses these rows as invalid; retrying cannot help."""
-
-
-def _ns_text(ns: int) -> str:
-    """DateTime64(9) as JSON text: ten digits of seconds, then nine of nanoseconds.
-
-    The width matters: ClickHouse reads a string of ten digits as a Unix timestamp, but a shorter
-    one (any time before 1973-03-03) as a date ("5.000000001": day 5 of month 000000001) and refuses
-    it. Every time decode lets through (0 < ns < 2**63) has at most ten digits of seconds.
-    """
-    return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
-
-
-# Decimal(38, 12) holds fewer than 26 integer digits; a larger value would make ClickHouse refuse the insert.
-_DECIMAL_LIMIT = Decimal(10) ** 26
-
-
-def _json_default(value: object) -> str | None:
-    if isinstance(value, Decimal):
-        # A cost beyond the column (a span claiming 1e30 USD) is NULL in the typed column; the span's
-        # raw attribute keeps what it said.
-        return str(value) if value.is_finite() and abs(value) < _DECIMAL_LIMIT else None
-    raise TypeError(f"cannot encode {type(value).__name__} for ClickHouse")
-
-
-def encode_rows(batch: SpanBatch) -> tuple[bytes, bytes]:
-    """(header: the column names, payload: JSONCompactEachRow rows, newline terminated)."""
-    columns = dict(batch.columns)
-    for name in _NS_COLUMNS:
-        if name in columns:
-            columns[name] = [_ns_text(ns) for ns in columns[name]]
-    for name in _NS_ARRAY_COLUMNS:
-        if name in columns:
-            columns[name] = [[_ns_text(ns) for ns in values] if values else values for values in columns[name]]
-    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    rows = zip(*columns.values(), strict=True)
-    payload = b"".join([dumps(row, default=_json_default, option=option) for row in rows])
-    return ",".join(columns).encode(), payload
 
 
 class TraceStore:
@@ -299,7 +257,7 @@ def _units_of_records(records: list[Record]) -> list[_Unit]:
 
 
 def _units_of_rows(unit: _Unit) -> list[_Unit]:
-    """The rows of one record: JSONCompactEachRow is one row per line (orjson escapes newlines in strings)."""
+    """The rows of one record: INSERT_FORMAT is one row per line (see processing.encode_rows)."""
     lines = unit.payload.split(b"\n")[:-1]
     return [_Unit(f"{unit.key}:{i}", 1, line + b"\n") for i, line in enumerate(lines)]
 

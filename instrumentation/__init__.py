@@ -13,18 +13,40 @@ with tagged(user="u-42", session="s-9", feature="support", prompt_version="v3"):
 ```
 
 Only the plain install's packages are used (OpenTelemetry SDK, OTLP exporters, openinference-instrumentation).
+The names below load their modules on first use, so `tracehouse.instrumentation.attributes` (the attribute
+names the collector reads too) comes without the SDK.
 """
 
-from tracehouse.instrumentation._context import ContextSpanProcessor, tagged
-from tracehouse.instrumentation._provider import (
-    MAX_EXPORT_BATCH_SIZE,
-    MAX_QUEUE_SIZE,
-    enabled_instrumentors,
-    flush,
-    setup,
-    shutdown,
-)
-from tracehouse.instrumentation._steps import Step, chain, step
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracehouse.instrumentation._context import ContextSpanProcessor, tagged
+    from tracehouse.instrumentation._provider import (
+        MAX_EXPORT_BATCH_SIZE,
+        MAX_QUEUE_SIZE,
+        enabled_instrumentors,
+        flush,
+        setup,
+        shutdown,
+    )
+    from tracehouse.instrumentation._steps import Step, chain, step
+
+_EXPORTS = {
+    "ContextSpanProcessor": "_context",
+    "tagged": "_context",
+    "MAX_EXPORT_BATCH_SIZE": "_provider",
+    "MAX_QUEUE_SIZE": "_provider",
+    "enabled_instrumentors": "_provider",
+    "flush": "_provider",
+    "setup": "_provider",
+    "shutdown": "_provider",
+    "Step": "_steps",
+    "chain": "_steps",
+    "step": "_steps",
+}
 
 __all__ = [
     "MAX_EXPORT_BATCH_SIZE",
@@ -39,3 +61,12 @@ __all__ = [
     "step",
     "tagged",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -25,12 +25,14 @@ from openinference.semconv.trace import SpanAttributes
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from tracehouse.instrumentation import attributes
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Context keys, named after the span attribute each one becomes.
-FEATURE_KEY = "tracehouse.feature"
-TENANT_KEY = "tracehouse.tenant"
-PROMPT_NAME_KEY = "llm.prompt_template.name"  # not in the OpenInference spec; the normalizer reads it
+FEATURE_KEY = attributes.FEATURE
+TENANT_KEY = attributes.TENANT
+PROMPT_NAME_KEY = attributes.PROMPT_TEMPLATE_NAME
 OPENINFERENCE_KEYS = (
     SpanAttributes.SESSION_ID,
     SpanAttributes.USER_ID,
@@ -113,9 +115,9 @@ class tagged:  # noqa: N801 - used like a function: `with tagged(user=...):`
         metadata = _json_object(otel_context.get_value(SpanAttributes.METADATA))
         metadata.update(k["metadata"] or {})
         if k["feature"]:
-            metadata["feature"] = k["feature"]
+            metadata[attributes.METADATA_FEATURE] = k["feature"]
         if k["tenant"]:
-            metadata["tenant_id"] = k["tenant"]
+            metadata[attributes.METADATA_TENANT] = k["tenant"]
         tags = _current_tags()
         tags += [tag for tag in k["tags"] or () if tag not in tags]
         manager = using_attributes(

@@ -183,6 +183,11 @@ def test_a_price_file_with_a_syntax_error(tmp_path):
         ("grpc_prot = 9999\n", ("unknown setting 'grpc_prot'", "did you mean 'grpc_port'?")),
         ("[sampling]\nslow_m = 100\n", ("[sampling]", "'slow_m'", "did you mean 'slow_ms'?")),
         ("[pricing]\nfile = 'p.toml'\n", ("[pricing]", "'file'", "known: price_file")),
+        ("[redaction]\nenabeld = false\n", ("[redaction]", "'enabeld'", "did you mean 'enabled'?")),
+        (
+            "[redaction.content_free]\nservice = ['batch']\n",
+            ("[redaction.content_free]", "'service'", "did you mean 'services'?"),
+        ),
         ("grpc_port = [\n", ("not valid TOML",)),
     ],
 )

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -251,7 +252,8 @@ def test_kubernetes_configmap_is_a_valid_collector_config(tmp_path):
     config_file = tmp_path / "tracehouse.toml"
     config_file.write_text(m["ConfigMap"]["data"]["tracehouse.toml"])
     config = load_config(config_file, environ={})
-    assert config.extra.get("redaction", {}).get("enabled") is True
+    assert tomllib.loads(config_file.read_text())["redaction"]["enabled"] is True
+    assert config.redaction.enabled
     volume = m["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"]
     assert volume.endswith("Gi") and config.spool_budget_bytes < int(volume[:-2]) * 1024**3
     assert config.shutdown_grace_seconds < m["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]

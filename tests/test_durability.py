@@ -22,8 +22,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
+from tracehouse.collector.processing import encode_rows
 from tracehouse.collector.spool import Spool
-from tracehouse.collector.writer import TraceStore, encode_rows
+from tracehouse.collector.writer import TraceStore
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 T0 = 1_700_000_000_000_000_000

@@ -7,6 +7,7 @@ nothing was ever created in TMPDIR (its mtime would move even for a file created
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import stat
@@ -22,7 +23,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tracehouse.collector.config import DEPLOY_ENV, STAGE_ENV, Config, ConfigError, load_config
+from tracehouse.collector.auth import Authenticator
+from tracehouse.collector.config import (
+    DEPLOY_ENV,
+    SECTION_ENV,
+    SECTIONS,
+    SETTINGS,
+    Config,
+    ConfigError,
+    env_var,
+    flag,
+    help_text,
+    load_config,
+    markdown_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "the plaintext prompt nobody else may read"
@@ -170,19 +184,16 @@ def test_unknown_or_mistyped_settings_in_the_file_are_errors(tmp_path, text, mes
     ],
 )
 def test_unknown_settings_inside_tables_are_errors(tmp_path, table, message):
-    from tracehouse.collector.stages.price import price_file_path
-    from tracehouse.collector.stages.sample import ContentSampler
-
-    config = load_config(_config_file(tmp_path, table), environ={})
     with pytest.raises(ConfigError, match=re.escape(message)):
-        ContentSampler.from_config(config, environ={})
-        price_file_path(config, environ={})
+        load_config(_config_file(tmp_path, table), environ={})
 
 
 def test_known_tables_and_hyphenated_keys_load(tmp_path):
     text = 'grpc-port = 5000\nlog_level = "debug"\n[api_keys]\n"k1" = "acme"\n[sampling]\ncontent_share = 0.5\n'
     config = load_config(_config_file(tmp_path, text), environ={})
-    assert (config.grpc_port, config.log_level, config.extra["api_keys"]) == (5000, "DEBUG", {"k1": "acme"})
+    assert (config.grpc_port, config.log_level) == (5000, "DEBUG")
+    assert Authenticator.from_config(config).tenant("Bearer k1", None) == "acme"
+    assert config.sampling.content_share == 0.5
 
 
 def test_a_misspelled_environment_variable_is_an_error_and_a_far_one_a_warning(caplog):
@@ -202,16 +213,50 @@ def test_a_misspelled_environment_variable_is_an_error_and_a_far_one_a_warning(c
     ]
 
 
-def test_every_tracehouse_variable_the_code_reads_is_known():
-    """STAGE_ENV lists the variables read outside config.py: a new one must be added there."""
-    fields = {"TRACEHOUSE_" + name.upper() for name in Config.__dataclass_fields__}
-    read = set()
+def test_every_tracehouse_variable_the_code_reads_belongs_to_a_setting_or_a_section():
+    """A variable read anywhere is a top-level setting's or declared by the Section that reads it."""
+    fields = {env_var(name) for name in SETTINGS}
+    read = {}
     for path in (ROOT / "collector").rglob("*.py"):
         if path.name == "config.py":
             continue
-        read.update(re.findall(r'"(TRACEHOUSE_[A-Z_]+)"', path.read_text()))
-    assert read - fields - set(STAGE_ENV) == set()
-    assert not set(DEPLOY_ENV) & (fields | set(STAGE_ENV))
+        for name in re.findall(r'"(TRACEHOUSE_[A-Z_]+)"', path.read_text()):
+            read.setdefault(name, path.relative_to(ROOT).as_posix())
+    declared = fields | set(SECTION_ENV)
+    assert {name: where for name, where in read.items() if name not in declared} == {}
+    assert not set(DEPLOY_ENV) & declared
+    owners = {name: section.table for section in SECTIONS for name in section.env}
+    assert len(owners) == sum(len(section.env) for section in SECTIONS), "a variable read by two sections"
+
+
+def test_the_readme_configuration_table_is_generated_from_the_settings():
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, (
+        "regenerate it: python -c 'from tracehouse.collector.config import *; print(markdown_table())'"
+    )
+    for name in SETTINGS:
+        assert f"`{env_var(name)}`" in readme
+
+
+@pytest.mark.parametrize(
+    "command", [("serve",), ("migrate",), ("sql",), ("prices", "show"), ("prices", "unknown"), ("prices", "reprice")]
+)
+def test_every_subcommand_takes_the_flags_of_its_settings(command):
+    """One set of flags, derived from the fields: `prices` used to lack --cluster."""
+    from tracehouse.collector.cli import build_parser
+
+    parser = build_parser()
+    for word in command:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    flags = {option for action in parser._actions for option in action.option_strings}
+    expected = {flag(name) for name, spec in SETTINGS.items() if command[0] in spec.metadata["commands"]}
+    assert {"--config", "--data-dir", "--clickhouse-url", "--cluster", "--log-level"} <= flags
+    assert expected <= flags
+    assert {flag(name) for name in SETTINGS} & flags == expected
+    text = " ".join(parser.format_help().split())
+    for name, spec in SETTINGS.items():
+        if command[0] in spec.metadata["commands"]:
+            assert help_text(name) in text
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from test_normalize_support import START, loads, normalized, normalized_rows
+from normalize_support import START, loads, normalized, normalized_rows, request
 
+from tracehouse.collector.columns import LLM_COLUMNS
 from tracehouse.collector.config import Config
+from tracehouse.collector.processing import process_batch
 from tracehouse.collector.stages import default_stages
-from tracehouse.collector.stages.normalize import LLM_COLUMNS, normalize, resolve_tenant
+from tracehouse.collector.stages.decode import decode_request
+from tracehouse.collector.stages.normalize import normalize
 from tracehouse.collector.stages.normalize.registry import ATTRIBUTE_PREFIXES, MAPPERS
 
 TOOLS_JSON = '{"type": "function", "function": {"name": "get_weather", "description": "Weather by city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}'  # noqa: E501
@@ -525,10 +528,18 @@ def test_tenant_and_feature_precedence():
 
 
 def test_api_key_tenant_overrides_everything():
-    attrs, resource = {"tracehouse.tenant": "span"}, {"tracehouse.tenant": "resource"}
-    assert resolve_tenant(attrs, resource, {"tenant_id": "meta"}) == "span"
-    assert resolve_tenant(attrs, resource, {"tenant_id": "meta"}, api_key_tenant="key") == "key"
-    assert resolve_tenant({}, {}, None) == ""
+    """Normalize reads the tenant the app claims; with an API key's tenant, the pipeline's processing stores
+    that one instead, over the span's, its metadata's and its resource's claims."""
+    claims = {"openinference.span.kind": "LLM", "tracehouse.tenant": "span", "metadata": '{"tenant_id": "meta"}'}
+    spans = [{"attrs": claims}, {"attrs": {}}]
+
+    def tenants(key_tenant: str | None) -> list[str]:
+        batch = decode_request(request(spans, resource={"tracehouse.tenant": "resource"})).batch
+        return process_batch([normalize], batch, key_tenant).columns["TenantId"]
+
+    assert tenants(None) == ["span", "resource"]
+    assert tenants("key") == ["key", "key"]
+    assert [row["TenantId"] for row in normalized_rows([{"attrs": {}}])] == [""]
 
 
 def test_errors_from_exception_events_error_type_and_status():
@@ -561,10 +572,6 @@ def test_plain_span_stays_plain():
 
 
 def test_attribute_dicts_are_not_mutated():
-    from test_normalize_support import request
-
-    from tracehouse.collector.stages.decode import decode_request
-
     batch = decode_request(request([{"attrs": OPENINFERENCE_LLM}, {"attrs": OPENLLMETRY}])).batch
     before = [dict(a) for a in batch.columns["SpanAttributes"]], [dict(a) for a in batch.columns["ResourceAttributes"]]
     normalize(batch)

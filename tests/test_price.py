@@ -7,6 +7,7 @@ reasoning tokens, so uncached input = InputTokens - CacheReadTokens - CacheWrite
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
@@ -15,8 +16,10 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config, ConfigError
-from tracehouse.collector.stages.price import PRICE_COLUMNS, PriceFile, PriceFileError, Pricer, price_file_path
+from tracehouse.collector.columns import PRICE_COLUMNS
+from tracehouse.collector.config import Config, ConfigError, parse_config
+from tracehouse.collector.stages.normalize.providers import normalize_provider
+from tracehouse.collector.stages.price import PriceFile, PriceFileError, Pricer, build
 
 M = D(1_000_000)  # prices are per million tokens
 
@@ -176,6 +179,31 @@ def test_bedrock_inference_profile_and_arn(catalogue_only):
         assert got["CostUsd"] == 1000 * D(3) / M + 100 * D(15) / M == D("0.0045"), model
 
 
+@pytest.mark.parametrize("raw", ["bedrock", "aws.bedrock", "amazon-bedrock", "aws", "AWS_Bedrock"])
+def test_every_spelling_of_bedrock_is_one_provider_for_normalize_and_pricing(catalogue_only, raw):
+    # Normalization stores one id for every spelling; the catalogue, a price file's `provider` and a model
+    # prefix all reach Bedrock's prices from any of them (claude-3-5-sonnet v2 on Bedrock: input 3, output 15).
+    stored = normalize_provider(raw)
+    assert stored == "aws_bedrock"
+    assert catalogue_only.catalogue.provider_id(stored) == catalogue_only.catalogue.provider_id(raw) == "aws"
+    got = one(
+        catalogue_only, model="us.anthropic.claude-3-5-sonnet-20241022-v2:0", provider=stored, input=1000, output=100
+    )
+    assert got["CostUsd"] == D("0.0045")
+    prefixed = one(catalogue_only, model=f"{raw}/us.anthropic.claude-3-5-sonnet-20241022-v2:0", input=1000, output=100)
+    assert prefixed["CostUsd"] == D("0.0045")
+    house = user_pricer(f'[[price]]\nprovider = "{raw}"\nmodel = "house"\ninput = 1\noutput = 1\n')
+    assert one(house, model="house", provider=stored, input=1_000_000)["CostSource"] == "user"
+    assert one(house, model="house", provider="openai", input=1_000_000)["CostSource"] == "unknown"
+
+
+def test_normalized_ids_the_catalogue_spells_otherwise(catalogue_only):
+    for raw, stored, catalogue_id in [("x-ai", "xai", "x-ai"), ("moonshotai", "moonshot", "moonshotai")]:
+        assert normalize_provider(raw) == stored
+        assert catalogue_only.catalogue.provider_id(stored) == catalogue_id
+    assert catalogue_only.catalogue.provider_id(normalize_provider("ollama")) is None  # self-hosted: no catalogue
+
+
 def test_catalogue_effective_date_change_between_two_spans(catalogue_only):
     # o3 cost input 10 / output 40 until 2025-06-09, then input 2 / output 8
     before, after = price(
@@ -224,17 +252,24 @@ def test_totals_agree_with_genai_prices_own_calculation(catalogue_only, model, p
 
 def test_unknown_model_is_null_not_zero_and_counted():
     pricer = Pricer()
-    rows = price(
-        pricer,
+    spans = [
         span(model="my-private-model", provider="openai", input=100, output=10),
         span(model="my-private-model", provider="openai", input=5, output=1),
         span(model="llama3", provider="ollama", input=5, output=1),
-    )
+    ]
+    rows = price(pricer, *spans)
     for got in rows:
         assert got["CostSource"] == "unknown"
         assert all(got[c] is None for c in PRICE_COLUMNS[:7])
         assert (got["PriceModel"], got["PriceEffectiveFrom"]) == ("", "")
-    assert pricer.unknown == {("openai", "my-private-model"): 2, ("ollama", "llama3"): 1}
+    # Counted from the rows' CostSource: per (provider, model) by `tracehouse prices unknown` over the
+    # store (tests/test_price_store.py), in all by tracehouse_unpriced_calls (tests/test_metrics.py).
+    unpriced = Counter(
+        (s["LlmProvider"], s["LlmRequestModel"])
+        for s, got in zip(spans, rows, strict=True)
+        if got["CostSource"] == "unknown"
+    )
+    assert unpriced == {("openai", "my-private-model"): 2, ("ollama", "llama3"): 1}
     assert pricer.spans_by_source["unknown"] == 3
 
 
@@ -561,24 +596,26 @@ def test_malformed_price_files_name_the_line_and_the_problem(text, expected):
 
 def test_missing_price_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        Pricer.from_config(Config(extra={"pricing": {"price_file": str(tmp_path / "nope.toml")}}), environ={})
+        parse_config({"pricing": {"price_file": str(tmp_path / "nope.toml")}}, environ={})
 
 
 def test_price_file_path_from_config_and_environment(tmp_path):
     from_config = tmp_path / "a.toml"
     from_env = tmp_path / "b.toml"
-    config = Config(extra={"pricing": {"price_file": str(from_config)}})
-    assert price_file_path(config, environ={}) == from_config
-    assert price_file_path(config, environ={"TRACEHOUSE_PRICE_FILE": str(from_env)}) == from_env
-    assert price_file_path(Config(), environ={}) is None
+    for path in (from_config, from_env):
+        path.write_text('[[price]]\nmodel = "house"\ninput = 1\noutput = 1\n')
+    document = {"pricing": {"price_file": str(from_config)}}
+    assert parse_config(document, environ={}).pricing.price_file == from_config
+    assert parse_config(document, environ={"TRACEHOUSE_PRICE_FILE": str(from_env)}).pricing.price_file == from_env
+    assert parse_config({}, environ={}).pricing.price_file is None
     with pytest.raises(ConfigError, match="unknown setting"):
-        price_file_path(Config(extra={"pricing": {"pricefile": "x"}}), environ={})
+        parse_config({"pricing": {"pricefile": "x"}}, environ={})
 
 
 def test_pricer_from_config_loads_the_price_file(tmp_path: Path):
     path = tmp_path / "prices.toml"
     path.write_text('[[price]]\nmodel = "house"\ninput = 1\noutput = 1\n')
-    pricer = Pricer.from_config(Config(extra={"pricing": {"price_file": str(path)}}), environ={})
+    pricer = build(parse_config({"pricing": {"price_file": str(path)}}, environ={}))
     assert one(pricer, model="house", input=1_000_000)["CostUsd"] == 1
 
 
@@ -614,7 +651,7 @@ def test_prices_show_names_the_rule_and_its_prices(tmp_path, monkeypatch):
 
     path = tmp_path / "prices.toml"
     path.write_text(OVERRIDES)
-    config = Config(extra={"pricing": {"price_file": str(path)}})
+    config = parse_config({"pricing": {"price_file": str(path)}}, environ={})
     code, out = show("ft:gpt-4o-mini:acme:v2", "--provider", "openai", config=config)
     assert code == 0
     assert f"user price file {path}, entry 2, line 11: glob 'ft:gpt-4o-mini:acme:*' (any provider)" in out
@@ -630,10 +667,11 @@ def test_prices_show_unknown_model_exits_1():
     assert "no price" in out and "never 0" in out
 
 
-def test_unknown_counter_keeps_a_bounded_number_of_labels(monkeypatch):
+def test_junk_model_names_keep_the_pricer_memory_bounded(monkeypatch):
     from tracehouse.collector.stages.price import pricer as pricer_module
 
-    monkeypatch.setattr(pricer_module, "MAX_UNKNOWN_KEYS", 2)
+    monkeypatch.setattr(pricer_module, "MAX_CACHED_MODELS", 2)
     pricer = Pricer()
-    price(pricer, *[span(model=f"junk-{i}", provider="openai", input=1) for i in range(5)])
-    assert pricer.unknown == {("openai", "junk-0"): 1, ("openai", "junk-1"): 1, ("*", "*"): 3}
+    rows = price(pricer, *[span(model=f"junk-{i}", provider="openai", input=1) for i in range(5)])
+    assert [got["CostSource"] for got in rows] == ["unknown"] * 5
+    assert len(pricer._options) <= 2 and len(pricer._always) <= 2

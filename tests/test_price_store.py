@@ -14,11 +14,12 @@ import pytest
 
 from tracehouse.collector import prices_cli, store
 from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
-from tracehouse.collector.config import Config
+from tracehouse.collector.config import Config, parse_config
+from tracehouse.collector.processing import encode_rows
+from tracehouse.collector.reprice import reprice, rollup_select
 from tracehouse.collector.runtime import lock_store
-from tracehouse.collector.stages.price import Pricer
-from tracehouse.collector.stages.price.reprice import reprice, rollup_select
-from tracehouse.collector.writer import TraceStore, encode_rows
+from tracehouse.collector.stages.price import build
+from tracehouse.collector.writer import TraceStore
 
 M = D(1_000_000)
 
@@ -108,9 +109,9 @@ def env(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("TRACEHOUSE_PRICE_FILE", raising=False)
     price_file = tmp_path / "prices.toml"
     price_file.write_text(PRICES_V1)
-    config = Config(data_dir=tmp_path / "data", extra={"pricing": {"price_file": str(price_file)}})
+    config = parse_config({"data_dir": str(tmp_path / "data"), "pricing": {"price_file": str(price_file)}}, environ={})
     rows = list(SPANS.values())
-    batch = Pricer.from_config(config).price(SpanBatch({name: [r[name] for r in rows] for name in rows[0]}))
+    batch = build(config).price(SpanBatch({name: [r[name] for r in rows] for name in rows[0]}))
     writer = TraceStore(config.store_url)  # the collector's own insert path
     writer.insert(*encode_rows(batch))
     client = store.connect(config.store_url)
@@ -245,7 +246,7 @@ def test_reprice_in_small_pages_gives_the_same_costs(env):
     pages = []
     result = reprice(
         client,
-        Pricer.from_config(config),
+        build(parse_config({"pricing": {"price_file": str(price_file)}}, environ={})),
         datetime(2025, 2, 15, tzinfo=UTC),
         progress=lambda state: pages.append(state.stage),
         page_rows=1,

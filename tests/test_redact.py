@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
-from tracehouse.collector.config import Config, ConfigError, load_config
+from tracehouse.collector.columns import REDACTION_COUNTS
+from tracehouse.collector.config import ConfigError, load_config, parse_config
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.stages.redact import (
-    COUNTS_COLUMN,
     RedactionConfigError,
     Redactor,
     Scanner,
-    build_redactor,
+    build,
     parse_settings,
 )
 
@@ -287,12 +287,12 @@ def test_stage_redacts_every_string_and_counts_per_span():
     assert json.loads(c["InputMessages"][0])[0]["content"][0]["text"] == "ssn [SSN]"
     assert c["UserId"][0] == "[EMAIL]"
     assert c["InputTokens"] == [12, None]
-    assert c[COUNTS_COLUMN] == [{"email": 3, "card": 2, "ip": 1, "phone": 1, "ssn": 1}, {"ip": 1}]
+    assert c[REDACTION_COUNTS] == [{"email": 3, "card": 2, "ip": 1, "phone": 1, "ssn": 1}, {"ip": 1}]
     assert c["SpanAttributes"][1] is batch.columns["SpanAttributes"][1]  # unchanged dicts are reused
     # nothing the input batch holds was mutated
     assert (shared_resource, event, link) == (shared_copy, event_copy, link_copy)
     assert batch.columns["SpanName"] == before["SpanName"]
-    assert COUNTS_COLUMN not in batch.columns
+    assert REDACTION_COUNTS not in batch.columns
 
 
 def test_key_policies_keep_redact_hash_drop():
@@ -327,7 +327,7 @@ def test_key_policies_keep_redact_hash_drop():
     assert got["app.password"] == "[REDACTED]"
     assert got["other"] == "[EMAIL]"
     assert out["UserId"][0] == got["user.id"]  # a policy on user.id also covers the UserId column
-    assert out[COUNTS_COLUMN][0] == {"hashed": 2, "masked": 3, "dropped": 2, "email": 1}
+    assert out[REDACTION_COUNTS][0] == {"hashed": 2, "masked": 3, "dropped": 2, "email": 1}
 
 
 def test_hash_groups_equal_values_separates_others_and_is_stable_across_restarts():
@@ -396,7 +396,7 @@ def test_content_free_mode_keeps_metadata_and_drops_content():
     assert (out["InputMessages"][0], out["OutputMessages"][0], out["SystemPrompt"][0]) == ("", "", "")
     assert (out["LlmRequestModel"][0], out["InputTokens"][0], out["OutputTokens"][0]) == ("gpt-4o-mini", 120, 30)
     assert out["CostUsd"][0] == 0.0012
-    assert out[COUNTS_COLUMN][0] == {"content_dropped": 9}
+    assert out[REDACTION_COUNTS][0] == {"content_dropped": 9}
     assert out["SpanAttributes"][1] == {} and out["InputMessages"][1] == ""  # selected by feature
     assert out["SpanAttributes"][2]["input.value"] == "my card is [CARD]"  # other services keep content
     assert out["InputMessages"][2] == "kept"
@@ -481,21 +481,21 @@ pattern = 'EMP-[0-9]{6}'
 """
     )
     config = load_config(path, environ={})
-    r = build_redactor(config, environ={})
+    r = build(config)
     assert r is not None and r.redact_text("EMP-000001")[0] == "[EMPLOYEE_ID]"
-    assert build_redactor(config, environ={"TRACEHOUSE_REDACTION": "off"}) is None
-    off = Config(extra={"redaction": {"enabled": False}})
-    assert build_redactor(off, environ={}) is None
-    assert build_redactor(off, environ={"TRACEHOUSE_REDACTION": "on"}) is not None
-    assert build_redactor(Config(), environ={}) is not None  # on by default
+    assert build(load_config(path, environ={"TRACEHOUSE_REDACTION": "off"})) is None
+    off = {"redaction": {"enabled": False}}
+    assert build(parse_config(off, environ={})) is None
+    assert build(parse_config(off, environ={"TRACEHOUSE_REDACTION": "on"})) is not None
+    assert build(load_config(environ={})) is not None  # on by default
 
 
 def test_default_stages_end_with_the_redactor(monkeypatch):
     monkeypatch.delenv("TRACEHOUSE_REDACTION", raising=False)
-    stages = default_stages(Config())
+    stages = default_stages(load_config(environ={}))
     assert isinstance(stages[-1], Redactor)
-    monkeypatch.setenv("TRACEHOUSE_REDACTION", "off")
-    assert not any(isinstance(stage, Redactor) for stage in default_stages(Config()))
+    off = load_config(environ={"TRACEHOUSE_REDACTION": "off"})
+    assert not any(isinstance(stage, Redactor) for stage in default_stages(off))
 
 
 def test_migration_adds_the_counts_column():
@@ -563,7 +563,7 @@ def test_ten_megabyte_attribute_value():
     elapsed = _timed(run)
     assert elapsed < 5, elapsed
     assert out.columns["SpanAttributes"][0]["input.value"].endswith("reach me at [EMAIL]")
-    assert out.columns[COUNTS_COLUMN][0] == {"email": 2}
+    assert out.columns[REDACTION_COUNTS][0] == {"email": 2}
 
 
 def test_a_flood_of_failing_candidates_is_masked_whole_not_passed_through():

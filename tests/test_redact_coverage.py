@@ -19,13 +19,13 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config, ConfigError
-from tracehouse.collector.pipeline import process_batch
+from tracehouse.collector.columns import REDACTION_COUNTS
+from tracehouse.collector.config import Config, ConfigError, parse_config
+from tracehouse.collector.processing import encode_rows, process_batch
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.stages.decode import decode_request
-from tracehouse.collector.stages.redact import COUNTS_COLUMN, Redactor, parse_settings
+from tracehouse.collector.stages.redact import Redactor, parse_settings
 from tracehouse.collector.stages.redact.columns import MAP_COLUMNS, TEXT_COLUMNS, UNSCANNED, UnscannableColumn
-from tracehouse.collector.writer import encode_rows
 
 _rng = random.Random(23)
 KEY = "sk-proj-" + "".join(_rng.choice(string.ascii_letters + string.digits) for _ in range(48))
@@ -162,7 +162,7 @@ def test_a_span_with_the_secret_everywhere_is_clean_after_the_default_stages(mon
     assert _found(_dump(out)) == []
     header, payload = encode_rows(out)
     assert _found(payload.decode()) == [] and _found(header.decode()) == []
-    counts = out.columns[COUNTS_COLUMN]
+    counts = out.columns[REDACTION_COUNTS]
     assert counts[0]["secret"] >= 8 and counts[0]["email"] >= 10, counts[0]
 
 
@@ -198,7 +198,7 @@ def test_every_string_column_the_stages_write_is_scanned(monkeypatch):
     """A secret planted in every string of every column (but the allow-list) after normalize, price and
     sampling: the redactor, last, leaves none. A new column a stage starts writing is covered the same way."""
     monkeypatch.delenv("TRACEHOUSE_REDACTION", raising=False)
-    stages = default_stages(Config(extra={"sampling": {"content_share": 1.0}}))
+    stages = default_stages(parse_config({"sampling": {"content_share": 1.0}}, environ={}))
     batch = _staged(stages)
     columns = batch.columns
     planted = set()
@@ -224,7 +224,7 @@ def test_unscanned_columns_are_a_short_pinned_list_and_every_text_column_can_hav
         "Links.SpanId", "SpanKind", "StatusCode", "ContentSampled", "CostSource", "PriceModel",
         "PriceEffectiveFrom", "RedactionCounts",
     }  # fmt: skip
-    batch = _staged(default_stages(Config(extra={"sampling": {"content_share": 0.5}})))
+    batch = _staged(default_stages(parse_config({"sampling": {"content_share": 0.5}}, environ={})))
     texty = set()
     for name, data in batch.columns.items():
         flat = [v for value in data for v in (value if isinstance(value, list) else [value])]
@@ -277,7 +277,7 @@ def test_key_hits_are_counted_hashed_in_hash_mode_and_dropped_keys_are_not_scann
     keys = list(out["SpanAttributes"][0])
     assert len(keys) == 2 and all("[EMAIL:" in key and "example.com" not in key for key in keys)
     assert keys[0].split(" ")[1] == keys[1].split(" ")[1]  # the same e-mail, the same token
-    counts = out[COUNTS_COLUMN][0]
+    counts = out[REDACTION_COUNTS][0]
     assert counts.get("dropped") == 1 and counts["email"] >= 2
 
 
@@ -342,7 +342,7 @@ def test_column_policies_cover_every_text_column():
     assert out["Tags"][0] == []
     assert out["Events.Name"][0] == ["[REDACTED]", "[REDACTED]"]  # one entry per event is kept
     assert out["Links.TraceState"][0] == [""]
-    counts = out[COUNTS_COLUMN][0]
+    counts = out[REDACTION_COUNTS][0]
     assert counts["hashed"] == 1 and counts["dropped"] == 3 and counts["masked"] >= 2
 
 

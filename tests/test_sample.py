@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import ConfigError, load_config
+from tracehouse.collector.config import ConfigError, load_config, parse_config
+from tracehouse.collector.stages import sample
 from tracehouse.collector.stages.sample import ContentSampler
 
 
@@ -66,16 +67,13 @@ def test_share_is_decided_per_trace_and_close_to_the_setting():
 
 
 def test_sampling_is_off_by_default_and_validated():
-    assert ContentSampler.from_config(load_config(environ={}), environ={}) is None
-    on = load_config(environ={})
-    on.extra["sampling"] = {"content_share": 0.5, "slow_ms": 100}
-    assert ContentSampler.from_config(on, environ={}).share == 0.5
-    assert ContentSampler.from_config(load_config(environ={}), environ={"TRACEHOUSE_CONTENT_SHARE": "0"}) is not None
+    assert sample.build(load_config(environ={})) is None
+    on = parse_config({"sampling": {"content_share": 0.5, "slow_ms": 100}}, environ={})
+    assert sample.build(on).share == 0.5
+    assert sample.build(load_config(environ={"TRACEHOUSE_CONTENT_SHARE": "0"})) is not None
     for bad in ({"content_share": 2}, {"content_share": "lots"}, {"keep_everything": True}):
-        broken = load_config(environ={})
-        broken.extra["sampling"] = bad
         with pytest.raises(ConfigError, match="sampling"):
-            ContentSampler.from_config(broken, environ={})
+            parse_config({"sampling": bad}, environ={})
 
 
 PROMPT = "Summarise the refund policy for order 1234"

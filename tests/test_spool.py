@@ -132,7 +132,8 @@ def test_drainer_isolates_a_batch_clickhouse_refuses_and_dead_letters_only_the_b
     and the spool moves past it (never retried forever, never silently dropped)."""
     from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
     from tracehouse.collector.metrics import CollectorMetrics
-    from tracehouse.collector.writer import SpoolDrainer, TraceStore, encode_rows
+    from tracehouse.collector.processing import encode_rows
+    from tracehouse.collector.writer import SpoolDrainer, TraceStore
 
     def record(span_id: str, duration) -> tuple[bytes, bytes]:
         row = {name: [] for name in OTEL_COLUMNS if name.startswith(("Events.", "Links."))}

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from tracehouse.collector.receivers.otlp import OtlpError, invalid_argument, too_large
+from tracehouse.collector.errors import Invalid, PipelineError, TooLarge
 
 MAX_MEMBERS = 10_000
 
@@ -62,17 +62,17 @@ def content_coding(header: str | None) -> str:
 
 
 def decompress(body: bytes, coding: str, limit: int) -> bytes:
-    """The decoded body; OtlpError 413 past `limit` bytes, 400 when the body is not valid `coding`."""
+    """The decoded body; TooLarge past `limit` bytes, Invalid when the body is not valid `coding`."""
     if coding == "identity" or not body:
         return body
     try:
         if coding == "deflate":
             return _deflate(body, limit)
         return _members(body, coding, limit)
-    except OtlpError:
+    except PipelineError:
         raise
     except Exception as exc:  # zlib.error, ZstdError, RuntimeError (lz4): all mean a corrupt body
-        raise invalid_argument(f"body is not valid {coding}: {exc}") from None
+        raise Invalid(f"body is not valid {coding}: {exc}") from None
 
 
 def _deflate(body: bytes, limit: int) -> bytes:
@@ -81,11 +81,11 @@ def _deflate(body: bytes, limit: int) -> bytes:
     decompressor = zlib.decompressobj(wbits=15 if zlib_header else -15)
     out = decompressor.decompress(body, limit + 1)
     if len(out) > limit:
-        raise too_large(limit)
+        raise TooLarge(limit)
     if not decompressor.eof:
-        raise invalid_argument("deflate body is truncated")
+        raise Invalid("deflate body is truncated")
     if decompressor.unused_data:
-        raise invalid_argument("deflate body has trailing data after its end")
+        raise Invalid("deflate body has trailing data after its end")
     return out
 
 
@@ -98,14 +98,14 @@ def _members(data: bytes, coding: str, limit: int) -> bytes:
             break  # gzip -d accepts zero padding after the last member
         members += 1
         if members > MAX_MEMBERS:
-            raise invalid_argument(f"{coding} body has more than {MAX_MEMBERS} members")
+            raise Invalid(f"{coding} body has more than {MAX_MEMBERS} members")
         decompressor = _MULTI_MEMBER[coding]()
         out = decompressor.decompress(data, limit - size + 1)
         size += len(out)
         if size > limit:
-            raise too_large(limit)
+            raise TooLarge(limit)
         if not decompressor.eof:
-            raise invalid_argument(f"{coding} body is truncated")
+            raise Invalid(f"{coding} body is truncated")
         chunks.append(out)
         data = decompressor.unused_data
     return b"".join(chunks)

@@ -14,6 +14,7 @@ import logging
 import grpc
 
 from tracehouse.collector.auth import Authenticator
+from tracehouse.collector.errors import PipelineError
 from tracehouse.collector.logs import LogLimiter, RateLimitFilter
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
@@ -22,6 +23,8 @@ from tracehouse.collector.receivers.otlp import (
     STATUS_DETAILS_TRAILER,
     OtlpError,
     export_response,
+    internal_error,
+    wire_error,
 )
 
 log = logging.getLogger(__name__)
@@ -105,11 +108,11 @@ class GrpcReceiver:
             tenant = self._auth.tenant(_text(metadata.get("authorization")), _text(metadata.get("x-api-key")))
             self._pipeline.check_capacity()
             result = await self._pipeline.export(body, False, "grpc", tenant)
-        except OtlpError as exc:
-            error = exc
+        except PipelineError as exc:
+            error = wire_error(exc)
         except Exception:
             limited.error("grpc-internal", "OTLP/gRPC: internal error handling a request", exc_info=True)
-            error = OtlpError(grpc.StatusCode.INTERNAL, 500, "internal error in the collector; see its log")
+            error = internal_error()
         else:
             return export_response(result.rejected, result.message).SerializeToString()
         await _abort(context, error)

@@ -19,18 +19,13 @@ from aiohttp.web_protocol import RequestPayloadError
 from google.rpc import code_pb2, status_pb2
 
 from tracehouse.collector.auth import Authenticator
+from tracehouse.collector.errors import Invalid, PipelineError, TooLarge
 from tracehouse.collector.logs import LogLimiter
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.receivers.connections import ConnectionPool
 from tracehouse.collector.receivers.encoding import UnsupportedEncoding, clip, content_coding, decompress
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
-from tracehouse.collector.receivers.otlp import (
-    OtlpError,
-    export_response,
-    invalid_argument,
-    to_json,
-    too_large,
-)
+from tracehouse.collector.receivers.otlp import OtlpError, export_response, internal_error, to_json, wire_error
 
 log = logging.getLogger(__name__)
 limited = LogLimiter(log)
@@ -47,6 +42,7 @@ class _ClientGone(Exception):
 
 
 def _request_timeout(seconds: float) -> OtlpError:
+    """A body that stopped arriving: a matter of this transport only, so it is a wire status from the start."""
     return OtlpError(grpc.StatusCode.DEADLINE_EXCEEDED, 408, f"no request body data for {seconds:g} s")
 
 
@@ -165,26 +161,20 @@ class HttpReceiver:
             result = await self._pipeline.export(body, content_type == JSON, "http", tenant)
         except UnsupportedEncoding as exc:
             return _error(reply_type, 415, str(exc))
-        except OtlpError as exc:
-            headers = {}
-            if exc.retry_after_seconds is not None:
-                headers["Retry-After"] = str(exc.retry_after_seconds)
-            response = _reply(reply_type, exc.http_status, exc.to_status(), headers)
-            if exc.http_status == 408:
-                response.force_close()  # the rest of a stalled body is not worth waiting for
-            return response
+        except (PipelineError, OtlpError) as exc:
+            return _refusal(reply_type, wire_error(exc))
         except _ClientGone as exc:
             limited.info("http-client-gone", "OTLP/HTTP: a client closed its connection mid-request: %s", exc)
             return web.Response(status=400)
         except Exception:
             limited.error("http-internal", "OTLP/HTTP: internal error handling a request", exc_info=True)
-            return _error(reply_type, 500, "internal error in the collector; see its log", code=code_pb2.INTERNAL)
+            return _refusal(reply_type, internal_error())
         return _reply(reply_type, 200, export_response(result.rejected, result.message))
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body as sent (still compressed), bounded in size and in time without progress."""
         if request.content_length is not None and request.content_length > self._max:
-            raise too_large(self._max)
+            raise TooLarge(self._max)
         chunks: list[bytes] = []
         size = 0
         idle = self._limits.idle_timeout_seconds
@@ -199,13 +189,24 @@ class HttpReceiver:
                     break
                 size += len(chunk)
                 if size > self._max:
-                    raise too_large(self._max)
+                    raise TooLarge(self._max)
                 chunks.append(chunk)
         except ConnectionError as exc:
             raise _ClientGone(str(exc) or type(exc).__name__) from None
         except RequestPayloadError as exc:
-            raise invalid_argument(f"request body is malformed: {' '.join(str(exc).split())[:200]}") from None
+            raise Invalid(f"request body is malformed: {' '.join(str(exc).split())[:200]}") from None
         return b"".join(chunks)
+
+
+def _refusal(content_type: str, error: OtlpError) -> web.Response:
+    """A google.rpc.Status body with the error's HTTP status; Retry-After when the client should retry."""
+    headers = {}
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    response = _reply(content_type, error.http_status, error.to_status(), headers)
+    if error.http_status == 408:
+        response.force_close()  # the rest of a stalled body is not worth waiting for
+    return response
 
 
 def _reply(content_type: str, status: int, message, headers: dict[str, str] | None = None) -> web.Response:

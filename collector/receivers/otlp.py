@@ -1,22 +1,22 @@
-"""What both OTLP receivers share: request parsing (protobuf and OTLP/JSON), responses and the
-error statuses the OTLP specification prescribes (exporters decide to retry or drop from them)."""
+"""What both OTLP receivers share: responses, and the error statuses the OTLP specification prescribes
+(exporters decide to retry or drop from them).
+
+The pipeline refuses in its own vocabulary (`tracehouse.collector.errors`); `wire_error` is the one place
+a refusal becomes a gRPC code, an HTTP status, a google.rpc.Status and, for a retryable one, RetryInfo.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 
 import grpc
 import orjson
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from tracehouse.collector.errors import Permanent, PipelineError, Retryable, TooLarge, Unauthenticated
 
 RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"
 STATUS_DETAILS_TRAILER = "grpc-status-details-bin"
@@ -44,65 +44,32 @@ class OtlpError(Exception):
         return error_details_pb2.RetryInfo(retry_delay=Duration(seconds=self.retry_after_seconds or 0))
 
 
-def invalid_argument(message: str) -> OtlpError:
-    return OtlpError(grpc.StatusCode.INVALID_ARGUMENT, 400, message)
-
-
-def too_large(size_limit: int) -> OtlpError:
-    return OtlpError(
-        grpc.StatusCode.RESOURCE_EXHAUSTED, 413, f"request exceeds the {size_limit} byte limit after decompression"
-    )
-
-
-def unavailable(message: str, retry_after_seconds: int = 1) -> OtlpError:
-    return OtlpError(grpc.StatusCode.UNAVAILABLE, 503, message, retry_after_seconds)
-
-
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT
 
-
-def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError as exc:
-        raise invalid_argument(f"request body is not a valid ExportTraceServiceRequest protobuf: {exc}") from None
-    return request
-
-
-# OTLP/JSON differs from the protobuf JSON mapping in one way that matters: ids are hex, not base64.
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+# OTLP: retryable -> UNAVAILABLE / 503 (with the delay); permanent -> INVALID_ARGUMENT / 400 (dropped).
+_WIRE_STATUS: dict[type[PipelineError], tuple[grpc.StatusCode, int]] = {
+    Retryable: (grpc.StatusCode.UNAVAILABLE, 503),
+    Permanent: (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    TooLarge: (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
+    Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, 401),
+}
 
 
-def _hex_ids_to_base64(obj: dict) -> None:
-    for key in _ID_FIELDS:
-        value = obj.get(key)
-        if isinstance(value, str):
-            try:
-                raw = bytes.fromhex(value)
-            except ValueError:
-                # Not hex: keep a value of the wrong length so the span is rejected with a message.
-                raw = b"\x00"
-            obj[key] = base64.b64encode(raw).decode()
+def internal_error() -> OtlpError:
+    """An unexpected failure in the collector: the details go to its log, not to the client."""
+    return OtlpError(grpc.StatusCode.INTERNAL, 500, "internal error in the collector; see its log")
 
 
-def parse_json(body: bytes) -> ExportTraceServiceRequest:
-    try:
-        data = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise invalid_argument(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise invalid_argument("request body must be a JSON object (an ExportTraceServiceRequest)")
-    try:
-        for resource_spans in data.get("resourceSpans") or data.get("resource_spans") or []:
-            for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []:
-                for span in scope_spans.get("spans") or []:
-                    _hex_ids_to_base64(span)
-                    for link in span.get("links") or []:
-                        _hex_ids_to_base64(link)
-        return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, AttributeError, TypeError, ValueError, binascii.Error) as exc:
-        raise invalid_argument(f"request body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+def wire_error(error: PipelineError | OtlpError) -> OtlpError:
+    """The status a refusal is answered with; a kind without one is an internal error, never a silent 200."""
+    if isinstance(error, OtlpError):
+        return error
+    for kind in type(error).__mro__:
+        status = _WIRE_STATUS.get(kind)
+        if status is not None:
+            retry_after = error.retry_after_seconds if isinstance(error, Retryable) else None
+            return OtlpError(status[0], status[1], error.message, retry_after)
+    return internal_error()
 
 
 def export_response(rejected: int = 0, message: str = "") -> ExportTraceServiceResponse:

@@ -1,11 +1,18 @@
-"""Pipeline stages: pure functions over a batch of spans, run in order between decode and the writer."""
+"""Pipeline stages: pure functions over a batch of spans, run in order between decode and the writer.
+
+Every stage package or module exposes `build(config) -> Stage | None` (None: the stage has nothing
+to do with this configuration) and reads its settings from its own section of the config.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config
+
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
 
 Stage = Callable[[SpanBatch], SpanBatch]
 
@@ -17,21 +24,7 @@ def default_stages(config: Config) -> list[Stage]:
     scans every column of the final row, so whatever a stage before it derives or copies is covered.
     Sampling before redaction spares scanning what is dropped.
     """
-    from tracehouse.collector.stages.normalize import normalize
-    from tracehouse.collector.stages.price import Pricer
-    from tracehouse.collector.stages.redact import build_redactor
-    from tracehouse.collector.stages.redact.settings import RedactionSettings
-    from tracehouse.collector.stages.redact.stage import Redactor
-    from tracehouse.collector.stages.sample import ContentSampler
+    from tracehouse.collector.stages import normalize, price, redact, sample
 
-    stages: list[Stage] = [normalize, Pricer.from_config(config).price]
-    sampler = ContentSampler.from_config(config)
-    if sampler is not None:
-        stages.append(sampler)
-    redactor = build_redactor(config)
-    if redactor is None and sampler is not None:
-        # Redaction is off, but dropped content must still go: a redactor with nothing to detect.
-        redactor = Redactor(RedactionSettings(detectors=(), default_policies=False))
-    if redactor is not None:
-        stages.append(redactor)
-    return stages
+    built = (stage.build(config) for stage in (normalize, price, sample, redact))
+    return [stage for stage in built if stage is not None]

@@ -1,6 +1,9 @@
-"""Decode stage: an OTLP ExportTraceServiceRequest into a SpanBatch, exactly as the OTel Collector
-ClickHouse exporter writes it (hex ids, ns timestamps, exporter strings for kind and status,
-attribute values stringified like pdata's Value.AsString).
+"""Decode stage: an OTLP request body (protobuf or OTLP/JSON) into an ExportTraceServiceRequest, and that
+into a SpanBatch, exactly as the OTel Collector ClickHouse exporter writes it (hex ids, ns timestamps,
+exporter strings for kind and status, attribute values stringified like pdata's Value.AsString).
+
+A body that does not parse is refused whole (`errors.Invalid`, which the receivers answer with
+INVALID_ARGUMENT / 400); a span that does not decode is rejected alone (below).
 
 What decode lets through is acknowledged and must be insertable: ClickHouse refuses a whole insert
 for one bad value, so every value is brought into its column's domain here, span by span, and a
@@ -22,14 +25,19 @@ Events.* / Links.* arrays of one span have equal lengths by construction.
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracehouse.collector.batch import SpanBatch
+from tracehouse.collector.errors import Invalid
 
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
@@ -38,6 +46,61 @@ MAX_TIME_NS = 2**63 - 1  # the last instant DateTime64(9) holds: 2262-04-11T23:4
 
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
+
+
+# --- parsing: the request body -----------------------------------------------------------------
+
+
+def parse_request(body: bytes, is_json: bool) -> ExportTraceServiceRequest:
+    """The request a body holds (OTLP/JSON when `is_json`, else protobuf); raises errors.Invalid."""
+    return parse_json(body) if is_json else parse_protobuf(body)
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise Invalid(f"request body is not a valid ExportTraceServiceRequest protobuf: {exc}") from None
+    return request
+
+
+# OTLP/JSON differs from the protobuf JSON mapping in one way that matters: ids are hex, not base64.
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+def _hex_ids_to_base64(obj: dict) -> None:
+    for key in _ID_FIELDS:
+        value = obj.get(key)
+        if isinstance(value, str):
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                # Not hex: keep a value of the wrong length so the span is rejected with a message.
+                raw = b"\x00"
+            obj[key] = base64.b64encode(raw).decode()
+
+
+def parse_json(body: bytes) -> ExportTraceServiceRequest:
+    try:
+        data = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Invalid("request body must be a JSON object (an ExportTraceServiceRequest)")
+    try:
+        for resource_spans in data.get("resourceSpans") or data.get("resource_spans") or []:
+            for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []:
+                for span in scope_spans.get("spans") or []:
+                    _hex_ids_to_base64(span)
+                    for link in span.get("links") or []:
+                        _hex_ids_to_base64(link)
+        return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+    except (json_format.ParseError, AttributeError, TypeError, ValueError, binascii.Error) as exc:
+        raise Invalid(f"request body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+
+
+# --- decoding: the request into columns --------------------------------------------------------
 
 # Go's encoding/json string escaping (HTML-safe), which pdata uses for arrays and maps.
 _GO_JSON_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}

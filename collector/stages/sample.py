@@ -18,18 +18,66 @@ content with the same key list as its content-free mode (one place for what coun
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config, ConfigError, check_keys
+from tracehouse.collector.columns import (
+    CONTENT_SAMPLED,
+    COST_USD,
+    SAMPLED_COSTLY,
+    SAMPLED_DROPPED,
+    SAMPLED_ERROR,
+    SAMPLED_REFUSAL,
+    SAMPLED_SHARE,
+    SAMPLED_SLOW,
+)
+from tracehouse.collector.settings import ConfigError, Section, check_keys
 
-COLUMN = "ContentSampled"
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
+
 ENV_SHARE = "TRACEHOUSE_CONTENT_SHARE"
 _KEYS = {"content_share", "slow_ms", "costly_usd"}
 _HASH_SPACE = 1 << 32
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The `[sampling]` section; the defaults keep every span's content (sampling off)."""
+
+    content_share: float = 1.0
+    slow_ms: float = 0.0
+    costly_usd: Decimal = Decimal(0)
+
+    @property
+    def active(self) -> bool:
+        return self.content_share < 1.0
+
+
+def parse_sampling(table: Mapping[str, Any], environ: Mapping[str, str]) -> SamplingSettings:
+    check_keys(table, _KEYS, "[sampling]")
+    raw_share = environ.get(ENV_SHARE) or table.get("content_share", 1.0)
+    try:
+        share = float(raw_share)
+        slow_ms = float(table.get("slow_ms", 0))
+        costly = Decimal(str(table.get("costly_usd", 0)))
+    except (TypeError, ValueError, InvalidOperation):
+        raise ConfigError("[sampling]: content_share, slow_ms and costly_usd must be numbers") from None
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"sampling.content_share must be between 0 and 1, got {share}")
+    return SamplingSettings(share, slow_ms, costly)
+
+
+SAMPLING = Section("sampling", (ENV_SHARE,), parse_sampling, "content sampling: the share of traces that keep content")
+
+
+def build(config: Config) -> ContentSampler | None:
+    """The stage for this config, or None when every span keeps its content (the default)."""
+    settings = config.sampling
+    return ContentSampler(settings.content_share, settings.slow_ms, settings.costly_usd) if settings.active else None
 
 
 class ContentSampler:
@@ -40,25 +88,6 @@ class ContentSampler:
         self._threshold = int(share * _HASH_SPACE)
         self._slow_ns = int(slow_ms * 1_000_000) if slow_ms > 0 else 0
         self._costly = costly_usd if costly_usd > 0 else None
-
-    @classmethod
-    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> ContentSampler | None:
-        """The stage for this config, or None when every span keeps its content (the default)."""
-        env = os.environ if environ is None else environ
-        raw_table = config.extra.get("sampling") or {}
-        if not isinstance(raw_table, dict):
-            raise ConfigError("[sampling] in the config file must be a table")
-        table: dict[str, Any] = dict(raw_table)
-        check_keys(table, _KEYS, "[sampling]")
-        raw_share = env.get(ENV_SHARE) or table.get("content_share", 1.0)
-        try:
-            share = float(raw_share)
-            slow_ms = float(table.get("slow_ms", 0))
-            costly = Decimal(str(table.get("costly_usd", 0)))
-        except (TypeError, ValueError, InvalidOperation):
-            raise ConfigError("[sampling]: content_share, slow_ms and costly_usd must be numbers") from None
-        sampler = cls(share, slow_ms, costly)
-        return None if share >= 1.0 else sampler
 
     def keeps_trace(self, trace_id: str) -> bool:
         """The share decision: the trace id's first 32 bits (hex, uniformly random) against the share."""
@@ -72,16 +101,16 @@ class ContentSampler:
         n = len(batch)
         reasons = [""] * n
         status, error_type = cols["StatusCode"], cols.get("ErrorType")
-        finish, cost, duration = cols.get("FinishReason"), cols.get("CostUsd"), cols["Duration"]
+        finish, cost, duration = cols.get("FinishReason"), cols.get(COST_USD), cols["Duration"]
         for i in range(n):
             if status[i] == "Error" or (error_type and error_type[i]):
-                reasons[i] = "error"
+                reasons[i] = SAMPLED_ERROR
             elif finish and finish[i] == "content_filter":
-                reasons[i] = "refusal"
+                reasons[i] = SAMPLED_REFUSAL
             elif self._slow_ns and duration[i] > self._slow_ns:
-                reasons[i] = "slow"
+                reasons[i] = SAMPLED_SLOW
             elif self._costly is not None and cost and cost[i] is not None and cost[i] > self._costly:
-                reasons[i] = "costly"
+                reasons[i] = SAMPLED_COSTLY
         trace_ids = cols["TraceId"]
         outlier_traces = {trace_ids[i]: reasons[i] for i in range(n) if reasons[i]}
         decided: dict[str, str] = {}
@@ -93,7 +122,7 @@ class ContentSampler:
             if reason is None:
                 reason = decided.get(trace_id)
                 if reason is None:
-                    reason = decided[trace_id] = "share" if self.keeps_trace(trace_id) else "dropped"
+                    reason = decided[trace_id] = SAMPLED_SHARE if self.keeps_trace(trace_id) else SAMPLED_DROPPED
             reasons[i] = reason
-        cols[COLUMN] = reasons
+        cols[CONTENT_SAMPLED] = reasons
         return batch

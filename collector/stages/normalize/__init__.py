@@ -36,13 +36,26 @@ out of InputMessages into SystemPrompt (text, joined with blank lines, after Gen
 `{"type", "name", "description"?, "parameters"?}`. Past 256 messages, the first 8 and the latest are
 kept with a `{"role": "truncated", ...}` marker between; long texts are cut with a note (see `limits`).
 
-Identity (`identity`): user, session, feature and tenant come from `tracehouse.*` attributes, the
-conventions' own attributes and the span's metadata object; `resolve_tenant` alone decides the tenant
-and takes the API key's tenant, which overrides everything, when there is one.
+Identity (`identity`): user, session, feature and tenant come from `tracehouse.*` attributes
+(tracehouse.instrumentation.attributes), the conventions' own attributes and the span's metadata object.
+The tenant is what the app claims: with API keys configured, the pipeline replaces it with the key's
+(processing.with_key_tenant, the one place that decides it).
 """
 
-from tracehouse.collector.stages.normalize.columns import LLM_COLUMNS
-from tracehouse.collector.stages.normalize.identity import resolve_tenant
-from tracehouse.collector.stages.normalize.stage import StageStats, normalize
+from __future__ import annotations
 
-__all__ = ["LLM_COLUMNS", "StageStats", "normalize", "resolve_tenant"]
+from typing import TYPE_CHECKING
+
+from tracehouse.collector.stages.normalize.stage import normalize
+
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
+    from tracehouse.collector.stages import Stage
+
+
+def build(config: Config) -> Stage:
+    """The stage: normalization has no settings, every collector runs it."""
+    return normalize
+
+
+__all__ = ["build", "normalize"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tracehouse.collector.columns import TOKEN_COLUMNS
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.finish import normalize_finish_reason
 from tracehouse.collector.stages.normalize.kinds import resolve_kind_and_operation
@@ -40,20 +41,9 @@ def _system_prompt(instructions: str, lifted: list[str]) -> str:
     return clip("\n\n".join(texts), limits.MAX_TEXT_CHARS)
 
 
-# Fields that are their column's value as they are.
+# Fields that are their column's value as they are (InputTokens is decided with TotalTokens, below).
 _AS_IS = frozenset(
-    (
-        "OutputTokens",
-        "CacheReadTokens",
-        "CacheWriteTokens",
-        "ReasoningTokens",
-        "InputAudioTokens",
-        "OutputAudioTokens",
-        "Temperature",
-        "TopP",
-        "MaxTokens",
-        "Tags",
-    )
+    (*(name for name in TOKEN_COLUMNS if name != "InputTokens"), "Temperature", "TopP", "MaxTokens", "Tags")
 )
 # Fields that become their column through one conversion.
 _CONVERSIONS: dict[str, Callable[[Any], Any]] = {

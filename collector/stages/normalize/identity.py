@@ -1,7 +1,11 @@
 """Who and what a span is for: user, session, feature and tenant, each decided by one function.
 
 `metadata` is the span's metadata object as the winning mapper read it: OpenInference `metadata`
-JSON, OpenLLMetry `traceloop.association.properties.*` or Vercel `ai.telemetry.metadata.*`.
+JSON, OpenLLMetry `traceloop.association.properties.*` or Vercel `ai.telemetry.metadata.*`. The
+`tracehouse.*` names are the app side's (tracehouse.instrumentation.attributes, which imports nothing).
+
+The tenant here is the one the app claims; with API keys configured the pipeline stores the key's
+tenant instead (processing.with_key_tenant).
 """
 
 from __future__ import annotations
@@ -11,17 +15,18 @@ from typing import Any
 
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.values import short
+from tracehouse.instrumentation import attributes
 
-TENANT_ATTRIBUTE = "tracehouse.tenant"
-FEATURE_ATTRIBUTE = "tracehouse.feature"
-USER_ATTRIBUTES = ("tracehouse.user", "user.id")
+TENANT_ATTRIBUTE = attributes.TENANT
+FEATURE_ATTRIBUTE = attributes.FEATURE
+USER_ATTRIBUTES = (attributes.USER, "user.id")
 USER_FALLBACK_ATTRIBUTES = ("llm.user", "enduser.id")  # weaker: the end-user id an app passed to the provider
-SESSION_ATTRIBUTES = ("tracehouse.session", "session.id", "gen_ai.conversation.id")
+SESSION_ATTRIBUTES = (attributes.SESSION, "session.id", "gen_ai.conversation.id")
 
 METADATA_USER_KEYS = ("user_id", "userId")
 METADATA_SESSION_KEYS = ("session_id", "sessionId")
-METADATA_FEATURE_KEYS = ("feature",)
-METADATA_TENANT_KEYS = ("tenant_id", "tenantId", "tenant")
+METADATA_FEATURE_KEYS = (attributes.METADATA_FEATURE,)
+METADATA_TENANT_KEYS = (attributes.METADATA_TENANT, "tenantId", "tenant")
 
 # Span attributes any of the resolvers reads; a span with none of them and no metadata skips the lookups.
 SPAN_KEYS = frozenset(
@@ -48,16 +53,10 @@ def _from_metadata(metadata: Mapping[str, Any] | None, keys: tuple[str, ...]) ->
 
 
 def resolve_tenant(
-    span_attrs: Mapping[str, str],
-    resource_attrs: Mapping[str, str],
-    metadata: Mapping[str, Any] | None = None,
-    api_key_tenant: str | None = None,
+    span_attrs: Mapping[str, str], resource_attrs: Mapping[str, str], metadata: Mapping[str, Any] | None = None
 ) -> str:
-    """The tenant of a span: the API key's tenant when the request was authenticated with one (it overrides
-    everything the app says), else `tracehouse.tenant` on the span, a `tenant_id` in its metadata, then
-    `tracehouse.tenant` on the resource."""
-    if api_key_tenant:
-        return short(api_key_tenant)
+    """The tenant the app claims for a span: `tracehouse.tenant` on the span, a `tenant_id` in its
+    metadata, then `tracehouse.tenant` on the resource."""
     return short(
         span_attrs.get(TENANT_ATTRIBUTE)
         or _from_metadata(metadata, METADATA_TENANT_KEYS)

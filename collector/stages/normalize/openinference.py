@@ -40,6 +40,7 @@ from tracehouse.collector.stages.normalize.values import (
     string_list,
     to_int,
 )
+from tracehouse.instrumentation import attributes
 
 FIRST_TOKEN_EVENT = "First Token Stream Event"
 
@@ -244,7 +245,7 @@ def _template_fields(get: Callable[[str], str | None], fields: Fields) -> None:
         if value:
             fields[field] = value
     # Not in the OpenInference spec, which has no template name: the tracehouse helpers set it.
-    name = get("llm.prompt_template.name") or get("prompt.id")
+    name = get(attributes.PROMPT_TEMPLATE_NAME) or get("prompt.id")
     if name:
         fields["PromptTemplateName"] = name
 

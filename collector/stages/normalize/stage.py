@@ -8,7 +8,10 @@ This runs on every span, in Python, so its cost is counted in calls and lookups 
 (bench/bench_normalize.py). What depends on the set of keys alone (which mappers apply, where the
 indexed lists are) is worked out once per distinct key set (`dispatch`, `flat.IndexedFamilies`); mappers
 read present attributes and build only the fields they find; finalize converts only those.
-tests/test_normalize_differential.py holds the result to that of the straightforward implementation.
+tests/test_normalize_fast_paths.py holds these shortcuts to the results of the long way round.
+
+A bug in a mapper costs the span its LLM fields, not the batch: the span is stored with empty LLM
+columns (its identity and error columns still set) and the error is logged with the span's id.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracehouse.collector.batch import SpanBatch
+from tracehouse.collector.columns import TENANT_ID
 from tracehouse.collector.stages.normalize.columns import clear_row, empty_columns
 from tracehouse.collector.stages.normalize.dispatch import Dispatch
 from tracehouse.collector.stages.normalize.errors import error_fields
@@ -30,12 +34,6 @@ from tracehouse.collector.stages.normalize.span import SpanView
 log = logging.getLogger(__name__)
 
 _DISPATCH = Dispatch()
-
-
-class StageStats:
-    """Spans whose LLM fields could not be read because of a bug here; they are stored with empty fields."""
-
-    failures = 0
 
 
 def merged_fields(span: SpanView, mappers: Sequence[Mapper]) -> Fields:
@@ -57,7 +55,7 @@ def normalize(batch: SpanBatch) -> SpanBatch:
     starts, status_codes, status_messages = source["Timestamp"], source["StatusCode"], source["StatusMessage"]
     event_names, event_attrs = source["Events.Name"], source["Events.Attributes"]
     event_times = source["Events.Timestamp"]
-    users, sessions, tenants, features = out["UserId"], out["SessionId"], out["TenantId"], out["Feature"]
+    users, sessions, tenants, features = out["UserId"], out["SessionId"], out[TENANT_ID], out["Feature"]
     error_types, error_messages = out["ErrorType"], out["ErrorMessage"]
 
     for row in range(rows):
@@ -77,7 +75,6 @@ def normalize(batch: SpanBatch) -> SpanBatch:
                 metadata = fields.get("Metadata")
                 write_llm_columns(fields, out, row)
             except Exception:  # a bug here must cost one span its LLM fields, not the batch
-                StageStats.failures += 1
                 log.exception("normalize: could not read the LLM fields of span %s", source["SpanId"][row])
                 metadata = None
                 clear_row(out, row)

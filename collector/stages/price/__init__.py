@@ -1,39 +1,37 @@
 """Pricing stage: cost in USD (Decimal, total and by kind) for every LLM span, with its provenance.
 
-pricer = Pricer.from_config(config)   # catalogue (genai-prices, offline) + optional price file
-batch = pricer.price(batch)           # the stage; adds PRICE_COLUMNS
-pricer.unknown                        # Counter[(provider, model)] of spans no price covered
+pricer = build(config)                # catalogue (genai-prices, offline) + the configured price file
+batch = pricer(batch)                 # the stage; adds columns.PRICE_COLUMNS
+
+The catalogue takes ~0.3 s to import: the names below load on first use, so reading the `[pricing]`
+section (stages/price/settings.py) does not pay for it.
 """
 
-from tracehouse.collector.stages.price.catalogue import CATALOGUE_VERSION, Catalogue
-from tracehouse.collector.stages.price.option import PriceOption
-from tracehouse.collector.stages.price.price_file import PriceFile, PriceFileError, PriceRule
-from tracehouse.collector.stages.price.pricer import (
-    CATALOGUE,
-    COST_COLUMNS,
-    PRICE_COLUMNS,
-    PRICE_FILE_ENV,
-    PROVIDED,
-    UNKNOWN,
-    USER,
-    Pricer,
-    price_file_path,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CATALOGUE",
-    "CATALOGUE_VERSION",
-    "COST_COLUMNS",
-    "PRICE_COLUMNS",
-    "PRICE_FILE_ENV",
-    "PROVIDED",
-    "UNKNOWN",
-    "USER",
-    "Catalogue",
-    "PriceFile",
-    "PriceFileError",
-    "PriceOption",
-    "PriceRule",
-    "Pricer",
-    "price_file_path",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CATALOGUE_VERSION": "catalogue",
+    "Catalogue": "catalogue",
+    "PriceOption": "option",
+    "PriceFile": "price_file",
+    "PriceFileError": "price_file",
+    "PriceRule": "price_file",
+    "Pricer": "pricer",
+    "build": "pricer",
+    "PRICE_FILE_ENV": "settings",
+    "PricingSettings": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

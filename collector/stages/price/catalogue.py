@@ -2,8 +2,9 @@
 package (never fetched at run time), behind a cache of (provider, model name) look-ups.
 
 genai-prices answers "which model is this name, at which provider". We add the names spans carry
-that it does not take directly: provider prefixes (`openai/gpt-4o`), Bedrock ARNs, our provider
-aliases, and as a last resort a dated name's undated model (`gpt-4o-mini-2024-09-01` -> `gpt-4o-mini`).
+that it does not take directly: provider prefixes (`openai/gpt-4o`), Bedrock ARNs, our provider ids
+(providers.catalogue_provider), and as a last resort a dated name's undated model (`gpt-4o-mini-2024-09-01`
+-> `gpt-4o-mini`).
 We never cross to another provider's price when the span names a provider the catalogue knows; for
 one it does not know (a gateway, a proxy) the catalogue infers the provider from the model name,
 except for self-hosted runtimes (ollama, vllm, ...), whose models have no catalogue price.
@@ -26,8 +27,9 @@ from genai_prices.types import (
     TimeOfDateConstraint,
 )
 
+from tracehouse.collector.columns import COST_CATALOGUE
 from tracehouse.collector.stages.price.option import ALWAYS, PriceOption, date_to_ns
-from tracehouse.collector.stages.price.providers import SELF_HOSTED, canonical_provider
+from tracehouse.collector.stages.price.providers import SELF_HOSTED, catalogue_provider
 from tracehouse.collector.stages.price.rates import ZERO, PriceSheet, build_sheet
 
 CATALOGUE_VERSION = genai_prices.__version__
@@ -75,7 +77,7 @@ class Catalogue:
         """The catalogue's id for a provider name, or None when the catalogue has no such provider."""
         found = self._provider_ids.get(raw, "")
         if found == "":
-            name = canonical_provider(raw)
+            name = catalogue_provider(raw)
             match = find_provider_by_id(self._providers, name) if name and name != "litellm" else None
             found = self._provider_ids[raw] = match.id if match else None
         return found
@@ -94,7 +96,7 @@ class Catalogue:
             attempts.append((prefix_pid, rest))
             if pid and pid != prefix_pid:
                 attempts.append((pid, rest))
-        if not pid and canonical_provider(provider) not in SELF_HOSTED:
+        if not pid and catalogue_provider(provider) not in SELF_HOSTED:
             # No provider the catalogue knows (a gateway, a proxy): let it infer one from the model name.
             attempts.append((None, name))
             if slash:
@@ -141,7 +143,7 @@ def _options_for(provider: Provider, info: ModelInfo, matched: str) -> tuple[Pri
             start_ns = date_to_ns(applies_when.start_date)
         elif isinstance(applies_when, TimeOfDateConstraint):
             daily = (_utc_second(applies_when.start_time), _utc_second(applies_when.end_time))
-        options.append(PriceOption("catalogue", info.id, effective, sheet, provider.id, matched, start_ns, daily))
+        options.append(PriceOption(COST_CATALOGUE, info.id, effective, sheet, provider.id, matched, start_ns, daily))
     return tuple(options)
 
 

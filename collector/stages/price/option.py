@@ -24,7 +24,7 @@ def date_to_ns(day: date) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PriceOption:
-    source: str  # 'catalogue' or 'user'
+    source: str  # the CostSource it gives: columns.COST_CATALOGUE or COST_USER
     model_id: str  # stored as PriceModel: the catalogue's model id or the price-file entry's model
     effective_from: str  # stored as PriceEffectiveFrom: 'YYYY-MM-DD', or '' when the price has no start date
     sheet: PriceSheet

@@ -31,9 +31,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from tracehouse.collector.config import ConfigError
+from tracehouse.collector.columns import COST_USER
+from tracehouse.collector.settings import ConfigError
 from tracehouse.collector.stages.price.option import ALWAYS, PriceOption, date_to_ns
-from tracehouse.collector.stages.price.providers import canonical_provider
+from tracehouse.collector.stages.price.providers import catalogue_provider
 from tracehouse.collector.stages.price.rates import KINDS, ZERO, PriceSheet, build_sheet
 
 MATCH_KINDS = ("exact", "glob", "regex")
@@ -70,7 +71,7 @@ class PriceRule:
     def option(self, matched: str) -> PriceOption:
         start = date_to_ns(self.effective_from) if self.effective_from else ALWAYS
         effective = self.effective_from.isoformat() if self.effective_from else ""
-        return PriceOption("user", self.model, effective, self.sheet, self.provider, matched, start, rule=self)
+        return PriceOption(COST_USER, self.model, effective, self.sheet, self.provider, matched, start, rule=self)
 
 
 class PriceFile:
@@ -117,7 +118,7 @@ class PriceFile:
         for any provider, then the order of `names` (response model before request model), then the
         latest effective date (the span takes the first one not after its timestamp), then file order.
         """
-        wanted = canonical_provider(provider) if provider else ""
+        wanted = catalogue_provider(provider) if provider else ""
         found: list[tuple[tuple[int, int, int, int], PriceOption]] = []
         for name_index, name in enumerate(names):
             lowered = name.lower()
@@ -194,7 +195,7 @@ def _parse_entry(entry: Any, index: int, path: Path, lines: _Lines) -> PriceRule
     provider = entry.get("provider", "")
     if not isinstance(provider, str):
         raise fail(f"`provider` must be a string, got {provider!r}", "provider")
-    provider = canonical_provider(provider) if provider.strip() and provider.strip() != "*" else ""
+    provider = catalogue_provider(provider) if provider.strip() and provider.strip() != "*" else ""
 
     effective_from = _effective_from(entry.get("effective_from"), lambda p: fail(p, "effective_from"))
     note = entry.get("note", "")

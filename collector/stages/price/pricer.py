@@ -13,73 +13,52 @@ Decimal arithmetic.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Mapping
 from decimal import Decimal
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config, ConfigError, check_keys
+from tracehouse.collector.columns import (
+    COST_COLUMNS,
+    COST_PROVIDED,
+    COST_SOURCE,
+    COST_UNKNOWN,
+    PRICE_EFFECTIVE_FROM,
+    PRICE_MODEL,
+    TOKEN_COLUMNS,
+)
 from tracehouse.collector.stages.price.catalogue import Catalogue
 from tracehouse.collector.stages.price.option import PriceOption, first_active
 from tracehouse.collector.stages.price.price_file import PriceFile
 from tracehouse.collector.stages.price.provided import TRIGGER_KEYS, provided_costs
 from tracehouse.collector.stages.price.rates import compute_costs, decimal_context
 
-COST_COLUMNS: tuple[str, ...] = (
-    "CostUsd",
-    "InputCostUsd",
-    "CacheReadCostUsd",
-    "CacheWriteCostUsd",
-    "OutputCostUsd",
-    "ReasoningCostUsd",
-    "AudioCostUsd",
-)
-PRICE_COLUMNS: tuple[str, ...] = (*COST_COLUMNS, "CostSource", "PriceModel", "PriceEffectiveFrom")
-PROVIDED, CATALOGUE, USER, UNKNOWN = "provided", "catalogue", "user", "unknown"
-PRICE_FILE_ENV = "TRACEHOUSE_PRICE_FILE"
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
+
 # LlmSpanKind values that are one billed call to a model.
 CALL_KINDS = frozenset({"LLM", "EMBEDDING"})
 
-TOKEN_COLUMNS = (
-    "InputTokens",
-    "CacheReadTokens",
-    "CacheWriteTokens",
-    "OutputTokens",
-    "ReasoningTokens",
-    "InputAudioTokens",
-    "OutputAudioTokens",
-)
 _NO_COSTS: tuple[None, ...] = (None,) * len(COST_COLUMNS)
 _MISSING = object()
 MAX_CACHED_MODELS = 10_000
-# `unknown` is exported as a metric labelled by provider and model: past this many pairs, count under OTHER.
-MAX_UNKNOWN_KEYS = 1_000
-OTHER_UNKNOWN = ("*", "*")
 
 
 class Pricer:
-    """Prices batches. `unknown` counts spans per (provider, model) that no price covered (at most
-    MAX_UNKNOWN_KEYS pairs, then under OTHER_UNKNOWN); `spans_by_source` counts spans per CostSource."""
+    """Prices batches (columns.PRICE_COLUMNS). `spans_by_source` counts spans per CostSource; unpriced calls
+    are counted from the batch's CostSource column (tracehouse_unpriced_calls), and listed from the store
+    by `tracehouse prices unknown`."""
 
     def __init__(self, price_file: PriceFile | None = None, catalogue: Catalogue | None = None) -> None:
         self.price_file = price_file
         self.catalogue = catalogue if catalogue is not None else Catalogue()
-        self.unknown: Counter[tuple[str, str]] = Counter()
         self.spans_by_source: Counter[str] = Counter()
         self._options: dict[tuple[str, str, str], tuple[PriceOption, ...]] = {}
         # Per model: its first option when that one applies at any time (the common case), else None.
         self._always: dict[tuple[str, str, str], PriceOption | None] = {}
 
-    @classmethod
-    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Pricer:
-        """The catalogue plus the price file named by TRACEHOUSE_PRICE_FILE or [pricing] price_file.
-
-        Raises PriceFileError (a ConfigError) when that file is missing or malformed.
-        """
-        path = price_file_path(config, environ)
-        return cls(PriceFile.load(path) if path else None)
+    def __call__(self, batch: SpanBatch) -> SpanBatch:
+        return self.price(batch)
 
     def options(self, provider: str, request_model: str, response_model: str) -> tuple[PriceOption, ...]:
         """Every price that may apply to this model, first active one wins: price file, then catalogue."""
@@ -100,16 +79,6 @@ class Pricer:
                     break
             found = self._options[key] = user + catalogue
         return found
-
-    def _count_unknown(self, provider: str, model: str) -> None:
-        key = (provider, model)
-        if key not in self.unknown and len(self.unknown) >= MAX_UNKNOWN_KEYS:
-            key = OTHER_UNKNOWN
-        self.unknown[key] += 1
-
-    def resolve(self, provider: str, request_model: str, response_model: str, ts_ns: int) -> PriceOption | None:
-        """The price that applies to a span of this model at this time, or None when unknown."""
-        return first_active(self.options(provider, request_model, response_model), ts_ns)
 
     def price(self, batch: SpanBatch) -> SpanBatch:
         """The stage: add the PRICE_COLUMNS to `batch` (rewritten whole if already there)."""
@@ -154,7 +123,7 @@ class Pricer:
                     provided = provided_costs(attrs)
                     if provided is not None:
                         results[i] = provided
-                        sources[i] = PROVIDED
+                        sources[i] = COST_PROVIDED
                         continue
                 if not request_model and not response_model and inp is None and out is None:
                     continue  # not an LLM call
@@ -166,8 +135,7 @@ class Pricer:
                 if option is None:
                     option = first_active(self.options(*key), ts)
                 if option is None:
-                    sources[i] = UNKNOWN
-                    self._count_unknown(provider, response_model or request_model)
+                    sources[i] = COST_UNKNOWN
                     continue
                 results[i] = compute_costs(
                     option.sheet, inp or 0, cr or 0, cw or 0, out or 0, reas or 0, ia or 0, oa or 0
@@ -178,24 +146,14 @@ class Pricer:
 
         for name, values in zip(COST_COLUMNS, zip(*results, strict=True) if n else [()] * 7, strict=True):
             cols[name] = list(values)
-        cols["CostSource"] = sources
-        cols["PriceModel"] = models
-        cols["PriceEffectiveFrom"] = effective
+        cols[COST_SOURCE] = sources
+        cols[PRICE_MODEL] = models
+        cols[PRICE_EFFECTIVE_FROM] = effective
         self.spans_by_source.update(sources)
         del self.spans_by_source[""]
         return batch
 
 
-def price_file_path(config: Config, environ: Mapping[str, str] | None = None) -> Path | None:
-    """TRACEHOUSE_PRICE_FILE, else `price_file` in the config file's [pricing] table, else none."""
-    env = os.environ if environ is None else environ
-    raw = env.get(PRICE_FILE_ENV) or None
-    if raw is None:
-        section = config.extra.get("pricing", {})
-        if not isinstance(section, dict):
-            raise ConfigError("[pricing] in the config file must be a table")
-        check_keys({key.replace("-", "_"): value for key, value in section.items()}, {"price_file"}, "[pricing]")
-        raw = section.get("price_file", section.get("price-file"))
-        if raw is not None and not isinstance(raw, str):
-            raise ConfigError(f"[pricing] price_file must be a path string, got {raw!r}")
-    return Path(raw).expanduser() if raw else None
+def build(config: Config) -> Pricer:
+    """The stage: the catalogue plus the configured price file, if any."""
+    return Pricer(config.pricing.rules)

@@ -1,60 +1,22 @@
-"""Provider ids: the names spans use (our normalized ids, GenAI semconv, OpenInference, LiteLLM)
-folded onto the ids of the price catalogue, so `aws.bedrock`, `aws_bedrock` and `bedrock` are one provider."""
+"""Provider ids (columns.provider_id: what normalization stores in LlmProvider) onto the price
+catalogue's ids (genai-prices), and the providers no catalogue prices.
+
+Names that do not come from a normalized span (a price file's `provider`, a model prefix such as
+`bedrock/...`, `tracehouse prices show --provider`) are folded onto an id the same way first.
+"""
 
 from __future__ import annotations
 
-_ALIASES = {
-    "openai": "openai",
-    "anthropic": "anthropic",
-    "azure": "azure",
-    "azure_openai": "azure",
-    "azure.ai.openai": "azure",
-    "azure.ai.inference": "azure",
-    "azure_ai": "azure",
-    "azureopenai": "azure",
-    "aws": "aws",
-    "aws_bedrock": "aws",
-    "aws.bedrock": "aws",
-    "bedrock": "aws",
-    "amazon_bedrock": "aws",
-    "google": "google",
-    "gemini": "google",
-    "vertex": "google",
-    "vertex_ai": "google",
-    "vertexai": "google",
-    "google_genai": "google",
-    "google_vertexai": "google",
-    "gcp.gemini": "google",
-    "gcp.vertex_ai": "google",
-    "gcp.gen_ai": "google",
-    "mistral": "mistral",
-    "mistral_ai": "mistral",
-    "mistralai": "mistral",
-    "x-ai": "x-ai",
-    "x_ai": "x-ai",
-    "xai": "x-ai",
-    "deepseek": "deepseek",
-    "cohere": "cohere",
-    "groq": "groq",
-    "together": "together",
-    "together_ai": "together",
-    "togetherai": "together",
-    "fireworks": "fireworks",
-    "fireworks_ai": "fireworks",
-    "openrouter": "openrouter",
-    "perplexity": "perplexity",
-    "cerebras": "cerebras",
-    "moonshot": "moonshotai",
-    "moonshotai": "moonshotai",
-}
+from tracehouse.collector.columns import provider_id
+
+# Provider ids the catalogue spells differently; every other id is the catalogue's own.
+_CATALOGUE_IDS = {"aws_bedrock": "aws", "xai": "x-ai", "moonshot": "moonshotai"}
 
 # Models run on the user's own hardware: a name like "llama3" must not borrow some cloud's price.
-SELF_HOSTED = frozenset(
-    {"ollama", "vllm", "lmstudio", "lm_studio", "llamacpp", "llama_cpp", "localai", "tgi", "local", "self_hosted"}
-)
+SELF_HOSTED = frozenset({"ollama", "vllm", "lmstudio", "llamacpp", "localai", "tgi", "local", "self_hosted"})
 
 
-def canonical_provider(raw: str) -> str:
-    """The catalogue id for a provider name, or the name itself in lower case when we know no alias."""
-    name = raw.strip().lower()
-    return _ALIASES.get(name) or _ALIASES.get(name.replace("-", "_")) or name
+def catalogue_provider(name: str) -> str:
+    """The catalogue's id for a provider id or name, or the provider id when the catalogue spells it the same."""
+    pid = provider_id(name)
+    return _CATALOGUE_IDS.get(pid, pid)

@@ -1,6 +1,6 @@
 """Redaction stage: PII and secrets are replaced before anything is spooled or stored.
 
-Build it with `build_redactor(config)` (None when turned off); call it on a SpanBatch. It runs last, on the
+Build it with `build(config)` (None when turned off); call it on a SpanBatch. It runs last, on the
 final row, and the unit of redaction is every string that is written:
 
 - every column of the batch, whichever stage wrote it: text columns, lists of text (event names, link
@@ -22,14 +22,13 @@ final row, and the unit of redaction is every string that is written:
 
 from tracehouse.collector.stages.redact.scanner import Scanner
 from tracehouse.collector.stages.redact.settings import RedactionConfigError, RedactionSettings, parse_settings
-from tracehouse.collector.stages.redact.stage import COUNTS_COLUMN, Redactor, build_redactor
+from tracehouse.collector.stages.redact.stage import Redactor, build
 
 __all__ = [
-    "COUNTS_COLUMN",
     "RedactionConfigError",
     "RedactionSettings",
     "Redactor",
     "Scanner",
-    "build_redactor",
+    "build",
     "parse_settings",
 ]

@@ -11,7 +11,15 @@ from itertools import chain
 from typing import Any
 
 from tracehouse.collector.batch import OTEL_COLUMNS
-from tracehouse.collector.stages.normalize.columns import ARRAY_COLUMNS, STRING_COLUMNS
+from tracehouse.collector.columns import (
+    CONTENT_SAMPLED,
+    COST_SOURCE,
+    LLM_ARRAY_COLUMNS,
+    LLM_STRING_COLUMNS,
+    PRICE_EFFECTIVE_FROM,
+    PRICE_MODEL,
+    REDACTION_COUNTS,
+)
 
 # Column -> why it is never scanned. Keep it short: only validated ids, numbers, fixed vocabularies and
 # values that come from configuration rather than from spans.
@@ -26,11 +34,11 @@ UNSCANNED: dict[str, str] = {
     "Links.SpanId": "hex of the link's id bytes",
     "SpanKind": "one of decode.SPAN_KINDS",
     "StatusCode": "one of decode.STATUS_CODES",
-    "ContentSampled": "one of the content sampler's decisions",
-    "CostSource": "one of the pricer's sources",
-    "PriceModel": "a model id from the price catalogue or the price file (configuration, not spans)",
-    "PriceEffectiveFrom": "a date from the price catalogue or the price file",
-    "RedactionCounts": "written by the redactor: detector, rule and policy names",
+    CONTENT_SAMPLED: "one of the content sampler's decisions",
+    COST_SOURCE: "one of the pricer's sources",
+    PRICE_MODEL: "a model id from the price catalogue or the price file (configuration, not spans)",
+    PRICE_EFFECTIVE_FROM: "a date from the price catalogue or the price file",
+    REDACTION_COUNTS: "written by the redactor: detector, rule and policy names",
 }
 
 # Attribute maps: policies are per key ([redaction.attributes]); keys and values are both scanned.
@@ -40,7 +48,7 @@ MAP_COLUMNS: tuple[str, ...] = ("ResourceAttributes", "SpanAttributes", "Events.
 # decode, normalize and price stages write, less the unscanned ones and the attribute maps.
 TEXT_COLUMNS: tuple[str, ...] = tuple(
     name
-    for name in dict.fromkeys((*OTEL_COLUMNS, *STRING_COLUMNS, *ARRAY_COLUMNS))
+    for name in dict.fromkeys((*OTEL_COLUMNS, *LLM_STRING_COLUMNS, *LLM_ARRAY_COLUMNS))
     if name not in UNSCANNED and name not in MAP_COLUMNS
 )
 

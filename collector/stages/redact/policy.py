@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
+from tracehouse.collector.columns import TENANT_ID
+from tracehouse.instrumentation import attributes
+
 KEEP, SCAN, REDACT, HASH, DROP = "keep", "scan", "redact", "hash", "drop"
 
 # Keys whose whole value is a credential, whatever it looks like (matched on the lower-cased key).
@@ -76,8 +79,8 @@ CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls
 # does not leave the raw id in UserId, nor masking `service.name` the raw name in ServiceName.
 COLUMN_SOURCES: dict[str, tuple[str, ...]] = {
     "ServiceName": ("service.name",),
-    "TenantId": ("tracehouse.tenant",),
-    "Feature": ("tracehouse.feature",),
+    TENANT_ID: (attributes.TENANT,),
+    "Feature": (attributes.FEATURE,),
     "UserId": ("user.id", "enduser.id", "gen_ai.user.id", "langfuse.user.id", "ai.telemetry.metadata.userId"),
     "SessionId": ("session.id", "gen_ai.conversation.id", "langfuse.session.id", "ai.telemetry.metadata.sessionId"),
 }

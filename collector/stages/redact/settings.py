@@ -14,7 +14,7 @@ from typing import Any
 
 import re2
 
-from tracehouse.collector.config import ConfigError, did_you_mean
+from tracehouse.collector.settings import ConfigError, Section, did_you_mean
 from tracehouse.collector.stages.redact.columns import MAP_COLUMNS, TEXT_COLUMNS, UNSCANNED
 from tracehouse.collector.stages.redact.detectors import TYPES
 from tracehouse.collector.stages.redact.scanner import re2_options
@@ -85,7 +85,7 @@ class RedactionSettings:
 
 
 def parse_settings(table: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None) -> RedactionSettings:
-    """Build the settings from config.extra["redaction"] and the TRACEHOUSE_REDACTION* variables."""
+    """The [redaction] section, with the TRACEHOUSE_REDACTION* variables over it."""
     env = os.environ if environ is None else environ
     table = dict(table or {})
     _check_keys(table, _TOP_KEYS, "[redaction]")
@@ -237,3 +237,8 @@ def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise RedactionConfigError(f"{where} must be true or false, got {value!r}")
     return value
+
+
+REDACTION = Section(
+    "redaction", (ENV_SWITCH, ENV_SECRET), parse_settings, "redaction: detectors, rules, policies, content-free mode"
+)

@@ -6,23 +6,22 @@ its RedactionCounts."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.config import Config
+from tracehouse.collector.columns import CONTENT_SAMPLED, REDACTION_COUNTS, SAMPLED_DROPPED
 from tracehouse.collector.stages.redact.columns import MAP, MAPS, TEXT, TEXT_COLUMNS, TEXTS, UNSCANNED, column_kind
 from tracehouse.collector.stages.redact.detectors import BUILTINS
 from tracehouse.collector.stages.redact.policy import CONTENT_COLUMNS, DROP, HASH, KEEP, REDACT, SCAN, KeyPolicies
 from tracehouse.collector.stages.redact.scanner import Counts, Result, Scanner, UserRule
-from tracehouse.collector.stages.redact.settings import RedactionSettings, parse_settings
+from tracehouse.collector.stages.redact.settings import RedactionSettings
 from tracehouse.collector.stages.redact.tokens import Hasher
 
-COUNTS_COLUMN = "RedactionCounts"
-SAMPLED_COLUMN, DROPPED_BY_SAMPLING = "ContentSampled", "dropped"
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
+
 MASK = "[REDACTED]"
 # Count keys for whole values handled by a policy rather than found by a detector.
 DROPPED, HASHED, MASKED, CONTENT_DROPPED = "dropped", "hashed", "masked", "content_dropped"
@@ -85,7 +84,7 @@ class Redactor:
 
     def __init__(self, settings: RedactionSettings) -> None:
         if not settings.enabled:
-            raise ValueError("redaction is disabled; build_redactor() returns None in that case")
+            raise ValueError("redaction is disabled; build() returns None in that case")
         self.settings = settings
         self._hasher = Hasher(settings.hash_secret) if settings.hash_secret else None
         rules = [UserRule(r.name, r.regex, r.replacement, r.per_value) for r in settings.rules]
@@ -105,10 +104,6 @@ class Redactor:
         self._cf_features = settings.content_free_features
         self._clean_keys: set[str] = set()
 
-    @classmethod
-    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Redactor | None:
-        return build_redactor(config, environ)
-
     def redact_text(self, text: str) -> tuple[str, Counts]:
         """Built-in detectors and user rules over one string (no key policies)."""
         result = self._scanner.scan(text)
@@ -126,9 +121,9 @@ class Redactor:
         return MASK, MASKED
 
     def _content_free(self, cols: dict[str, list[Any]], n: int) -> list[bool]:
-        sampled = cols.get(SAMPLED_COLUMN)
+        sampled = cols.get(CONTENT_SAMPLED)
         # Content sampling (the stage before) marks the spans whose content is not kept.
-        flags = [decision == DROPPED_BY_SAMPLING for decision in sampled] if sampled else [False] * n
+        flags = [decision == SAMPLED_DROPPED for decision in sampled] if sampled else [False] * n
         if not self._cf_services and not self._cf_features:
             return flags
         for column, selectors in (("ServiceName", self._cf_services), ("Feature", self._cf_features)):
@@ -181,7 +176,7 @@ class _Run:
             self._apply_maps(results)
         columns = dict(self.cols)
         columns.update(self.new_columns)
-        columns[COUNTS_COLUMN] = [c if c is not None else {} for c in self.counts]
+        columns[REDACTION_COUNTS] = [c if c is not None else {} for c in self.counts]
         return SpanBatch(columns)
 
     # --- text columns -----------------------------------------------------------------------------
@@ -381,7 +376,13 @@ class _Run:
                     self._count(i, job.counts)
 
 
-def build_redactor(config: Config, environ: Mapping[str, str] | None = None) -> Redactor | None:
-    """The stage for this config, or None when redaction is turned off."""
-    settings = parse_settings(config.extra.get("redaction"), os.environ if environ is None else environ)
-    return Redactor(settings) if settings.enabled else None
+def build(config: Config) -> Redactor | None:
+    """The stage for this config, or None when redaction is off and nothing else needs it.
+
+    With redaction off but content sampling on, dropped content must still go: the stage then runs
+    with nothing to detect and only removes what sampling dropped."""
+    if config.redaction.enabled:
+        return Redactor(config.redaction)
+    if config.sampling.active:
+        return Redactor(RedactionSettings(detectors=(), default_policies=False))
+    return None

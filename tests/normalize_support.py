@@ -1,17 +1,20 @@
-"""Support for the test_normalize* tests (no tests here): build OTLP requests the way exporters send them, and
-run them through decode + normalize."""
+"""Support for the test_normalize* tests (no tests here): build OTLP requests the way exporters send them,
+run them through decode + normalize, and read what the stage reported."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from tracehouse.collector.columns import LLM_COLUMNS
 from tracehouse.collector.stages.decode import decode_request
-from tracehouse.collector.stages.normalize import LLM_COLUMNS, normalize
+from tracehouse.collector.stages.normalize import normalize
 
 START = 1_700_000_000_000_000_000
 END = START + 1_500_000_000
@@ -84,3 +87,12 @@ def normalized(attrs: dict[str, Any], **spec: Any) -> dict[str, Any]:
 
 def loads(text: str) -> Any:
     return orjson.loads(text) if text else None
+
+
+_STAGE_LOGGER = "tracehouse.collector.stages.normalize.stage"
+
+
+def mapper_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The spans a mapper bug cost their LLM fields, as the stage reports them: one error, with the span's
+    id and the exception, per span."""
+    return [r for r in caplog.records if r.name == _STAGE_LOGGER and r.levelno >= logging.ERROR and r.exc_info]

@@ -1,5 +1,8 @@
 """Recompute stored costs (after the price file changed), leaving costs the spans carried alone.
 
+`tracehouse prices reprice` (prices_cli) runs it. Not a stage: it reads and mutates the store, so it
+lives here and uses the pricing stage (stages/price) as the one definition of a cost.
+
 Strategy, one day partition at a time, in pages of PAGE_ROWS spans:
 1. read a page of the partition's LLM spans that are not 'provided' (ids, tokens, models, cost
    attributes) and price it with the same Pricer the collector runs;
@@ -28,7 +31,17 @@ from decimal import Decimal
 from clickhouse_connect.driver.client import Client
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.stages.price.pricer import PRICE_COLUMNS, PROVIDED, TOKEN_COLUMNS, Pricer
+from tracehouse.collector.columns import (
+    COST_COLUMNS,
+    COST_PROVIDED,
+    COST_SOURCE,
+    COST_USD,
+    PRICE_COLUMNS,
+    PRICE_EFFECTIVE_FROM,
+    PRICE_MODEL,
+    TOKEN_COLUMNS,
+)
+from tracehouse.collector.stages.price.pricer import Pricer
 
 TRACES = "otel_traces"
 # Spans priced and written per mutation: bounds memory (a page and its Join table) on busy days.
@@ -66,8 +79,8 @@ _READ_COLUMNS = (
     *_MODEL,
     *TOKEN_COLUMNS,
     "mapFilter((k, v) -> startsWith(k, 'llm.cost.') OR k = 'gen_ai.usage.cost', SpanAttributes)",
-    "CostUsd",
-    "CostSource",
+    COST_USD,
+    COST_SOURCE,
 )
 
 
@@ -123,7 +136,7 @@ def reprice(
     if since.tzinfo is not None:
         since = since.astimezone(UTC).replace(tzinfo=None)
     since_sql = f"toDateTime64('{since.strftime('%Y-%m-%d %H:%M:%S.%f')}', 9, 'UTC')"
-    scope = f"Timestamp >= {since_sql} AND {LLM_CALL} AND CostSource != '{PROVIDED}'"
+    scope = f"Timestamp >= {since_sql} AND {LLM_CALL} AND {COST_SOURCE} != '{COST_PROVIDED}'"
     partitions = client.query(
         f"SELECT _partition_id, toDate(min(Timestamp)), count() FROM {TRACES} WHERE {scope} "
         "GROUP BY _partition_id ORDER BY _partition_id"
@@ -135,8 +148,9 @@ def reprice(
     join = _JoinTable(database, f"tracehouse_reprice_{secrets.token_hex(6)}")
     client.command(
         f"CREATE TABLE {join.sql} (TraceId String, SpanId String, Hit UInt8, "
-        + ", ".join(f"{c} Nullable(Decimal(38, 12))" for c in PRICE_COLUMNS[:7])
-        + ", CostSource String, PriceModel String, PriceEffectiveFrom String) "
+        + ", ".join(f"{c} Nullable(Decimal(38, 12))" for c in COST_COLUMNS)
+        + "".join(f", {c} String" for c in (COST_SOURCE, PRICE_MODEL, PRICE_EFFECTIVE_FROM))
+        + ") "
         "ENGINE = Join(ANY, LEFT, TraceId, SpanId) SETTINGS persistent = 0"
     )
     try:
@@ -201,7 +215,7 @@ def _price_page(client: Client, pricer: Pricer, join: _JoinTable, page: list[tup
     rows = [[trace, span, 1, *values] for trace, span, *values in zip(columns[0], columns[1], *new, strict=True)]
     client.insert(join.name, rows, column_names=["TraceId", "SpanId", "Hit", *PRICE_COLUMNS], database=join.database)
     for old_cost, old_source, new_cost, new_source in zip(
-        old_costs, old_sources, new[0], batch.columns["CostSource"], strict=True
+        old_costs, old_sources, new[0], batch.columns[COST_SOURCE], strict=True
     ):
         result.cost_before += old_cost or 0
         result.cost_after += new_cost or 0

@@ -1,0 +1,189 @@
+"""The column contract: the names of the columns stages exchange, and the values one of them writes that
+another reads (a stage, the pipeline, the writer, the commands). Each is defined here and nowhere else;
+the ClickHouse schema (schema/*.sql) is the other side of the contract, held to it by tests/test_contract.py.
+
+The OTel columns decode writes are batch.OTEL_COLUMNS. Standard library only: every layer imports this.
+"""
+
+from __future__ import annotations
+
+# --- normalize: the typed LLM columns of schema/0002_llm_columns.sql --------------------------------
+
+# The tenant of a span. Normalize reads the one the app claims; with API keys configured, the pipeline
+# replaces it with the key's tenant (processing.with_key_tenant).
+TENANT_ID = "TenantId"
+# The token counts, in the order of the price sheets' kinds (stages/price/rates.KINDS). InputTokens
+# includes the cache read/write tokens, OutputTokens the reasoning tokens (see stages/normalize/tokens.py).
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "InputTokens",
+    "CacheReadTokens",
+    "CacheWriteTokens",
+    "OutputTokens",
+    "ReasoningTokens",
+    "InputAudioTokens",
+    "OutputAudioTokens",
+)
+
+# By their empty value: '' for strings, NULL for numbers, [] for arrays.
+LLM_STRING_COLUMNS: tuple[str, ...] = (
+    "LlmSpanKind",
+    "LlmOperation",
+    "LlmProvider",  # a provider id: provider_id() below
+    "LlmRequestModel",
+    "LlmResponseModel",
+    "InputMessages",
+    "OutputMessages",
+    "SystemPrompt",
+    "Tools",
+    "ToolCalls",
+    "FinishReason",
+    "InvocationParameters",
+    "UserId",
+    "SessionId",
+    TENANT_ID,
+    "Feature",
+    "PromptTemplateName",
+    "PromptTemplate",
+    "PromptVersion",
+    "PromptVariables",
+    "Metadata",
+    "ErrorType",
+    "ErrorMessage",
+)
+LLM_UINT_COLUMNS: tuple[str, ...] = (*TOKEN_COLUMNS, "TotalTokens", "MaxTokens", "TimeToFirstToken")
+LLM_FLOAT_COLUMNS: tuple[str, ...] = ("Temperature", "TopP")
+LLM_ARRAY_COLUMNS: tuple[str, ...] = ("Tags",)
+LLM_COLUMNS: tuple[str, ...] = LLM_STRING_COLUMNS + LLM_UINT_COLUMNS + LLM_FLOAT_COLUMNS + LLM_ARRAY_COLUMNS
+
+# --- price: schema/0004_cost.sql ---------------------------------------------------------------------
+
+COST_USD = "CostUsd"  # the total; NULL when no price is known, never 0
+COST_COLUMNS: tuple[str, ...] = (
+    COST_USD,
+    "InputCostUsd",
+    "CacheReadCostUsd",
+    "CacheWriteCostUsd",
+    "OutputCostUsd",
+    "ReasoningCostUsd",
+    "AudioCostUsd",
+)
+COST_SOURCE = "CostSource"
+PRICE_MODEL = "PriceModel"  # the catalogue's model id, or the price file entry's model
+PRICE_EFFECTIVE_FROM = "PriceEffectiveFrom"  # the date the price applies from, '' when it has none
+PRICE_COLUMNS: tuple[str, ...] = (*COST_COLUMNS, COST_SOURCE, PRICE_MODEL, PRICE_EFFECTIVE_FROM)
+
+# CostSource values: the span carried its cost, the user's price file, the catalogue (genai-prices), no
+# price (NULL costs, counted as unpriced). '' for a span that is not a model call.
+COST_PROVIDED = "provided"
+COST_USER = "user"
+COST_CATALOGUE = "catalogue"
+COST_UNKNOWN = "unknown"
+COST_SOURCES: tuple[str, ...] = (COST_PROVIDED, COST_USER, COST_CATALOGUE, COST_UNKNOWN)
+
+# --- sample: schema/0010_content_sampling.sql --------------------------------------------------------
+
+CONTENT_SAMPLED = "ContentSampled"
+# ContentSampled values: content kept because the span is an outlier, kept by the configured share of
+# traces, or dropped (the redaction stage removes it). '' while sampling is off.
+SAMPLED_ERROR = "error"
+SAMPLED_REFUSAL = "refusal"
+SAMPLED_SLOW = "slow"
+SAMPLED_COSTLY = "costly"
+SAMPLED_SHARE = "share"
+SAMPLED_DROPPED = "dropped"
+SAMPLING_DECISIONS: tuple[str, ...] = (
+    SAMPLED_ERROR,
+    SAMPLED_REFUSAL,
+    SAMPLED_SLOW,
+    SAMPLED_COSTLY,
+    SAMPLED_SHARE,
+    SAMPLED_DROPPED,
+)
+
+# --- redact: schema/0005_redaction.sql ---------------------------------------------------------------
+
+# What was redacted in a span, by detector, rule or policy name -> count; the values never.
+REDACTION_COUNTS = "RedactionCounts"
+
+# --- LlmProvider values: provider ids ----------------------------------------------------------------
+
+# One spelling per company or platform, whatever the convention called it: lower-cased names seen in
+# OpenInference (llm.provider / llm.system), OTel GenAI (gen_ai.provider.name, deprecated gen_ai.system),
+# OpenLLMetry, the Vercel AI SDK (ai.model.provider) and LiteLLM (model prefixes such as `bedrock/`).
+# Pricing maps these ids onto the price catalogue's own (stages/price/providers.py).
+_PROVIDER_ALIASES: dict[str, str] = {
+    "openai": "openai",
+    "azure": "azure",
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "az.ai.inference": "azure",
+    "azure_openai": "azure",
+    "azure-openai": "azure",
+    "azureopenai": "azure",
+    "azure_ai": "azure",
+    "anthropic": "anthropic",
+    "google": "google",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "vertex_ai": "google",
+    "vertexai": "google",
+    "vertex": "google",
+    "gemini": "google",
+    "google_genai": "google",
+    "google_vertexai": "google",
+    "google.generative-ai": "google",
+    "google.vertex": "google",
+    "aws.bedrock": "aws_bedrock",
+    "aws_bedrock": "aws_bedrock",
+    "bedrock": "aws_bedrock",
+    "amazon-bedrock": "aws_bedrock",
+    "amazon_bedrock": "aws_bedrock",
+    "aws": "aws_bedrock",
+    "amazon": "aws_bedrock",
+    "mistral": "mistral",
+    "mistralai": "mistral",
+    "mistral_ai": "mistral",
+    "cohere": "cohere",
+    "groq": "groq",
+    "xai": "xai",
+    "x_ai": "xai",
+    "x-ai": "xai",
+    "deepseek": "deepseek",
+    "perplexity": "perplexity",
+    "together": "together",
+    "togetherai": "together",
+    "together_ai": "together",
+    "fireworks": "fireworks",
+    "fireworks_ai": "fireworks",
+    "ollama": "ollama",
+    "lm_studio": "lmstudio",
+    "llama_cpp": "llamacpp",
+    "ibm.watsonx.ai": "ibm_watsonx",
+    "watsonx": "ibm_watsonx",
+    "huggingface": "huggingface",
+    "hugging_face": "huggingface",
+    "cerebras": "cerebras",
+    "moonshot": "moonshot",
+    "moonshotai": "moonshot",
+    "openrouter": "openrouter",
+    "meta": "meta",
+    "ai21": "ai21",
+    "replicate": "replicate",
+}
+_PROVIDER_SEPARATORS = (".", "-", ":", "/")
+
+
+def provider_id(raw: str) -> str:
+    """The provider id for a name: an alias, else its first dotted/dashed segment's alias, else the name
+    lower-cased ('openai.chat' -> openai, 'Anthropic' -> anthropic, 'acme' -> acme). An id is its own id."""
+    name = raw.strip().lower()
+    known = _PROVIDER_ALIASES.get(name)
+    if known:
+        return known
+    for separator in _PROVIDER_SEPARATORS:
+        known = _PROVIDER_ALIASES.get(name.partition(separator)[0])
+        if known:
+            return known
+    return name
