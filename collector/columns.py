@@ -2,10 +2,13 @@
 another reads (a stage, the pipeline, the writer, the commands). Each is defined here and nowhere else;
 the ClickHouse schema (schema/*.sql) is the other side of the contract, held to it by tests/test_contract.py.
 
-The OTel columns decode writes are batch.OTEL_COLUMNS. Standard library only: every layer imports this.
+The OTel columns decode writes are batch.OTEL_COLUMNS. Standard library only (and the import-free
+tracehouse.instrumentation.attributes): every layer imports this.
 """
 
 from __future__ import annotations
+
+from tracehouse.instrumentation import attributes
 
 # --- normalize: the typed LLM columns of schema/0002_llm_columns.sql --------------------------------
 
@@ -54,6 +57,37 @@ LLM_UINT_COLUMNS: tuple[str, ...] = (*TOKEN_COLUMNS, "TotalTokens", "MaxTokens",
 LLM_FLOAT_COLUMNS: tuple[str, ...] = ("Temperature", "TopP")
 LLM_ARRAY_COLUMNS: tuple[str, ...] = ("Tags",)
 LLM_COLUMNS: tuple[str, ...] = LLM_STRING_COLUMNS + LLM_UINT_COLUMNS + LLM_FLOAT_COLUMNS + LLM_ARRAY_COLUMNS
+
+# --- identity: where normalize copies UserId, SessionId, TenantId and Feature from -------------------
+
+# Span attributes in precedence order; stages/normalize/identity.py decides with them (a span's metadata
+# object comes between the first tuple and the fallbacks), and a redaction policy on any of them also
+# applies to the column (stages/redact/policy.py): hashing `tracehouse.user` must not leave it in UserId.
+USER_ATTRIBUTES: tuple[str, ...] = (attributes.USER, "user.id")
+USER_FALLBACK_ATTRIBUTES: tuple[str, ...] = ("llm.user", "enduser.id")  # the end-user id sent to the provider
+SESSION_ATTRIBUTES: tuple[str, ...] = (attributes.SESSION, "session.id", "gen_ai.conversation.id")
+# Keys of the metadata object, and the attribute prefixes conventions flatten it under (OpenLLMetry,
+# Vercel AI SDK); OpenInference keeps it as one JSON attribute, `metadata`.
+METADATA_USER_KEYS: tuple[str, ...] = ("user_id", "userId")
+METADATA_SESSION_KEYS: tuple[str, ...] = ("session_id", "sessionId")
+METADATA_FEATURE_KEYS: tuple[str, ...] = (attributes.METADATA_FEATURE,)
+METADATA_TENANT_KEYS: tuple[str, ...] = (attributes.METADATA_TENANT, "tenantId", "tenant")
+OPENLLMETRY_METADATA_PREFIX = "traceloop.association.properties."
+VERCEL_METADATA_PREFIX = "ai.telemetry.metadata."
+
+
+def _flattened(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(prefix + key for prefix in (OPENLLMETRY_METADATA_PREFIX, VERCEL_METADATA_PREFIX) for key in keys)
+
+
+# Every span attribute key a column's value may be copied from.
+COPIED_FROM: dict[str, tuple[str, ...]] = {
+    "ServiceName": ("service.name",),
+    TENANT_ID: (attributes.TENANT, *_flattened(METADATA_TENANT_KEYS)),
+    "Feature": (attributes.FEATURE, *_flattened(METADATA_FEATURE_KEYS)),
+    "UserId": (*USER_ATTRIBUTES, *USER_FALLBACK_ATTRIBUTES, *_flattened(METADATA_USER_KEYS)),
+    "SessionId": (*SESSION_ATTRIBUTES, *_flattened(METADATA_SESSION_KEYS)),
+}
 
 # --- price: schema/0004_cost.sql ---------------------------------------------------------------------
 

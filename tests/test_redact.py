@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
-from tracehouse.collector.columns import REDACTION_COUNTS
+from tracehouse.collector.columns import COPIED_FROM, REDACTION_COUNTS
 from tracehouse.collector.config import ConfigError, load_config, parse_config
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.stages.redact import (
@@ -328,6 +328,29 @@ def test_key_policies_keep_redact_hash_drop():
     assert got["other"] == "[EMAIL]"
     assert out["UserId"][0] == got["user.id"]  # a policy on user.id also covers the UserId column
     assert out[REDACTION_COUNTS][0] == {"hashed": 2, "masked": 3, "dropped": 2, "email": 1}
+
+
+@pytest.mark.parametrize(("column", "key"), [(column, key) for column, keys in COPIED_FROM.items() for key in keys])
+def test_a_policy_on_any_attribute_a_column_is_copied_from_covers_the_column(column, key):
+    """tracehouse.user, the app side's own attribute, used to be missing: its hash left UserId in clear."""
+    table = {"hash_secret": SECRET, "attributes": {key: "hash"}}
+    batch = make_batch([{"SpanAttributes": {key: "u-42"}, column: "u-42"}])
+    out = redactor(table)(batch).columns
+    assert out["SpanAttributes"][0][key].startswith("[HASH:")
+    assert out[column][0] == out["SpanAttributes"][0][key]
+
+
+def test_every_attribute_identity_reads_is_one_a_column_is_copied_from():
+    from tracehouse.collector.stages.normalize import identity
+
+    read = {
+        "UserId": (*identity.USER_ATTRIBUTES, *identity.USER_FALLBACK_ATTRIBUTES),
+        "SessionId": identity.SESSION_ATTRIBUTES,
+        "TenantId": (identity.TENANT_ATTRIBUTE,),
+        "Feature": (identity.FEATURE_ATTRIBUTE,),
+    }
+    for column, keys in read.items():
+        assert set(keys) <= set(COPIED_FROM[column]), column
 
 
 def test_hash_groups_equal_values_separates_others_and_is_stable_across_restarts():

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracehouse.collector.columns import OPENLLMETRY_METADATA_PREFIX
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.flat import IndexedFamilies, group_indexed, ordered
 from tracehouse.collector.stages.normalize.kinds import KIND_BY_TRACELOOP, OPERATION_BY_REQUEST_TYPE
@@ -37,7 +38,7 @@ _COMPLETIONS = "gen_ai.completion."
 _FUNCTIONS = "llm.request.functions."
 _INDEXED = (_PROMPTS, _COMPLETIONS, _FUNCTIONS)
 _TOOL_CALLS = ("tool_calls.",)
-_ASSOCIATION = "traceloop.association.properties."
+_ASSOCIATION = OPENLLMETRY_METADATA_PREFIX
 
 # Message events: name -> the role their content has.
 _MESSAGE_EVENTS = {

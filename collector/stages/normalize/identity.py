@@ -13,20 +13,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracehouse.collector.columns import (
+    METADATA_FEATURE_KEYS,
+    METADATA_SESSION_KEYS,
+    METADATA_TENANT_KEYS,
+    METADATA_USER_KEYS,
+    SESSION_ATTRIBUTES,
+    USER_ATTRIBUTES,
+    USER_FALLBACK_ATTRIBUTES,
+)
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.values import short
 from tracehouse.instrumentation import attributes
 
 TENANT_ATTRIBUTE = attributes.TENANT
 FEATURE_ATTRIBUTE = attributes.FEATURE
-USER_ATTRIBUTES = (attributes.USER, "user.id")
-USER_FALLBACK_ATTRIBUTES = ("llm.user", "enduser.id")  # weaker: the end-user id an app passed to the provider
-SESSION_ATTRIBUTES = (attributes.SESSION, "session.id", "gen_ai.conversation.id")
-
-METADATA_USER_KEYS = ("user_id", "userId")
-METADATA_SESSION_KEYS = ("session_id", "sessionId")
-METADATA_FEATURE_KEYS = (attributes.METADATA_FEATURE,)
-METADATA_TENANT_KEYS = (attributes.METADATA_TENANT, "tenantId", "tenant")
 
 # Span attributes any of the resolvers reads; a span with none of them and no metadata skips the lookups.
 SPAN_KEYS = frozenset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracehouse.collector.columns import VERCEL_METADATA_PREFIX
 from tracehouse.collector.stages.normalize import limits
 from tracehouse.collector.stages.normalize.kinds import KIND_BY_VERCEL_OPERATION
 from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Fields, Mapper, compact
@@ -35,7 +36,7 @@ from tracehouse.collector.stages.normalize.values import (
     typed_value,
 )
 
-_METADATA = "ai.telemetry.metadata."
+_METADATA = VERCEL_METADATA_PREFIX
 _SETTINGS = "ai.settings."
 _FIRST_CHUNK_EVENT = "ai.stream.firstChunk"
 _MAX_TOKENS_SETTINGS = ("ai.settings.maxOutputTokens", "ai.settings.maxTokens")

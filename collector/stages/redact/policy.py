@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from tracehouse.collector.columns import TENANT_ID
-from tracehouse.instrumentation import attributes
+from tracehouse.collector.columns import COPIED_FROM
 
 KEEP, SCAN, REDACT, HASH, DROP = "keep", "scan", "redact", "hash", "drop"
 
@@ -75,15 +74,6 @@ CONTENT_KEYS: tuple[str, ...] = (
 # Normalized columns that hold prompts and responses.
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 
-# Attributes a column is copied from: a policy on them also applies to the column, so hashing `user.id`
-# does not leave the raw id in UserId, nor masking `service.name` the raw name in ServiceName.
-COLUMN_SOURCES: dict[str, tuple[str, ...]] = {
-    "ServiceName": ("service.name",),
-    TENANT_ID: (attributes.TENANT,),
-    "Feature": (attributes.FEATURE,),
-    "UserId": ("user.id", "enduser.id", "gen_ai.user.id", "langfuse.user.id", "ai.telemetry.metadata.userId"),
-    "SessionId": ("session.id", "gen_ai.conversation.id", "langfuse.session.id", "ai.telemetry.metadata.sessionId"),
-}
 
 
 def _is_glob(key: str) -> bool:
@@ -139,7 +129,9 @@ class KeyPolicies:
         """A column's own policy, else the first non-scanning policy of an attribute it is read from."""
         if column in explicit:
             return explicit[column]
-        for key in COLUMN_SOURCES.get(column, ()):
+        # A policy on an attribute a column is copied from also applies to the column: hashing `user.id`
+        # must not leave the raw id in UserId, nor masking `service.name` the raw name in ServiceName.
+        for key in COPIED_FROM.get(column, ()):
             policy = self.policy(key)
             if policy not in (SCAN, KEEP):
                 return policy
