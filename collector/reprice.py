@@ -41,7 +41,7 @@ from tracehouse.collector.columns import (
     PRICE_MODEL,
     TOKEN_COLUMNS,
 )
-from tracehouse.collector.stages.price.pricer import Pricer
+from tracehouse.collector.stages.price.pricer import CALL_KINDS, Pricer
 
 TRACES = "otel_traces"
 # Spans priced and written per mutation: bounds memory (a page and its Join table) on busy days.
@@ -50,8 +50,9 @@ ROLLUP = "llm_daily"
 # Spans the pricing stage prices: already priced, or stored before pricing existed and a model call
 # by the stage's rule (kind LLM / EMBEDDING, or unclassified with a model or tokens).
 LLM_CALL = (
-    "(CostSource != '' OR LlmSpanKind IN ('LLM', 'EMBEDDING') OR (LlmSpanKind = '' AND (LlmRequestModel != ''"
-    " OR LlmResponseModel != '' OR InputTokens IS NOT NULL OR OutputTokens IS NOT NULL)))"
+    f"(CostSource != '' OR LlmSpanKind IN ({', '.join(repr(kind) for kind in sorted(CALL_KINDS))})"
+    " OR (LlmSpanKind = '' AND (LlmRequestModel != '' OR LlmResponseModel != ''"
+    " OR InputTokens IS NOT NULL OR OutputTokens IS NOT NULL)))"
 )
 ROLLUP_VIEW = "llm_daily_mv"
 
