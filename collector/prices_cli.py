@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the catalogue loads in ~0.3 s: only the subcommands that pr
 UNKNOWN_SQL = f"""
 SELECT
     LlmProvider AS provider,
-    if(LlmResponseModel != '', LlmResponseModel, LlmRequestModel) AS model,
+    LlmModel AS model,
     count() AS spans,
     min(Timestamp) AS first_seen,
     max(Timestamp) AS last_seen

@@ -59,7 +59,7 @@ ROLLUP_VIEW = "llm_daily_mv"
 
 def rollup_select(client: Client, days: str) -> str:
     """The rollup's aggregation for some days, taken from the materialized view itself (its stored
-    query), so schema/0004_cost.sql stays the one definition."""
+    query), so schema/views/llm_daily_mv.sql stays the one definition."""
     rows = client.query(
         "SELECT as_select FROM system.tables WHERE database = currentDatabase() AND name = {view:String}",
         parameters={"view": ROLLUP_VIEW},

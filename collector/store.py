@@ -1,11 +1,14 @@
-"""The one ClickHouse client path (clickhouse-connect, embedded chDB or a server) and the migrations."""
+"""The one ClickHouse client path (clickhouse-connect, embedded chDB or a server) and the migrations:
+numbered ones for tables, then the views of schema/views/ whose text changed (schema/README.md)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
@@ -15,6 +18,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "tracehouse_migrations"
+VIEWS_TABLE = "tracehouse_views"
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _CLICKHOUSE_CODE = re.compile(r"Code: \d+\. DB::Exception: (.+?)(?: \(\w+\))?(?:\. \(|$)", re.MULTILINE)
 
@@ -98,9 +102,14 @@ def cluster_variant(statement: str, cluster: str) -> str:
     return _ENGINES.sub(r"ENGINE = Replicated\1", rewritten)
 
 
-def load_migrations() -> list[Migration]:
+def _schema_root() -> Traversable:
+    return resources.files("tracehouse.schema")
+
+
+def load_migrations(schema: Traversable | None = None) -> list[Migration]:
+    """The numbered migrations (`NNNN_name.sql`) of `schema` (default: the packaged schema/), in order."""
     found = []
-    for entry in resources.files("tracehouse.schema").iterdir():
+    for entry in (schema or _schema_root()).iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), entry.name, _split_statements(entry.read_text())))
@@ -111,20 +120,125 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-def applied_versions(client: Client, cluster: str = "") -> set[int]:
-    for statement in _split_statements(resources.files("tracehouse.schema").joinpath("bootstrap.sql").read_text()):
+def bootstrap_statements(schema: Traversable | None = None) -> tuple[str, ...]:
+    """The bookkeeping tables' DDL (schema/bootstrap.sql): which migrations and view texts a store has."""
+    return _split_statements((schema or _schema_root()).joinpath("bootstrap.sql").read_text())
+
+
+def applied_versions(client: Client, cluster: str = "", schema: Traversable | None = None) -> set[int]:
+    for statement in bootstrap_statements(schema):
         client.command(cluster_variant(statement, cluster) if cluster else statement)
     return {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS_TABLE} FINAL").result_rows}
 
 
-def migrate(client: Client, cluster: str = "") -> list[str]:
-    """Apply the migrations not yet recorded; each statement is itself idempotent (IF NOT EXISTS).
+@dataclass(frozen=True)
+class View:
+    """One file of schema/views/: a plain view (`CREATE OR REPLACE VIEW`) or a materialized view writing
+    TO a table (`CREATE MATERIALIZED VIEW IF NOT EXISTS ... TO ...`), whose data lives in that table."""
+
+    name: str
+    file: str
+    create: str
+    digest: str
+    target: str = ""
+    select: str = ""
+
+    def statements(self, exists: bool) -> tuple[str, ...]:
+        """What applies this view to a store that has it (`exists`) or not. A plain view's CREATE OR
+        REPLACE is atomic. A materialized view that exists gets its query swapped in place (MODIFY
+        QUERY): no insert from another collector is missed or counted twice, as with DROP and CREATE; its
+        CREATE ... IF NOT EXISTS still runs first, for the replicas of a cluster that lack it."""
+        if self.target and exists:
+            return self.create, f"ALTER TABLE {self.name} MODIFY QUERY {self.select}"
+        return (self.create,)
+
+
+_PLAIN_VIEW = re.compile(r"CREATE OR REPLACE VIEW (\w+) AS\s+SELECT\b.*", re.DOTALL)
+_MATERIALIZED_VIEW = re.compile(
+    r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\s+TO (\w+)\s+AS\s+(SELECT\b.*)", re.DOTALL
+)
+_STORED_TARGET = re.compile(r"CREATE MATERIALIZED VIEW \S+ TO (?:`?\w+`?\.)?`?(\w+)`?")
+
+
+def _parse_view(file: str, sql: str) -> View:
+    statements = _split_statements(sql)
+    name = file.removeprefix("views/").removesuffix(".sql")
+    if len(statements) != 1:
+        raise RuntimeError(f"schema/{file} must hold exactly one statement, not {len(statements)}")
+    (statement,) = statements
+    digest = hashlib.sha256(statement.encode()).hexdigest()
+    if plain := _PLAIN_VIEW.fullmatch(statement):
+        found, target, select = plain.group(1), "", ""
+    elif materialized := _MATERIALIZED_VIEW.fullmatch(statement):
+        found, target, select = materialized.groups()
+    else:
+        raise RuntimeError(
+            f"schema/{file} must be CREATE OR REPLACE VIEW {name} AS SELECT ... or "
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} TO <table> AS SELECT ..."
+        )
+    if found != name:
+        raise RuntimeError(f"schema/{file} defines {found}: a view's file is named after the view")
+    return View(name, file, statement, digest, target, select)
+
+
+def load_views(schema: Traversable | None = None) -> list[View]:
+    """The views of `schema`/views/ in the order views/order.txt lists them (a view after those it reads)."""
+    folder = (schema or _schema_root()).joinpath("views")
+    lines = folder.joinpath("order.txt").read_text().splitlines()
+    order = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    files = {entry.name.removesuffix(".sql") for entry in folder.iterdir() if entry.name.endswith(".sql")}
+    if len(set(order)) != len(order) or set(order) != files:
+        raise RuntimeError(
+            f"schema/views/order.txt must list every view file exactly once: listed {order}, files {sorted(files)}"
+        )
+    return [_parse_view(f"views/{name}.sql", folder.joinpath(f"{name}.sql").read_text()) for name in order]
+
+
+def _stored_target(client: Client, view: str) -> str:
+    rows = client.query(
+        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+        parameters={"name": view},
+    ).result_rows
+    match = _STORED_TARGET.match(rows[0][0]) if rows else None
+    return match.group(1) if match else ""
+
+
+def apply_views(client: Client, cluster: str = "", schema: Traversable | None = None) -> list[str]:
+    """(Re-)apply every view whose text differs from the one recorded, or that the store lacks; the
+    others are left alone. Runs after the numbered migrations, which create every table a view reads."""
+    recorded = dict(client.query(f"SELECT name, digest FROM {VIEWS_TABLE} FINAL").result_rows)
+    present = {
+        row[0] for row in client.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
+    }
+    applied = []
+    for view in load_views(schema):
+        if recorded.get(view.name) == view.digest and view.name in present:
+            continue
+        exists = view.name in present
+        if view.target and exists and (stored := _stored_target(client, view.name)) != view.target:
+            # MODIFY QUERY keeps the target: a new target is a new view under a new name.
+            raise RuntimeError(
+                f"schema/{view.file} writes TO {view.target} but the stored {view.name} writes TO {stored}: "
+                "a materialized view's TO table cannot change in place, give the view a new name"
+            )
+        for statement in view.statements(exists):
+            client.command(cluster_variant(statement, cluster) if cluster else statement)
+        client.insert(VIEWS_TABLE, [[view.name, view.digest]], column_names=["name", "digest"])
+        log.info("applied view %s", view.file)
+        applied.append(view.file)
+    return applied
+
+
+def migrate(client: Client, cluster: str = "", schema: Traversable | None = None) -> list[str]:
+    """Apply the numbered migrations not yet recorded (each statement is itself idempotent: IF NOT EXISTS),
+    then the views whose text changed; returns what was applied (migration and view file names).
 
     With `cluster`, every statement runs `ON CLUSTER` with Replicated* engines (see cluster_variant).
+    `schema` is the folder holding the migrations, bootstrap.sql and views/ (default: the packaged one).
     """
-    done = applied_versions(client, cluster)
+    done = applied_versions(client, cluster, schema)
     applied = []
-    for migration in load_migrations():
+    for migration in load_migrations(schema):
         if migration.version in done:
             continue
         for statement in migration.statements:
@@ -132,4 +246,4 @@ def migrate(client: Client, cluster: str = "") -> list[str]:
         client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
         log.info("applied migration %s", migration.name)
         applied.append(migration.name)
-    return applied
+    return applied + apply_views(client, cluster, schema)

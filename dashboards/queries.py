@@ -12,7 +12,7 @@ import re
 import textwrap
 
 # The model of a call: the one that answered, else the one requested (as llm_calls and llm_daily say).
-MODEL = "if(LlmResponseModel != '', LlmResponseModel, LlmRequestModel)"
+MODEL = "LlmModel"  # the model column of otel_traces (schema/0011_llm_model.sql): response model, else request model
 
 # --- filters ----------------------------------------------------------------------------------------
 

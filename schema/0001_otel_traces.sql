@@ -42,7 +42,8 @@ PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 
--- Trace id -> time range lookup, which the Grafana plugin's trace view uses to narrow its scan.
+-- Trace id -> time range lookup, which the Grafana plugin's trace view uses to narrow its scan; filled by
+-- the materialized view schema/views/otel_traces_trace_id_ts_mv.sql.
 CREATE TABLE IF NOT EXISTS otel_traces_trace_id_ts (
     TraceId String CODEC(ZSTD(1)),
     Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
@@ -51,13 +52,3 @@ CREATE TABLE IF NOT EXISTS otel_traces_trace_id_ts (
 PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS otel_traces_trace_id_ts_mv
-TO otel_traces_trace_id_ts
-AS SELECT
-    TraceId,
-    min(Timestamp) AS Start,
-    max(Timestamp) AS End
-FROM otel_traces
-WHERE TraceId != ''
-GROUP BY TraceId;

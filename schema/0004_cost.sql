@@ -21,6 +21,7 @@ ALTER TABLE otel_traces
 -- sum() ... GROUP BY, since rows for the same key are only combined at merge time.
 -- Costs sum the priced calls; unpriced_calls says how many calls had no price (their cost is not in the sums).
 -- `tracehouse prices reprice` rebuilds the affected days (a materialized view only sees inserts).
+-- Filled by the materialized view schema/views/llm_daily_mv.sql.
 CREATE TABLE IF NOT EXISTS llm_daily (
     day Date,
     tenant LowCardinality(String),
@@ -48,35 +49,3 @@ CREATE TABLE IF NOT EXISTS llm_daily (
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (day, tenant, service, feature, provider, model);
-
--- The calls are the spans the pricing stage recognised as model calls (CostSource != ''): kind LLM or
--- EMBEDDING, or unclassified with a model or tokens; chains and agents repeat their children's usage.
-CREATE MATERIALIZED VIEW IF NOT EXISTS llm_daily_mv
-TO llm_daily
-AS SELECT
-    toDate(Timestamp) AS day,
-    TenantId AS tenant,
-    ServiceName AS service,
-    Feature AS feature,
-    LlmProvider AS provider,
-    if(LlmResponseModel != '', LlmResponseModel, LlmRequestModel) AS model,
-    toUInt64(count()) AS calls,
-    toUInt64(countIf(StatusCode = 'Error')) AS errors,
-    toUInt64(countIf(CostSource = 'unknown')) AS unpriced_calls,
-    toUInt64(sum(ifNull(InputTokens, 0))) AS input_tokens,
-    toUInt64(sum(ifNull(OutputTokens, 0))) AS output_tokens,
-    toUInt64(sum(ifNull(CacheReadTokens, 0))) AS cache_read_tokens,
-    toUInt64(sum(ifNull(CacheWriteTokens, 0))) AS cache_write_tokens,
-    toUInt64(sum(ifNull(ReasoningTokens, 0))) AS reasoning_tokens,
-    toUInt64(sum(ifNull(InputAudioTokens, 0))) AS input_audio_tokens,
-    toUInt64(sum(ifNull(OutputAudioTokens, 0))) AS output_audio_tokens,
-    sum(ifNull(CostUsd, 0)) AS cost_usd,
-    sum(ifNull(InputCostUsd, 0)) AS input_cost_usd,
-    sum(ifNull(CacheReadCostUsd, 0)) AS cache_read_cost_usd,
-    sum(ifNull(CacheWriteCostUsd, 0)) AS cache_write_cost_usd,
-    sum(ifNull(OutputCostUsd, 0)) AS output_cost_usd,
-    sum(ifNull(ReasoningCostUsd, 0)) AS reasoning_cost_usd,
-    sum(ifNull(AudioCostUsd, 0)) AS audio_cost_usd
-FROM otel_traces
-WHERE CostSource != ''
-GROUP BY day, tenant, service, feature, provider, model;

@@ -1,1 +1,2 @@
-"""Numbered ClickHouse migrations, shipped as package data and applied in order."""
+"""The ClickHouse schema, shipped as package data: numbered migrations (tables), applied once each in
+order, then views/ (one definition per view), re-applied whenever a view's text changes. See README.md."""

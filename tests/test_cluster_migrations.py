@@ -1,5 +1,6 @@
-"""The cluster variant of every migration: ON CLUSTER and Replicated* engines, accepted by ClickHouse's
-own parser. (No cluster runs here: the statements are parsed, not executed, and the README says so.)"""
+"""The cluster variant of every migration and every view statement: ON CLUSTER and Replicated* engines,
+accepted by ClickHouse's own parser. (No cluster runs here: the statements are parsed, not executed, and
+the README says so.)"""
 
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ print("parsed")
 """
 
 
+def _view_statements() -> list[str]:
+    """Every statement the views step can run: on a store without the view and on one that has it."""
+    return list(dict.fromkeys(s for v in store.load_views() for exists in (False, True) for s in v.statements(exists)))
+
+
 def _all_statements() -> list[str]:
-    bootstrap = store._split_statements((store.resources.files("tracehouse.schema") / "bootstrap.sql").read_text())
-    return [*bootstrap, *(s for m in store.load_migrations() for s in m.statements)]
+    bootstrap = store.bootstrap_statements()
+    return [*bootstrap, *(s for m in store.load_migrations() for s in m.statements), *_view_statements()]
 
 
 def test_every_statement_has_a_cluster_variant_that_clickhouse_parses():
@@ -42,6 +48,23 @@ def test_every_statement_has_a_cluster_variant_that_clickhouse_parses():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "parsed"
+
+
+def test_every_view_has_its_cluster_statements():
+    """The views step renders its statements as the migrations do: both materialized views get their
+    in-place query swap ON CLUSTER, the plain views their CREATE OR REPLACE ON CLUSTER."""
+    views = {v.name: v for v in store.load_views()}
+    assert set(views) == {"llm_calls", "traces", "llm_daily_mv", "otel_traces_trace_id_ts_mv"}
+    for name in ("llm_daily_mv", "otel_traces_trace_id_ts_mv"):
+        create, modify = (store.cluster_variant(s, "c") for s in views[name].statements(exists=True))
+        target = views[name].target
+        assert create.startswith(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} ON CLUSTER 'c'\nTO {target}\n")
+        assert modify.startswith(f"ALTER TABLE {name} ON CLUSTER 'c' MODIFY QUERY SELECT")
+        assert modify.endswith(views[name].select)
+    for name in ("llm_calls", "traces"):
+        (create,) = (store.cluster_variant(s, "c") for s in views[name].statements(exists=True))
+        assert create.startswith(f"CREATE OR REPLACE VIEW {name} ON CLUSTER 'c' AS\nSELECT")
+    assert len(_view_statements()) == 6
 
 
 def test_unknown_statement_kinds_and_names_are_refused():

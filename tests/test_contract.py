@@ -75,7 +75,7 @@ def _shipped_sql_texts() -> dict[str, str]:
     """Files holding SQL over otel_traces and its views: migrations, dashboards, alert rules, the README
     and the collector's own queries."""
     paths = [
-        *ROOT.glob("schema/*.sql"),
+        *ROOT.glob("schema/**/*.sql"),
         *ROOT.glob("dashboards/*.py"),
         *ROOT.glob("dashboards/*.json"),
         *ROOT.glob("deploy/**/*.yaml"),
