@@ -14,6 +14,7 @@ import argparse
 import random
 import statistics
 import time
+from collections import Counter
 
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.stages.price import PriceFile, Pricer
@@ -105,7 +106,7 @@ def main() -> None:
     pricer = Pricer(PriceFile.parse(PRICE_FILE, "bench-prices.toml"))
     batch = make_batch(args.spans)
     started = time.perf_counter()
-    pricer.price(batch)
+    priced = pricer.price(batch)
     cold = time.perf_counter() - started
     timings = []
     for _ in range(args.rounds):
@@ -113,7 +114,7 @@ def main() -> None:
         pricer.price(batch)
         timings.append(time.perf_counter() - started)
     per_span = [t / args.spans * 1e6 for t in timings]
-    sources = {k: v // (args.rounds + 1) for k, v in sorted(pricer.spans_by_source.items())}
+    sources = dict(sorted(Counter(source for source in priced.columns["CostSource"] if source).items()))
     print(f"pricing stage, {args.spans:,} spans per batch, {len(MODELS)} models; spans by source: {sources}")
     print(f"  first batch (cold look-up cache): {cold / args.spans * 1e6:.2f} µs/span")
     print(f"  warm: best {min(per_span):.2f} µs/span, median {statistics.median(per_span):.2f} µs/span")

@@ -13,7 +13,6 @@ Decimal arithmetic.
 
 from __future__ import annotations
 
-from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -45,14 +44,13 @@ MAX_CACHED_MODELS = 10_000
 
 
 class Pricer:
-    """Prices batches (columns.PRICE_COLUMNS). `spans_by_source` counts spans per CostSource; unpriced calls
-    are counted from the batch's CostSource column (tracehouse_unpriced_calls), and listed from the store
-    by `tracehouse prices unknown`."""
+    """Prices batches (columns.PRICE_COLUMNS). It keeps no counts: unpriced calls are counted from the
+    batch's CostSource column (tracehouse_unpriced_calls), and listed from the store by
+    `tracehouse prices unknown`."""
 
     def __init__(self, price_file: PriceFile | None = None, catalogue: Catalogue | None = None) -> None:
         self.price_file = price_file
         self.catalogue = catalogue if catalogue is not None else Catalogue()
-        self.spans_by_source: Counter[str] = Counter()
         self._options: dict[tuple[str, str, str], tuple[PriceOption, ...]] = {}
         # Per model: its first option when that one applies at any time (the common case), else None.
         self._always: dict[tuple[str, str, str], PriceOption | None] = {}
@@ -149,8 +147,6 @@ class Pricer:
         cols[COST_SOURCE] = sources
         cols[PRICE_MODEL] = models
         cols[PRICE_EFFECTIVE_FROM] = effective
-        self.spans_by_source.update(sources)
-        del self.spans_by_source[""]
         return batch
 
 
