@@ -75,7 +75,6 @@ CONTENT_KEYS: tuple[str, ...] = (
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 
 
-
 def _is_glob(key: str) -> bool:
     return any(ch in key for ch in "*?[")
 
