@@ -20,6 +20,41 @@ START = 1_700_000_000_000_000_000
 END = START + 1_500_000_000
 
 
+# The attributes of one tool-using turn as openinference-instrumentation-anthropic 3.1.0 writes them (captured with
+# anthropic 2.16.0 against a local fake server): every tool_use block is a `tool_use` item of message.contents and
+# again a call under message.tool_calls, in the input history and in the output.
+ANTHROPIC_TOOL_TURN = {
+    "openinference.span.kind": "LLM",
+    "llm.system": "anthropic",
+    "llm.model_name": "claude-sonnet-4-5",
+    "llm.input_messages.0.message.role": "user",
+    "llm.input_messages.0.message.content": "Weather in Paris?",
+    "llm.input_messages.1.message.role": "assistant",
+    "llm.input_messages.1.message.contents.0.message_content.type": "text",
+    "llm.input_messages.1.message.contents.0.message_content.text": "Checking.",
+    "llm.input_messages.1.message.tool_calls.0.tool_call.id": "toolu_0",
+    "llm.input_messages.1.message.tool_calls.0.tool_call.function.name": "get_weather",
+    "llm.input_messages.1.message.tool_calls.0.tool_call.function.arguments": '{"city": "Lyon"}',
+    "llm.input_messages.1.message.contents.1.message_content.type": "tool_use",
+    "llm.input_messages.1.message.contents.1.tool_call.id": "toolu_0",
+    "llm.input_messages.1.message.contents.1.tool_call.function.name": "get_weather",
+    "llm.input_messages.1.message.contents.1.tool_call.function.arguments": '{"city": "Lyon"}',
+    "llm.input_messages.2.message.role": "tool",
+    "llm.input_messages.2.message.tool_call_id": "toolu_0",
+    "llm.input_messages.2.message.content": "sunny",
+    "llm.output_messages.0.message.role": "assistant",
+    "llm.output_messages.0.message.contents.0.message_content.type": "text",
+    "llm.output_messages.0.message.contents.0.message_content.text": "Let me check.",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id": "toolu_1",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "get_weather",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"city": "Paris"}',
+    "llm.output_messages.0.message.contents.1.message_content.type": "tool_use",
+    "llm.output_messages.0.message.contents.1.tool_call.id": "toolu_1",
+    "llm.output_messages.0.message.contents.1.tool_call.function.name": "get_weather",
+    "llm.output_messages.0.message.contents.1.tool_call.function.arguments": '{"city": "Paris"}',
+}
+
+
 def any_value(value: Any) -> AnyValue:
     """A Python value as OTLP AnyValue; dicts become kvlists and lists arrays (structured attributes)."""
     if isinstance(value, bool):

@@ -1,10 +1,14 @@
-"""GenAI spans in the current and the deprecated forms, sent over OTLP to a running collector, give
-llm_calls rows with the same model, provider, tokens and messages."""
+"""Spans sent over OTLP to a running collector and read back from llm_calls: GenAI spans in the current and the
+deprecated forms give the same model, provider, tokens and messages; content an instrumentation writes twice is
+stored once."""
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from collector_process import sql_rows
+from normalize_support import ANTHROPIC_TOOL_TURN
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -137,3 +141,96 @@ def test_current_and_deprecated_genai_spans_give_the_same_llm_calls(collector):
     ]
     assert trace["has_error"] in (True, 1)
     assert (trace["user_id"], trace["session_id"]) == ("user-1", "session-1")
+
+
+def test_content_written_twice_is_stored_once_and_wrapped_results_unwrapped(collector):
+    """Spans as the instrumentations write them, exported by the OTel SDK: the Anthropic OpenInference turn (each
+    tool call twice), a final answer written as content and as a contents part next to pydantic-ai's own gen_ai.*
+    keys (time to first chunk in seconds), and an AI SDK 6 call whose history holds a wrapped tool result."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.traces_url, timeout=30)))
+    tracer = provider.get_tracer("test")
+    final_answer = {
+        "openinference.span.kind": "LLM",
+        "llm.model_name": "gpt-4o-mini",
+        "llm.output_messages.0.message.role": "assistant",
+        "llm.output_messages.0.message.content": "It is sunny.",
+        "llm.output_messages.0.message.contents.0.message_content.type": "text",
+        "llm.output_messages.0.message.contents.0.message_content.text": "It is sunny.",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.client.operation.time_to_first_chunk": 0.42,
+    }
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": QUESTION}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool-call", "toolCallId": "call_1", "toolName": "get_weather", "input": {"city": "Paris"}}
+            ],
+        },
+        {
+            "role": "tool",
+            "content": [
+                {
+                    "type": "tool-result",
+                    "toolCallId": "call_1",
+                    "toolName": "get_weather",
+                    "output": {"type": "json", "value": {"sky": "clear", "temp": 21}},
+                }
+            ],
+        },
+    ]
+    vercel = {
+        "ai.operationId": "ai.generateText.doGenerate",
+        "ai.model.provider": "openai.chat",
+        "ai.model.id": "gpt-4o-mini",
+        "ai.prompt.messages": _dumps(history),
+        "ai.response.text": "It is sunny.",
+    }
+    # Times to first chunk that no column can hold: the largest UInt64 (not a wrapped 0), and NULL.
+    huge = {"gen_ai.operation.name": "chat", "gen_ai.client.operation.time_to_first_chunk": 1e300}
+    not_a_number = {"gen_ai.operation.name": "chat", "gen_ai.client.operation.time_to_first_chunk": math.nan}
+    spans = {
+        "anthropic": ANTHROPIC_TOOL_TURN,
+        "final answer": final_answer,
+        "vercel": vercel,
+        "huge": huge,
+        "not a number": not_a_number,
+    }
+    for name, attrs in spans.items():
+        with tracer.start_as_current_span(name, attributes=attrs):
+            pass
+    provider.shutdown()
+    collector.stop()
+
+    rows = {
+        row["span_name"]: row
+        for row in sql_rows(
+            collector.data_dir,
+            "SELECT span_name, messages, response, tool_calls, latency_ms_first_token FROM llm_calls",
+        )
+    }
+    assert set(rows) == set(spans)
+    assert rows["huge"]["latency_ms_first_token"] == (2**64 - 1) / 1e6
+    assert rows["not a number"]["latency_ms_first_token"] is None
+    paris = {"id": "toolu_1", "name": "get_weather", "arguments": {"city": "Paris"}}
+    anthropic = rows["anthropic"]
+    assert orjson.loads(anthropic["response"]) == [
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me check."}], "tool_calls": [paris]}
+    ]
+    assert orjson.loads(anthropic["tool_calls"]) == [paris]
+    assert [len(m.get("tool_calls", ())) for m in orjson.loads(anthropic["messages"])] == [0, 1, 0]
+
+    answer = rows["final answer"]
+    assert orjson.loads(answer["response"]) == [
+        {"role": "assistant", "content": [{"type": "text", "text": "It is sunny."}]}
+    ]
+    assert answer["latency_ms_first_token"] == 420.0
+
+    tool_message = orjson.loads(rows["vercel"]["messages"])[2]
+    assert tool_message == {
+        "role": "tool",
+        "content": [{"type": "text", "text": '{"sky":"clear","temp":21}'}],
+        "tool_call_id": "call_1",
+        "name": "get_weather",
+    }

@@ -57,6 +57,29 @@ def test_spans_with_the_same_keys_keep_their_own_values():
     assert "two" in second["InputMessages"]
 
 
+def test_the_short_way_to_read_an_openinference_message_agrees_with_the_long_way():
+    from tracehouse.collector.stages.normalize.openinference import _message, _rich_message
+
+    rnd = random.Random(12)
+    keys = [
+        "message.role",
+        "message.content",
+        "message.tool_call_id",
+        "message.name",
+        "message.contents.0.message_content.text",  # LangChain: a string item of a content list, no type
+        "message.contents.0.message_content.type",
+        "message.tool_calls.0.tool_call.function.name",
+        "message.function_call_name",
+    ]
+    values = ["user", "assistant", "hi", "text", "get_weather", "x" * 200_000]
+    for _ in range(500):
+        flat = {rnd.choice(keys): rnd.choice(values) for _ in range(rnd.randint(1, 2))}
+        assert _message(flat, "user") == _rich_message(flat, "user"), flat
+    # The LangChain shape that a two-key shortcut used to read as an empty message.
+    flat = {"message.role": "user", "message.contents.0.message_content.text": "Weather in Paris?"}
+    assert _message(flat, "user")["content"] == [{"type": "text", "text": "Weather in Paris?"}]
+
+
 def test_dispatch_remembers_per_key_text_and_event_names():
     dispatch = Dispatch()
     keys = key_text(["gen_ai.operation.name"])

@@ -122,6 +122,120 @@ def test_indices_that_are_not_numbers_are_ignored():
     assert loads(row["InputMessages"]) == [{"role": "user", "content": [{"type": "text", "text": "kept"}]}]
 
 
+# --- the shapes of issue 12: messages written twice, wrapped tool results, time to first chunk -------------
+
+
+def test_a_cut_off_or_gapped_message_list_keeps_what_reads():
+    row = normalized(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "claude-sonnet-4-5",
+            "llm.token_count.prompt": "12abc",
+            "llm.token_count.completion": 7,
+            "input.value": '{"messages": [{"role": "user", "content": "Weather in Par',  # cut off
+            # messages 0 and 2, no 1; contents 0 and 3; a tool_use item cut down to its type; a call id only
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.contents.0.message_content.type": "text",
+            "llm.output_messages.0.message.contents.0.message_content.text": "It is sunny.",
+            "llm.output_messages.0.message.contents.3.message_content.type": "tool_use",
+            "llm.output_messages.0.message.content": "It is sunny.",
+            "llm.output_messages.0.message.tool_calls.5.tool_call.id": "toolu_1",
+            "llm.output_messages.2.message.role": "assistant",
+            "llm.output_messages.2.message.contents.1.message_content.text": "Anything else?",
+            "llm.output_messages.2.message.contents.1.tool_call.function.arguments": "{cut",
+        }
+    )
+    assert (row["LlmResponseModel"], row["InputTokens"], row["OutputTokens"]) == ("claude-sonnet-4-5", None, 7)
+    text = '{"messages": [{"role": "user", "content": "Weather in Par'
+    assert loads(row["InputMessages"]) == [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    assert loads(row["OutputMessages"]) == [
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "It is sunny."}],
+            "tool_calls": [{"id": "toolu_1", "name": "", "arguments": None}],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": "Anything else?"}]},
+    ]
+
+
+def test_unreadable_time_to_first_chunk_is_null_and_a_huge_one_is_capped(caplog):
+    key = "gen_ai.client.operation.time_to_first_chunk"
+    for value in ("soon", "NaN", "inf", "-1", "1e400", "", "[0.5]", True):
+        row = normalized({"gen_ai.operation.name": "chat", "gen_ai.request.model": "m", key: value})
+        assert (row["TimeToFirstToken"], row["LlmRequestModel"]) == (None, "m"), value
+    # Finite but past what UInt64 nanoseconds hold: the cap, as for gen_ai.response.time_to_first_chunk.
+    assert normalized({"gen_ai.operation.name": "chat", key: 1e300})["TimeToFirstToken"] == 2**64 - 1
+    assert normalized({"gen_ai.operation.name": "chat", key: 0})["TimeToFirstToken"] == 0
+    assert mapper_failures(caplog) == []
+
+
+def _vercel_tool_contents(output) -> list:
+    prompt = [
+        {"role": "tool", "content": [{"type": "tool-result", "toolCallId": "c", "toolName": "t", "output": output}]}
+    ]
+    row = normalized(
+        {
+            "ai.operationId": "ai.generateText.doGenerate",
+            "ai.model.id": "gpt-4o-mini",
+            "ai.prompt.messages": orjson.dumps(prompt).decode(),
+        }
+    )
+    assert row["LlmRequestModel"] == "gpt-4o-mini"
+    (tool,) = loads(row["InputMessages"])
+    assert (tool["role"], tool["tool_call_id"], tool["name"]) == ("tool", "c", "t")
+    return tool["content"]
+
+
+def test_malformed_vercel_tool_result_wrappers_are_plain_values(caplog):
+    # Without its value, a wrapper is not one: the object itself is the result.
+    assert _vercel_tool_contents({"type": "json"}) == [{"type": "text", "text": '{"type":"json"}'}]
+    assert _vercel_tool_contents({"type": "content", "value": "not a list"}) == [
+        {"type": "text", "text": '{"type":"content","value":"not a list"}'}
+    ]
+    assert _vercel_tool_contents({"type": 7, "value": 1}) == [{"type": "text", "text": '{"type":7,"value":1}'}]
+    # Values of the wrong kind: text that is not a string, content items that are not parts.
+    assert _vercel_tool_contents({"type": "text", "value": {"a": 1}}) == [{"type": "text", "text": '{"a":1}'}]
+    assert _vercel_tool_contents({"type": "error-text", "value": None}) == [{"type": "text", "text": "null"}]
+    assert _vercel_tool_contents(
+        {
+            "type": "content",
+            "value": [1, None, "loose text", {"type": 5}, {"type": "text"}, {"type": "text", "text": 3}],
+        }
+    ) == [{"type": "text", "text": "loose text"}, {"type": "text", "text": "3"}]
+    assert _vercel_tool_contents(
+        {
+            "type": "content",
+            "value": [
+                {"type": "image-url", "url": {"x": 1}, "mediaType": 5},
+                {"type": "file-id", "fileId": {"openai": "f"}},
+            ],
+        }
+    ) == [{"type": "image"}, {"type": "file"}]
+    assert _vercel_tool_contents({"type": "content", "value": []}) == []
+    assert mapper_failures(caplog) == []
+
+
+def test_a_wrapped_value_that_will_not_serialize_still_gives_the_row(caplog):
+    # Nested deeper than orjson writes (255 levels), and a number past 64 bits (parsed as a float).
+    deep = "[" * 400 + "]" * 400
+    prompt = (
+        '[{"role":"tool","content":[{"type":"tool-result","toolCallId":"c","toolName":"t",'
+        '"output":{"type":"json","value":' + deep + "}},"
+        '{"type":"tool-result","toolCallId":"d","toolName":"t","output":{"type":"error-json","value":18446744073709551616}}]}]'
+    )
+    row = normalized({"ai.operationId": "ai.generateText.doGenerate", "ai.model.id": "m", "ai.prompt.messages": prompt})
+    assert mapper_failures(caplog) == []
+    first, second = loads(row["InputMessages"])
+    assert (first["tool_call_id"], second["tool_call_id"]) == ("c", "d")
+    assert first["content"][0]["text"].startswith("[[[")
+    assert second["content"] == [{"type": "text", "text": "1.8446744073709552e+19"}]
+    # Cut off: the messages are lost, the call's other fields are not.
+    cut = normalized(
+        {"ai.operationId": "ai.generateText.doGenerate", "ai.model.id": "m", "ai.prompt.messages": prompt[:90]}
+    )
+    assert (cut["LlmRequestModel"], cut["LlmSpanKind"], cut["InputMessages"]) == ("m", "LLM", "")
+
+
 # --- garbage in, typed columns out ------------------------------------------------------------------
 
 KNOWN_KEYS = [
@@ -145,6 +259,11 @@ KNOWN_KEYS = [
     "llm.input_messages.1.message.contents.0.message_content.text",
     "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments",
     "llm.output_messages.0.message.function_call_name",
+    "llm.output_messages.0.message.content",
+    "llm.output_messages.0.message.contents.0.message_content.type",
+    "llm.output_messages.0.message.contents.0.message_content.text",
+    "llm.output_messages.0.message.contents.1.tool_call.id",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id",
     "llm.prompts.0.prompt.text",
     "input.value",
     "output.value",
@@ -172,6 +291,7 @@ KNOWN_KEYS = [
     "gen_ai.tool.call.result",
     "gen_ai.response.finish_reasons",
     "gen_ai.response.time_to_first_chunk",
+    "gen_ai.client.operation.time_to_first_chunk",
     "gen_ai.prompt.0.role",
     "gen_ai.prompt.0.content",
     "gen_ai.prompt.0.tool_calls.0.arguments",
@@ -190,6 +310,7 @@ KNOWN_KEYS = [
     "ai.prompt.tools",
     "ai.response.toolCalls",
     "ai.toolCall.name",
+    "ai.stream.msToFirstChunk",
     "ai.usage.inputTokens",
     "ai.telemetry.metadata.userId",
     "tracehouse.tenant",
@@ -238,7 +359,9 @@ def _garbage_value(rnd: random.Random) -> str:
 
 def _garbage_json(rnd: random.Random, depth: int):
     if depth == 0:
-        return rnd.choice([None, True, 1, -1, 2.5, "", "text", "tool_call", "function", "image"])
+        return rnd.choice(
+            [None, True, 1, -1, 2.5, "", "text", "tool_call", "function", "image", "tool-result", "json", "content"]
+        )
     kind = rnd.randrange(4)
     if kind == 0:
         return [_garbage_json(rnd, depth - 1) for _ in range(rnd.randint(0, 4))]
@@ -266,6 +389,9 @@ def _garbage_json(rnd: random.Random, depth: int):
             "tenant_id",
             "model",
             "temperature",
+            "output",
+            "value",
+            "toolCallId",
         ]
         return {rnd.choice(keys): _garbage_json(rnd, depth - 1) for _ in range(rnd.randint(0, 5))}
     return _garbage_json(rnd, 0)

@@ -29,7 +29,11 @@ Canonical messages: InputMessages and OutputMessages are JSON arrays of
         | {"type": <other>, "text": str}                                                  # text optional
 
 Tool results nested in a message (Anthropic `tool_result` blocks, GenAI `tool_call_response` parts,
-Vercel `tool-result` parts) become their own `tool` messages. System and developer messages are lifted
+Vercel `tool-result` parts) become their own `tool` messages; an AI SDK result's `{"type", "value"}` wrapper
+is taken off (`vercel.tool_output`). A message written in two forms side by side (its text as one string
+and as parts; a tool call among the parts and in the message's call list) is kept once; what one form
+writes twice, two equal parts or two alike calls, is kept as written (`messages.repeats_parts`,
+`messages.merge_tool_calls`). System and developer messages are lifted
 out of InputMessages into SystemPrompt (text, joined with blank lines, after GenAI
 `gen_ai.system_instructions`). ToolCalls is the JSON list of the tool calls in the output messages
 (on a TOOL span: the call the span executed); Tools the JSON list of definitions

@@ -188,7 +188,9 @@ def extract(span: SpanView) -> Fields:
     finish_reason = _first_finish_reason(get("gen_ai.response.finish_reasons"), outputs)
     if finish_reason:
         fields["FinishReason"] = finish_reason
-    raw = get("gen_ai.response.time_to_first_chunk")
+    # Seconds. The response attribute, or the name of the semconv's streaming metric, which pydantic-ai and
+    # the AI SDK 7 (@ai-sdk/otel) record on the span itself.
+    raw = get("gen_ai.response.time_to_first_chunk") or get("gen_ai.client.operation.time_to_first_chunk")
     if raw:
         ttft = _ttft(raw)
         if ttft is not None:

@@ -130,6 +130,56 @@ def convert_list(items: list[Any], convert: Callable[[Any], list[Message]]) -> l
     return out
 
 
+# Written twice. Instrumentations write one message in two forms side by side: its text as one string
+# and as parts (OpenInference `message.content` and `message.contents`; a `content` string next to `parts`),
+# its tool calls among the parts and in a list of their own (`message.contents.N.tool_call` and
+# `message.tool_calls`; Anthropic `tool_use` blocks and `tool_calls`). The second form repeats the first and
+# is dropped; anything it holds that the first does not is kept. Within one form nothing is collapsed: two
+# parts with the same text, or two calls with the same name and arguments, are what was written.
+_FLAT_SEPARATORS = ("", "\n", "\n\n")
+
+
+def repeats_parts(text: str, parts: list[Part]) -> bool:
+    """Whether a message's plain-string text is the text of its parts written again: one text part's, or all of
+    them joined (with nothing, a newline or a blank line between, as instrumentations flatten parts)."""
+    texts = [part["text"] for part in parts if part["type"] == "text"]
+    if not texts:
+        return False
+    if len(text) <= limits.MAX_TEXT_CHARS:
+        if text in texts:
+            return True
+    elif clip(text, limits.MAX_TEXT_CHARS) in texts:
+        return True
+    return len(texts) > 1 and any(text == separator.join(texts) for separator in _FLAT_SEPARATORS)
+
+
+def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """One call written twice: the same id and name, or, without ids, the same name and arguments."""
+    if a["id"] or b["id"]:
+        return a["id"] == b["id"] and a["name"] == b["name"]
+    return a["name"] == b["name"] and a["arguments"] == b["arguments"]
+
+
+def merge_tool_calls(calls: list[dict[str, Any]], listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A message's tool calls read from its parts (`calls`), then those of its own tool-call list (`listed`) that
+    do not repeat one of them; each call of `calls` stands for at most one listed call, so calls written once
+    in each form are kept once each, however alike."""
+    if not calls:
+        return listed
+    if not listed:
+        return calls
+    unmatched = list(calls)
+    merged = list(calls)
+    for call in listed:
+        for index, seen in enumerate(unmatched):
+            if _same_call(seen, call):
+                del unmatched[index]
+                break
+        else:
+            merged.append(call)
+    return merged
+
+
 def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = obj.get(key)
@@ -210,6 +260,8 @@ class _Collector:
         elif kind in _AUDIO_TYPES:
             audio = obj.get("input_audio") if isinstance(obj.get("input_audio"), dict) else {}
             self.parts.append(media_part("audio", _url_of(obj.get("url")), audio.get("format") or obj.get("mime_type")))
+        elif kind == "video":  # the canonical video part, read back as itself
+            self.parts.append(media_part("video", _url_of(obj.get("url")), obj.get("mime_type")))
         elif kind in _FILE_TYPES:
             modality = obj.get("modality")
             self.parts.append(
@@ -250,20 +302,23 @@ class _Collector:
             self.parts.append(media_part(kind if kind in _MODALITIES else "file", data.get("fileUri"), mime))
 
     def tool_calls(self, calls: Any) -> None:
-        """OpenAI-style `tool_calls` ({id, function: {name, arguments}}) or flat ({id, name, arguments})."""
+        """OpenAI-style `tool_calls` ({id, function: {name, arguments}}) or flat ({id, name, arguments}); a call
+        the content parts already hold is not added again (`merge_tool_calls`)."""
         if not isinstance(calls, list):
             return
+        listed = []
         for call in calls[: limits.MAX_TOOL_CALLS]:
             if not isinstance(call, dict):
                 continue
             function = call.get("function") if isinstance(call.get("function"), dict) else call
-            self.calls.append(
+            listed.append(
                 tool_call(
                     _first(call, ("id", "toolCallId")),
                     _first(function, ("name", "toolName")),
                     _first(function, ("arguments", "input", "args")),
                 )
             )
+        self.calls = merge_tool_calls(self.calls, listed)
 
 
 def content_parts(value: Any) -> list[Part]:
@@ -287,9 +342,11 @@ def messages_from_obj(obj: Any, default_role: str) -> list[Message]:
     role = normalize_role(obj.get("author") if role is None else role, default_role)
     found = _Collector()
     parts = obj.get("parts")
+    content = obj.get("content")
     if isinstance(parts, list):
         found.content(parts)
-    content = obj.get("content")
+        if isinstance(content, str) and repeats_parts(content, found.parts):
+            content = None  # the parts' text written a second time as a plain string
     if content is not None:
         found.content(content)
     calls = obj.get("tool_calls") or obj.get("toolCalls")

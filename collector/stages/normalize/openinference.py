@@ -20,9 +20,11 @@ from tracehouse.collector.stages.normalize.messages import (
     Part,
     convert_list,
     media_part,
+    merge_tool_calls,
     message,
     messages_from_payload,
     normalize_role,
+    repeats_parts,
     text_message,
     text_part,
     tool_call,
@@ -54,6 +56,12 @@ _EMBEDDINGS = "embedding.embeddings."
 _INDEXED = (_INPUT_MESSAGES, _OUTPUT_MESSAGES, _TOOLS, _PROMPTS, _CHOICES, _DOCUMENTS, _EMBEDDINGS)
 _FAMILIES = IndexedFamilies(_INDEXED)
 _MESSAGE_LISTS = ("message.contents.", "message.tool_calls.")
+# `message.contents` item types that are a tool call: the spec's `tool_use`, and the AI SDK's part type as
+# openinference-vercel copies it.
+_CALL_CONTENT_TYPES = frozenset({"tool_use", "tool_call", "tool-call"})
+_TOOL_CALL_KEYS = ("tool_call.id", "tool_call.function.name", "tool_call.function.arguments")
+# The keys a message read without the parts and tool-call machinery may have (two at most, see _message).
+_PLAIN_MESSAGE_KEYS = frozenset({"message.role", "message.content", "message.tool_call_id", "message.name"})
 _CACHED_PARAMETERS_CHARS = 2_048
 _MAX_TEXT = limits.MAX_TEXT_CHARS
 # Families of keys tested on SpanView.keys before their lookups are spent.
@@ -85,6 +93,12 @@ def _tool_call(flat: Mapping[str, str]) -> dict[str, Any]:
 
 def _content_item(item: Mapping[str, str], parts: list[Part], calls: list[dict[str, Any]]) -> None:
     kind = item.get("message_content.type", "text")
+    if kind in _CALL_CONTENT_TYPES:
+        # The call, kept in its place among the parts (the spec's `tool_use` item, with the `tool_call.*` keys of
+        # `message.tool_calls`); an item without them only marks where a call listed there stood.
+        if any(key in item for key in _TOOL_CALL_KEYS):
+            calls.append(_tool_call(item))
+        return
     if kind == "text":
         text = item.get("message_content.text")
         if text:
@@ -101,15 +115,15 @@ def _content_item(item: Mapping[str, str], parts: list[Part], calls: list[dict[s
         )
     elif kind == "video":
         parts.append(media_part("video", item.get("message_content.video.video.url")))
-    elif kind == "tool_use":
-        calls.append(_tool_call(item))
     else:
         parts.append({"type": kind[: limits.MAX_SHORT_CHARS]})
 
 
 def _message(flat: Mapping[str, str], default_role: str) -> Message:
     """One `llm.*_messages.{i}` entry (its keys without the prefix) as a canonical message."""
-    if len(flat) > 2:
+    if len(flat) > 2 or (
+        ("message.content" not in flat or "message.role" not in flat) and not _PLAIN_MESSAGE_KEYS.issuperset(flat)
+    ):  # the common pair costs two lookups; any other key is one of a part or a call
         return _rich_message(flat, default_role)
     # Role and content, the common case, without the parts and tool-call machinery, and with the
     # common cases of normalize_role and text_part inline.
@@ -131,17 +145,20 @@ def _message(flat: Mapping[str, str], default_role: str) -> Message:
 
 
 def _rich_message(flat: Mapping[str, str], default_role: str) -> Message:
+    """A message with parts or tool calls; what it writes twice (`message.content` and `message.contents`, a call
+    in both `message.contents` and `message.tool_calls`) is kept once (see messages.repeats_parts)."""
     role = normalize_role(flat.get("message.role"), default_role)
     parts: list[Part] = []
     calls: list[dict[str, Any]] = []
-    content = flat.get("message.content")
-    if content:
-        parts.append(text_part(content))
     nested = group_indexed(flat, _MESSAGE_LISTS)
     for item in ordered(nested.get("message.contents."))[: limits.MAX_PARTS]:
         _content_item(item, parts, calls)
-    for call in ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS]:
-        calls.append(_tool_call(call))
+    content = flat.get("message.content")
+    if content and not (parts and repeats_parts(content, parts)):
+        parts.insert(0, text_part(content))
+    listed = [_tool_call(call) for call in ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS]]
+    if listed:
+        calls = merge_tool_calls(calls, listed)
     if flat.get("message.function_call_name"):
         calls.append(
             tool_call(None, flat["message.function_call_name"], flat.get("message.function_call_arguments_json"))

@@ -17,8 +17,10 @@ from tracehouse.collector.stages.normalize.kinds import KIND_BY_VERCEL_OPERATION
 from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Fields, Mapper, compact
 from tracehouse.collector.stages.normalize.messages import (
     Message,
+    Part,
     content_parts,
     convert_list,
+    media_part,
     message,
     messages_from_obj,
     text_message,
@@ -30,7 +32,9 @@ from tracehouse.collector.stages.normalize.span import SpanView
 from tracehouse.collector.stages.normalize.values import (
     json_list,
     json_object,
+    json_text,
     parse_json,
+    short,
     to_float,
     to_int,
     typed_value,
@@ -50,10 +54,73 @@ def _prefixed(span: SpanView, prefix: str) -> dict[str, Any]:
     return {key[start:]: typed_value(value) for key, value in attrs.items() if key.startswith(prefix)}
 
 
+# LanguageModelV3ToolResultOutput (@ai-sdk/provider; AI SDK 5 and 6): what a tool returned, wrapped.
+_VALUE_OUTPUTS = frozenset({"text", "json", "error-text", "error-json"})
+_RESULT_PART = "tool-result"
+_DATA_PARTS = frozenset({"image-data", "file-data", "media"})  # inline base64 `data`: only its media type is kept
+_URL_PARTS = frozenset({"image-url", "file-url"})
+_ID_PARTS = frozenset({"image-file-id", "file-id"})
+
+
+def _media_kind(part_type: str, media_type: Any) -> str:
+    if part_type.startswith("image-"):
+        return "image"
+    kind = media_type.partition("/")[0] if isinstance(media_type, str) else ""
+    return kind if kind in ("image", "audio", "video") else "file"
+
+
+def _output_part(item: Any) -> Part | None:
+    """One item of a `content` output as a canonical part (None for what is not a typed part)."""
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        return text_part(item) if isinstance(item, str) and item else None
+    kind = item["type"]
+    if kind == "text":
+        text = item.get("text")
+        return text_part(text if isinstance(text, str) else json_text(text)) if text is not None else None
+    media_type = item.get("mediaType")
+    if kind in _DATA_PARTS:
+        return media_part(_media_kind(kind, media_type), None, media_type)
+    if kind in _URL_PARTS:
+        return media_part(_media_kind(kind, media_type), item.get("url"), media_type)
+    if kind in _ID_PARTS:
+        file_id = item.get("fileId")
+        return media_part(_media_kind(kind, media_type), file_id if isinstance(file_id, str) else None, media_type)
+    return {"type": short(kind)}
+
+
+def tool_output(output: Any) -> Any:
+    """The value a tool returned, out of the SDK's `{"type", "value"}` wrapper: the text itself, JSON as its
+    text, `content` as canonical parts, a denial as `{"denied": true, "reason"?}` (as the SDK's own GenAI
+    mapping writes it). Anything else, a wrapper without its `value` included, is a plain value."""
+    if not isinstance(output, dict):
+        return output
+    kind = output.get("type")
+    if "value" in output:
+        value = output["value"]
+        if kind in _VALUE_OUTPUTS:
+            return value if isinstance(value, str) else json_text(value)
+        if kind == "content" and isinstance(value, list):
+            parts = [_output_part(item) for item in value[: limits.MAX_PARTS]]
+            return [part for part in parts if part is not None]
+    elif kind == "execution-denied":
+        reason = output.get("reason")
+        return {"denied": True, "reason": reason} if isinstance(reason, str) else {"denied": True}
+    return output
+
+
+def _message(item: Any) -> list[Message]:
+    """One prompt message: its tool results unwrapped (`tool_output`), then converted as any other."""
+    if isinstance(item, dict) and isinstance(item.get("content"), list) and item.get("role") in ("tool", "assistant"):
+        for part in item["content"][: limits.MAX_PARTS]:  # the parsed JSON is this mapper's own: unwrapped in place
+            if isinstance(part, dict) and part.get("type") == _RESULT_PART and isinstance(part.get("output"), dict):
+                part["output"] = tool_output(part["output"])
+    return messages_from_obj(item, "user")
+
+
 def _inputs(a: Mapping[str, str]) -> list[Message]:
     messages = json_list(a.get("ai.prompt.messages"))
     if messages is not None:
-        return convert_list(messages, lambda item: messages_from_obj(item, "user"))
+        return convert_list(messages, _message)
     prompt = a.get("ai.prompt")
     parsed = json_object(prompt)
     if parsed is None:
@@ -64,7 +131,7 @@ def _inputs(a: Mapping[str, str]) -> list[Message]:
     if isinstance(parsed.get("prompt"), str):
         out.append(text_message("user", parsed["prompt"]))
     if isinstance(parsed.get("messages"), list):
-        out.extend(convert_list(parsed["messages"], lambda item: messages_from_obj(item, "user")))
+        out.extend(convert_list(parsed["messages"], _message))
     return out
 
 
@@ -104,11 +171,13 @@ def _tool_call_span(a: Mapping[str, str], fields: Fields) -> None:
 
 
 def _ttft(span: SpanView) -> int | None:
+    # streamText writes ai.response.msToFirstChunk, streamObject ai.stream.msToFirstChunk: on the span and its event.
     a = span.attrs
-    ms = to_float(a.get("ai.response.msToFirstChunk"))
+    ms = to_float(a.get("ai.response.msToFirstChunk") or a.get("ai.stream.msToFirstChunk"))
     if ms is None and span.event_names:
         event = span.event(_FIRST_CHUNK_EVENT)
-        ms = to_float(event.get("ai.response.msToFirstChunk")) if event else None
+        if event:
+            ms = to_float(event.get("ai.response.msToFirstChunk") or event.get("ai.stream.msToFirstChunk"))
     return int(round(min(ms * 1e6, limits.TTFT_CAP_NS))) if ms is not None and ms >= 0 else None
 
 
