@@ -1,30 +1,44 @@
 # `make run` and `make test` work from a clean clone: they create the virtual environment first.
+# `make run` installs what the collector needs (the `collector` extra); `make test`, `lint` and `bench`
+# add the `dev` extra (pytest, ruff, the instrumentation and deploy test tools).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+COLLECTOR_STAMP := $(VENV)/.installed-collector
+DEV_STAMP := $(VENV)/.installed-dev
 ARGS ?=
 
 .PHONY: run test lint bench clean
 
-$(STAMP): pyproject.toml
+# The interpreter of the virtual environment, made with a Python the project supports (pyproject.toml).
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "tracehouse needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>/dev/null || echo "not found"). Use make PYTHON=python3.12 ..." >&2; \
+		exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[collector,dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(COLLECTOR_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[collector]'
+	touch $@
+
+# The dev extra includes everything the collector needs, so it satisfies `make run` too.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[collector,dev]'
+	touch $@ $(COLLECTOR_STAMP)
+
+run: $(COLLECTOR_STAMP)
 	$(BIN)/tracehouse serve $(ARGS)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

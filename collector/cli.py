@@ -23,13 +23,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        sys.stdout.write(f"tracehouse {installed_version()}\n")  # stdout, as argparse's own version action
+        parser.exit(0)
+
+
+def installed_version() -> str:
+    """The version of the installed `tracehouse` distribution (pip's metadata, not a copy in the code)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tracehouse")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand takes the flags of the settings it uses, all derived from Config's fields."""
     parser = _Parser(
         prog="tracehouse",
         description="OpenTelemetry-native observability pipeline for LLM applications, on ClickHouse.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_Version, help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the collector (OTLP gRPC :4317 and HTTP :4318)")
     add_flags(serve, "serve")
@@ -48,13 +70,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         "-f",
         default="table",
-        help="table, csv, tsv, json, jsonl, or a ClickHouse output format name such as JSONEachRow (default table)",
+        help="table, csv, tsv (ClickHouse's CSV and TSV: no header row), json, jsonl, or a ClickHouse output"
+        " format name such as CSVWithNames or JSONEachRow (default table)",
     )
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    found = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return found[0] if found else None
+
+
+def commands_overview(parser: argparse.ArgumentParser, summary: str | None = None) -> str:
+    """A parser's subcommands, one line each: what `tracehouse` (or `tracehouse prices`) alone prints."""
+    subcommands = _subcommands(parser)
+    assert subcommands is not None, parser.prog
+    rows = [(choice.dest, choice.help or "") for choice in subcommands._choices_actions]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"usage: {parser.prog} COMMAND [flags]", ""]
+    if summary or parser.description:
+        lines += [summary or parser.description or "", ""]
+    lines += ["commands:", *(f"  {name:<{width}}  {text}" for name, text in rows), ""]
+    footer = f"`{parser.prog} COMMAND --help` shows a command's flags"
+    if any(isinstance(action, _Version) for action in parser._actions):
+        footer += f"; `{parser.prog} --version` the installed version"
+    return "\n".join([*lines, footer + "."]) + "\n"
+
+
+def _overview(parser: argparse.ArgumentParser, words: list[str]) -> str | None:
+    """The overview to print for `tracehouse` alone, or a command with subcommands alone; else None."""
+    if not words:
+        return commands_overview(parser)
+    subcommands = _subcommands(parser)
+    if len(words) == 1 and subcommands is not None and words[0] in subcommands.choices:
+        command = subcommands.choices[words[0]]
+        if _subcommands(command) is not None:
+            summary = next(c.help for c in subcommands._choices_actions if c.dest == words[0])
+            return commands_overview(command, summary)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    overview = _overview(parser, sys.argv[1:] if argv is None else argv)
+    if overview is not None:
+        # Like docker, kubectl and cargo: the commands on stdout, exit 0 (git prints its usage and exits 1).
+        sys.stdout.write(overview)
+        return 0
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         prog = " ".join(filter(None, ("tracehouse", args.command, getattr(args, "prices_command", None))))

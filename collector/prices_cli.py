@@ -99,38 +99,74 @@ def _pricer(args: argparse.Namespace, config: Config) -> Pricer:
 
 
 def _show(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """What ingest applies to a span of this model at `--at`: with `--provider`, for spans carrying it;
+    without, for each provider a price-file entry for this model names (ingest applies such an entry
+    to spans of that provider only), then for spans with no provider. Exits 1 when nothing prices it."""
     pricer = _pricer(args, config)
     at = parse_when(args.at) if args.at else datetime.now(UTC)
     ts_ns = int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000
-    options = pricer.options(args.provider, args.model, "")
-    chosen = next((o for o in options if o.active(ts_ns)), None)
     provider = f" (provider {args.provider})" if args.provider else ""
     print(f"{args.model}{provider} at {at:%Y-%m-%d %H:%M:%S} UTC", file=out)
-    if chosen is None:
-        print(f"  no price: its spans are stored with {COST_SOURCE} '{COST_UNKNOWN}' and NULL costs, never 0", file=out)
-        if options:
-            print("  entries that match but start later:", file=out)
-            for option in options:
-                print(f"    {_describe(option, pricer)}", file=out)
+    if args.provider:
+        priced = _show_price(pricer, args.provider, args.model, ts_ns, out, "  ")
+    else:
+        scoped = _entry_providers(pricer, args.model)
+        priced = False
+        for name in scoped:
+            print(f"  spans with provider {name} (a price-file entry for this model names it):", file=out)
+            priced = _show_price(pricer, name, args.model, ts_ns, out, "    ") or priced
+        if scoped:
+            print("  spans with no provider (for another provider: --provider NAME):", file=out)
+        priced = _show_price(pricer, "", args.model, ts_ns, out, "    " if scoped else "  ") or priced
+    if not priced:
         print("  add a [[price]] entry to the price file, then `tracehouse prices reprice --since DATE`", file=out)
-        return 1
-    print(f"  priced by  {_describe(chosen, pricer)}", file=out)
-    if chosen.matched.lower() != args.model.lower():
-        print(f"  matched as {chosen.matched!r}", file=out)
-    print(f"  effective  {'since ' + chosen.effective_from if chosen.effective_from else 'no start date'}", file=out)
+    return 0 if priced else 1
+
+
+def _entry_providers(pricer: Pricer, model: str) -> list[str]:
+    """The providers named by price-file entries that match this model name, in file order."""
+    if pricer.price_file is None:
+        return []
+    lowered = model.lower()
+    named = (rule.provider for rule in pricer.price_file.rules if rule.provider and rule.matches(lowered))
+    return list(dict.fromkeys(named))
+
+
+def _show_price(pricer: Pricer, provider: str, model: str, ts_ns: int, out: IO[str], indent: str) -> bool:
+    """The price the pricer chooses for a span with this provider and model at ts_ns; False if none."""
+    options = pricer.options(provider, model, "")
+    chosen = next((o for o in options if o.active(ts_ns)), None)
+    if chosen is None:
+        print(
+            f"{indent}no price: its spans are stored with {COST_SOURCE} '{COST_UNKNOWN}' and NULL costs, never 0",
+            file=out,
+        )
+        if options:
+            print(f"{indent}entries that match but start later:", file=out)
+            for option in options:
+                print(f"{indent}  {_describe(option, pricer)}", file=out)
+        return False
+    print(f"{indent}priced by  {_describe(chosen, pricer)}", file=out)
+    if not provider and chosen.provider:
+        print(f"{indent}provider   {chosen.provider} (the catalogue's, found from the model name)", file=out)
+    if chosen.matched.lower() != model.lower():
+        print(f"{indent}matched as {chosen.matched!r}", file=out)
+    print(
+        f"{indent}effective  {'since ' + chosen.effective_from if chosen.effective_from else 'no start date'}", file=out
+    )
     if chosen.daily:
         start, end = chosen.daily
-        print(f"  time of day {_clock(start)}-{_clock(end)} UTC only", file=out)
+        print(f"{indent}time of day {_clock(start)}-{_clock(end)} UTC only", file=out)
     if chosen.rule is not None and chosen.rule.note:
-        print(f"  note       {chosen.rule.note}", file=out)
-    _print_rates(chosen, out)
+        print(f"{indent}note       {chosen.rule.note}", file=out)
+    _print_rates(chosen, out, indent)
     others = [o for o in options if o is not chosen]
     if others:
-        print("  also matching (lower precedence, or not in effect at this time):", file=out)
+        print(f"{indent}also matching (lower precedence, or not in effect at this time):", file=out)
         for option in others:
             when = f" since {option.effective_from}" if option.effective_from else ""
-            print(f"    {_describe(option, pricer)}{when}", file=out)
-    return 0
+            print(f"{indent}  {_describe(option, pricer)}{when}", file=out)
+    return True
 
 
 def _describe(option: PriceOption, pricer: Pricer) -> str:
@@ -145,20 +181,20 @@ def _describe(option: PriceOption, pricer: Pricer) -> str:
     return f"catalogue genai-prices {CATALOGUE_VERSION}: provider {option.provider}, model {option.model_id}"
 
 
-def _print_rates(option: PriceOption, out: IO[str]) -> None:
+def _print_rates(option: PriceOption, out: IO[str], indent: str = "  ") -> None:
     from tracehouse.collector.stages.price.rates import KINDS
 
     base = option.sheet.base
-    print("  USD per million tokens", file=out)
+    print(f"{indent}USD per million tokens", file=out)
     for kind in KINDS:
         rate = getattr(base, kind)
         how = "" if kind in base.explicit else f"  ({_fallback_root(kind)} rate)"
-        print(f"    {kind:<13} {_num(rate)}{how}", file=out)
+        print(f"{indent}  {kind:<13} {_num(rate)}{how}", file=out)
     if base.per_request:
-        print(f"    {'per call':<13} {_num(base.per_request)} USD", file=out)
+        print(f"{indent}  {'per call':<13} {_num(base.per_request)} USD", file=out)
     for tier in option.sheet.tiers:
-        print(f"  prompt above {tier.above:,} tokens: every token of the call at", file=out)
-        print("    " + ", ".join(f"{kind} {_num(getattr(tier.rates, kind))}" for kind in KINDS), file=out)
+        print(f"{indent}prompt above {tier.above:,} tokens: every token of the call at", file=out)
+        print(f"{indent}  " + ", ".join(f"{kind} {_num(getattr(tier.rates, kind))}" for kind in KINDS), file=out)
 
 
 def _fallback_root(kind: str) -> str:

@@ -52,10 +52,12 @@ log = logging.getLogger(__name__)
 
 # --- output formats and results --------------------------------------------------------------------
 
+# The short names of `--format`. csv and tsv are ClickHouse's own CSV and TSV (no header row), as the
+# same names are in a FORMAT clause and in `default_format`; CSVWithNames and TSVWithNames add one.
 TABLE_FORMATS = {
     "table": "PrettyCompactMonoBlock",
-    "csv": "CSVWithNames",
-    "tsv": "TSVWithNames",
+    "csv": "CSV",
+    "tsv": "TSV",
     "json": "JSON",
     "jsonl": "JSONEachRow",
 }
@@ -210,24 +212,29 @@ def _read_in_process(config: Config, sql: str, fmt: str) -> QueryResult:
 
 # --- the check ---------------------------------------------------------------------------------
 
-# Table functions allowed in FROM: they only compute (or, view, run a subquery that is checked too).
+# Table functions allowed in FROM: they only compute (or, view, run a subquery that is checked too),
+# and ClickHouse runs them with readonly=1 (tests/test_sql_guard.py runs each one).
 # Not merge (merge('system', '.*') reads any system table), not loop, dictionary, input, file, url, ...
 SAFE_TABLE_FUNCTIONS = frozenset(
     {
         "numbers",
         "numbers_mt",
-        "zeros",
-        "zeros_mt",
         "generaterandom",
         "generateseries",
         "generate_series",
         "values",
         "view",
         "null",
-        "format",  # inline data; its input format must be in the format allow-list
         "primes",
     }
 )
+# Compute-only table functions that ClickHouse itself refuses with readonly=1 (READONLY), and what to
+# write instead.
+READONLY_REFUSED_TABLE_FUNCTIONS = {
+    "zeros": "system.zeros with a LIMIT",
+    "zeros_mt": "system.zeros_mt with a LIMIT",
+    "format": "values('a UInt8, b String', (1, 'x'), ...)",
+}
 # Scalar functions that read files, models, dictionaries (which may have file/URL/executable sources)
 # or the server's configuration (paths). Any name starting with "dict" is refused too.
 BLOCKED_SCALAR_FUNCTIONS = frozenset(
@@ -273,6 +280,14 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\""
 _OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _TAG = "/* tracehouse-read {} */ "
+
+
+def _read_only(canonical: str) -> str:
+    """The refusal of a statement that is not a read, naming its first two words."""
+    return (
+        "the SQL surface is read-only: SELECT, SHOW TABLES, DESCRIBE, EXISTS or EXPLAIN,"
+        f" not {' '.join(canonical.split()[:2])}"
+    )
 
 
 class QueryRefused(Exception):
@@ -396,10 +411,7 @@ class Catalogue:
 def check_ast(root: Node, canonical: str, fmt: str, catalogue: Catalogue) -> None:
     """Refuse anything but a read of the store; `fmt` is the FORMAT the final string ends with."""
     if root.kind not in STATEMENTS and root.kind != "Explain":
-        raise QueryRefused(
-            "the SQL surface is read-only: SELECT, SHOW TABLES, DESCRIBE, EXISTS or EXPLAIN,"
-            f" not {' '.join(canonical.split()[:2])}"
-        )
+        raise QueryRefused(_read_only(canonical))
     if root.kind == "ShowTables" and not _SHOW_TABLES_FORMS.match(canonical):
         raise QueryRefused(
             f"{' '.join(canonical.split()[:2])} is not allowed here: SHOW TABLES, DATABASES or SETTINGS only"
@@ -433,15 +445,11 @@ def _check_function(node: Node, parent: Node | None, catalogue: Catalogue) -> No
     name = _name(node.text)
     lowered = name.lower()
     if parent is not None and parent.kind == "TableExpression":
+        instead = READONLY_REFUSED_TABLE_FUNCTIONS.get(lowered)
+        if instead:
+            raise QueryRefused(f"table function {name}() does not run with readonly=1; use {instead}")
         if lowered not in SAFE_TABLE_FUNCTIONS:
             raise QueryRefused(f"table function {name}() reaches outside the store and is not allowed here")
-        if lowered == "format":
-            args = node.children[0].children if node.children else []
-            first = _name(args[0].text).strip("'") if args else ""
-            try:
-                resolve_format(first)
-            except FormatRefused:
-                raise QueryRefused(f"format() reads inline data in an allowed format only, not {first!r}") from None
         return
     if (
         lowered in BLOCKED_SCALAR_FUNCTIONS
@@ -549,6 +557,8 @@ class ReadOnlySql:
             try:
                 output = resolve_format(own_format.group(1))
             except FormatRefused as exc:
+                if canonical.startswith("INSERT "):  # its FORMAT names the data's format: refuse the write
+                    raise QueryRefused(_read_only(canonical)) from None
                 raise QueryRefused(str(exc), 73) from None
             canonical = canonical[: own_format.start()]
         if _OUTFILE.search(_QUOTED.sub("''", canonical)):
@@ -559,10 +569,7 @@ class ReadOnlySql:
         except ClickHouseError as exc:
             raise _refused(exc) from None
         if not dump[:1].isupper():  # a header line: the FORMAT bound to EXPLAIN, so no statement takes one
-            raise QueryRefused(
-                "the SQL surface is read-only: SELECT, SHOW TABLES, DESCRIBE, EXISTS or EXPLAIN,"
-                f" not {' '.join(canonical.split()[:2])}"
-            )
+            raise QueryRefused(_read_only(canonical))
         check_ast(parse_ast(dump), canonical, output, self.catalogue(client))
         return final, output
 
@@ -764,9 +771,11 @@ class QueryEndpoint:
         try:
             self._authorize(request)
             fmt = self._parameters(request)
-            sql = await self._read_sql(request)
+            sql, not_sql = await self._read_sql(request)
         except _HttpRefusal as exc:
             return _ch_error(exc.status, exc.code, str(exc))
+        if not_sql is not None:
+            return await self._refuse_data(sql, not_sql)
         tag = uuid.uuid4().hex
         task = asyncio.ensure_future(asyncio.to_thread(self._sql.run, sql, fmt, tag))
         try:
@@ -779,28 +788,110 @@ class QueryEndpoint:
             return _ch_error(503 if exc.code == 202 else 400, exc.code, str(exc))
         return web.Response(body=result.body, headers={"X-ClickHouse-Format": result.format})
 
-    async def _read_sql(self, request: web.Request) -> str:
-        from aiohttp import web
+    async def _read_sql(self, request: web.Request) -> tuple[str, _HttpRefusal | None]:
+        """The SQL of a request: the `query` parameter, then the body, as ClickHouse joins them.
 
-        raw = b""
-        if request.method == "POST":
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise _HttpRefusal(413, 307, "the query is larger than 1 MiB") from None
-            except (ConnectionError, OSError) as exc:
-                log.info("query endpoint: client went away while sending its query (%s)", type(exc).__name__)
-                raise _HttpRefusal(400, 62, "incomplete request body") from None
+        A body that is not all SQL (not UTF-8, or over MAX_QUERY_BYTES: an INSERT's rows, the way
+        ClickHouse clients send them) comes back as the SQL before it, with the refusal it gets unless
+        that SQL is a write (`_refuse_data`). The rest of such a body is never read."""
+        raw, more = await _read_body(request) if request.method == "POST" else (b"", False)
+        not_sql = None
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _HttpRefusal(400, 62, f"the query is not valid UTF-8 (byte {exc.start}) (SYNTAX_ERROR)") from None
+            body = raw[: exc.start].decode("utf-8")
+            not_sql = _HttpRefusal(400, 62, f"the query is not valid UTF-8 (byte {exc.start}) (SYNTAX_ERROR)")
+        if more:  # (a character cut in two at the limit is not valid UTF-8 either)
+            not_sql = _HttpRefusal(413, 307, f"the query is larger than {MAX_QUERY_BYTES >> 20} MiB")
         sql = request.query.get("query", "")
         if body:
             sql = f"{sql} {body}" if sql else body
-        if not sql.strip():
+        if not sql.strip() and not_sql is None:
             raise _HttpRefusal(400, 62, "Empty query (SYNTAX_ERROR)")
-        return sql
+        return sql, not_sql
+
+    async def _refuse_data(self, sql: str, refusal: _HttpRefusal) -> web.Response:
+        """Answer a request whose body is data, not SQL: a write (an INSERT with its rows) gets the
+        read-only refusal that the same statement sent as text gets; anything else `refusal`."""
+        if sql.strip():
+            try:
+                await asyncio.to_thread(self._sql.check, sql)
+            except QueryRefused as exc:
+                if exc.code == 164:
+                    return _ch_error(400, exc.code, str(exc))
+        return _ch_error(refusal.status, refusal.code, str(refusal))
+
+
+# The SQL one request may carry. A body beyond it is data (an INSERT's rows): its first bytes are read
+# to find the statement, the rest never.
+MAX_QUERY_BYTES = 1 << 20
+# Content-Encodings of request bodies: aiohttp decodes gzip, deflate, br and zstd itself; lz4 (what
+# clickhouse-connect compresses inserts with by default) is decoded here.
+_BODY_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd", "lz4"})
+
+
+async def _read_body(request: web.Request) -> tuple[bytes, bool]:
+    """Up to MAX_QUERY_BYTES of a request's body, decoded, and whether there was more."""
+    from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+    from aiohttp.web_protocol import RequestPayloadError
+
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in _BODY_ENCODINGS:
+        raise _HttpRefusal(
+            415, 89, f"Content-Encoding {encoding!r} is not supported: gzip, deflate, br, zstd, lz4 or none"
+        )
+    lz4 = _Lz4Frames() if encoding == "lz4" else None
+    limit = MAX_QUERY_BYTES + 1
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < limit:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            if lz4 is not None:
+                chunk = lz4.decompress(chunk, limit - size)
+            chunks.append(chunk)
+            size += len(chunk)
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        if isinstance(exc, ContentEncodingError) or isinstance(exc.__cause__, ContentEncodingError):
+            raise _HttpRefusal(400, 271, f"the body is not {encoding} data as its Content-Encoding says") from None
+        log.info("query endpoint: a request body that ended early (%s)", type(exc).__name__)
+        raise _HttpRefusal(400, 62, "incomplete request body") from None
+    except (ConnectionError, OSError) as exc:
+        log.info("query endpoint: client went away while sending its query (%s)", type(exc).__name__)
+        raise _HttpRefusal(400, 62, "incomplete request body") from None
+    body = b"".join(chunks)
+    return body[:MAX_QUERY_BYTES], size > MAX_QUERY_BYTES
+
+
+class _Lz4Frames:
+    """Incremental decoding of concatenated LZ4 frames (one per block, as clickhouse-connect sends them)."""
+
+    def __init__(self) -> None:
+        try:
+            import lz4.frame
+        except ImportError:  # clickhouse-connect depends on it, so the collector extra has it
+            raise _HttpRefusal(415, 89, "Content-Encoding lz4 is not available here") from None
+        self._new = lz4.frame.LZ4FrameDecompressor
+        self._frame = self._new()
+
+    def decompress(self, data: bytes, at_most: int) -> bytes:
+        """What `data` decodes to, at most `at_most` bytes (the rest stays buffered, never expanded)."""
+        out = bytearray()
+        try:
+            while len(out) < at_most:
+                out += self._frame.decompress(data, max_length=at_most - len(out))
+                data = b""
+                if self._frame.eof:  # the next frame starts in what is left
+                    data, self._frame = self._frame.unused_data, self._new()
+                    if not data:
+                        break
+                elif self._frame.needs_input:
+                    break
+        except RuntimeError:
+            raise _HttpRefusal(400, 271, "the body is not lz4 data as its Content-Encoding says") from None
+        return bytes(out)
 
 
 def _ch_error(status: int, code: int, message: str) -> web.Response:

@@ -6,8 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
+import shutil
 import signal
 import ssl
+import sys
+import sysconfig
 from pathlib import Path
 
 from aiohttp import web
@@ -188,8 +192,21 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         f"  OTLP/HTTP  {info['http_endpoint']}/v1/traces\n"
         f"  metrics    {info['http_endpoint']}/metrics  (/healthz, /readyz)\n"
         f"  store      {info['store']}" + (f"  (spool: {config.spool_dir})" if spool else "") + "\n"
-        f'  SQL        tracehouse sql --data-dir {config.data_dir} "SELECT count() FROM otel_traces"',
+        f"  SQL        {cli_command()} sql --data-dir {shlex.quote(str(config.data_dir))}"
+        ' "SELECT count() FROM otel_traces"',
         flush=True,
     )
     await stop.wait()
     log.info("shutting down")
+
+
+def cli_command() -> str:
+    """How a shell runs this installation's `tracehouse`: the bare name when PATH finds this one, else its
+    script's absolute path (after `make run` it is in .venv/bin, which is not on PATH), else `python -m`."""
+    ours = shutil.which("tracehouse", path=sysconfig.get_path("scripts"))
+    on_path = shutil.which("tracehouse")
+    if ours and on_path and os.path.samefile(ours, on_path):
+        return "tracehouse"
+    if ours:
+        return shlex.quote(os.path.abspath(ours))
+    return f"{shlex.quote(sys.executable)} -m tracehouse.collector"

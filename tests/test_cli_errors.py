@@ -3,6 +3,7 @@ and the fix, a non-zero exit code, and no traceback. Each case runs the real com
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -196,3 +197,42 @@ def test_a_config_file_with_a_mistake(tmp_path, text, fragments):
     config.write_text(text)
     assert_one_clear_line(serve(tmp_path, "--config", str(config)), *fragments, code=2)
     assert not (tmp_path / "data" / "clickhouse").exists()
+
+
+def test_version_is_the_installed_distributions():
+    import tomllib
+    from importlib.metadata import version
+
+    result = tracehouse("--version")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == f"tracehouse {version('tracehouse')}\n"
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    assert version("tracehouse") == project["version"]  # the editable install is of this checkout
+
+
+@pytest.mark.parametrize(
+    ("args", "commands"),
+    [((), ["serve", "migrate", "prices", "sql"]), (("prices",), ["show", "unknown", "reprice"])],
+)
+def test_no_command_lists_the_commands_one_line_each(args, commands):
+    """Like docker, kubectl and cargo: the commands on stdout and exit 0, not a usage error."""
+    from tracehouse.collector.cli import build_parser
+
+    result = tracehouse(*args)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+    def subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    parser = build_parser()
+    for word in args:
+        parser = subcommands(parser).choices[word]
+    helps = {a.dest: a.help for a in subcommands(parser)._choices_actions}
+    listed = [line.split(None, 1) for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert listed == [[name, helps[name]] for name in commands]
+    assert result.stdout.startswith(f"usage: {' '.join(('tracehouse', *args))} COMMAND")
+    assert "--help" in result.stdout.splitlines()[-1]
+
+
+def test_an_unknown_command_is_one_line():
+    assert_one_clear_line(tracehouse("serv"), "invalid choice: 'serv'", "tracehouse --help", code=2)

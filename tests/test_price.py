@@ -667,6 +667,90 @@ def test_prices_show_unknown_model_exits_1():
     assert "no price" in out and "never 0" in out
 
 
+PROVIDER_SCOPED = """
+[[price]]
+provider = "openai"
+model = "house-model"
+input = 1
+output = 2
+
+[[price]]
+provider = "azure"
+model = "house-model"
+input = 3
+output = 4
+effective_from = 2030-01-01
+
+[[price]]
+provider = "openai"
+model = "gpt-4o-mini"
+input = 9
+output = 9
+"""
+
+
+def _blocks(out: str) -> dict[str, list[str]]:
+    """`prices show` output without --provider, by the heading of each provider's block."""
+    blocks: dict[str, list[str]] = {}
+    heading = ""
+    for line in out.splitlines()[1:]:
+        if line.startswith("  spans with "):
+            heading = line.strip()
+            blocks[heading] = []
+        else:
+            blocks.setdefault(heading, []).append(line.strip())
+    return blocks
+
+
+def test_prices_show_without_provider_shows_what_ingest_applies_per_provider(tmp_path):
+    """A provider-scoped entry prices the spans of that provider only (a span with no provider does not
+    get it): `prices show` without --provider shows each provider's price and the no-provider one, and
+    each is the price the pricer gives such a span at ingest."""
+    path = tmp_path / "prices.toml"
+    path.write_text(PROVIDER_SCOPED)
+    config = parse_config({"pricing": {"price_file": str(path)}}, environ={})
+    pricer = user_pricer(PROVIDER_SCOPED)
+
+    code, out = show("house-model", "--at", "2026-01-01", config=config)
+    assert code == 0, out
+    blocks = _blocks(out)
+    assert list(blocks) == [
+        "spans with provider openai (a price-file entry for this model names it):",
+        "spans with provider azure (a price-file entry for this model names it):",
+        "spans with no provider (for another provider: --provider NAME):",
+    ]
+    openai, azure, nobody = blocks.values()
+    assert f"priced by  user price file {path}, entry 1, line 2: exact 'house-model' (openai)" in openai
+    assert [line.split() for line in openai if line.startswith(("input ", "output "))] == [
+        ["input", "1"],
+        ["output", "2"],
+    ]
+    assert azure[0].startswith("no price") and "entries that match but start later:" in azure
+    assert nobody[0].startswith("no price")
+    at = ns(2026, 1, 1)
+    assert one(pricer, model="house-model", provider="openai", input=1_000_000, ts=at)["CostUsd"] == 1
+    assert one(pricer, model="house-model", provider="azure", input=1_000_000, ts=at)["CostSource"] == "unknown"
+    assert one(pricer, model="house-model", input=1_000_000, ts=at)["CostSource"] == "unknown"
+
+    # A catalogue model with an entry for one provider: that provider's spans get the entry, spans with
+    # no provider the catalogue's price, at the provider the catalogue found from the model name.
+    code, out = show("gpt-4o-mini", "--at", "2026-01-01", config=config)
+    assert code == 0, out
+    openai, nobody = _blocks(out).values()
+    assert f"priced by  user price file {path}, entry 3, line 15: exact 'gpt-4o-mini' (openai)" in openai
+    assert "priced by  catalogue genai-prices 0.2.3: provider openai, model gpt-4o-mini" in nobody
+    assert "provider   openai (the catalogue's, found from the model name)" in nobody
+    assert ["input", "0.15"] in [line.split() for line in nobody]
+    assert one(pricer, model="gpt-4o-mini", provider="openai", input=1_000_000, ts=at)["CostUsd"] == 9
+    assert one(pricer, model="gpt-4o-mini", input=1_000_000, ts=at)["CostUsd"] == D("0.15")
+
+    # With --provider: that provider's block only, as before.
+    code, out = show("house-model", "--provider", "openai", config=config)
+    assert code == 0 and "spans with" not in out and "exact 'house-model' (openai)" in out
+    code, out = show("house-model", "--provider", "anthropic", config=config)
+    assert code == 1 and "no price" in out
+
+
 def test_junk_model_names_keep_the_pricer_memory_bounded(monkeypatch):
     from tracehouse.collector.stages.price import pricer as pricer_module
 

@@ -369,3 +369,49 @@ def test_one_trace_as_a_tree(results: Results) -> None:
         ("  chat gpt-4o-mini", "LLM", "gpt-4o-mini", 550, _approx(0.000105)),
     ]
     assert [_num(r["duration_ms"]) for r in rows] == [10000, 9100, 9000, 300, 400]
+
+
+# -- ties: several traces share the highest cost ----------------------------------------------------
+
+
+def send_tied_traces(traces_url: str, count: int = 6) -> dict[str, str]:
+    """`count` traces of equal cost on D1, each a chain over two gpt-4o-mini calls and a tool step;
+    returns each trace's root name by trace id (hex)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop-app"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url, timeout=30)))
+    tracer = provider.get_tracer("readme-sql-ties")
+    roots: dict[str, str] = {}
+    for i in range(count):
+        who = ("support", f"user-{i}", f"s-{i}")
+        root = _span(tracer, f"tied-{i}", _ns(D1, 9, i * 10_000), 3000, {"openinference.span.kind": "CHAIN"})
+        first = _span(tracer, "ChatCompletion", _ns(D1, 9, i * 10_000 + 100), 800, _openinference_llm(
+            "gpt-4o-mini", 1000, 200, who), root)  # fmt: skip
+        tool = _span(
+            tracer, "lookup-order", _ns(D1, 9, i * 10_000 + 1000), 100, {"openinference.span.kind": "TOOL"}, root
+        )
+        second = _span(tracer, "ChatCompletion", _ns(D1, 9, i * 10_000 + 1200), 1200, _openinference_llm(
+            "gpt-4o-mini", 1000, 200, who), root)  # fmt: skip
+        _end(first, tool, second, root)
+        roots[format(root.span.get_span_context().trace_id, "032x")] = f"tied-{i}"
+    provider.shutdown()
+    return roots
+
+
+def test_one_trace_as_a_tree_is_one_whole_trace_when_costs_tie(tmp_path: Path) -> None:
+    """The query picks one trace, the same one every time (ties broken by trace id), and shows all of it."""
+    (sql,) = [sql for description, sql in readme_queries() if description.startswith("One whole trace as a tree")]
+    collector = CollectorProcess(tmp_path / "data").start()
+    try:
+        roots = send_tied_traces(collector.traces_url)
+        expected_root = roots[min(roots)]
+        for _ in range(5):
+            rows = sql_rows(collector.data_dir, sql)
+            got = [(r["span"], r["kind"], _num(r["cost_usd"])) for r in rows]
+            assert got == [
+                (expected_root, "CHAIN", None),
+                ("  ChatCompletion", "LLM", _approx(0.00027)),
+                ("  lookup-order", "TOOL", None),
+                ("  ChatCompletion", "LLM", _approx(0.00027)),
+            ]
+    finally:
+        collector.kill()

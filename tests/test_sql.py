@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-from collector_process import CollectorProcess, sql_rows, tracehouse_sql
+from collector_process import CollectorProcess, sql_rows, tracehouse_sql, wait_drained
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -57,14 +63,21 @@ def test_sql_output_formats(collector):
     query = "SELECT ServiceName, count() AS n FROM otel_traces GROUP BY ServiceName"
     table = tracehouse_sql(collector.data_dir, query, "table").stdout.decode()
     assert "ServiceName" in table and "fmt-svc" in table and "┌" in table
-    assert tracehouse_sql(collector.data_dir, query, "csv").stdout.decode().splitlines() == [
+    # csv and tsv are ClickHouse's CSV and TSV, without a header row, as in a FORMAT clause; the
+    # ...WithNames formats add one.
+    assert tracehouse_sql(collector.data_dir, query, "csv").stdout.decode().splitlines() == ['"fmt-svc",3']
+    assert tracehouse_sql(collector.data_dir, query, "tsv").stdout.decode().splitlines() == ["fmt-svc\t3"]
+    assert tracehouse_sql(collector.data_dir, query, "CSVWithNames").stdout.decode().splitlines() == [
         '"ServiceName","n"',
         '"fmt-svc",3',
     ]
-    assert tracehouse_sql(collector.data_dir, query, "tsv").stdout.decode().splitlines() == [
+    assert tracehouse_sql(collector.data_dir, query, "TSVWithNames").stdout.decode().splitlines() == [
         "ServiceName\tn",
         "fmt-svc\t3",
     ]
+    for clause, fmt in [("CSV", "table"), ("TSV", "csv"), ("csv", "tsv")]:
+        own = tracehouse_sql(collector.data_dir, f"{query} FORMAT {clause}", fmt).stdout.decode().splitlines()
+        assert own == (['"fmt-svc",3'] if clause.lower() == "csv" else ["fmt-svc\t3"]), clause
     doc = json.loads(tracehouse_sql(collector.data_dir, query, "json").stdout)
     assert doc["data"] == [{"ServiceName": "fmt-svc", "n": 3}]
     own_format = tracehouse_sql(collector.data_dir, query + " FORMAT JSONEachRow", "table").stdout
@@ -127,3 +140,26 @@ def test_sql_without_a_store_says_so(tmp_path):
     result = tracehouse_sql(tmp_path / "nowhere", "SELECT 1", check=False)
     assert result.returncode == 1
     assert b"no store" in result.stderr
+
+
+def test_the_ready_banner_suggests_a_sql_command_that_works(tmp_path):
+    """After `make run` the venv's bin is not on PATH: the banner's command must run from a plain shell,
+    and be the plain `tracehouse` when PATH finds this installation's."""
+    venv_bin = Path(sys.executable).parent
+    without_venv = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != venv_bin)
+    for i, (path, program) in enumerate([(without_venv, str(venv_bin / "tracehouse")), (str(venv_bin), "tracehouse")]):
+        collector = CollectorProcess(tmp_path / f"data-{i}", env={"PATH": path}).start()
+        try:
+            _send(collector, 2, service="banner-svc")
+            lines = [line for line in collector.log().splitlines() if line.startswith("  SQL ")]
+            assert len(lines) == 1, collector.log()
+            command = lines[0].removeprefix("  SQL").strip()
+            assert shlex.split(command)[:2] == [program, "sql"], command
+            wait_drained(collector.data_dir)
+            shell = subprocess.run(
+                command, shell=True, capture_output=True, timeout=120, env={**os.environ, "PATH": path}
+            )
+            assert shell.returncode == 0, (command, shell.stderr)
+            assert re.search(rb"\b2\b", shell.stdout), shell.stdout
+        finally:
+            collector.kill()

@@ -197,6 +197,97 @@ def test_statements_that_change_state_are_refused_and_leave_the_session_alone(se
     assert _ok(collector, "SELECT currentDatabase()") == "default\n"
 
 
+# One read of every table function the guard allows, with its exact answer (TSV, one row).
+TABLE_FUNCTION_READS = {
+    "numbers": ("SELECT sum(number) FROM numbers(5)", "10\n"),
+    "numbers_mt": ("SELECT sum(number) FROM numbers_mt(5)", "10\n"),
+    "generaterandom": ("SELECT count() FROM (SELECT * FROM generateRandom('a UInt8, b String', 1) LIMIT 3)", "3\n"),
+    "generateseries": ("SELECT groupArray(generate_series) FROM generateSeries(1, 3)", "[1,2,3]\n"),
+    "generate_series": ("SELECT groupArray(generate_series) FROM generate_series(2, 4)", "[2,3,4]\n"),
+    "values": ("SELECT groupArray(b) FROM values('a UInt8, b String', (1, 'x'), (2, 'y'))", "['x','y']\n"),
+    "view": ("SELECT count() FROM view(SELECT * FROM otel_traces)", "0\n"),
+    "null": ("SELECT count() FROM null('a UInt8')", "0\n"),
+    "primes": ("SELECT groupArray(prime) FROM primes(4)", "[2,3,5,7]\n"),
+}
+
+
+def test_every_allowed_table_function_runs_read_only(served):
+    """Each table function the guard lets through also runs with readonly=1: the README's list holds."""
+    from tracehouse.collector.query import READONLY_REFUSED_TABLE_FUNCTIONS, SAFE_TABLE_FUNCTIONS
+
+    collector, root = served
+    assert set(TABLE_FUNCTION_READS) == SAFE_TABLE_FUNCTIONS
+    for name, (sql, expected) in TABLE_FUNCTION_READS.items():
+        status, text = _request(collector, sql)
+        assert (status, text) == (200, expected), (name, text)
+    # The compute-only ones ClickHouse refuses with readonly=1 are refused by the guard, with what to use.
+    refused = [
+        ("SELECT count() FROM zeros(3)", "system.zeros"),
+        ("SELECT count() FROM zeros_mt(3)", "system.zeros_mt"),
+        ("SELECT * FROM format(CSV, 'a UInt8', '1')", "values("),
+    ]
+    assert {sql.split("FROM ")[1].split("(")[0] for sql, _ in refused} == set(READONLY_REFUSED_TABLE_FUNCTIONS)
+    _refused(collector, [(sql, f"readonly=1; use {instead}") for sql, instead in refused], root)
+    assert _ok(collector, "SELECT count() FROM (SELECT * FROM system.zeros LIMIT 3)") == "3\n"
+
+
+def test_a_clickhouse_client_writing_gets_the_read_only_refusal(served):
+    """INSERTs as clickhouse-connect sends them: the statement in the body, or in the URL with the rows
+    (binary, compressed, streamed, larger than a query may be) in the body. Each gets READONLY (164)."""
+    import io
+
+    import clickhouse_connect
+    from clickhouse_connect.datatypes.registry import get_from_name
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    collector, _root = served
+    url = urllib.parse.urlsplit(collector.info["query_url"])
+    strings, integers = get_from_name("String"), get_from_name("UInt64")
+    for compress in (False, "lz4", "zstd", "gzip"):
+        client = clickhouse_connect.get_client(
+            host=url.hostname, port=url.port, password=collector.info["query_key"], compress=compress
+        )
+        writes = {
+            "command": lambda c=client: c.command("INSERT INTO otel_traces (SpanName) VALUES ('x')"),
+            "insert": lambda c=client: c.insert("otel_traces", [["x"]], ["SpanName"], column_types=[strings]),
+            "insert of zeros": lambda c=client: c.insert("otel_traces", [[0]], ["Duration"], column_types=[integers]),
+            "insert of 4 MB": lambda c=client: c.insert(
+                "otel_traces",
+                [["x" * 32, i] for i in range(100_000)],
+                ["SpanName", "Duration"],
+                column_types=[strings, integers],
+            ),
+            "raw_insert": lambda c=client: c.raw_insert("otel_traces", ["SpanName"], b"x\n", fmt="TabSeparated"),
+            "raw_insert streamed": lambda c=client: c.raw_insert(
+                "otel_traces", ["SpanName"], (b"x\n" for _ in range(3)), fmt="TabSeparated"
+            ),
+            "raw_insert of 4 MB, not UTF-8": lambda c=client: c.raw_insert(
+                "otel_traces", ["SpanName"], io.BytesIO(b"\xff\n" * 2_000_000), fmt="TabSeparated"
+            ),
+            "command with data": lambda c=client: c.command("INSERT INTO otel_traces FORMAT TSV", data=b"\xff\n"),
+            "DROP": lambda c=client: c.command("DROP TABLE otel_traces"),
+        }
+        for what, write in writes.items():
+            with pytest.raises(DatabaseError) as refusal:
+                write()
+            assert "code: 164" in str(refusal.value) and "read-only" in str(refusal.value), (compress, what)
+        assert client.query("SELECT count() FROM otel_traces").result_rows == [(0,)]
+        client.close()
+    # The same shapes by hand: the statement in the URL, data that is not SQL in the body.
+    for body, headers in [(b"\x00\xff\x01", {}), (b"x" * (2 << 20), {"Content-Type": "application/octet-stream"})]:
+        status, text = _request(
+            collector, body, params={"query": "INSERT INTO otel_traces (SpanName) FORMAT RowBinary"}, headers=headers
+        )
+        assert status == 400 and text.startswith("Code: 164.") and "read-only" in text, text
+    # A read whose body is not all SQL keeps its own error.
+    assert _request(collector, b"SELECT 1 \xff")[1].startswith("Code: 62.")
+    status, text = _request(collector, b"SELECT 1 -- " + b"x" * (2 << 20))
+    assert status == 413 and text.startswith("Code: 307."), text
+    status, text = _request(collector, b"SELECT 1", headers={"Content-Encoding": "lz4"})
+    assert status == 400 and text.startswith("Code: 271."), text
+    assert "Traceback" not in collector.log()
+
+
 def test_endpoint_parameters_are_allow_listed(served):
     collector, _root = served
     for params, phrase in [
@@ -316,6 +407,16 @@ def test_direct_path_guard_and_empty_table(store_dir, tmp_path):
     assert empty.stdout == b"" and empty.stderr.strip() == b"0 rows"
 
 
+def test_allowed_table_functions_on_the_direct_path(store_dir):
+    """The same reads as through the endpoint, in one query, with `tracehouse sql` opening the store."""
+    union = " UNION ALL ".join(
+        f"SELECT '{name}' AS f, toString(({sql})) AS got" for name, (sql, _) in sorted(TABLE_FUNCTION_READS.items())
+    )
+    rows = tracehouse_sql(store_dir, f"SELECT f, got FROM ({union}) ORDER BY f", "TSVRaw").stdout.decode().splitlines()
+    expected = {name: expected.rstrip("\n") for name, (_, expected) in TABLE_FUNCTION_READS.items()}
+    assert dict(row.split("\t") for row in rows) == expected
+
+
 def test_ctrl_c_stops_a_direct_query(store_dir):
     command = [sys.executable, "-m", "tracehouse.collector", "sql", "--data-dir", str(store_dir)]
     proc = subprocess.Popen(
@@ -330,4 +431,4 @@ def test_ctrl_c_stops_a_direct_query(store_dir):
     assert proc.returncode == 130, err
     assert err.decode().strip().splitlines() == ["tracehouse: cancelled"]
     # The store lock was released: the next command opens the store.
-    assert tracehouse_sql(store_dir, "SELECT 1", "tsv").stdout == b"1\n1\n"
+    assert tracehouse_sql(store_dir, "SELECT 1", "tsv").stdout == b"1\n"
