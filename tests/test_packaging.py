@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,9 +21,31 @@ def _run(*cmd: str | Path, cwd: Path | None = None) -> str:
     return result.stdout
 
 
-def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
-    dist = tmp_path / "dist"
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", dist, ROOT)
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    """The sdist, and the wheel built from that sdist, as a release build makes them (`python -m build`)."""
+    out = tmp_path_factory.mktemp("dist")
+    _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT)
+    return out
+
+
+def test_the_release_build_is_complete_and_its_metadata_valid(dist):
+    (sdist,) = dist.glob("tracehouse-*.tar.gz")
+    check = _run(sys.executable, "-m", "twine", "check", "--strict", *sorted(dist.iterdir()))
+    assert check.count("PASSED") == 2, check
+    with tarfile.open(sdist) as archive:
+        packed = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    # The wheel is built from the sdist: what the sdist lacks, an install from it lacks too.
+    shipped = [*ROOT.glob("schema/**/*.sql"), ROOT / "schema/views/order.txt", *ROOT.glob("dashboards/*.json")]
+    missing = [str(path.relative_to(ROOT)) for path in shipped if str(path.relative_to(ROOT)) not in packed]
+    assert missing == []
+    (wheel,) = dist.glob("tracehouse-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {f"tracehouse/schema/views/{p.name}" for p in ROOT.glob("schema/views/*")} <= names
+
+
+def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path, dist):
     (wheel,) = dist.glob("tracehouse-*.whl")
 
     with zipfile.ZipFile(wheel) as archive:
