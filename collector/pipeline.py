@@ -3,6 +3,10 @@ encode), then acknowledge once durable (spool or insert). The CPU part runs in w
 core, while the main process does the I/O; without workers it runs in one pipeline thread, never on the
 event loop: a huge request must not stall /healthz or the other connections.
 
+Scores (POST /v1/scores) take the same road: checked and redacted by `scores.ScoreProcessor` in the pipeline
+thread, spooled (records for the `scores` table) or inserted, acknowledged once durable, a retried request
+answered from the spool by its digest.
+
 Refusals are `errors.PipelineError`s (retryable, permanent, ...): the receivers turn them into statuses.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING
 from tracehouse.collector.errors import Permanent, PipelineError, Retryable
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.processing import Processed, process_body
+from tracehouse.collector.scores import SCORES_TABLE, ProcessedScores, ScoreProcessor
 from tracehouse.collector.spool import DIGEST_BYTES, NO_DIGEST, Spool, SpoolFull
 from tracehouse.collector.stages import Stage
 from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable
@@ -30,10 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _digest(body: bytes, tenant: str | None) -> bytes:
+def _digest(body: bytes, tenant: str | None, kind: bytes = b"") -> bytes:
+    """A request's digest; `kind` keeps the requests of one endpoint apart from another's (scores)."""
     digest = hashlib.sha256(body)
     if tenant is not None:
         digest.update(b"\0tenant:" + tenant.encode())
+    if kind:
+        digest.update(b"\0kind:" + kind)
     return digest.digest()[:DIGEST_BYTES]
 
 
@@ -56,9 +65,11 @@ class Pipeline:
         writer: DirectWriter | None = None,
         max_inflight_bytes: int = 256 << 20,
         workers: WorkerPool[Processed] | None = None,
+        scores: ScoreProcessor | None = None,
     ) -> None:
         """`workers`: processes that run `processing.process_body` with stages of their own (built from
-        the same config); None runs it here, in one pipeline thread, with `stages`."""
+        the same config); None runs it here, in one pipeline thread, with `stages`. `scores` checks and
+        redacts POST /v1/scores bodies, in the pipeline thread (default: no redaction)."""
         if (spool is None) == (writer is None):
             raise ValueError("a pipeline writes to exactly one of a spool or a direct writer")
         self._stages = list(stages)
@@ -68,6 +79,7 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
+        self._scores = scores or ScoreProcessor()
         # One thread: the stages run one request at a time, as they did on the loop (their caches are
         # not shared between threads), and a retry still finds the spool in request order.
         self._thread: ThreadPoolExecutor | None = None
@@ -124,6 +136,58 @@ class Pipeline:
         finally:
             self._inflight -= size
 
+    async def export_scores(self, body: bytes, tenant: str | None = None) -> list[str]:
+        """Return the ids of the body's scores once they are durable; raise a PipelineError otherwise
+        (errors.Invalid naming the field of a malformed score). A retry of a request already spooled is
+        answered with the same ids, storing nothing."""
+        try:
+            ids = await self._export_scores(body, tenant)
+        except PipelineError as exc:
+            self._metrics.requests.labels("scores", exc.outcome).inc()
+            raise
+        self._metrics.requests.labels("scores", "ok").inc()
+        return ids
+
+    async def _export_scores(self, body: bytes, tenant: str | None) -> list[str]:
+        size = len(body)
+        if self._inflight + size > self._max_inflight and self._inflight:
+            raise Retryable("collector has too much data in flight; retry later", retry_after_seconds=1)
+        self._inflight += size
+        loop = asyncio.get_running_loop()
+        try:
+            digest = None
+            if self._spool is not None:
+                digest = _digest(body, tenant, SCORES_TABLE.encode())  # small bodies: hashed on the loop
+                while (original := self._pending.get(digest)) is not None:
+                    await asyncio.shield(original)
+                done = self._pending[digest] = loop.create_future()
+            try:
+                # Parsed even for a retry: its answer is the ids, which come from the body (not stored).
+                processed: ProcessedScores = await loop.run_in_executor(
+                    self._pipeline_thread(), self._scores.process, body, tenant, time.time_ns()
+                )
+                seen = self._spool.lookup(digest) if self._spool is not None and digest is not None else None
+                if seen is not None:
+                    await self._sync(seen)
+                    self._metrics.duplicate_requests.inc()
+                    return processed.ids
+                for kind, n in processed.redactions.items():
+                    self._metrics.redactions.labels(kind).inc(n)
+                if processed.rows:
+                    await self._store_rows(processed.header, processed.payload, processed.rows, digest, SCORES_TABLE)
+                return processed.ids
+            finally:
+                if digest is not None:
+                    self._pending.pop(digest, None)
+                    done.set_result(None)
+        finally:
+            self._inflight -= size
+
+    def _pipeline_thread(self) -> ThreadPoolExecutor:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracehouse-pipeline")
+        return self._thread
+
     async def _process_and_store(
         self, loop: asyncio.AbstractEventLoop, body: bytes, is_json: bool, tenant: str | None, digest: bytes | None
     ) -> ExportResult:
@@ -142,9 +206,9 @@ class Pipeline:
         self, loop: asyncio.AbstractEventLoop, body: bytes, is_json: bool, tenant: str | None
     ) -> Processed:
         if self._workers is None:
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracehouse-pipeline")
-            return await loop.run_in_executor(self._thread, process_body, self._stages, body, is_json, tenant)
+            return await loop.run_in_executor(
+                self._pipeline_thread(), process_body, self._stages, body, is_json, tenant
+            )
         try:
             return await asyncio.wrap_future(self._workers.submit(body, is_json, tenant))
         except BrokenProcessPool:
@@ -169,9 +233,15 @@ class Pipeline:
             raise Retryable(f"spool write failed: {exc.strerror or exc}", retry_after_seconds=5) from None
 
     async def _store(self, processed: Processed, digest: bytes | None) -> None:
+        await self._store_rows(processed.header, processed.payload, processed.rows, digest)
+
+    async def _store_rows(
+        self, header: bytes, payload: bytes, rows: int, digest: bytes | None, table: str = ""
+    ) -> None:
+        """Spool (and fsync) or insert encoded rows for `table` ("" for the spans')."""
         if self._spool is not None:
             try:
-                end = self._spool.append(processed.header, processed.payload, processed.rows, digest or NO_DIGEST)
+                end = self._spool.append(header, payload, rows, digest or NO_DIGEST, table)
             except SpoolFull as exc:
                 raise Retryable(str(exc), retry_after_seconds=5) from None
             except OSError as exc:
@@ -181,8 +251,8 @@ class Pipeline:
             return
         assert self._writer is not None
         try:
-            await self._writer.write(processed.header, processed.payload, processed.rows)
+            await self._writer.write(header, payload, rows, table)
         except StoreUnavailable as exc:
             raise Retryable(f"store unavailable: {exc}") from None
         except BatchRejected as exc:
-            raise Permanent(f"the store refused the spans: {exc}") from None
+            raise Permanent(f"the store refused the {table or 'spans'}: {exc}") from None

@@ -27,6 +27,7 @@ from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
+from tracehouse.collector.scores import ScoreProcessor
 from tracehouse.collector.spool import Spool
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.workers import WorkerPool
@@ -112,6 +113,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         log.warning("starting without the store (spans wait in the spool): %s", exc)
 
     stages = default_stages(config)  # built here too: a bad price file or rule stops start-up at once
+    scores = ScoreProcessor.from_config(config)  # POST /v1/scores: the same redaction rules as spans
     # Each worker process builds its own stages from the same config and runs process_body with them.
     pool: WorkerPool[Processed] | None = None
     if config.workers:
@@ -133,10 +135,14 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
             config.deadletter_dir,
             fault_read_file=_fault_spool_read_file(config),
         )
-        pipeline = Pipeline(stages, metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes, workers=pool)
+        pipeline = Pipeline(
+            stages, metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes, workers=pool, scores=scores
+        )
     else:
         sink = DirectWriter(trace_store, metrics, config.batch_max_rows, config.batch_linger_ms)
-        pipeline = Pipeline(stages, metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes, workers=pool)
+        pipeline = Pipeline(
+            stages, metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes, workers=pool, scores=scores
+        )
 
     authenticator = Authenticator.from_config(config)
     tls: tuple[bytes, bytes] | None = None

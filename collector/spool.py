@@ -9,9 +9,11 @@ Layout of `<dir>`:
   insert and checkpoint replays exactly that insert with the same token (ClickHouse drops it).
 
 A record is `length u32 | crc32 u32 | rows u32 | header-length u16 | header | rows payload`, the
-CRC covering rows and everything after the prefix; the header is the request digest (16 bytes)
-then the column names. A torn or corrupt tail (crash mid-write) is cut off at start, with a
-warning, never a crash loop.
+CRC covering rows and everything after the prefix; the header is the request digest (16 bytes),
+then for a record of another table than the spans' `@<table>|`, then the column names. Span records
+carry no table (as every record did before scores existed), so a spool written by an earlier version
+drains into the spans' table unchanged. A torn or corrupt tail (crash mid-write) is cut off at start,
+with a warning, never a crash loop.
 
 A failed write or fsync (disk full, I/O error) fails the requests waiting for it, never acknowledges
 them: after a failed fsync the kernel may have dropped the pages, so everything after the last good
@@ -49,6 +51,9 @@ DIGEST_BYTES = 16
 NO_DIGEST = bytes(DIGEST_BYTES)
 _KEPT_SEGMENTS = 2
 _MAX_DIGESTS = 200_000
+# Before the column names, for records of another table: `@<table>|` (a column name never starts with @).
+_TABLE_MARK = b"@"
+_TABLE_END = b"|"
 
 
 class SpoolFull(Exception):
@@ -63,6 +68,23 @@ class Record:
     header: bytes  # the column names, comma separated
     payload: bytes
     digest: bytes = NO_DIGEST
+    table: str = ""  # the table the rows go to; "" for the spans' table (the writer's default)
+
+
+def _table_prefix(table: str) -> bytes:
+    if not table:
+        return b""
+    if not table.isidentifier() or not table.isascii():
+        raise ValueError(f"spool: {table!r} is not a table name")
+    return _TABLE_MARK + table.encode() + _TABLE_END
+
+
+def _split_table(names: bytes) -> tuple[str, bytes]:
+    """(table, column names) of a record header after its digest; "" for a span record."""
+    if not names.startswith(_TABLE_MARK):
+        return "", names
+    table, _, columns = names[1:].partition(_TABLE_END)
+    return table.decode(), columns
 
 
 @dataclass(frozen=True)
@@ -216,16 +238,18 @@ class Spool:
         """The end offset of an earlier record of the same request, if the spool still knows it."""
         return self._digests.get(digest)
 
-    def append(self, header: bytes, payload: bytes, rows: int, digest: bytes = NO_DIGEST) -> int:
-        """Write one record (not yet durable: await `sync(end)`); return its end offset.
-        Raises SpoolFull at the budget, SpoolWriteFailed (an OSError) when the disk fails."""
+    def append(self, header: bytes, payload: bytes, rows: int, digest: bytes = NO_DIGEST, table: str = "") -> int:
+        """Write one record (not yet durable: await `sync(end)`) of rows for `table` ("" for the spans');
+        return its end offset. Raises SpoolFull at the budget, SpoolWriteFailed (an OSError) when the disk
+        fails."""
         if self.full:
             raise SpoolFull(f"spool holds {self.pending_bytes} unsent bytes (budget {self.budget_bytes})")
         assert self._file is not None, "spool is not open"
         assert len(digest) == DIGEST_BYTES
         if self._broken:
             self._cut_unsynced()
-        head = _HEADER_LEN.pack(DIGEST_BYTES + len(header)) + digest + header
+        names = _table_prefix(table) + header
+        head = _HEADER_LEN.pack(DIGEST_BYTES + len(names)) + digest + names
         length = len(head) + len(payload)
         crc = zlib.crc32(payload, _crc(rows, head))
         start = self._written
@@ -337,8 +361,8 @@ class Spool:
             return
 
     def read(self, start: int, max_rows: int, end: int | None = None) -> list[Record]:
-        """Durable records from `start` (a record boundary) with one column layout, up to max_rows
-        (at least one record) or up to `end` exactly."""
+        """Durable records from `start` (a record boundary) of one table and one column layout, up to
+        max_rows (at least one record) or up to `end` exactly."""
         limit = self._synced if end is None else end
         records: list[Record] = []
         rows = 0
@@ -356,11 +380,15 @@ class Spool:
                     body = fh.read(length)
                     (header_len,) = _HEADER_LEN.unpack_from(body, 0)
                     digest = body[2 : 2 + DIGEST_BYTES]
-                    header = body[2 + DIGEST_BYTES : 2 + header_len]
-                    if records and (header != records[0].header or (end is None and rows + n > max_rows)):
+                    table, header = _split_table(body[2 + DIGEST_BYTES : 2 + header_len])
+                    if records and (
+                        header != records[0].header
+                        or table != records[0].table
+                        or (end is None and rows + n > max_rows)
+                    ):
                         return records
                     end_pos = position + _PREFIX.size + length
-                    records.append(Record(position, end_pos, n, header, body[2 + header_len :], digest))
+                    records.append(Record(position, end_pos, n, header, body[2 + header_len :], digest, table))
                     rows += n
                     position = end_pos
             if seg_end is None:

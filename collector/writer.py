@@ -6,7 +6,8 @@
 - `DirectWriter` (spool off): a request waits until its rows are inserted; whatever arrived while
   the previous insert ran goes into the next one (group commit).
 
-Rows arrive encoded (`processing.encode_rows`, in `processing.INSERT_FORMAT`, one row per line).
+Rows arrive encoded (`processing.encode_rows`, in `processing.INSERT_FORMAT`, one row per line), each batch
+for one table: the spans' (`otel_traces`, named "" by the spool and the pipeline) or another one (`scores`).
 """
 
 from __future__ import annotations
@@ -87,12 +88,13 @@ class TraceStore:
             self._client = client
         return self._client
 
-    def insert(self, header: bytes, payload: bytes, token: str | None = None) -> None:
+    def insert(self, header: bytes, payload: bytes, token: str | None = None, table: str = "") -> None:
+        """Insert encoded rows into `table` ("" for this store's spans table), with the deduplication token."""
         client = self.ensure_ready()
         settings = dict(_INSERT_SETTINGS, insert_deduplication_token=token) if token else _INSERT_SETTINGS
         try:
             client.raw_insert(
-                self._table,
+                table or self._table,
                 column_names=header.decode().split(","),
                 insert_block=payload,
                 settings=settings,
@@ -440,7 +442,7 @@ class SpoolDrainer:
         rows = sum(r.rows for r in records)
         started = time.perf_counter()
         try:
-            await self._call(self._store.insert, records[0].header, _join(records), intent.token)
+            await self._call(self._store.insert, records[0].header, _join(records), intent.token, records[0].table)
         except BatchRejected as exc:
             self._metrics.insert_failures.labels("rejected").inc()
             await self._isolate_rejected(records, intent.token, str(exc))
@@ -459,31 +461,33 @@ class SpoolDrainer:
         record, then down to its rows. Good halves are inserted at once, so k bad rows among n cost
         O(k log n) inserts; only the refused rows go to deadletter/. A StoreUnavailable on the way
         propagates: the whole intent is retried later, and ClickHouse drops the sub-ranges it already has."""
-        header = records[0].header
+        header, table = records[0].header, records[0].table
         pending = _split(_units_of_records(records))[::-1]
         while pending:
             group = pending.pop()
             group_token = _group_token(token, group)
             try:
                 payload = group[0].payload if len(group) == 1 else b"".join(u.payload for u in group)
-                await self._call(self._store.insert, header, payload, group_token)
+                await self._call(self._store.insert, header, payload, group_token, table)
             except BatchRejected as exc:
                 self._metrics.insert_failures.labels("rejected").inc()
                 halves = _split(group)
                 if halves:
                     pending += halves[::-1]
                 else:
-                    self._dead_letter(header, group[0], group_token, str(exc) or reason)
+                    self._dead_letter(header, group[0], group_token, str(exc) or reason, table)
             else:
                 self._metrics.insert_batches.inc()
                 self._metrics.insert_rows.inc(sum(u.rows for u in group))
 
-    def _dead_letter(self, header: bytes, unit: _Unit, token: str, reason: str) -> None:
+    def _dead_letter(self, header: bytes, unit: _Unit, token: str, reason: str, table: str = "") -> None:
         """Keep refused rows with the reason, in files only the collector's user can read (they hold span data).
         Named by the token, so a replay rewrites the same files instead of adding copies."""
         self._deadletter_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = token.replace("/", "_").replace("..", "_to_")
         meta = {"reason": reason, "columns": header.decode().split(","), "rows": unit.rows, "range": unit.key}
+        if table:
+            meta["table"] = table
         _write_private(self._deadletter_dir / f"{name}.rows", unit.payload)
         _write_private(self._deadletter_dir / f"{name}.json", json.dumps(meta, indent=1).encode())
         self._metrics.dead_lettered.inc()
@@ -516,6 +520,7 @@ class _Pending:
     payload: bytes
     rows: int
     future: asyncio.Future[None]
+    table: str = ""
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -539,8 +544,8 @@ class DirectWriter:
     def start(self) -> None:
         self._task = supervise(self._run, self.health, self._metrics, self._stopping)
 
-    async def write(self, header: bytes, payload: bytes, rows: int) -> None:
-        """Return once the rows are stored; raise StoreUnavailable if they were not."""
+    async def write(self, header: bytes, payload: bytes, rows: int, table: str = "") -> None:
+        """Return once the rows are stored in `table` ("" for the spans'); raise StoreUnavailable if not."""
         if not rows:
             return
         if self._closing:
@@ -548,7 +553,7 @@ class DirectWriter:
         if not self.health.alive:
             raise StoreUnavailable("the writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(header, payload, rows, future))
+        self._pending.append(_Pending(header, payload, rows, future, table))
         self._wakeup.set()
         await future
 
@@ -606,12 +611,13 @@ class DirectWriter:
             await self._flush()
 
     async def _flush(self) -> None:
-        header = self._pending[0].header
+        header, table = self._pending[0].header, self._pending[0].table
         taken: list[_Pending] = []
         rows = 0
         while (
             self._pending
             and self._pending[0].header == header
+            and self._pending[0].table == table
             and (not taken or rows + self._pending[0].rows <= self._max_rows)
         ):
             item = self._pending.pop(0)
@@ -620,7 +626,7 @@ class DirectWriter:
         started = time.perf_counter()
         try:
             payload = b"".join(p.payload for p in taken)
-            await asyncio.to_thread(self._store.insert, header, payload, None)
+            await asyncio.to_thread(self._store.insert, header, payload, None, table)
         except (StoreUnavailable, BatchRejected) as exc:
             self.store_ready = False
             self.store_error = str(exc)[:500]

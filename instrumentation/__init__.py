@@ -10,6 +10,9 @@ def answer(question: str) -> str: ...
 
 with tagged(user="u-42", session="s-9", feature="support", prompt_version="v3"):
     answer("Where is my order?")
+    ids = current_ids()                    # the span's hex ids, for the front end
+
+score("thumbs", True, trace_id=ids.trace_id, span_id=ids.span_id)   # POST /v1/scores, never raises
 ```
 
 Only the plain install's packages are used (OpenTelemetry SDK, OTLP exporters, openinference-instrumentation).
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
         setup,
         shutdown,
     )
+    from tracehouse.instrumentation._scores import SpanIds, current_ids, score
     from tracehouse.instrumentation._steps import Step, chain, step
 
 _EXPORTS = {
@@ -43,6 +47,9 @@ _EXPORTS = {
     "flush": "_provider",
     "setup": "_provider",
     "shutdown": "_provider",
+    "SpanIds": "_scores",
+    "current_ids": "_scores",
+    "score": "_scores",
     "Step": "_steps",
     "chain": "_steps",
     "step": "_steps",
@@ -52,10 +59,13 @@ __all__ = [
     "MAX_EXPORT_BATCH_SIZE",
     "MAX_QUEUE_SIZE",
     "ContextSpanProcessor",
+    "SpanIds",
     "Step",
     "chain",
+    "current_ids",
     "enabled_instrumentors",
     "flush",
+    "score",
     "setup",
     "shutdown",
     "step",

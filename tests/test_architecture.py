@@ -47,8 +47,9 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "processing",
-        "the CPU part of a request (parse, decode, stages, encode rows) and the worker processes that run it",
-        ("processing.py", "workers.py"),
+        "the CPU part of a request (parse, decode, stages, encode rows) and the worker processes that run it; "
+        "the same for scores (check, redact, encode)",
+        ("processing.py", "workers.py", "scores.py"),
     ),
     Layer(
         "storage",

@@ -30,6 +30,8 @@ SCHEMA_BEFORE_VIEW_FILES = "43bce261bb2b509c4ccdc246c1d79774f5f9d333"
 VIEW_ENGINES = {
     "llm_calls": "View",
     "traces": "View",
+    "llm_calls_scored": "View",
+    "traces_scored": "View",
     "llm_daily_mv": "MaterializedView",
     "otel_traces_trace_id_ts_mv": "MaterializedView",
 }
@@ -200,6 +202,8 @@ def test_a_fresh_store_gets_every_view_of_schema_views(tmp_path):
         "otel_traces_trace_id_ts_mv": "otel_traces_trace_id_ts",
         "llm_calls": "",
         "traces": "",
+        "llm_calls_scored": "",
+        "traces_scored": "",
         "llm_daily_mv": "llm_daily",
     }
     with _store(tmp_path / "store") as client:
@@ -238,7 +242,7 @@ def test_a_store_of_the_schema_before_view_files_upgrades_to_a_fresh_stores_defi
         assert _definitions(client) != fresh  # not vacuous: the views differ (and LlmModel is missing)
 
         applied = store.migrate(client)
-        assert applied == ["0011_llm_model.sql", *(v.file for v in store.load_views())]
+        assert applied == ["0011_llm_model.sql", "0012_scores.sql", *(v.file for v in store.load_views())]
         assert _definitions(client) == fresh
         assert _contents(client) == before
         # llm_calls.model keeps its meaning and its type.

@@ -1,6 +1,10 @@
 """OTLP/HTTP receiver: POST /v1/traces, protobuf or JSON, optionally compressed, answered in the request's
 own content type, with the status codes of the OTLP specification.
 
+POST /v1/scores (JSON, see `collector.scores`) shares the port, TLS, API keys, size limit and compression
+with /v1/traces: 200 with `{"ids": [...]}` once the scores are durable, otherwise the same statuses (400
+naming the malformed field, 401, 413, 503 with Retry-After), with a google.rpc.Status JSON body.
+
 Connections are bounded (count, handshake and idle time; see `connections`), and everything a client can
 trigger is logged through a rate limiter, never one traceback per request.
 """
@@ -14,6 +18,7 @@ import ssl
 from typing import Any
 
 import grpc
+import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from google.rpc import code_pb2, status_pb2
@@ -33,6 +38,7 @@ limited = LogLimiter(log)
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
+SCORES_PATH = "/v1/scores"
 _READ_CHUNK = 1 << 20
 _ALLOW = "POST, OPTIONS"
 
@@ -94,6 +100,8 @@ class HttpReceiver:
         app = web.Application(client_max_size=self._max, middlewares=[self._track])
         for path in (TRACES_PATH, TRACES_PATH + "/"):
             app.router.add_route("*", path, self._traces)
+        for path in (SCORES_PATH, SCORES_PATH + "/"):
+            app.router.add_route("*", path, self._scores)
         app.add_routes(self.extra_routes)
         # We decompress ourselves, bounded, so a gzip bomb meets the size limit instead of memory.
         self._runner = web.AppRunner(
@@ -170,6 +178,33 @@ class HttpReceiver:
             limited.error("http-internal", "OTLP/HTTP: internal error handling a request", exc_info=True)
             return _refusal(reply_type, internal_error())
         return _reply(reply_type, 200, export_response(result.rejected, result.message))
+
+    async def _scores(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/scores: one score or a list, JSON; the tenant comes from the API key, as for spans."""
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={"Allow": _ALLOW})
+        if request.method != "POST":
+            return _error(JSON, 405, "only POST is allowed on " + SCORES_PATH, headers={"Allow": _ALLOW})
+        if request.content_type != JSON:
+            return _error(JSON, 415, f"unsupported content type {clip(request.content_type)}; use {JSON}")
+        try:
+            tenant = self._auth.tenant(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+            self._pipeline.check_capacity()
+            coding = content_coding(request.headers.get("Content-Encoding"))
+            raw = await self._read_body(request)
+            body = await asyncio.to_thread(decompress, raw, coding, self._max) if coding != "identity" else raw
+            ids = await self._pipeline.export_scores(body, tenant)
+        except UnsupportedEncoding as exc:
+            return _error(JSON, 415, str(exc))
+        except (PipelineError, OtlpError) as exc:
+            return _refusal(JSON, wire_error(exc))
+        except _ClientGone as exc:
+            limited.info("http-client-gone", "OTLP/HTTP: a client closed its connection mid-request: %s", exc)
+            return web.Response(status=400)
+        except Exception:
+            limited.error("http-internal", "OTLP/HTTP: internal error handling scores", exc_info=True)
+            return _refusal(JSON, internal_error())
+        return web.Response(status=200, body=orjson.dumps({"ids": ids}), content_type=JSON)
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body as sent (still compressed), bounded in size and in time without progress."""

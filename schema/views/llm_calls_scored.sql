@@ -1,0 +1,44 @@
+-- llm_calls with what people and evaluators said about each call (scores, POST /v1/scores).
+-- A separate view, so that llm_calls itself costs no join: on 1M calls and 100k scores the join makes a
+-- plain count() ~20x slower (bench/bench_scores_views.py); read this view when you need the scores.
+-- user_feedback is the latest `user` score of the call (sent with its span_id), else the latest `user`
+-- score of its trace (of the trace as a whole or of any of its spans); NULL when there is none.
+-- scores holds the latest value of each score name (every source): the call's own, else the latest of the
+-- scores about its whole trace (sent without span_id); scores of other spans (a sibling call) stay theirs.
+-- A score joins only spans of its own tenant; a score stored before its span joins once the span lands.
+-- One join per call on (tenant, trace): the subquery holds, per trace, its latest user score and its
+-- whole-trace scores, and per span of it the span's own (traces_scored computes user_feedback the same way,
+-- keep them in step).
+CREATE OR REPLACE VIEW llm_calls_scored AS
+SELECT
+    call.*,
+    if(mapContains(score.user_feedback_by_span, call.id), score.user_feedback_by_span[call.id], score.user_feedback) AS user_feedback,
+    mapUpdate(score.whole_trace_scores, score.scores_by_span[call.id]) AS scores
+FROM llm_calls AS call
+LEFT ANY JOIN (
+    SELECT
+        TenantId AS score_tenant_id,
+        TraceId AS score_trace_id,
+        argMaxIf(span_user_feedback, span_user_at, span_user_feedback IS NOT NULL) AS user_feedback,
+        mapApply((name, latest) -> (name, latest.3), anyIf(span_latest, SpanId = '')) AS whole_trace_scores,
+        mapFromArrays(
+            groupArrayIf(SpanId, SpanId != '' AND span_user_feedback IS NOT NULL),
+            groupArrayIf(assumeNotNull(span_user_feedback), SpanId != '' AND span_user_feedback IS NOT NULL)
+        ) AS user_feedback_by_span,
+        mapFromArrays(
+            groupArrayIf(SpanId, SpanId != ''),
+            groupArrayIf(mapApply((name, latest) -> (name, latest.3), span_latest), SpanId != '')
+        ) AS scores_by_span
+    FROM (
+        SELECT
+            TenantId,
+            TraceId,
+            SpanId,
+            argMaxIf(toNullable(Value), (Timestamp, ScoreId), Source = 'user') AS span_user_feedback,
+            maxIf((Timestamp, ScoreId), Source = 'user') AS span_user_at,
+            maxMap(map(CAST(Name, 'String'), (Timestamp, ScoreId, Value))) AS span_latest
+        FROM scores
+        GROUP BY TenantId, TraceId, SpanId
+    )
+    GROUP BY TenantId, TraceId
+) AS score ON call.tenant_id = score.score_tenant_id AND call.trace_id = score.score_trace_id;
