@@ -23,8 +23,8 @@ $(COLLECTOR_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 # The dev extra includes everything the collector needs, so it satisfies `make run` too.
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[collector,dev]'
+$(DEV_STAMP): pyproject.toml tests/requirements-conformance.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[collector,dev]' -r tests/requirements-conformance.txt
 	touch $@ $(COLLECTOR_STAMP)
 
 run: $(COLLECTOR_STAMP)

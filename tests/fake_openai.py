@@ -16,7 +16,10 @@ Usage is computed from the request the way OpenAI reports it: `prompt_tokens` fr
 characters a token plus a per-message overhead), `prompt_tokens_details.cached_tokens` by OpenAI's prompt
 caching rule (prompts of 1024 tokens or more, cached in 128-token steps), and
 `completion_tokens_details.reasoning_tokens` for reasoning models (o1, o3, o4, gpt-5), which count in
-`completion_tokens` as they do at OpenAI. Every request is kept in `requests` for assertions.
+`completion_tokens` as they do at OpenAI. Every request is kept in `requests` for assertions, and every
+answered one in `exchanges` with what the fake answered (a stream as the one response it adds up to), so a
+test can compute what a call should read like from what the provider really said. Subclasses serve more
+paths by overriding `serve` (tests/fake_providers.py: the Responses API and Anthropic's Messages API).
 """
 
 from __future__ import annotations
@@ -58,6 +61,17 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+
+
+@dataclass
+class Exchange:
+    """One answered request: what was asked and what the fake answered (a stream: the response it adds up to)."""
+
+    path: str
+    headers: dict[str, str]
+    request: dict[str, Any]
+    response: dict[str, Any]
+    streamed: bool
 
 
 def count_tokens(text: str) -> int:
@@ -175,6 +189,7 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
         self._calls = 0
         self._server = _Server(("127.0.0.1", 0), _handler(self))
@@ -203,6 +218,17 @@ class FakeOpenAI:
         with self._lock:
             self._calls += 1
             return self._calls
+
+    def record(
+        self, handler: BaseHTTPRequestHandler, request: dict[str, Any], response: dict[str, Any], streamed: bool
+    ) -> None:
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            self.exchanges.append(Exchange(handler.path, headers, request, response, streamed))
+
+    def serve(self, handler: Any, path: str, body: dict[str, Any]) -> bool:
+        """Answer a POST to a path other than chat completions; False for a 404 (subclasses add paths)."""
+        return False
 
 
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
@@ -241,7 +267,8 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             fake.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             if self.path.rstrip("/") != "/v1/chat/completions":
-                self._error(404, f"Invalid URL (POST {self.path})")
+                if not fake.serve(self, self.path.split("?")[0].rstrip("/"), body):
+                    self._error(404, f"Invalid URL (POST {self.path})")
                 return
             status = self.headers.get("X-Fake-Status")
             model = str(body.get("model", ""))
@@ -268,19 +295,18 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 message["tool_calls"] = calls
             completion_text = content or message["refusal"] or json.dumps(calls)
             model = str(body["model"])
-            self._send_json(
-                200,
-                {
-                    "id": f"chatcmpl-fake{number:04d}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": SNAPSHOTS.get(model, model),
-                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
-                    "usage": usage(body, completion_text),
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_fake0001",
-                },
-            )
+            response = {
+                "id": f"chatcmpl-fake{number:04d}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": SNAPSHOTS.get(model, model),
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+                "usage": usage(body, completion_text),
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake0001",
+            }
+            fake.record(self, body, response, streamed=False)
+            self._send_json(200, response)
 
         def _stream(self, body: dict[str, Any]) -> None:
             number = fake.next_call()
@@ -313,8 +339,14 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     piece = {"index": index, "function": {"arguments": arguments[start : start + 8]}}
                     chunks.append(chunk({"tool_calls": [piece]}))
             chunks.append(chunk({}, finish_reason))
-            if include_usage:
-                chunks.append({**base, "choices": [], "usage": usage(body, content or json.dumps(calls))})
+            stream_usage = usage(body, content or json.dumps(calls)) if include_usage else None
+            if stream_usage is not None:
+                chunks.append({**base, "choices": [], "usage": stream_usage})
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if calls:
+                message["tool_calls"] = calls
+            choice = {"index": 0, "message": message, "finish_reason": finish_reason}
+            fake.record(self, body, {**base, "choices": [choice], "usage": stream_usage}, streamed=True)
 
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")

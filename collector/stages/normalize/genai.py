@@ -164,6 +164,13 @@ def extract(span: SpanView) -> Fields:
             count = to_int(raw)
             if count is not None:
                 fields[field] = count
+    if "ReasoningTokens" not in fields:
+        # pydantic-ai writes the provider's own usage details under gen_ai.usage.details.* (OpenAI's
+        # completion_tokens_details.reasoning_tokens as gen_ai.usage.details.reasoning_tokens, zero included).
+        raw = get("gen_ai.usage.details.reasoning_tokens")
+        count = to_int(raw) if raw else None
+        if count is not None:
+            fields["ReasoningTokens"] = count
     raw = get("gen_ai.input.messages")
     if raw:
         inputs = messages_from_json_or_text(raw, "user")
