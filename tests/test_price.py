@@ -703,9 +703,9 @@ def _blocks(out: str) -> dict[str, list[str]]:
 
 
 def test_prices_show_without_provider_shows_what_ingest_applies_per_provider(tmp_path):
-    """A provider-scoped entry prices the spans of that provider only (a span with no provider does not
-    get it): `prices show` without --provider shows each provider's price and the no-provider one, and
-    each is the price the pricer gives such a span at ingest."""
+    """A provider-scoped entry prices the spans of that provider, and the spans with no provider whose model
+    the catalogue finds at that provider: `prices show` without --provider shows each provider's price and
+    the no-provider one, and each is the price the pricer gives such a span at ingest."""
     path = tmp_path / "prices.toml"
     path.write_text(PROVIDER_SCOPED)
     config = parse_config({"pricing": {"price_file": str(path)}}, environ={})
@@ -732,17 +732,18 @@ def test_prices_show_without_provider_shows_what_ingest_applies_per_provider(tmp
     assert one(pricer, model="house-model", provider="azure", input=1_000_000, ts=at)["CostSource"] == "unknown"
     assert one(pricer, model="house-model", input=1_000_000, ts=at)["CostSource"] == "unknown"
 
-    # A catalogue model with an entry for one provider: that provider's spans get the entry, spans with
-    # no provider the catalogue's price, at the provider the catalogue found from the model name.
+    # A catalogue model with an entry for one provider: that provider's spans get the entry, and so do the
+    # spans with no provider, since the catalogue finds the model at that provider (openai), not its own price.
     code, out = show("gpt-4o-mini", "--at", "2026-01-01", config=config)
     assert code == 0, out
     openai, nobody = _blocks(out).values()
     assert f"priced by  user price file {path}, entry 3, line 15: exact 'gpt-4o-mini' (openai)" in openai
-    assert "priced by  catalogue genai-prices 0.2.3: provider openai, model gpt-4o-mini" in nobody
-    assert "provider   openai (the catalogue's, found from the model name)" in nobody
-    assert ["input", "0.15"] in [line.split() for line in nobody]
+    assert f"priced by  user price file {path}, entry 3, line 15: exact 'gpt-4o-mini' (openai)" in nobody
+    assert ["input", "9"] in [line.split() for line in nobody]
     assert one(pricer, model="gpt-4o-mini", provider="openai", input=1_000_000, ts=at)["CostUsd"] == 9
-    assert one(pricer, model="gpt-4o-mini", input=1_000_000, ts=at)["CostUsd"] == D("0.15")
+    assert one(pricer, model="gpt-4o-mini", input=1_000_000, ts=at)["CostUsd"] == 9
+    # ... while a provider the entry does not name keeps the catalogue's price.
+    assert one(pricer, model="gpt-4o-mini", provider="azure", input=1_000_000, ts=at)["CostSource"] == "catalogue"
 
     # With --provider: that provider's block only, as before.
     code, out = show("house-model", "--provider", "openai", config=config)

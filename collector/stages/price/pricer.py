@@ -7,7 +7,8 @@ count a call twice.
 
 Per model call, in order: a cost the span carries wins ('provided'); else the user's price file,
 then the catalogue, at the span's own timestamp ('user' / 'catalogue'); else NULL costs marked
-'unknown' and counted. Look-ups are cached per (provider, request model, response model), so a warm batch only does
+'unknown' and counted. A span without a provider takes the provider the catalogue finds from its
+model name, for price-file entries too. Look-ups are cached per (provider, request model, response model), so a warm batch only does
 Decimal arithmetic.
 """
 
@@ -69,12 +70,16 @@ class Pricer:
             names = [response_model] if response_model else []
             if request_model and request_model != response_model:
                 names.append(request_model)
-            user = self.price_file.options(provider, names) if self.price_file else ()
             catalogue: tuple[PriceOption, ...] = ()
             for name in names:
                 catalogue = self.catalogue.options(provider, name)
                 if catalogue:
                     break
+            # A span without a provider is priced as the provider the catalogue finds from its model name,
+            # by the price file too: an entry for (openai, gpt-4o-mini) must not lose to the catalogue's
+            # openai price just because the instrumentation sent no provider.
+            resolved = provider or (catalogue[0].provider if catalogue else "")
+            user = self.price_file.options(resolved, names) if self.price_file else ()
             found = self._options[key] = user + catalogue
         return found
 
