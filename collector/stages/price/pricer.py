@@ -8,8 +8,8 @@ count a call twice.
 Per model call, in order: a cost the span carries wins ('provided'); else the user's price file,
 then the catalogue, at the span's own timestamp ('user' / 'catalogue'); else NULL costs marked
 'unknown' and counted. A span without a provider takes the provider the catalogue finds from its
-model name, for price-file entries too. Look-ups are cached per (provider, request model, response model), so a warm batch only does
-Decimal arithmetic.
+model name, for price-file entries too. Look-ups are cached per (provider, request model, response
+model), so a warm batch only does Decimal arithmetic.
 """
 
 from __future__ import annotations
