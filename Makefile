@@ -23,8 +23,11 @@ $(COLLECTOR_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 # The dev extra includes everything the collector needs, so it satisfies `make run` too.
+# tests/test_report.py opens the report in Debian's Chromium (driven by playwright, which cannot download a
+# browser here): installed once, as root, if it is missing.
 $(DEV_STAMP): pyproject.toml tests/requirements-conformance.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[collector,dev]' -r tests/requirements-conformance.txt
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $@ $(COLLECTOR_STAMP)
 
 run: $(COLLECTOR_STAMP)

@@ -73,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="table, csv, tsv (ClickHouse's CSV and TSV: no header row), json, jsonl, or a ClickHouse output"
         " format name such as CSVWithNames or JSONEachRow (default table)",
     )
+
+    from tracehouse.collector import report
+
+    report.add_parser(sub)
+
+    from tracehouse.collector import retention_cli
+
+    retention_cli.add_parser(sub)
     return parser
 
 
@@ -151,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, config: Config) -> int:
     if args.command == "serve":
         return _serve(config)
-    opens_store = args.command in ("migrate", "sql") or getattr(args, "prices_command", "") in ("unknown", "reprice")
+    opens_store = args.command in ("migrate", "sql", "report", "retention") or getattr(args, "prices_command", "") in (
+        "unknown",
+        "reprice",
+    )
     if opens_store:
         from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
 
@@ -165,6 +176,14 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         from tracehouse.collector import prices_cli
 
         return prices_cli.run(args, config)
+    if args.command == "retention":
+        from tracehouse.collector import retention_cli
+
+        return retention_cli.run(args, config)
+    if args.command == "report":
+        from tracehouse.collector import report
+
+        return report.run(args, config, installed_version())
     return _sql(config, args.query, args.format)
 
 
@@ -282,7 +301,7 @@ def _migrate(config: Config) -> int:
     try:
         client = store.connect(config.store_url)
         try:
-            applied = store.migrate(client, config.cluster)
+            applied = store.migrate(client, config.cluster, retention_settings=config.retention)
         finally:
             client.close()
     finally:

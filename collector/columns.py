@@ -8,6 +8,9 @@ tracehouse.instrumentation.attributes): every layer imports this.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
 from tracehouse.instrumentation import attributes
 
 # --- normalize: the typed LLM columns of schema/0002_llm_columns.sql --------------------------------
@@ -221,3 +224,74 @@ def provider_id(raw: str) -> str:
         if known:
             return known
     return name
+
+
+# --- content: what counts as a prompt or response, for redaction's content-free mode (drops it), content
+# sampling (drops it) and retention (expires it first) alike ---------------------------------------------
+
+# Prompt and response content in the conventions tracehouse normalizes, as attribute keys of spans and
+# events (globs).
+CONTENT_KEYS: tuple[str, ...] = (
+    "input.value",
+    "output.value",
+    "llm.input_messages.*",
+    "llm.output_messages.*",
+    "llm.prompts.*",
+    "llm.prompt_template.template",
+    "llm.prompt_template.variables",
+    "retrieval.documents.*",
+    "reranker.*.documents.*",
+    "embedding.embeddings.*",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.prompt",
+    "gen_ai.prompt.*",
+    "gen_ai.completion",
+    "gen_ai.completion.*",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "gen_ai.event.content",
+    "traceloop.entity.input",
+    "traceloop.entity.output",
+    "ai.prompt",
+    "ai.prompt.*",
+    "ai.response.text",
+    "ai.response.object",
+    "ai.response.toolCalls",
+    "ai.response.reasoning",
+    "ai.toolCall.args",
+    "ai.toolCall.result",
+    "all_messages_events",
+    "final_result",
+    # event attributes of the GenAI / OpenLLMetry message events
+    "content",
+    "message",
+    "body",
+    "tool_calls",
+)
+
+# Normalized columns that hold prompts and responses.
+CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
+
+
+class ContentKeys:
+    """Whether an attribute key holds content: CONTENT_KEYS plus the operator's own globs. Answers are
+    cached per key (keys repeat across spans), so the check is a dict look-up on the hot path."""
+
+    def __init__(self, extra: Iterable[str] = ()) -> None:
+        self.globs = (*CONTENT_KEYS, *extra)
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, key: str) -> bool:
+        found = self._cache.get(key)
+        if found is None:
+            found = any(fnmatchcase(key, glob) for glob in self.globs)
+            if len(self._cache) < 100_000:
+                self._cache[key] = found
+        return found
+
+
+# The span's attributes without the content keys, written while content retention is on: what SpanAttributes
+# becomes when its content expires (schema/0015_content_retention.sql, its DEFAULT).
+SPAN_METADATA_ATTRIBUTES = "SpanMetadataAttributes"

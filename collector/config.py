@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tracehouse.collector.auth import API_KEYS, ApiKeys
+from tracehouse.collector.retention import RETENTION, RetentionSettings
 from tracehouse.collector.settings import ConfigError, Section, as_bool, check_keys, did_you_mean
 from tracehouse.collector.stages.price.settings import PRICING, PricingSettings
 from tracehouse.collector.stages.redact.settings import REDACTION, RedactionSettings
@@ -33,7 +34,7 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STORE_SCHEMES = ("chdb", "http", "https")
 # The config file's tables, each parsed beside the stage (or, for api_keys, the module) that reads it.
-SECTIONS: tuple[Section[Any], ...] = (API_KEYS, SAMPLING, PRICING, REDACTION)
+SECTIONS: tuple[Section[Any], ...] = (API_KEYS, SAMPLING, PRICING, REDACTION, RETENTION)
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 # TRACEHOUSE_* variables that are not a top-level setting: the config file's path and the sections'.
 SECTION_ENV = (CONFIG_ENV, *(name for section in SECTIONS for name in section.env))
@@ -50,9 +51,9 @@ DEPLOY_ENV = (
 ENV_TYPO_RATIO = 0.85
 
 # Which commands take a setting as a flag. `prices` covers its subcommands.
-EVERY_COMMAND = ("serve", "migrate", "sql", "prices")
+EVERY_COMMAND = ("serve", "migrate", "sql", "prices", "retention", "report")
 SERVE = ("serve",)
-READS = ("serve", "sql")  # the query limits bind the endpoint (serve) and `tracehouse sql` on the store
+READS = ("serve", "sql", "report")  # the query limits bind the endpoint (serve) and reads on the store
 
 log = logging.getLogger("tracehouse")
 
@@ -146,6 +147,7 @@ class Config:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def store_url(self) -> str:

@@ -288,7 +288,7 @@ def _reprice(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str
             return 1
         client = store.connect(config.store_url)
         try:
-            store.migrate(client, config.cluster)
+            store.migrate(client, config.cluster, retention_settings=config.retention)
             result = reprice(client, pricer, since, ProgressBar(err))
         except RepriceError as exc:
             print(f"tracehouse: {exc}", file=err)

@@ -15,10 +15,14 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from tracehouse.collector import retention
+from tracehouse.collector.retention import RetentionSettings
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "tracehouse_migrations"
 VIEWS_TABLE = "tracehouse_views"
+_NO_TTL_TO_REMOVE = re.compile(r"doesn't have (?:any table )?TTL|doesn't have any table TTL")
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _CLICKHOUSE_CODE = re.compile(r"Code: \d+\. DB::Exception: (.+?)(?: \(\w+\))?(?:\. \(|$)", re.MULTILINE)
 
@@ -229,7 +233,48 @@ def apply_views(client: Client, cluster: str = "", schema: Traversable | None = 
     return applied
 
 
-def migrate(client: Client, cluster: str = "", schema: Traversable | None = None) -> list[str]:
+def _retention_statements(settings: RetentionSettings, schema: Traversable | None = None) -> tuple[str, ...]:
+    templates = _split_statements((schema or _schema_root()).joinpath(retention.DOCUMENT).read_text())
+    return retention.render(templates, settings)
+
+
+def retention_digest(settings: RetentionSettings, schema: Traversable | None = None) -> str:
+    """What a store that has this policy records (`tracehouse retention status` compares)."""
+    return hashlib.sha256("\n;\n".join(_retention_statements(settings, schema)).encode()).hexdigest()
+
+
+def apply_retention(
+    client: Client, settings: RetentionSettings, cluster: str = "", schema: Traversable | None = None
+) -> bool:
+    """Apply schema/retention.sql for these settings when its rendering differs from the one this store
+    recorded (or a policy is set for the first time); True if applied. Logged: expiry is not silent."""
+    rendered = _retention_statements(settings, schema)
+    digest = retention_digest(settings, schema)
+    recorded = client.query(
+        f"SELECT digest FROM {VIEWS_TABLE} FINAL WHERE name = {{name:String}}",
+        parameters={"name": retention.DOCUMENT},
+    ).result_rows
+    if recorded and recorded[0][0] == digest:
+        return False
+    if recorded or not retention.keeps_everything(settings):  # a store never given a policy has none to remove
+        for statement in rendered:
+            try:
+                client.command(cluster_variant(statement, cluster) if cluster else statement)
+            except ClickHouseError as exc:
+                # REMOVE TTL where there is none (a period that was never set): already as wanted.
+                if "REMOVE TTL" not in statement or not _NO_TTL_TO_REMOVE.search(str(exc)):
+                    raise
+        log.info("retention applied (ALTER TABLE ... MODIFY TTL): %s", settings.summary())
+    client.insert(VIEWS_TABLE, [[retention.DOCUMENT, digest]], column_names=["name", "digest"])
+    return bool(recorded) or not retention.keeps_everything(settings)
+
+
+def migrate(
+    client: Client,
+    cluster: str = "",
+    schema: Traversable | None = None,
+    retention_settings: RetentionSettings | None = None,
+) -> list[str]:
     """Apply the numbered migrations not yet recorded (each statement is itself idempotent: IF NOT EXISTS),
     then the views whose text changed; returns what was applied (migration and view file names).
 
@@ -246,4 +291,7 @@ def migrate(client: Client, cluster: str = "", schema: Traversable | None = None
         client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
         log.info("applied migration %s", migration.name)
         applied.append(migration.name)
-    return applied + apply_views(client, cluster, schema)
+    applied += apply_views(client, cluster, schema)
+    if retention_settings is not None and apply_retention(client, retention_settings, cluster, schema):
+        applied.append(retention.DOCUMENT)
+    return applied

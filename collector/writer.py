@@ -30,6 +30,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 from tracehouse.collector import store
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.processing import INSERT_FORMAT
+from tracehouse.collector.retention import RetentionSettings
 from tracehouse.collector.spool import Intent, Record, Spool
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,17 @@ class TraceStore:
     exists, every operation fails as if the store were unreachable.
     """
 
-    def __init__(self, url: str, fault_file: Path | None = None, table: str = TRACES_TABLE, cluster: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        fault_file: Path | None = None,
+        table: str = TRACES_TABLE,
+        cluster: str = "",
+        retention: RetentionSettings | None = None,
+    ) -> None:
         self._url = url
         self._cluster = cluster
+        self._retention = retention
         self._fault_file = fault_file
         self._table = table
         self._client: Client | None = None
@@ -80,7 +89,7 @@ class TraceStore:
         if self._client is None:
             try:
                 client = store.connect(self._url)
-                applied = store.migrate(client, self._cluster)
+                applied = store.migrate(client, self._cluster, retention_settings=self._retention)
             except Exception as exc:
                 raise StoreUnavailable(f"store at {store.redact_url(self._url)} unreachable: {exc}") from exc
             if applied:

@@ -164,6 +164,26 @@ def calls_per_interval(columns: str, group_by: str = "time", condition: str = CA
     )
 
 
+# --- queries of `tracehouse report` that no Grafana panel runs (collector/report.py) ------------------
+
+TOP_FEATURES_BY_SPEND = daily(
+    f"""
+    SELECT {FEATURE_NAME}, sum(calls) AS calls, toFloat64(sum(cost_usd)) AS cost_usd,
+      sum(unpriced_calls) AS unpriced_calls
+    FROM DAILY
+    GROUP BY feature_name
+    ORDER BY cost_usd DESC, feature_name
+    LIMIT 20
+    """
+)
+
+
+def calls_prompts(ids: str) -> str:
+    """The prompt (system prompt and input messages) of the calls in the time range whose span ids `ids`
+    lists as SQL string literals: the report shows them beside the slowest and costliest calls."""
+    return over_calls("id, system_prompt, messages", f"$__timeFilter(ts) AND id IN ({ids})")
+
+
 # --- one trace ----------------------------------------------------------------------------------------
 
 

@@ -53,8 +53,9 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "storage",
-        "the durable spool, the writer (drainer, direct writer) and the one ClickHouse client with its migrations",
-        ("spool.py", "writer.py", "store.py"),
+        "the durable spool, the writer (drainer, direct writer) and the one ClickHouse client with its migrations "
+        "and the retention TTLs it applies",
+        ("spool.py", "writer.py", "store.py", "retention.py"),
     ),
     Layer(
         "pipeline",
@@ -81,8 +82,17 @@ LAYERS: tuple[Layer, ...] = (
     Layer("service", "assembles a running collector from all of the above", ("service.py",)),
     Layer(
         "commands",
-        "the `tracehouse` command: serve, migrate, sql, prices (and the repricing it runs on the store)",
-        ("__main__.py", "cli.py", "prices_cli.py", "reprice.py"),
+        "the `tracehouse` command: serve, migrate, sql, prices (and the repricing it runs on the store), report "
+        "(the dashboards' panels as one HTML file, their SQL expanded as Grafana's ClickHouse plugin does)",
+        (
+            "__main__.py",
+            "cli.py",
+            "prices_cli.py",
+            "reprice.py",
+            "report.py",
+            "grafana_macros.py",
+            "retention_cli.py",
+        ),
     ),
 )
 

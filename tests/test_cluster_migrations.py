@@ -28,9 +28,18 @@ def _view_statements() -> list[str]:
     return list(dict.fromkeys(s for v in store.load_views() for exists in (False, True) for s in v.statements(exists)))
 
 
+def _retention_statements() -> list[str]:
+    """schema/retention.sql rendered with a policy (TTLs, an override) and without (REMOVE TTL)."""
+    from tracehouse.collector.retention import Override, RetentionSettings
+
+    policy = RetentionSettings(30, 400, 1000, (Override(service="bot", content_days=0),))
+    return [s for settings in (policy, RetentionSettings()) for s in store._retention_statements(settings)]
+
+
 def _all_statements() -> list[str]:
     bootstrap = store.bootstrap_statements()
-    return [*bootstrap, *(s for m in store.load_migrations() for s in m.statements), *_view_statements()]
+    migrations = (s for m in store.load_migrations() for s in m.statements)
+    return [*bootstrap, *migrations, *_view_statements(), *_retention_statements()]
 
 
 def test_every_statement_has_a_cluster_variant_that_clickhouse_parses():

@@ -239,7 +239,17 @@ def test_the_readme_configuration_table_is_generated_from_the_settings():
 
 
 @pytest.mark.parametrize(
-    "command", [("serve",), ("migrate",), ("sql",), ("prices", "show"), ("prices", "unknown"), ("prices", "reprice")]
+    "command",
+    [
+        ("serve",),
+        ("migrate",),
+        ("sql",),
+        ("prices", "show"),
+        ("prices", "unknown"),
+        ("prices", "reprice"),
+        ("retention", "status"),
+        ("report",),
+    ],
 )
 def test_every_subcommand_takes_the_flags_of_its_settings(command):
     """One set of flags, derived from the fields: `prices` used to lack --cluster."""

@@ -36,7 +36,12 @@ def test_the_release_build_is_complete_and_its_metadata_valid(dist):
     with tarfile.open(sdist) as archive:
         packed = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     # The wheel is built from the sdist: what the sdist lacks, an install from it lacks too.
-    shipped = [*ROOT.glob("schema/**/*.sql"), ROOT / "schema/views/order.txt", *ROOT.glob("dashboards/*.json")]
+    shipped = [
+        *ROOT.glob("schema/**/*.sql"),
+        ROOT / "schema/views/order.txt",
+        *ROOT.glob("dashboards/*.json"),
+        *ROOT.glob("collector/report_assets/*"),
+    ]
     missing = [str(path.relative_to(ROOT)) for path in shipped if str(path.relative_to(ROOT)) not in packed]
     assert missing == []
     (wheel,) = dist.glob("tracehouse-*.whl")

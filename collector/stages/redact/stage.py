@@ -11,10 +11,10 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from tracehouse.collector.batch import SpanBatch
-from tracehouse.collector.columns import CONTENT_SAMPLED, REDACTION_COUNTS, SAMPLED_DROPPED
+from tracehouse.collector.columns import CONTENT_COLUMNS, CONTENT_SAMPLED, REDACTION_COUNTS, SAMPLED_DROPPED
 from tracehouse.collector.stages.redact.columns import MAP, MAPS, TEXT, TEXT_COLUMNS, TEXTS, UNSCANNED, column_kind
 from tracehouse.collector.stages.redact.detectors import BUILTINS
-from tracehouse.collector.stages.redact.policy import CONTENT_COLUMNS, DROP, HASH, KEEP, REDACT, SCAN, KeyPolicies
+from tracehouse.collector.stages.redact.policy import DROP, HASH, KEEP, REDACT, SCAN, KeyPolicies
 from tracehouse.collector.stages.redact.scanner import Counts, Result, Scanner, UserRule
 from tracehouse.collector.stages.redact.settings import RedactionSettings
 from tracehouse.collector.stages.redact.tokens import Hasher
