@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tracehouse.collector import retention_cli
 
     retention_cli.add_parser(sub)
+
+    from tracehouse.collector import forget
+
+    forget.add_parser(sub)
     return parser
 
 
@@ -159,10 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, config: Config) -> int:
     if args.command == "serve":
         return _serve(config)
-    opens_store = args.command in ("migrate", "sql", "report", "retention") or getattr(args, "prices_command", "") in (
-        "unknown",
-        "reprice",
-    )
+    opens_store = args.command in ("migrate", "sql", "report", "retention", "forget") or getattr(
+        args, "prices_command", ""
+    ) in ("unknown", "reprice")
     if opens_store:
         from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
 
@@ -180,6 +183,10 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         from tracehouse.collector import retention_cli
 
         return retention_cli.run(args, config)
+    if args.command == "forget":
+        from tracehouse.collector import forget
+
+        return forget.run(args, config, sys.stdout)
     if args.command == "report":
         from tracehouse.collector import report
 

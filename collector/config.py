@@ -51,7 +51,7 @@ DEPLOY_ENV = (
 ENV_TYPO_RATIO = 0.85
 
 # Which commands take a setting as a flag. `prices` covers its subcommands.
-EVERY_COMMAND = ("serve", "migrate", "sql", "prices", "retention", "report")
+EVERY_COMMAND = ("serve", "migrate", "sql", "prices", "retention", "report", "forget")
 SERVE = ("serve",)
 READS = ("serve", "sql", "report")  # the query limits bind the endpoint (serve) and reads on the store
 

@@ -702,6 +702,8 @@ class QueryEndpoint:
         self.key = secrets.token_urlsafe(24)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        # Local administration (POST /forget): the same key, handlers that return a response.
+        self.admin_routes: dict[str, Callable[[web.Request], Any]] = {}
 
     async def start(self) -> None:
         from aiohttp import web
@@ -709,6 +711,8 @@ class QueryEndpoint:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_route("*", "/", self._query)
         app.router.add_get("/ping", self._ping)
+        for path, handler in self.admin_routes.items():
+            app.router.add_post(path, self._admin(handler))
         # handler_cancellation: a client that hangs up cancels its handler, which stops its query.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -732,6 +736,16 @@ class QueryEndpoint:
         from aiohttp import web
 
         return web.Response(text="Ok.\n")
+
+    def _admin(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+        async def authorized(request: web.Request) -> web.StreamResponse:
+            try:
+                self._authorize(request)
+            except _HttpRefusal as refusal:
+                return _ch_error(refusal.status, refusal.code, str(refusal))
+            return await handler(request)
+
+        return authorized
 
     def _authorize(self, request: web.Request) -> None:
         supplied = request.headers.get("X-ClickHouse-Key") or request.query.get("password") or ""

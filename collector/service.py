@@ -19,6 +19,8 @@ from aiohttp import web
 from tracehouse.collector import store
 from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
+from tracehouse.collector.forget import ROUTE_PATH as FORGET_PATH
+from tracehouse.collector.forget import ForgetRoute
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.processing import Processed, process_body
@@ -162,6 +164,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     query_endpoint = QueryEndpoint(
         ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config)), config.query_host, config.query_port
     )
+    query_endpoint.admin_routes[FORGET_PATH] = ForgetRoute(config, spool, sink).handle
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

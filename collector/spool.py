@@ -419,6 +419,24 @@ class Spool:
         (self.directory / "intent").unlink(missing_ok=True)
         self._drop_committed_segments()
 
+    def drop_sent_segments(self) -> int:
+        """Delete every segment whose records are all in the store, the open one too when it is all sent
+        (the spool goes on in a new one), and return the bytes removed. `tracehouse forget` calls it after
+        an erasure so that no sent copy of the erased spans stays on disk; the request digests of the
+        dropped records stay in memory, so until a restart a retried request is still answered from them."""
+        # Not while an fsync of the open file runs in its thread: it would be closed under it.
+        if self._committed >= self._written > self._segments[-1] and not self._broken and self._sync_task is None:
+            self._rotate()
+        removed = 0
+        while len(self._segments) > 1 and self._segments[1] <= self._committed:
+            path = self._segment_path(self._segments.pop(0))
+            with contextlib.suppress(FileNotFoundError):
+                removed += path.stat().st_size
+                path.unlink()
+        if removed:
+            _fsync_dir(self.directory)
+        return removed
+
     def _drop_committed_segments(self) -> None:
         while len(self._segments) > _KEPT_SEGMENTS and self._segments[1] <= self._committed:
             self._segment_path(self._segments.pop(0)).unlink(missing_ok=True)

@@ -79,6 +79,12 @@ LAYERS: tuple[Layer, ...] = (
         "read-only SQL surface with its client",
         ("files.py", "runtime.py", "query.py"),
     ),
+    Layer(
+        "erasure",
+        "`tracehouse forget`: a subject's rows out of every table and the spool, as a route of the collector's "
+        "query endpoint or on the store itself",
+        ("forget.py",),
+    ),
     Layer("service", "assembles a running collector from all of the above", ("service.py",)),
     Layer(
         "commands",

@@ -212,7 +212,10 @@ def test_version_is_the_installed_distributions():
 
 @pytest.mark.parametrize(
     ("args", "commands"),
-    [((), ["serve", "migrate", "prices", "sql", "report", "retention"]), (("prices",), ["show", "unknown", "reprice"])],
+    [
+        ((), ["serve", "migrate", "prices", "sql", "report", "retention", "forget"]),
+        (("prices",), ["show", "unknown", "reprice"]),
+    ],
 )
 def test_no_command_lists_the_commands_one_line_each(args, commands):
     """Like docker, kubectl and cargo: the commands on stdout and exit 0, not a usage error."""

@@ -249,6 +249,7 @@ def test_the_readme_configuration_table_is_generated_from_the_settings():
         ("prices", "reprice"),
         ("retention", "status"),
         ("report",),
+        ("forget",),
     ],
 )
 def test_every_subcommand_takes_the_flags_of_its_settings(command):

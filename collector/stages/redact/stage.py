@@ -112,6 +112,22 @@ class Redactor:
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         return _Run(self, batch).run()
 
+    def masks_column(self, column: str) -> bool:
+        """Whether `column` keeps no trace of its values (masked or dropped whole)."""
+        return self._column_policies.get(column, SCAN) in (REDACT, DROP)
+
+    def stored_forms(self, column: str, value: str) -> set[str]:
+        """The values `value` may have been stored as in `column` (`tracehouse forget` looks for each):
+        as sent, and as this redactor rewrites it (a hash token, or the text with its findings replaced).
+        A masked or dropped column keeps nothing that identifies the value, so only the raw form is given."""
+        forms = {value}
+        policy = self._column_policies.get(column, SCAN)
+        if policy == HASH and self._hasher is not None:
+            forms.add(self._hasher.token(value.encode("utf-8", "surrogatepass")))
+        elif policy == SCAN:
+            forms.add(self.redact_text(value)[0])
+        return forms
+
     def _apply(self, policy: str, value: str) -> tuple[str, str]:
         """A whole-value policy: the replacement (unused for drop) and its count key."""
         if policy == DROP:
