@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tracehouse.collector import forget
 
     forget.add_parser(sub)
+    from tracehouse.collector import review_cli
+
+    review_cli.add_parser(sub)
     return parser
 
 
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, config: Config) -> int:
     if args.command == "serve":
         return _serve(config)
-    opens_store = args.command in ("migrate", "sql", "report", "retention", "forget") or getattr(
+    opens_store = args.command in ("migrate", "sql", "report", "retention", "forget", "review") or getattr(
         args, "prices_command", ""
     ) in ("unknown", "reprice")
     if opens_store:
@@ -187,6 +190,10 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         from tracehouse.collector import forget
 
         return forget.run(args, config, sys.stdout)
+    if args.command == "review":
+        from tracehouse.collector import review_cli
+
+        return review_cli.run(args, config, sys.stdout)
     if args.command == "report":
         from tracehouse.collector import report
 

@@ -51,9 +51,9 @@ DEPLOY_ENV = (
 ENV_TYPO_RATIO = 0.85
 
 # Which commands take a setting as a flag. `prices` covers its subcommands.
-EVERY_COMMAND = ("serve", "migrate", "sql", "prices", "retention", "report", "forget")
+EVERY_COMMAND = ("serve", "migrate", "sql", "prices", "retention", "report", "forget", "review")
 SERVE = ("serve",)
-READS = ("serve", "sql", "report")  # the query limits bind the endpoint (serve) and reads on the store
+READS = ("serve", "sql", "report", "review")  # the query limits bind the endpoint (serve) and reads on the store
 
 log = logging.getLogger("tracehouse")
 

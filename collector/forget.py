@@ -31,8 +31,6 @@ import re
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -459,7 +457,7 @@ class ForgetRoute:
 
 def forget(config: Config, subject: Subject, *, dry_run: bool, requested_by: str) -> Erasure:
     """Through the collector that owns this data dir, else on the store itself."""
-    from tracehouse.collector.runtime import read_runtime_info
+    from tracehouse.collector.runtime import CollectorRefused, post_to_collector, read_runtime_info
 
     info = read_runtime_info(config)
     if info is not None and info.get("query_url"):
@@ -470,23 +468,12 @@ def forget(config: Config, subject: Subject, *, dry_run: bool, requested_by: str
             "dry_run": dry_run,
             "requested_by": requested_by,
         }
-        request = urllib.request.Request(
-            info["query_url"].rstrip("/") + ROUTE_PATH,
-            data=json.dumps(payload).encode(),
-            headers={"X-ClickHouse-Key": info["query_key"], "Content-Type": "application/json"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=DRAIN_TIMEOUT_SECONDS + 600) as response:
-                return Erasure(**json.loads(response.read()))
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("error", "")
-            except ValueError:
-                message = ""
-            raise ForgetFailed(message or f"the collector refused forget (HTTP {exc.code})") from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass  # a collector that just stopped: do it ourselves
+            answer = post_to_collector(info, ROUTE_PATH, json.dumps(payload).encode(), DRAIN_TIMEOUT_SECONDS + 600)
+        except CollectorRefused as exc:
+            raise ForgetFailed(str(exc)) from None
+        if answer is not None:
+            return Erasure(**json.loads(answer))
     return forget_offline(config, subject, dry_run=dry_run, requested_by=requested_by)
 
 

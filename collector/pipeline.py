@@ -3,8 +3,9 @@ encode), then acknowledge once durable (spool or insert). The CPU part runs in w
 core, while the main process does the I/O; without workers it runs in one pipeline thread, never on the
 event loop: a huge request must not stall /healthz or the other connections.
 
-Scores (POST /v1/scores) take the same road: checked and redacted by `scores.ScoreProcessor` in the pipeline
-thread, spooled (records for the `scores` table) or inserted, acknowledged once durable, a retried request
+Scores (POST /v1/scores) and reviews (POST /v1/reviews) take the same road: checked and redacted by
+`scores.ScoreProcessor` / `reviews.ReviewProcessor` in the pipeline thread, spooled (records for their table)
+or inserted, acknowledged once durable, a retried request
 answered from the spool by its digest.
 
 Refusals are `errors.PipelineError`s (retryable, permanent, ...): the receivers turn them into statuses.
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING
 from tracehouse.collector.errors import Permanent, PipelineError, Retryable
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.processing import Processed, process_body
-from tracehouse.collector.scores import SCORES_TABLE, ProcessedScores, ScoreProcessor
+from tracehouse.collector.reviews import REVIEWS_TABLE, ReviewProcessor
+from tracehouse.collector.scores import SCORES_TABLE, ProcessedRows, ScoreProcessor
 from tracehouse.collector.spool import DIGEST_BYTES, NO_DIGEST, Spool, SpoolFull
 from tracehouse.collector.stages import Stage
 from tracehouse.collector.writer import BatchRejected, DirectWriter, StoreUnavailable
@@ -66,10 +68,12 @@ class Pipeline:
         max_inflight_bytes: int = 256 << 20,
         workers: WorkerPool[Processed] | None = None,
         scores: ScoreProcessor | None = None,
+        reviews: ReviewProcessor | None = None,
     ) -> None:
         """`workers`: processes that run `processing.process_body` with stages of their own (built from
         the same config); None runs it here, in one pipeline thread, with `stages`. `scores` checks and
-        redacts POST /v1/scores bodies, in the pipeline thread (default: no redaction)."""
+        redacts POST /v1/scores bodies, `reviews` POST /v1/reviews bodies, in the pipeline thread (default: no
+        redaction)."""
         if (spool is None) == (writer is None):
             raise ValueError("a pipeline writes to exactly one of a spool or a direct writer")
         self._stages = list(stages)
@@ -79,7 +83,10 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
-        self._scores = scores or ScoreProcessor()
+        self._row_processors: dict[str, ScoreProcessor | ReviewProcessor] = {
+            SCORES_TABLE: scores or ScoreProcessor(),
+            REVIEWS_TABLE: reviews or ReviewProcessor(),
+        }
         # One thread: the stages run one request at a time, as they did on the loop (their caches are
         # not shared between threads), and a retry still finds the spool in request order.
         self._thread: ThreadPoolExecutor | None = None
@@ -140,31 +147,40 @@ class Pipeline:
         """Return the ids of the body's scores once they are durable; raise a PipelineError otherwise
         (errors.Invalid naming the field of a malformed score). A retry of a request already spooled is
         answered with the same ids, storing nothing."""
+        return await self.export_rows(SCORES_TABLE, body, tenant)
+
+    async def export_reviews(self, body: bytes, tenant: str | None = None) -> list[str]:
+        """The same for reviews (POST /v1/reviews, `tracehouse review set`)."""
+        return await self.export_rows(REVIEWS_TABLE, body, tenant)
+
+    async def export_rows(self, table: str, body: bytes, tenant: str | None) -> list[str]:
+        """A JSON body of rows for a side table (scores, reviews): checked, redacted, durable, their ids."""
         try:
-            ids = await self._export_scores(body, tenant)
+            ids = await self._export_rows(table, body, tenant)
         except PipelineError as exc:
-            self._metrics.requests.labels("scores", exc.outcome).inc()
+            self._metrics.requests.labels(table, exc.outcome).inc()
             raise
-        self._metrics.requests.labels("scores", "ok").inc()
+        self._metrics.requests.labels(table, "ok").inc()
         return ids
 
-    async def _export_scores(self, body: bytes, tenant: str | None) -> list[str]:
+    async def _export_rows(self, table: str, body: bytes, tenant: str | None) -> list[str]:
         size = len(body)
         if self._inflight + size > self._max_inflight and self._inflight:
             raise Retryable("collector has too much data in flight; retry later", retry_after_seconds=1)
         self._inflight += size
         loop = asyncio.get_running_loop()
+        processor = self._row_processors[table]
         try:
             digest = None
             if self._spool is not None:
-                digest = _digest(body, tenant, SCORES_TABLE.encode())  # small bodies: hashed on the loop
+                digest = _digest(body, tenant, table.encode())  # small bodies: hashed on the loop
                 while (original := self._pending.get(digest)) is not None:
                     await asyncio.shield(original)
                 done = self._pending[digest] = loop.create_future()
             try:
                 # Parsed even for a retry: its answer is the ids, which come from the body (not stored).
-                processed: ProcessedScores = await loop.run_in_executor(
-                    self._pipeline_thread(), self._scores.process, body, tenant, time.time_ns()
+                processed: ProcessedRows = await loop.run_in_executor(
+                    self._pipeline_thread(), processor.process, body, tenant, time.time_ns()
                 )
                 seen = self._spool.lookup(digest) if self._spool is not None and digest is not None else None
                 if seen is not None:
@@ -174,7 +190,7 @@ class Pipeline:
                 for kind, n in processed.redactions.items():
                     self._metrics.redactions.labels(kind).inc(n)
                 if processed.rows:
-                    await self._store_rows(processed.header, processed.payload, processed.rows, digest, SCORES_TABLE)
+                    await self._store_rows(processed.header, processed.payload, processed.rows, digest, table)
                 return processed.ids
             finally:
                 if digest is not None:

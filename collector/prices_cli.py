@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
@@ -77,13 +78,23 @@ def run(args: argparse.Namespace, config: Config, out: IO[str] | None = None, er
         return 2
 
 
+_AGO = re.compile(r"(\d{1,6})\s*([mhdw])")
+_AGO_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
 def parse_when(text: str) -> datetime:
-    """A UTC instant from `YYYY-MM-DD` or an ISO date-time (naive means UTC)."""
+    """A UTC instant from `YYYY-MM-DD`, an ISO date-time (naive means UTC) or a time ago (`30m`, `24h`, `7d`,
+    `2w`, as `journalctl --since` and Grafana's `now-7d` read)."""
     text = text.strip()
+    ago = _AGO.fullmatch(text)
+    if ago:
+        return datetime.now(UTC) - timedelta(**{_AGO_UNITS[ago.group(2)]: int(ago.group(1))})
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a date or date-time: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)") from None
+        raise ValueError(
+            f"not a date, date-time or time ago: {text!r} (use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or 7d, 24h, 30m)"
+        ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 

@@ -62,6 +62,35 @@ def read_runtime_info(config: Config) -> dict | None:
     return info
 
 
+class CollectorRefused(RuntimeError):
+    """The running collector answered a local administration request with an error (its message)."""
+
+
+def post_to_collector(info: dict, path: str, body: bytes, timeout: float) -> bytes | None:
+    """POST JSON to a route of the running collector's local query endpoint, with its key; the answer's
+    body, or None when no collector answers (it just stopped: the caller does the work itself)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        info["query_url"].rstrip("/") + path,
+        data=body,
+        headers={"X-ClickHouse-Key": info["query_key"], "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", "")
+        except (ValueError, AttributeError):
+            message = ""
+        raise CollectorRefused(message or f"the collector refused it (HTTP {exc.code})") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
 def write_runtime_info(path: Path, info: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -33,7 +33,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 
@@ -87,18 +87,18 @@ COLUMNS = (
     "RedactionCounts",
 )
 
-_HEX_TRACE = re.compile(r"[0-9a-fA-F]{32}")
-_HEX_SPAN = re.compile(r"[0-9a-fA-F]{16}")
+HEX_TRACE = re.compile(r"[0-9a-fA-F]{32}")
+HEX_SPAN = re.compile(r"[0-9a-fA-F]{16}")
 _NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_NS = 2**63 - 1
 
 
 @dataclass
-class ProcessedScores:
-    """A request's scores, encoded for the spool and the writer, with their ids in request order."""
+class ProcessedRows:
+    """A request's scores (or reviews), encoded for the spool and the writer, with their ids in request order."""
 
     header: bytes
     payload: bytes
@@ -110,86 +110,80 @@ class ProcessedScores:
         return len(self.ids)
 
 
-class ScoreProcessor:
-    """Built once at start-up from the config (the redactor's detectors and rules), used per request."""
+class JsonRowsProcessor:
+    """A JSON body of rows for a side table (one object or a list): each checked and redacted by the subclass's
+    `_row`, the batch encoded for the spool and the writer. Built once at start-up from the config (the
+    redactor's detectors and rules), used per request."""
+
+    noun = ""  # "score": messages say `scores[2].name`
+    limit = 0  # items per request
+    fields: tuple[str, ...] = ()  # the fields an item may have
+    columns: tuple[str, ...] = ()
+    id_column = ""
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         self._redactor = redactor
 
     @classmethod
-    def from_config(cls, config: Config) -> ScoreProcessor:
-        """With redaction on, comments, labels and authors are redacted as span content is."""
+    def from_config(cls, config: Config) -> Self:
+        """With redaction on, the free text is redacted as span content is."""
         if not config.redaction.enabled:
             return cls(None)
         from tracehouse.collector.stages.redact import Redactor
 
         return cls(Redactor(config.redaction))
 
-    def process(self, body: bytes, tenant: str | None, now_ns: int) -> ProcessedScores:
-        """Check, redact and encode the scores of one request body; raises errors.Invalid naming the field.
-        `tenant` is the API key's (None without keys); `now_ns` stamps scores sent without a timestamp."""
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            parsed = _lenient_json(body, exc)
-        if isinstance(parsed, dict):
-            items, prefix = [parsed], ""
-        elif isinstance(parsed, list):
-            items, prefix = parsed, "scores"
-        else:
-            raise Invalid("body must be a JSON object (one score) or a list of them")
-        if len(items) > MAX_SCORES:
-            raise Invalid(f"too many scores in one request: {len(items)}, at most {MAX_SCORES}")
-        columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    def process(self, body: bytes, tenant: str | None, now_ns: int) -> ProcessedRows:
+        """Check, redact and encode the rows of one request body; raises errors.Invalid naming the field.
+        `tenant` is the API key's (None without keys); `now_ns` stamps rows sent without a timestamp."""
+        items, prefix = json_items(body, self.noun, self.limit)
+        columns: dict[str, list[Any]] = {name: [] for name in self.columns}
         ids: list[str] = []
         redacted: dict[str, int] = {}
         for i, item in enumerate(items):
             where = f"{prefix}[{i}]." if prefix else ""
-            row = self._score(item, where, tenant, now_ns)
-            ids.append(row["ScoreId"])
-            for name in COLUMNS:
+            if not isinstance(item, dict):
+                raise Invalid(f"{where.rstrip('.') or self.noun}: a {self.noun} is a JSON object")
+            for key in item:
+                if key not in self.fields:
+                    raise Invalid(f"{where}{clip(key)}: unknown field; the fields are {', '.join(self.fields)}")
+            row = self._row(item, where, tenant, now_ns)
+            ids.append(row[self.id_column])
+            for name in self.columns:
                 columns[name].append(row[name])
             for kind, n in row["RedactionCounts"].items():
                 redacted[kind] = redacted.get(kind, 0) + n
         header, payload = encode_rows(SpanBatch(columns)) if ids else (b"", b"")
-        return ProcessedScores(header, payload, ids, redacted)
+        return ProcessedRows(header, payload, ids, redacted)
 
-    def _score(self, item: object, where: str, key_tenant: str | None, now_ns: int) -> dict[str, Any]:
-        if not isinstance(item, dict):
-            raise Invalid(f"{where.rstrip('.') or 'score'}: a score is a JSON object")
-        for key in item:
-            if key not in FIELDS:
-                raise Invalid(f"{where}{_clip(key)}: unknown field; the fields are {', '.join(FIELDS)}")
-        trace_id = _hex_id(item, "trace_id", where, _HEX_TRACE, 32, required=True)
-        span_id = _hex_id(item, "span_id", where, _HEX_SPAN, 16, required=False)
-        name = _text(item, "name", where, MAX_NAME_CHARS, required=True)
+    def _row(self, item: dict[str, Any], where: str, key_tenant: str | None, now_ns: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ScoreProcessor(JsonRowsProcessor):
+    noun = "score"
+    limit = MAX_SCORES
+    fields = FIELDS
+    columns = COLUMNS
+    id_column = "ScoreId"
+
+    def _row(self, item: dict[str, Any], where: str, key_tenant: str | None, now_ns: int) -> dict[str, Any]:
+        trace_id = hex_id(item, "trace_id", where, HEX_TRACE, 32, required=True)
+        span_id = hex_id(item, "span_id", where, HEX_SPAN, 16, required=False)
+        name = text_field(item, "name", where, MAX_NAME_CHARS, required=True)
         if not _NAME.fullmatch(name):
-            raise Invalid(f"{where}name: letters, digits and _ . : / - only, got {_clip(name)}")
+            raise Invalid(f"{where}name: letters, digits and _ . : / - only, got {clip(name)}")
         value, value_type = _value(item, where)
         source = item.get("source", DEFAULT_SOURCE)
         if source is None:
             source = DEFAULT_SOURCE
         if source not in SOURCES:
-            shown = _clip(source) if isinstance(source, str) else type(source).__name__
+            shown = clip(source) if isinstance(source, str) else type(source).__name__
             raise Invalid(f"{where}source: unknown source {shown}; one of {', '.join(SOURCES)}")
-        timestamp = _timestamp(item.get("timestamp"), where)
-        client_id = item.get("id")
-        if client_id is not None and (
-            not isinstance(client_id, str) or len(client_id) > MAX_ID_CHARS or not _CLIENT_ID.fullmatch(client_id)
-        ):
-            raise Invalid(f"{where}id: 1 to {MAX_ID_CHARS} letters, digits and _ . : - only")
-        tenant = key_tenant
-        if tenant is None:
-            tenant = _text(item, "tenant_id", where, MAX_TENANT_CHARS, required=False)
-        texts: dict[str, str] = {}
-        counts: dict[str, int] = {}
-        for text_field, limit in TEXT_FIELDS.items():
-            text = _text(item, text_field, where, limit, required=False)
-            if text and self._redactor is not None:
-                text, found = self._redactor.redact_text(text)
-                for kind, n in found.items():
-                    counts[kind] = counts.get(kind, 0) + n
-            texts[text_field] = text
+        timestamp = timestamp_ns(item.get("timestamp"), where)
+        client_id = client_id_of(item, where)
+        tenant = tenant_of(item, where, key_tenant)
+        texts, counts = redacted_texts(item, where, TEXT_FIELDS, self._redactor)
         if client_id is None:
             content = [tenant, trace_id, span_id, name, value, value_type, source, timestamp, *texts.values()]
             client_id = hashlib.sha256(orjson.dumps(content)).hexdigest()[:32]
@@ -210,7 +204,56 @@ class ScoreProcessor:
         }
 
 
-def _lenient_json(body: bytes, error: Exception) -> object:
+def client_id_of(item: dict[str, Any], where: str) -> str | None:
+    """The client's `id` of an item, checked; None when it sent none."""
+    client_id = item.get("id")
+    if client_id is not None and (
+        not isinstance(client_id, str) or len(client_id) > MAX_ID_CHARS or not CLIENT_ID.fullmatch(client_id)
+    ):
+        raise Invalid(f"{where}id: 1 to {MAX_ID_CHARS} letters, digits and _ . : - only")
+    return client_id
+
+
+def tenant_of(item: dict[str, Any], where: str, key_tenant: str | None) -> str:
+    """The API key's tenant; without keys (None), the item's `tenant_id`, else ""."""
+    if key_tenant is not None:
+        return key_tenant
+    return text_field(item, "tenant_id", where, MAX_TENANT_CHARS, required=False)
+
+
+def redacted_texts(
+    item: dict[str, Any], where: str, fields: dict[str, int], redactor: Redactor | None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The free-text fields (name -> limit) of an item, checked and redacted, with the redaction counts."""
+    texts: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for name, limit in fields.items():
+        text = text_field(item, name, where, limit, required=False)
+        if text and redactor is not None:
+            text, found = redactor.redact_text(text)
+            for kind, n in found.items():
+                counts[kind] = counts.get(kind, 0) + n
+        texts[name] = text
+    return texts, counts
+
+
+def json_items(body: bytes, noun: str, limit: int) -> tuple[list[Any], str]:
+    """The objects of a body that holds one `noun` or a list of them, and the prefix that names an item in
+    messages ("" for one object, `scores` for `scores[2].name`)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        parsed = lenient_json(body, exc)
+    if isinstance(parsed, dict):
+        return [parsed], ""
+    if not isinstance(parsed, list):
+        raise Invalid(f"body must be a JSON object (one {noun}) or a list of them")
+    if len(parsed) > limit:
+        raise Invalid(f"too many {noun}s in one request: {len(parsed)}, at most {limit}")
+    return parsed, noun + "s"
+
+
+def lenient_json(body: bytes, error: Exception) -> object:
     """What orjson refuses but the standard library reads (a number past a double, NaN, Infinity), so the
     refusal can name the field; anything else is not JSON."""
     try:
@@ -219,18 +262,18 @@ def _lenient_json(body: bytes, error: Exception) -> object:
         raise Invalid(f"body is not valid JSON: {error}") from None
 
 
-def _clip(text: str, limit: int = 64) -> str:
+def clip(text: str, limit: int = 64) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def _text(item: dict[str, Any], key: str, where: str, limit: int, required: bool) -> str:
+def text_field(item: dict[str, Any], key: str, where: str, limit: int, required: bool) -> str:
     value = item.get(key)
     if value is None or (value == "" and not required):
         if required:
             raise Invalid(f"{where}{key}: required")
         return ""
     if not isinstance(value, str):
-        raise Invalid(f"{where}{key}: must be a string, not {_json_type(value)}")
+        raise Invalid(f"{where}{key}: must be a string, not {json_type(value)}")
     if not value:
         raise Invalid(f"{where}{key}: must not be empty")
     if len(value) > limit:
@@ -238,14 +281,14 @@ def _text(item: dict[str, Any], key: str, where: str, limit: int, required: bool
     return value
 
 
-def _hex_id(item: dict[str, Any], key: str, where: str, pattern: re.Pattern[str], digits: int, required: bool) -> str:
+def hex_id(item: dict[str, Any], key: str, where: str, pattern: re.Pattern[str], digits: int, required: bool) -> str:
     value = item.get(key)
     if value is None or value == "":
         if required:
             raise Invalid(f"{where}{key}: required ({digits} hex digits)")
         return ""
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        shown = _clip(value) if isinstance(value, str) else _json_type(value)
+        shown = clip(value) if isinstance(value, str) else json_type(value)
         raise Invalid(f"{where}{key}: must be {digits} hex digits (OTLP/JSON), got {shown}")
     if not value.strip("0"):
         raise Invalid(f"{where}{key}: an all-zero id is not a valid id")
@@ -259,7 +302,7 @@ def _value(item: dict[str, Any], where: str) -> tuple[float, str]:
     if isinstance(value, bool):
         return (1.0 if value else 0.0), "bool"
     if not isinstance(value, int | float):
-        raise Invalid(f"{where}value: must be a number or a boolean, not {_json_type(value)}")
+        raise Invalid(f"{where}value: must be a number or a boolean, not {json_type(value)}")
     try:
         number = float(value)
     except OverflowError:
@@ -269,18 +312,18 @@ def _value(item: dict[str, Any], where: str) -> tuple[float, str]:
     return number, "number"
 
 
-def _timestamp(value: object, where: str) -> int | None:
+def timestamp_ns(value: object, where: str) -> int | None:
     """Unix nanoseconds of an RFC 3339 string or an integer of nanoseconds; None when absent."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise Invalid(f"{where}timestamp: an RFC 3339 string or integer Unix nanoseconds, not {_json_type(value)}")
+        raise Invalid(f"{where}timestamp: an RFC 3339 string or integer Unix nanoseconds, not {json_type(value)}")
     if isinstance(value, int):
         ns = value
     else:
         match = _RFC3339.fullmatch(value)
         if match is None:
-            raise Invalid(f"{where}timestamp: not RFC 3339 (2025-03-01T10:00:00Z): {_clip(value)}")
+            raise Invalid(f"{where}timestamp: not RFC 3339 (2025-03-01T10:00:00Z): {clip(value)}")
         year, month, day, hour, minute, second, fraction, offset = match.groups()
         try:
             tz: timezone = UTC
@@ -289,7 +332,7 @@ def _timestamp(value: object, where: str) -> int | None:
                 tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
             moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
         except ValueError as exc:
-            raise Invalid(f"{where}timestamp: {exc}: {_clip(value)}") from None
+            raise Invalid(f"{where}timestamp: {exc}: {clip(value)}") from None
         whole = moment - _EPOCH
         seconds = whole.days * 86400 + whole.seconds
         ns = seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))
@@ -298,7 +341,7 @@ def _timestamp(value: object, where: str) -> int | None:
     return ns
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):

@@ -12,6 +12,7 @@ import signal
 import ssl
 import sys
 import sysconfig
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp import web
 from tracehouse.collector import store
 from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
+from tracehouse.collector.errors import Invalid, PipelineError
 from tracehouse.collector.forget import ROUTE_PATH as FORGET_PATH
 from tracehouse.collector.forget import ForgetRoute
 from tracehouse.collector.metrics import CollectorMetrics
@@ -28,6 +30,7 @@ from tracehouse.collector.query import QueryEndpoint, ReadOnlySql, query_limits
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
+from tracehouse.collector.reviews import REVIEW_ROUTE, ReviewProcessor
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
 from tracehouse.collector.scores import ScoreProcessor
 from tracehouse.collector.spool import Spool
@@ -37,6 +40,22 @@ from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavail
 
 log = logging.getLogger("tracehouse")
 FAULT_SPOOL_READ_ENV = "TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE"
+
+
+def _review_route(pipeline: Pipeline) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST /reviews on the local query endpoint (its key, so the operator's, not a tenant's): `tracehouse
+    review set` writes through the pipeline, redacted and durable like POST /v1/reviews."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            ids = await pipeline.export_reviews(await request.read(), None)
+        except Invalid as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except PipelineError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({"ids": ids})
+
+    return handle
 
 
 def _ops_routes(metrics: CollectorMetrics, spool: Spool | None, sink: SpoolDrainer | DirectWriter) -> list:
@@ -116,6 +135,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
 
     stages = default_stages(config)  # built here too: a bad price file or rule stops start-up at once
     scores = ScoreProcessor.from_config(config)  # POST /v1/scores: the same redaction rules as spans
+    reviews = ReviewProcessor.from_config(config)
     # Each worker process builds its own stages from the same config and runs process_body with them.
     pool: WorkerPool[Processed] | None = None
     if config.workers:
@@ -137,14 +157,18 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
             config.deadletter_dir,
             fault_read_file=_fault_spool_read_file(config),
         )
-        pipeline = Pipeline(
-            stages, metrics, spool=spool, max_inflight_bytes=config.max_inflight_bytes, workers=pool, scores=scores
-        )
     else:
         sink = DirectWriter(trace_store, metrics, config.batch_max_rows, config.batch_linger_ms)
-        pipeline = Pipeline(
-            stages, metrics, writer=sink, max_inflight_bytes=config.max_inflight_bytes, workers=pool, scores=scores
-        )
+    pipeline = Pipeline(
+        stages,
+        metrics,
+        spool=spool,
+        writer=sink if spool is None else None,
+        max_inflight_bytes=config.max_inflight_bytes,
+        workers=pool,
+        scores=scores,
+        reviews=reviews,
+    )
 
     authenticator = Authenticator.from_config(config)
     tls: tuple[bytes, bytes] | None = None
@@ -165,6 +189,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config)), config.query_host, config.query_port
     )
     query_endpoint.admin_routes[FORGET_PATH] = ForgetRoute(config, spool, sink).handle
+    query_endpoint.admin_routes[REVIEW_ROUTE] = _review_route(pipeline)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,9 +18,12 @@ ALTER TABLE otel_traces
     MODIFY COLUMN `Events.Attributes` {content};
 -- {rows}: the whole span, per service/feature override.
 ALTER TABLE otel_traces {rows};
--- The trace-id lookup and scores have no service or feature: they keep the longest period any rule gives.
+-- The trace-id lookup, scores and reviews have no service or feature: they keep the longest period any rule
+-- gives.
 ALTER TABLE otel_traces_trace_id_ts {trace_index_rows};
 ALTER TABLE scores MODIFY COLUMN Comment {score_content};
 ALTER TABLE scores {score_rows};
+ALTER TABLE reviews MODIFY COLUMN Reason {score_content};
+ALTER TABLE reviews {score_rows};
 -- The daily rollup keeps its own, longer period (rollup_days): cost accounting outlives the spans.
 ALTER TABLE llm_daily {rollup_rows};

@@ -48,8 +48,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "processing",
         "the CPU part of a request (parse, decode, stages, encode rows) and the worker processes that run it; "
-        "the same for scores (check, redact, encode)",
-        ("processing.py", "workers.py", "scores.py"),
+        "the same for scores and reviews (check, redact, encode)",
+        ("processing.py", "workers.py", "scores.py", "reviews.py"),
     ),
     Layer(
         "storage",
@@ -98,6 +98,7 @@ LAYERS: tuple[Layer, ...] = (
             "report.py",
             "grafana_macros.py",
             "retention_cli.py",
+            "review_cli.py",
         ),
     ),
 )

@@ -250,6 +250,9 @@ def test_the_readme_configuration_table_is_generated_from_the_settings():
         ("retention", "status"),
         ("report",),
         ("forget",),
+        ("review", "list"),
+        ("review", "show"),
+        ("review", "set"),
     ],
 )
 def test_every_subcommand_takes_the_flags_of_its_settings(command):

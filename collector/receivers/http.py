@@ -1,9 +1,10 @@
 """OTLP/HTTP receiver: POST /v1/traces, protobuf or JSON, optionally compressed, answered in the request's
 own content type, with the status codes of the OTLP specification.
 
-POST /v1/scores (JSON, see `collector.scores`) shares the port, TLS, API keys, size limit and compression
-with /v1/traces: 200 with `{"ids": [...]}` once the scores are durable, otherwise the same statuses (400
-naming the malformed field, 401, 413, 503 with Retry-After), with a google.rpc.Status JSON body.
+POST /v1/scores and POST /v1/reviews (JSON, see `collector.scores` and `collector.reviews`) share the port,
+TLS, API keys, size limit and compression with /v1/traces: 200 with `{"ids": [...]}` once they are durable,
+otherwise the same statuses (400 naming the malformed field, 401, 413, 503 with Retry-After), with a
+google.rpc.Status JSON body.
 
 Connections are bounded (count, handshake and idle time; see `connections`), and everything a client can
 trigger is logged through a rate limiter, never one traceback per request.
@@ -15,6 +16,7 @@ import asyncio
 import errno
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -39,6 +41,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 TRACES_PATH = "/v1/traces"
 SCORES_PATH = "/v1/scores"
+REVIEWS_PATH = "/v1/reviews"
 _READ_CHUNK = 1 << 20
 _ALLOW = "POST, OPTIONS"
 
@@ -102,6 +105,8 @@ class HttpReceiver:
             app.router.add_route("*", path, self._traces)
         for path in (SCORES_PATH, SCORES_PATH + "/"):
             app.router.add_route("*", path, self._scores)
+        for path in (REVIEWS_PATH, REVIEWS_PATH + "/"):
+            app.router.add_route("*", path, self._reviews)
         app.add_routes(self.extra_routes)
         # We decompress ourselves, bounded, so a gzip bomb meets the size limit instead of memory.
         self._runner = web.AppRunner(
@@ -181,10 +186,19 @@ class HttpReceiver:
 
     async def _scores(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/scores: one score or a list, JSON; the tenant comes from the API key, as for spans."""
+        return await self._rows(request, SCORES_PATH, self._pipeline.export_scores)
+
+    async def _reviews(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/reviews: one review or a list, JSON; the tenant comes from the API key, as for spans."""
+        return await self._rows(request, REVIEWS_PATH, self._pipeline.export_reviews)
+
+    async def _rows(
+        self, request: web.Request, path: str, export: Callable[[bytes, str | None], Awaitable[list[str]]]
+    ) -> web.StreamResponse:
         if request.method == "OPTIONS":
             return web.Response(status=204, headers={"Allow": _ALLOW})
         if request.method != "POST":
-            return _error(JSON, 405, "only POST is allowed on " + SCORES_PATH, headers={"Allow": _ALLOW})
+            return _error(JSON, 405, "only POST is allowed on " + path, headers={"Allow": _ALLOW})
         if request.content_type != JSON:
             return _error(JSON, 415, f"unsupported content type {clip(request.content_type)}; use {JSON}")
         try:
@@ -193,7 +207,7 @@ class HttpReceiver:
             coding = content_coding(request.headers.get("Content-Encoding"))
             raw = await self._read_body(request)
             body = await asyncio.to_thread(decompress, raw, coding, self._max) if coding != "identity" else raw
-            ids = await self._pipeline.export_scores(body, tenant)
+            ids = await export(body, tenant)
         except UnsupportedEncoding as exc:
             return _error(JSON, 415, str(exc))
         except (PipelineError, OtlpError) as exc:
@@ -202,7 +216,7 @@ class HttpReceiver:
             limited.info("http-client-gone", "OTLP/HTTP: a client closed its connection mid-request: %s", exc)
             return web.Response(status=400)
         except Exception:
-            limited.error("http-internal", "OTLP/HTTP: internal error handling scores", exc_info=True)
+            limited.error("http-internal", f"OTLP/HTTP: internal error handling {path}", exc_info=True)
             return _refusal(JSON, internal_error())
         return web.Response(status=200, body=orjson.dumps({"ids": ids}), content_type=JSON)
 

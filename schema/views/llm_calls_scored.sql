@@ -9,11 +9,18 @@
 -- One join per call on (tenant, trace): the subquery holds, per trace, its latest user score and its
 -- whole-trace scores, and per span of it the span's own (traces_scored computes user_feedback the same way,
 -- keep them in step).
+-- review_state is the call's latest review (reviews, POST /v1/reviews or `tracehouse review set`): approved,
+-- flagged, rejected, or pending (never reviewed, or reopened); reviewed_by, review_reason and reviewed_at are
+-- that review's (reviewed_at NULL when never reviewed). The latest is by Timestamp, then ReviewId.
 CREATE OR REPLACE VIEW llm_calls_scored AS
 SELECT
     call.*,
     if(mapContains(score.user_feedback_by_span, call.id), score.user_feedback_by_span[call.id], score.user_feedback) AS user_feedback,
-    mapUpdate(score.whole_trace_scores, score.scores_by_span[call.id]) AS scores
+    mapUpdate(score.whole_trace_scores, score.scores_by_span[call.id]) AS scores,
+    if(review.latest_state = '', 'pending', review.latest_state) AS review_state,
+    review.latest_reviewer AS reviewed_by,
+    review.latest_reason AS review_reason,
+    if(review.latest_state = '', NULL, review.latest_at) AS reviewed_at
 FROM llm_calls AS call
 LEFT ANY JOIN (
     SELECT
@@ -41,4 +48,17 @@ LEFT ANY JOIN (
         GROUP BY TenantId, TraceId, SpanId
     )
     GROUP BY TenantId, TraceId
-) AS score ON call.tenant_id = score.score_tenant_id AND call.trace_id = score.score_trace_id;
+) AS score ON call.tenant_id = score.score_tenant_id AND call.trace_id = score.score_trace_id
+LEFT ANY JOIN (
+    SELECT
+        TenantId AS review_tenant_id,
+        TraceId AS review_trace_id,
+        SpanId AS review_span_id,
+        argMax(State, (Timestamp, ReviewId)) AS latest_state,
+        argMax(Reviewer, (Timestamp, ReviewId)) AS latest_reviewer,
+        argMax(Reason, (Timestamp, ReviewId)) AS latest_reason,
+        max(Timestamp) AS latest_at
+    FROM reviews
+    GROUP BY TenantId, TraceId, SpanId
+) AS review
+    ON call.tenant_id = review.review_tenant_id AND call.trace_id = review.review_trace_id AND call.id = review.review_span_id;
