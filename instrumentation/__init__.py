@@ -26,6 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tracehouse.instrumentation import _prompts as prompts
     from tracehouse.instrumentation._context import ContextSpanProcessor, tagged
     from tracehouse.instrumentation._provider import (
         MAX_EXPORT_BATCH_SIZE,
@@ -54,6 +55,8 @@ _EXPORTS = {
     "chain": "_steps",
     "step": "_steps",
 }
+# Modules exposed under a public name: `from tracehouse.instrumentation import prompts`.
+_MODULES = {"prompts": "_prompts"}
 
 __all__ = [
     "MAX_EXPORT_BATCH_SIZE",
@@ -65,6 +68,7 @@ __all__ = [
     "current_ids",
     "enabled_instrumentors",
     "flush",
+    "prompts",
     "score",
     "setup",
     "shutdown",
@@ -74,6 +78,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        submodule = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+        globals()[name] = submodule
+        return submodule
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
