@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
+    from tracehouse.collector import store
+
+    # Before anything opens the store or the spool: the keys the data dir needs (encryption at rest).
+    store.use_encryption(config.data_dir, config.encryption, config.is_embedded)
     if args.command == "serve":
         return _serve(config)
     opens_store = args.command in ("migrate", "sql", "report", "retention", "forget", "review") or getattr(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import hashlib
 import logging
 import os
 import ssl
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tracehouse.collector.auth import API_KEYS, ApiKeys
+from tracehouse.collector.encryption import ENCRYPTION, SHARED_MEMORY, EncryptionSettings
 from tracehouse.collector.retention import RETENTION, RetentionSettings
 from tracehouse.collector.settings import ConfigError, Section, as_bool, check_keys, did_you_mean
 from tracehouse.collector.stages.price.settings import PRICING, PricingSettings
@@ -34,7 +36,7 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STORE_SCHEMES = ("chdb", "http", "https")
 # The config file's tables, each parsed beside the stage (or, for api_keys, the module) that reads it.
-SECTIONS: tuple[Section[Any], ...] = (API_KEYS, SAMPLING, PRICING, REDACTION, RETENTION)
+SECTIONS: tuple[Section[Any], ...] = (API_KEYS, SAMPLING, PRICING, REDACTION, RETENTION, ENCRYPTION)
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 # TRACEHOUSE_* variables that are not a top-level setting: the config file's path and the sections'.
 SECTION_ENV = (CONFIG_ENV, *(name for section in SECTIONS for name in section.env))
@@ -148,6 +150,7 @@ class Config:
     pricing: PricingSettings = field(default_factory=PricingSettings)
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
 
     @property
     def store_url(self) -> str:
@@ -176,7 +179,11 @@ class Config:
 
     @property
     def temp_dir(self) -> Path:
-        """The ClickHouse driver's insert files and TMPDIR: inside the private data dir."""
+        """The ClickHouse driver's insert files and TMPDIR: inside the private data dir; with encryption on,
+        in memory (/dev/shm), since an insert file holds the rows in the clear."""
+        if self.encryption.enabled:
+            tag = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+            return Path(SHARED_MEMORY) / f"tracehouse-{os.getuid()}-{tag}"
         return self.data_dir / "tmp"
 
     @property

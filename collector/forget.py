@@ -71,12 +71,13 @@ class ErasableTable:
     trace_column: str
     tenant_column: str = ""
     author_column: str = ""  # rows the subject wrote about any trace (a user's own scores)
+    id_column: str = ""  # their ids: a mutation names rows by it, so its record never holds the user's id
 
 
 TABLES = (
     ErasableTable("otel_traces", "TraceId", "TenantId"),
     ErasableTable("otel_traces_trace_id_ts", "TraceId"),
-    ErasableTable("scores", "TraceId", "TenantId", author_column="Author"),
+    ErasableTable("scores", "TraceId", "TenantId", author_column="Author", id_column="ScoreId"),
     ErasableTable("reviews", "TraceId", "TenantId"),
 )
 
@@ -182,15 +183,25 @@ def find_traces(client: Client, subject: Subject, forms: list[str]) -> list[str]
     return sorted(row[0] for row in client.query(sql, parameters=parameters).result_rows)
 
 
-def _conditions(table: ErasableTable, subject: Subject, traces: list[str], forms: list[str]) -> list[tuple[str, dict]]:
+def _authored(client: Client, table: ErasableTable, subject: Subject, forms: list[str]) -> list[str]:
+    """The ids of the rows of `table` the subject wrote (a user's own scores)."""
+    if not table.author_column or subject.kind != "user":
+        return []
+    sql = f"SELECT DISTINCT {table.id_column} FROM {table.name} WHERE {table.author_column} IN %(forms)s"
+    return sorted(row[0] for row in client.query(sql, parameters={"forms": tuple(forms)}).result_rows)
+
+
+def _conditions(
+    table: ErasableTable, subject: Subject, traces: list[str], authored: list[str]
+) -> list[tuple[str, dict]]:
     """WHERE clauses (with their parameters) that together select the subject's rows of `table`; each
     names its parameters apart (`_n`), so they can also be joined with OR into one count."""
     conditions = []
     tenant = bool(subject.tenant and table.tenant_column)
     for n, ids in enumerate(_chunks(traces)):
         conditions.append((f"{table.trace_column} IN %(ids_{n})s", {f"ids_{n}": ids}))
-    if table.author_column and subject.kind == "user":
-        conditions.append((f"{table.author_column} IN %(forms)s", {"forms": tuple(forms)}))
+    for n, ids in enumerate(_chunks(authored)):
+        conditions.append((f"{table.id_column} IN %(authored_{n})s", {f"authored_{n}": ids}))
     if tenant:
         conditions = [
             (f"{sql} AND {table.tenant_column} = %(tenant)s", {**params, "tenant": subject.tenant})
@@ -222,13 +233,16 @@ def erase_on_store(client: Client, config: Config, subject: Subject, *, dry_run:
     forms, notes = subject_forms(config, subject)
     erasure = Erasure(subject.kind, dry_run, route, notes=notes)
     traces = find_traces(client, subject, forms)
-    plans = [(table, _conditions(table, subject, traces, forms)) for table in _existing(client)]
+    plans = [
+        (table, _conditions(table, subject, traces, _authored(client, table, subject, forms)))
+        for table in _existing(client)
+    ]
     erasure.rows = {table.name: _count(client, table, conditions) for table, conditions in plans}
     if subject.kind == "trace":
         erasure.traces = 1 if erasure.rows.get("otel_traces") or erasure.rows.get("otel_traces_trace_id_ts") else 0
     else:
         erasure.traces = len(traces)
-    dead_letters = _dead_letters(config.deadletter_dir, traces, forms)
+    dead_letters = _dead_letters(config, traces, forms)
     erasure.dead_letter_files = len(dead_letters) // 2
     if dry_run:
         return erasure
@@ -275,16 +289,21 @@ def record(client: Client, erasure: Erasure, subject: Subject, requested_by: str
     )
 
 
-def _dead_letters(directory: Path, traces: list[str], forms: list[str]) -> list[Path]:
-    """Dead-letter files (rows and their metadata) that hold any of the ids, as bytes."""
+def _dead_letters(config: Config, traces: list[str], forms: list[str]) -> list[Path]:
+    """Dead-letter files (rows and their metadata) that hold any of the ids (opened when sealed)."""
+    from tracehouse.collector.encryption import SealFailed, sealer_for
+    from tracehouse.collector.writer import read_dead_letter
+
+    directory = config.deadletter_dir
     if not directory.is_dir():
         return []
+    sealer = sealer_for(config.encryption)
     needles = [value.encode() for value in (*traces, *forms) if value]
     found = []
     for rows in sorted(directory.glob("*.rows")):
         try:
-            data = rows.read_bytes()
-        except OSError:
+            data = read_dead_letter(rows, sealer)
+        except (OSError, ValueError, SealFailed):
             continue
         if any(needle in data for needle in needles):
             found += [rows, rows.with_suffix(".json")]
@@ -337,11 +356,12 @@ def _drain_left_behind(config: Config) -> int:
     is stored twice); returns the bytes drained. Refuses when the store does not take them."""
     if not config.spool or not config.spool_dir.is_dir():
         return 0
+    from tracehouse.collector.encryption import sealer_for
     from tracehouse.collector.metrics import CollectorMetrics
     from tracehouse.collector.spool import Spool
     from tracehouse.collector.writer import SpoolDrainer, TraceStore
 
-    spool = Spool(config.spool_dir, config.spool_budget_bytes)
+    spool = Spool(config.spool_dir, config.spool_budget_bytes, sealer=sealer_for(config.encryption))
     spool.open()
     try:
         pending = spool.synced - spool.committed
@@ -381,9 +401,10 @@ async def _wait_drained(spool: Spool, sink: SpoolDrainer, upto: int, timeout: fl
 def _drop_sent_spool(config: Config) -> int:
     if not config.spool or not config.spool_dir.is_dir():
         return 0
+    from tracehouse.collector.encryption import sealer_for
     from tracehouse.collector.spool import Spool
 
-    spool = Spool(config.spool_dir, config.spool_budget_bytes)
+    spool = Spool(config.spool_dir, config.spool_budget_bytes, sealer=sealer_for(config.encryption))
     spool.open()
     try:
         return spool.drop_sent_segments()

@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _digest(body: bytes, tenant: str | None, kind: bytes = b"") -> bytes:
-    """A request's digest; `kind` keeps the requests of one endpoint apart from another's (scores)."""
-    digest = hashlib.sha256(body)
+def _digest(body: bytes, tenant: str | None, kind: bytes = b"", key: bytes | None = None) -> bytes:
+    """A request's digest; `kind` keeps the requests of one endpoint apart from another's (scores). With
+    encryption at rest it is keyed (`key`), so the spool does not confirm a guessed request body."""
+    digest = hashlib.blake2b(body, key=key, digest_size=DIGEST_BYTES) if key else hashlib.sha256(body)
     if tenant is not None:
         digest.update(b"\0tenant:" + tenant.encode())
     if kind:
@@ -80,6 +81,7 @@ class Pipeline:
         self._metrics = metrics
         self._spool = spool
         self._writer = writer
+        self._digest_key = spool.sealer.digest_key if spool is not None and spool.sealer is not None else None
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
@@ -124,7 +126,7 @@ class Pipeline:
             digest = None
             if self._spool is not None and body:
                 # hashlib releases the GIL: a thread hashes while the loop serves other requests.
-                digest = await loop.run_in_executor(None, _digest, body, tenant)
+                digest = await loop.run_in_executor(None, _digest, body, tenant, b"", self._digest_key)
                 # An exporter that timed out retries the same body while the first is still processed.
                 while (original := self._pending.get(digest)) is not None:
                     await asyncio.shield(original)
@@ -173,7 +175,7 @@ class Pipeline:
         try:
             digest = None
             if self._spool is not None:
-                digest = _digest(body, tenant, table.encode())  # small bodies: hashed on the loop
+                digest = _digest(body, tenant, table.encode(), self._digest_key)  # small bodies: on the loop
                 while (original := self._pending.get(digest)) is not None:
                     await asyncio.shield(original)
                 done = self._pending[digest] = loop.create_future()

@@ -20,6 +20,7 @@ from aiohttp import web
 from tracehouse.collector import store
 from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
+from tracehouse.collector.encryption import sealer_for
 from tracehouse.collector.errors import Invalid, PipelineError
 from tracehouse.collector.forget import ROUTE_PATH as FORGET_PATH
 from tracehouse.collector.forget import ForgetRoute
@@ -145,7 +146,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     spool: Spool | None = None
     sink: SpoolDrainer | DirectWriter
     if config.spool:
-        spool = Spool(config.spool_dir, config.spool_budget_bytes)
+        spool = Spool(config.spool_dir, config.spool_budget_bytes, sealer=sealer_for(config.encryption))
         spool.open()
         running.callback(spool.close)
         sink = SpoolDrainer(

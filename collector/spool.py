@@ -10,7 +10,9 @@ Layout of `<dir>`:
 
 A record is `length u32 | crc32 u32 | rows u32 | header-length u16 | header | rows payload`, the
 CRC covering rows and everything after the prefix; the header is the request digest (16 bytes),
-then for a record of another table than the spans' `@<table>|`, then the column names. Span records
+then `~` when the rows are sealed (encryption at rest: `encryption.RecordSealer`, bound to the spool's id
+and the record's offset), then for a record of another table than the spans' `@<table>|`, then the
+column names. Span records
 carry no table (as every record did before scores existed), so a spool written by an earlier version
 drains into the spans' table unchanged. A torn or corrupt tail (crash mid-write) is cut off at start,
 with a warning, never a crash loop.
@@ -42,6 +44,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracehouse.collector.encryption import RecordSealer, SealFailed
+
 log = logging.getLogger(__name__)
 
 _PREFIX = struct.Struct("<III")  # length (after the prefix), crc32, rows
@@ -54,6 +58,8 @@ _MAX_DIGESTS = 200_000
 # Before the column names, for records of another table: `@<table>|` (a column name never starts with @).
 _TABLE_MARK = b"@"
 _TABLE_END = b"|"
+# First in the header of a record whose rows are sealed (encryption at rest; never starts a column name).
+_SEALED_MARK = b"~"
 
 
 class SpoolFull(Exception):
@@ -126,8 +132,12 @@ class SpoolWriteFailed(OSError):
 
 
 class Spool:
-    def __init__(self, directory: Path, budget_bytes: int, segment_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self, directory: Path, budget_bytes: int, segment_bytes: int = 64 << 20, sealer: RecordSealer | None = None
+    ) -> None:
+        """`sealer` (encryption at rest): every record's rows are sealed with it, bound to their offset."""
         self.directory = directory
+        self.sealer = sealer
         self.budget_bytes = budget_bytes
         self.segment_bytes = segment_bytes
         self._segments: list[int] = []  # bases, ascending
@@ -249,10 +259,13 @@ class Spool:
         if self._broken:
             self._cut_unsynced()
         names = _table_prefix(table) + header
+        start = self._written
+        if self.sealer is not None:
+            names = _SEALED_MARK + names
+            payload = self.sealer.seal(payload, self._associated(start, names))
         head = _HEADER_LEN.pack(DIGEST_BYTES + len(names)) + digest + names
         length = len(head) + len(payload)
         crc = zlib.crc32(payload, _crc(rows, head))
-        start = self._written
         size = _PREFIX.size + length
         try:
             if start > self._segments[-1] and start - self._segments[-1] + size > self.segment_bytes:
@@ -380,7 +393,9 @@ class Spool:
                     body = fh.read(length)
                     (header_len,) = _HEADER_LEN.unpack_from(body, 0)
                     digest = body[2 : 2 + DIGEST_BYTES]
-                    table, header = _split_table(body[2 + DIGEST_BYTES : 2 + header_len])
+                    names = body[2 + DIGEST_BYTES : 2 + header_len]
+                    sealed = names.startswith(_SEALED_MARK)
+                    table, header = _split_table(names[1:] if sealed else names)
                     if records and (
                         header != records[0].header
                         or table != records[0].table
@@ -388,13 +403,26 @@ class Spool:
                     ):
                         return records
                     end_pos = position + _PREFIX.size + length
-                    records.append(Record(position, end_pos, n, header, body[2 + header_len :], digest, table))
+                    payload = body[2 + header_len :]
+                    if sealed:
+                        payload = self._open_sealed(payload, position, names)
+                    records.append(Record(position, end_pos, n, header, payload, digest, table))
                     rows += n
                     position = end_pos
             if seg_end is None:
                 break
             position = max(position, seg_end)  # a segment cut after a failed write ends before the next begins
         return records
+
+    def _associated(self, start: int, names: bytes) -> bytes:
+        """What a sealed record is bound to: this spool, its offset, its header (moved or altered: refused)."""
+        return self.instance_id.encode() + struct.pack("<Q", start) + names
+
+    def _open_sealed(self, payload: bytes, position: int, names: bytes) -> bytes:
+        where = f"spool record at offset {position}"
+        if self.sealer is None:
+            raise SealFailed(f"{where} is encrypted: give the encryption keys ([encryption])")
+        return self.sealer.open(payload, self._associated(position, names), where)
 
     def skip_gap(self) -> None:
         """Move the checkpoint over a range with no durable record in it (cut off after a failed write)."""

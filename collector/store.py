@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
@@ -16,7 +17,9 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from tracehouse.collector import retention
+from tracehouse.collector.encryption import SHARED_MEMORY, EncryptionSettings
 from tracehouse.collector.retention import RetentionSettings
+from tracehouse.collector.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +48,41 @@ def describe_error(exc: BaseException) -> str:
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+# The embedded store's chDB options, set once per process by use_encryption (chDB opens one engine per
+# process, with the options of its first client).
+_chdb_options: dict[str, str] = {}
+
+
+def use_encryption(data_dir: Path, settings: EncryptionSettings, embedded: bool) -> None:
+    """Before anything opens the store or the spool: refuse a data dir whose keys are not given, record the
+    keys' fingerprints, and give the embedded store its encrypted disk (collector/encryption.py)."""
+    from tracehouse.collector import encryption
+
+    encryption.check_keys_for(data_dir, settings)
+    if not settings.enabled:
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source = Path(settings.source).resolve() if settings.source.startswith("/") else None
+    if source is not None and source.is_relative_to(data_dir.resolve()):
+        raise ConfigError(f"encryption.key_file {source} is inside the data dir: keep the keys elsewhere")
+    if not Path(SHARED_MEMORY).is_dir():
+        raise ConfigError(f"encryption needs {SHARED_MEMORY} (memory) for the driver's insert files, not found")
+    encryption.record_keys(data_dir, settings)
+    if embedded:
+        _chdb_options.update(encryption.chdb_options(data_dir, settings))
+
+
 def connect(url: str) -> Client:
     """Open a client for a `chdb:///path` or `http(s)://user:pass@host:port/db` URL."""
+    options: dict = {}
     if url.startswith("chdb:"):
-        from pathlib import Path
-
         path = url.removeprefix("chdb://")
         if path and path != "memory" and not path.startswith(":memory:"):
             Path(path).mkdir(parents=True, exist_ok=True)
+            if _chdb_options:
+                options["chdb_options"] = _chdb_options
     try:
-        return clickhouse_connect.get_client(dsn=url)
+        return clickhouse_connect.get_client(dsn=url, **options)
     except (ClickHouseError, OSError) as exc:
         fix = "check --clickhouse-url (TRACEHOUSE_CLICKHOUSE_URL) and that the server is up"
         if url.startswith("chdb:"):
@@ -294,4 +322,21 @@ def migrate(
     applied += apply_views(client, cluster, schema)
     if retention_settings is not None and apply_retention(client, retention_settings, cluster, schema):
         applied.append(retention.DOCUMENT)
+    if _chdb_options:
+        seal_plain_parts(client)
     return applied
+
+
+def seal_plain_parts(client: Client) -> int:
+    """Move the parts a store wrote before encryption was on onto the encrypted disk (logged); returns how many.
+    The blocks they leave on the plain disk are freed, not overwritten."""
+    from tracehouse.collector.encryption import ENCRYPTED_DISK
+
+    parts = client.query(
+        "SELECT table, name FROM system.parts WHERE active AND database = currentDatabase() AND disk_name = 'default'"
+    ).result_rows
+    for table, name in parts:
+        client.command(f"ALTER TABLE `{table}` MOVE PART '{name}' TO DISK '{ENCRYPTED_DISK}'")
+    if parts:
+        log.info("encryption: moved %d part(s) written before encryption onto the encrypted disk", len(parts))
+    return len(parts)

@@ -13,6 +13,7 @@ for one table: the spans' (`otel_traces`, named "" by the spool and the pipeline
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
 import json
@@ -28,6 +29,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
 from tracehouse.collector import store
+from tracehouse.collector.encryption import RecordSealer
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.processing import INSERT_FORMAT
 from tracehouse.collector.retention import RetentionSettings
@@ -494,10 +496,16 @@ class SpoolDrainer:
         Named by the token, so a replay rewrites the same files instead of adding copies."""
         self._deadletter_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = token.replace("/", "_").replace("..", "_to_")
-        meta = {"reason": reason, "columns": header.decode().split(","), "rows": unit.rows, "range": unit.key}
+        meta: dict = {"reason": reason, "columns": header.decode().split(","), "rows": unit.rows, "range": unit.key}
         if table:
             meta["table"] = table
-        _write_private(self._deadletter_dir / f"{name}.rows", unit.payload)
+        payload = unit.payload
+        sealer = self._spool.sealer
+        if sealer is not None:  # encryption at rest: the rows and the reason (it may quote them) sealed
+            payload = sealer.seal(payload, dead_letter_binding(name))
+            sealed_reason = sealer.seal(reason.encode(), dead_letter_binding(name, "reason"))
+            meta["reason"] = "sealed:" + base64.b64encode(sealed_reason).decode()
+        _write_private(self._deadletter_dir / f"{name}.rows", payload)
         _write_private(self._deadletter_dir / f"{name}.json", json.dumps(meta, indent=1).encode())
         self._metrics.dead_lettered.inc()
         self._metrics.dead_lettered_rows.inc(unit.rows)
@@ -511,6 +519,22 @@ class SpoolDrainer:
             await asyncio.wait_for(self._stopping.wait(), delay)
         except TimeoutError:
             return
+
+
+def dead_letter_binding(name: str, part: str = "rows") -> bytes:
+    """What a sealed dead letter is bound to: its file name and part."""
+    return f"tracehouse dead letter {name} {part}".encode()
+
+
+def read_dead_letter(path: Path, sealer: RecordSealer | None) -> bytes:
+    """The rows of a dead letter (`<name>.rows`), opened when sealed; raises OSError or SealFailed."""
+    data = path.read_bytes()
+    if sealer is None or not path.with_suffix(".json").exists():
+        return data
+    meta = json.loads(path.with_suffix(".json").read_text())
+    if not str(meta.get("reason", "")).startswith("sealed:"):
+        return data  # written before encryption was on
+    return sealer.open(data, dead_letter_binding(path.stem), f"dead letter {path.name}")
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -37,8 +37,18 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "shared",
         "contracts and helpers every layer may use: the SpanBatch and the column names stages exchange, "
-        "the error vocabulary, the config section machinery, rate-limited logs, metrics",
-        ("__init__.py", "batch.py", "columns.py", "errors.py", "settings.py", "logs.py", "metrics.py"),
+        "the error vocabulary, the config section machinery, rate-limited logs, metrics, the encryption keys "
+        "and record sealing the storage layer and the config share",
+        (
+            "__init__.py",
+            "batch.py",
+            "columns.py",
+            "errors.py",
+            "settings.py",
+            "logs.py",
+            "metrics.py",
+            "encryption.py",
+        ),
     ),
     Layer(
         "stages",

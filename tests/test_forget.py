@@ -158,6 +158,8 @@ def test_forget_a_user_through_the_running_collector(start_collector, tmp_path):
         "0",
     )
     assert _daily_cost(data) == cost_before  # the rollup has no user dimension: costs stay
+    mutations = list((data / "clickhouse").rglob("mutation_*.txt"))
+    assert mutations and not any(b"alice" in path.read_bytes() for path in mutations)  # rows named by id
     assert USERS["alice"].encode() not in _spool_bytes_on_disk(data)
 
     audit = sql_rows(data, "SELECT * FROM erasures")
