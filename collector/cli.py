@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     from tracehouse.collector import review_cli
 
     review_cli.add_parser(sub)
+    from tracehouse.collector import replay
+
+    replay.add_parser(sub)
+    from tracehouse.collector import prompts_cli
+
+    prompts_cli.add_parser(sub)
     return parser
 
 
@@ -170,9 +176,16 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     store.use_encryption(config.data_dir, config.encryption, config.is_embedded)
     if args.command == "serve":
         return _serve(config)
-    opens_store = args.command in ("migrate", "sql", "report", "retention", "forget", "review") or getattr(
-        args, "prices_command", ""
-    ) in ("unknown", "reprice")
+    opens_store = args.command in (
+        "migrate",
+        "sql",
+        "report",
+        "retention",
+        "forget",
+        "review",
+        "replay",
+        "prompts",
+    ) or getattr(args, "prices_command", "") in ("unknown", "reprice")
     if opens_store:
         from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
 
@@ -198,6 +211,14 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         from tracehouse.collector import review_cli
 
         return review_cli.run(args, config, sys.stdout)
+    if args.command == "replay":
+        from tracehouse.collector import replay
+
+        return replay.run(args, config, sys.stdout)
+    if args.command == "prompts":
+        from tracehouse.collector import prompts_cli
+
+        return prompts_cli.run(args, config, sys.stdout)
     if args.command == "report":
         from tracehouse.collector import report
 

@@ -45,6 +45,7 @@ DEPLOY_ENV = (
     "TRACEHOUSE_INGEST_PASSWORD",
     "TRACEHOUSE_GRAFANA_PASSWORD",
     "TRACEHOUSE_DAILY_BUDGET_USD",
+    "TRACEHOUSE_MIN_USER_SCORE",
     "TRACEHOUSE_ALERT_RULES_TEMPLATE",
     "TRACEHOUSE_ALERT_RULES_DIR",
 )
@@ -53,9 +54,26 @@ DEPLOY_ENV = (
 ENV_TYPO_RATIO = 0.85
 
 # Which commands take a setting as a flag. `prices` covers its subcommands.
-EVERY_COMMAND = ("serve", "migrate", "sql", "prices", "retention", "report", "forget", "review")
+EVERY_COMMAND = (
+    "serve",
+    "migrate",
+    "sql",
+    "prices",
+    "retention",
+    "report",
+    "forget",
+    "review",
+    "prompts",
+    "replay",
+)
 SERVE = ("serve",)
-READS = ("serve", "sql", "report", "review")  # the query limits bind the endpoint (serve) and reads on the store
+READS = (
+    "serve",
+    "sql",
+    "report",
+    "review",
+    "replay",
+)  # the query limits bind the endpoint (serve) and reads on the store
 
 log = logging.getLogger("tracehouse")
 

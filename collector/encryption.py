@@ -172,8 +172,8 @@ def sealer_for(settings: EncryptionSettings, purpose: str = "spool") -> RecordSe
 def _marker(data_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((data_dir / MARKER).read_text())
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # no marker (or no data dir yet: the command says what is wrong with it)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{data_dir / MARKER}: unreadable ({exc}); it records which keys the data needs") from None
 

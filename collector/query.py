@@ -35,7 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -769,7 +769,9 @@ class QueryEndpoint:
             if name in _PARAMETERS or name in _TRANSPORT_PARAMETERS:
                 continue
             if name.startswith("param_"):
-                raise _HttpRefusal(400, 456, f"query parameters ({name}) are not supported by this endpoint")
+                if not _PARAMETER_NAME.fullmatch(name[len("param_") :]):
+                    raise _HttpRefusal(400, 456, f"query parameter {name!r}: not a parameter name")
+                continue
             raise _HttpRefusal(
                 400, 115, f"parameter {name!r} is not accepted: reads run with fixed settings (UNKNOWN_SETTING)"
             )
@@ -790,6 +792,11 @@ class QueryEndpoint:
             return _ch_error(exc.status, exc.code, str(exc))
         if not_sql is not None:
             return await self._refuse_data(sql, not_sql)
+        values = {name[len("param_") :]: value for name, value in request.query.items() if name.startswith("param_")}
+        try:
+            sql = bind_parameters(sql, values)
+        except QueryRefused as exc:
+            return _ch_error(400, exc.code, str(exc))
         tag = uuid.uuid4().hex
         task = asyncio.ensure_future(asyncio.to_thread(self._sql.run, sql, fmt, tag))
         try:
@@ -834,6 +841,86 @@ class QueryEndpoint:
                 if exc.code == 164:
                     return _ch_error(400, exc.code, str(exc))
         return _ch_error(refusal.status, refusal.code, str(refusal))
+
+
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^{}]+?)\s*\}")
+_QUOTES = "'\"`"
+
+
+def bind_parameters(sql: str, values: Mapping[str, str]) -> str:
+    """ClickHouse's server-side parameters (`{name:Type}` with `param_name` in the URL, as clickhouse-go,
+    clickhouse-connect and the JS client send them), bound before the guard reads the query: each placeholder
+    outside string literals, quoted names and comments becomes `CAST('<value>', '<Type>')`, the value parsed
+    as the type's text (as ClickHouse parses a parameter), an `Identifier` a quoted name. Raises QueryRefused
+    (456, ClickHouse's code) for a placeholder without its value."""
+    if "{" not in sql:
+        return sql
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char in _QUOTES:
+            j = i + 1
+            while j < n:
+                if sql[j] == "\\":
+                    j += 2
+                    continue
+                if sql[j] == char:
+                    if j + 1 < n and sql[j + 1] == char:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i : j + 1])
+            i = j + 1
+            continue
+        if sql.startswith("--", i) or char == "#":
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j])
+            i = j
+            continue
+        if sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(sql[i:j])
+            i = j
+            continue
+        match = _PLACEHOLDER.match(sql, i) if char == "{" else None
+        if match is None:
+            out.append(char)
+            i += 1
+            continue
+        name, kind = match.group(1), match.group(2)
+        if name not in values:
+            raise QueryRefused(f"Substitution `{name}` is not set: pass param_{name} (UNKNOWN_QUERY_PARAMETER)", 456)
+        value = values[name]
+        if kind == "Identifier":
+            out.append("`" + value.replace("\\", "\\\\").replace("`", "\\`") + "`")
+        elif value == "\\N" and kind.startswith("Nullable("):
+            out.append(f"CAST(NULL, {_string_literal(kind)})")
+        else:
+            # A value is text in ClickHouse's Escaped format: a string's escapes are undone here, a composite
+            # value (an array of strings) keeps them for CAST's own parsing of its quoted elements.
+            text = _unescape(value) if _STRING_TYPE.fullmatch(kind) else value
+            out.append(f"CAST({_string_literal(text)}, {_string_literal(kind)})")
+        i = match.end()
+    return "".join(out)
+
+
+_STRING_TYPE = re.compile(r"(?:Nullable\(|LowCardinality\()*(?:String|FixedString\(\d+\))\)*")
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "0": "\0", "b": "\b", "f": "\f", "a": "\a", "v": "\v"}
+_ESCAPED = re.compile(r"\\(.)", re.S)
+
+
+def _unescape(text: str) -> str:
+    """A value in ClickHouse's Escaped (TabSeparated) text format: `\\t`, `\\n`, `\\'`, `\\\\`, ..."""
+    return _ESCAPED.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), text) if "\\" in text else text
+
+
+def _string_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # The SQL one request may carry. A body beyond it is data (an INSERT's rows): its first bytes are read

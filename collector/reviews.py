@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 REVIEWS_TABLE = "reviews"
 REVIEW_ROUTE = "/reviews"  # on the local query endpoint: `tracehouse review set` through the collector
+# There too: OTLP/JSON spans the collector's own commands make (`tracehouse replay`), into the pipeline.
+SPANS_ROUTE = "/spans"
 MAX_REVIEWS = 1000
 MAX_REASON_CHARS = 2048
 MAX_REVIEWER_CHARS = 256

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tracehouse.collector import store
+from tracehouse.collector import prompt_registry, store
 from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.config import Config
 from tracehouse.collector.encryption import sealer_for
@@ -31,7 +31,7 @@ from tracehouse.collector.query import QueryEndpoint, ReadOnlySql, query_limits
 from tracehouse.collector.receivers.grpc import GrpcReceiver
 from tracehouse.collector.receivers.http import HttpReceiver
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
-from tracehouse.collector.reviews import REVIEW_ROUTE, ReviewProcessor
+from tracehouse.collector.reviews import REVIEW_ROUTE, SPANS_ROUTE, ReviewProcessor
 from tracehouse.collector.runtime import lock_store, remove_runtime_info, write_runtime_info
 from tracehouse.collector.scores import ScoreProcessor
 from tracehouse.collector.spool import Spool
@@ -41,6 +41,22 @@ from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavail
 
 log = logging.getLogger("tracehouse")
 FAULT_SPOOL_READ_ENV = "TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE"
+
+
+def _spans_route(pipeline: Pipeline) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """POST /spans on the local query endpoint (its key): OTLP/JSON spans the collector's own commands make
+    (`tracehouse replay`), into the same pipeline as any span, for the tenant given (`?tenant=`)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            result = await pipeline.export(await request.read(), True, "replay", request.query.get("tenant") or None)
+        except Invalid as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except PipelineError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({"accepted": result.accepted, "rejected": result.rejected})
+
+    return handle
 
 
 def _review_route(pipeline: Pipeline) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -186,11 +202,16 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         pipeline, config.host, config.http_port, config.max_request_bytes, authenticator, ssl_context, limits=limits
     )
     http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
-    query_endpoint = QueryEndpoint(
-        ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config)), config.query_host, config.query_port
-    )
+    read_only = ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config))
+    query_endpoint = QueryEndpoint(read_only, config.query_host, config.query_port)
     query_endpoint.admin_routes[FORGET_PATH] = ForgetRoute(config, spool, sink).handle
     query_endpoint.admin_routes[REVIEW_ROUTE] = _review_route(pipeline)
+    query_endpoint.admin_routes[SPANS_ROUTE] = _spans_route(pipeline)
+    query_endpoint.admin_routes[prompt_registry.ROUTE_PATH] = prompt_registry.PromptsRoute(config).handle
+    prompt_rows = prompt_registry.query_rows(read_only.run)
+    http_receiver.prompt_lookup = lambda tenant, name, label, number: prompt_registry.lookup(
+        prompt_rows, tenant, name, label, number
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,7 +10,8 @@ Where things are:
   source, one trace's spans, queries more than one panel runs);
 - panels.py: data sources, variables, query targets, panel builders, trace links, Layout, dashboard();
 - one module per dashboard, each with one function that returns the dashboard: overview, cost,
-  quality (latency and quality), traces, trace_detail, prompts, collector_health.
+  quality (latency and quality), traces, trace_detail, prompts, feedback (feedback and review),
+  collector_health.
 
 Conventions every query follows (tests/test_dashboards.py checks them):
 - The ClickHouse data source plugin (grafana-clickhouse-datasource) through the `${datasource}` variable;
@@ -73,6 +74,7 @@ DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "traces.json": _builder("traces"),
     "trace-detail.json": _builder("trace_detail"),
     "prompts.json": _builder("prompts"),
+    "feedback.json": _builder("feedback"),
     "collector-health.json": _builder("collector_health"),
 }
 

@@ -80,8 +80,9 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "receivers",
-        "OTLP/gRPC and OTLP/HTTP, and the one translation of pipeline errors into wire statuses",
-        ("receivers/",),
+        "OTLP/gRPC and OTLP/HTTP, and the one translation of pipeline errors into wire statuses; the prompt "
+        "registry's rows and its read API (GET /v1/prompts/NAME)",
+        ("receivers/", "prompt_registry.py"),
     ),
     Layer(
         "data dir and queries",
@@ -109,6 +110,8 @@ LAYERS: tuple[Layer, ...] = (
             "grafana_macros.py",
             "retention_cli.py",
             "review_cli.py",
+            "replay.py",
+            "prompts_cli.py",
         ),
     ),
 )

@@ -213,7 +213,7 @@ def test_version_is_the_installed_distributions():
 @pytest.mark.parametrize(
     ("args", "commands"),
     [
-        ((), ["serve", "migrate", "prices", "sql", "report", "retention", "forget", "review"]),
+        ((), ["serve", "migrate", "prices", "sql", "report", "retention", "forget", "review", "replay", "prompts"]),
         (("prices",), ["show", "unknown", "reprice"]),
     ],
 )

@@ -63,9 +63,10 @@ def test_every_view_has_its_cluster_statements():
     """The views step renders its statements as the migrations do: both materialized views get their
     in-place query swap ON CLUSTER, the plain views their CREATE OR REPLACE ON CLUSTER."""
     views = {v.name: v for v in store.load_views()}
-    plain = ("llm_calls", "traces", "llm_calls_scored", "traces_scored")
-    assert set(views) == {*plain, "llm_daily_mv", "otel_traces_trace_id_ts_mv"}
-    for name in ("llm_daily_mv", "otel_traces_trace_id_ts_mv"):
+    plain = ("llm_calls", "traces", "llm_calls_scored", "traces_scored", "prompt_versions", "prompt_labels_current")
+    materialized = ("llm_daily_mv", "otel_traces_trace_id_ts_mv", "prompt_observations_mv")
+    assert set(views) == {*plain, *materialized}
+    for name in materialized:
         create, modify = (store.cluster_variant(s, "c") for s in views[name].statements(exists=True))
         target = views[name].target
         assert create.startswith(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} ON CLUSTER 'c'\nTO {target}\n")
@@ -74,7 +75,7 @@ def test_every_view_has_its_cluster_statements():
     for name in plain:
         (create,) = (store.cluster_variant(s, "c") for s in views[name].statements(exists=True))
         assert create.startswith(f"CREATE OR REPLACE VIEW {name} ON CLUSTER 'c' AS\nSELECT")
-    assert len(_view_statements()) == 2 * 2 + len(plain)
+    assert len(_view_statements()) == 2 * len(materialized) + len(plain)
 
 
 def test_unknown_statement_kinds_and_names_are_refused():

@@ -14,6 +14,8 @@ Hand computations use genai-prices 0.2.3 (USD per million tokens): gpt-4o-mini i
              summarize  9 x 0.021 = 0.189, 1 error, each 2000 ms (yesterday 1000 ms)
              search     12 unpriced calls
   all        64 calls, 4 errors, 24 unpriced, cost 0.405954, tokens 57400 in / 26780 out, 1600 cached
+User scores and reviews on these calls (test_dashboards_data.USER_FEEDBACK, REVIEWS) are counted by hand in
+test_feedback_panels and test_review_panels.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import grafana_macros as gm
 import pytest
 from collector_process import sql_rows
-from test_dashboards_data import DAY_S, EMAIL, calls, load
+from test_dashboards_data import DAY_S, EMAIL, call_index, calls, load
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR = REPO / "dashboards"
@@ -44,7 +46,13 @@ DATASOURCES = REPO / "deploy/grafana/provisioning/datasources/tracehouse.yaml"
 DASHBOARDS = {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
 BY_UID = {d["uid"]: d for d in DASHBOARDS.values()}
 CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource"
-LLM_DASHBOARDS = ("tracehouse-overview", "tracehouse-cost", "tracehouse-quality", "tracehouse-prompts")
+LLM_DASHBOARDS = (
+    "tracehouse-overview",
+    "tracehouse-cost",
+    "tracehouse-quality",
+    "tracehouse-prompts",
+    "tracehouse-feedback",
+)
 FILTER_VARIABLES = ("service", "feature", "provider", "model", "user")
 TIME_MACROS = ("$__timeFilter", "$__dateFilter", "$__fromTime", "$__toTime", "$__dateTimeFilter", "$__dt(")
 # Grafana's global variables that panels and links may use.
@@ -72,6 +80,9 @@ def sql_targets() -> list[tuple[str, str, str, dict]]:
 
 SQL_TARGETS = sql_targets()
 SQL_IDS = [f"{uid}/{title}/{ref}" for uid, title, ref, _ in SQL_TARGETS]
+
+# The columns of the feedback tables after their labels (Feedback by feature, model, prompt version).
+FEEDBACK = ["calls", "rated", "feedback_rate", "mean_user_score", "low_scores"]
 
 EXPECTED_COLUMNS = {
     ("tracehouse-overview", "Calls"): ["calls"],
@@ -253,6 +264,65 @@ EXPECTED_COLUMNS = {
     ("tracehouse-prompts", "Error rate by prompt version"): ["time", "prompt", "error_rate"],
     ("tracehouse-prompts", "p95 latency by prompt version"): ["time", "prompt", "p95_ms"],
     ("tracehouse-prompts", "Cost per call by prompt version"): ["time", "prompt", "avg_cost_usd"],
+    ("tracehouse-prompts", "Version comparison"): [
+        "prompt_name",
+        "prompt_version_number",
+        "prompt_version",
+        "calls",
+        "cost_per_call_usd",
+        "p50_ms",
+        "p95_ms",
+        "error_rate",
+        "refusal_rate",
+        "mean_user_feedback",
+        "rated",
+        "first_call",
+    ],
+    ("tracehouse-feedback", "Feedback rate"): ["feedback_rate"],
+    ("tracehouse-feedback", "Mean user score"): ["mean_user_score"],
+    ("tracehouse-feedback", "Review queue"): ["queued"],
+    ("tracehouse-feedback", "Flagged rate"): ["flagged_rate"],
+    ("tracehouse-feedback", "Feedback rate over time"): ["time", "feedback_rate"],
+    ("tracehouse-feedback", "Mean user score over time"): ["time", "mean_user_score"],
+    ("tracehouse-feedback", "Mean user score by feature"): ["time", "feature_name", "mean_user_score"],
+    ("tracehouse-feedback", "Mean user score by model"): ["time", "provider_model", "mean_user_score"],
+    ("tracehouse-feedback", "Mean user score by prompt version"): ["time", "prompt", "mean_user_score"],
+    ("tracehouse-feedback", "Feedback by feature"): ["feature_name", *FEEDBACK],
+    ("tracehouse-feedback", "Feedback by model"): ["provider", "model", *FEEDBACK],
+    ("tracehouse-feedback", "Feedback by prompt version"): ["prompt_name", "prompt_version", *FEEDBACK],
+    ("tracehouse-feedback", "Worst-rated calls"): [
+        "ts",
+        "trace_id",
+        "span_id",
+        "service",
+        "feature",
+        "model",
+        "prompt_name",
+        "prompt_version",
+        "user_id",
+        "user_feedback",
+        "scores",
+        "review_state",
+        "finish_reason",
+        "error",
+    ],
+    ("tracehouse-feedback", "Review queue by reason"): ["reason", "pending"],
+    ("tracehouse-feedback", "Flagged rate over time"): ["time", "flagged_rate", "rejected_rate"],
+    ("tracehouse-feedback", "Calls by review state"): ["review_state", "calls"],
+    ("tracehouse-feedback", "Recently flagged or rejected calls"): [
+        "reviewed_at",
+        "review_state",
+        "reviewed_by",
+        "review_reason",
+        "ts",
+        "trace_id",
+        "span_id",
+        "feature",
+        "model",
+        "user_feedback",
+        "finish_reason",
+        "error",
+    ],
     ("tracehouse-collector", "Ingest rate by service"): ["time", "service", "spans_per_s"],
     ("tracehouse-collector", "Freshness by service"): ["service", "spans", "newest_span", "lag_s"],
     ("tracehouse-collector", "Span end to insert lag"): ["time", "p50_s", "p95_s"],
@@ -553,7 +623,11 @@ def test_every_datasource_reference_resolves(name):
         if variable["type"] == "query":
             assert resolvable(variable["datasource"]), variable["name"]
     for annotation in dashboard["annotations"]["list"]:
-        assert annotation["datasource"] == {"type": "grafana", "uid": "-- Grafana --"}
+        # Grafana's own, or a query of the ClickHouse data source (the Prompts dashboard's version marks)
+        if annotation.get("builtIn"):
+            assert annotation["datasource"] == {"type": "grafana", "uid": "-- Grafana --"}
+        else:
+            assert resolvable(annotation["datasource"]) and resolvable(annotation["target"]["datasource"])
 
 
 def _texts(dashboard: dict) -> list[tuple[str, str]]:
@@ -807,6 +881,171 @@ def test_prompt_versions(loaded):
     assert {r["prompt_name"] for r in only_answer} == {"answer"}
 
 
+def test_prompt_version_comparison_and_first_appearance_annotations(loaded):
+    """The registry numbers answer's versions by first appearance (v1 yesterday, v2 today); summarize-doc's
+    calls carry a name but neither version nor template: nothing to register, no number. User feedback as in
+    test_feedback_panels: v1 rated 3 of 4 yesterday and 4 of 5 today, v2 0.5 of 5."""
+    rows = rows_of(loaded, "tracehouse-prompts", "Version comparison", {"prompt": ["answer"]})
+    assert [(r["prompt_name"], r["prompt_version_number"], r["prompt_version"]) for r in rows] == [
+        ("answer", 1, "v1"),
+        ("answer", 2, "v2"),
+    ]
+    v1, v2 = rows
+    assert (v1["calls"], v1["rated"], v1["mean_user_feedback"]) == (15, 9, pytest.approx(7 / 9))
+    assert (v2["calls"], v2["error_rate"], v2["refusal_rate"]) == (5, 0.4, 0.4)
+    assert v2["mean_user_feedback"] == pytest.approx(0.1)
+    every = rows_of(loaded, "tracehouse-prompts", "Version comparison")
+    assert [(r["prompt_name"], r["prompt_version_number"]) for r in every] == [
+        ("answer", 1),
+        ("answer", 2),
+        ("summarize-doc", None),
+    ]
+
+    dashboard = BY_UID["tracehouse-prompts"]
+    (marks,) = [a for a in dashboard["annotations"]["list"] if not a.get("builtIn")]
+    assert marks["enable"] and gm.portability_problems(marks["target"]["rawSql"]) == []
+    ctx = context(loaded)
+
+    def annotations(selection: dict | None = None) -> list[dict]:
+        found = variables(dashboard, loaded, ctx, selection)
+        return loaded.store.query(gm.expand(marks["target"]["rawSql"], found, ctx))[1]
+
+    shown = annotations({"prompt": ["answer"]})
+    assert [(r["text"], r["tags"]) for r in shown] == [
+        ("answer v1 (v1, observed)", "answer"),
+        ("answer v2 (v2, observed)", "answer"),
+    ]
+    assert shown[0]["time"] < shown[1]["time"]
+    assert {r["tags"] for r in annotations()} == {"answer"}
+
+
+def test_feedback_panels(loaded):
+    """User scores (test_dashboards_data.USER_FEEDBACK): yesterday chat 0-3 thumbs 1,1,1,0; today chat 0-9
+    thumbs 1,1,0,1,1,0,0,0 then 0.5, 0 (v1 is 0-4: 4 of 5, v2 is 5-9: 0.5 of 5); today summarize 0-9 rated
+    1,1,1,0.5 then six 0 (3.5); today search 0-4 scored 1 as whole traces. 29 of 64 calls rated, sum 16. The
+    older thumbs down on today's chat 0 and the evaluator's score on today's search 5 are no user feedback."""
+    day = context(loaded, interval_ms=86_400_000)  # one point per day
+    yesterday = datetime.fromtimestamp(loaded.today_start - DAY_S, UTC).strftime("%Y-%m-%d 00:00:00")
+    today = datetime.fromtimestamp(loaded.today_start, UTC).strftime("%Y-%m-%d 00:00:00")
+    uid = "tracehouse-feedback"
+    assert one(loaded, uid, "Feedback rate") == {"feedback_rate": pytest.approx(29 / 64)}
+    assert one(loaded, uid, "Mean user score") == {"mean_user_score": pytest.approx(16 / 29)}
+    # u-alice: the even chat calls; yesterday 0 and 2 (1, 1), today 0, 2, 4, 6, 8 (1, 0, 1, 0, 0.5)
+    alice = {"user": ["u-alice"]}
+    assert one(loaded, uid, "Feedback rate", alice) == {"feedback_rate": pytest.approx(7 / 10)}
+    assert one(loaded, uid, "Mean user score", alice) == {"mean_user_score": pytest.approx(4.5 / 7)}
+    _, over_time = run(loaded, uid, "Mean user score over time", ctx=day)
+    assert [(r["time"], r["mean_user_score"]) for r in over_time] == [
+        (yesterday, pytest.approx(3 / 4)),
+        (today, pytest.approx(13 / 25)),
+    ]
+    _, rate = run(loaded, uid, "Feedback rate over time", ctx=day)
+    assert [(r["time"], r["feedback_rate"]) for r in rate] == [(yesterday, 4 / 32), (today, 25 / 32)]
+    _, by_feature_per_day = run(loaded, uid, "Mean user score by feature", ctx=day)
+    assert {(r["time"], r["feature_name"]): r["mean_user_score"] for r in by_feature_per_day} == pytest.approx(
+        {(yesterday, "chat"): 0.75, (today, "chat"): 0.45, (today, "summarize"): 0.35, (today, "search"): 1.0}
+    )
+    _, by_prompt_per_day = run(loaded, uid, "Mean user score by prompt version", ctx=day)
+    assert {(r["time"], r["prompt"]): r["mean_user_score"] for r in by_prompt_per_day} == pytest.approx(
+        {
+            (yesterday, "answer v1"): 0.75,
+            (today, "answer v1"): 0.8,
+            (today, "answer v2"): 0.1,
+            (today, "summarize-doc (no version)"): 0.35,
+        }
+    )
+
+    def table_of(title: str, *labels: str) -> dict:
+        return {tuple(r[label] for label in labels): tuple(r[k] for k in FEEDBACK) for r in rows_of(loaded, uid, title)}
+
+    # (calls, rated, feedback rate, mean, scores at or below 0.5), lowest mean first
+    chat = (20, 14, 0.7, pytest.approx(7.5 / 14), 7)
+    summarize = (20, 10, 0.5, pytest.approx(0.35), 7)
+    search = (24, 5, 5 / 24, 1.0, 0)
+    by_feature = table_of("Feedback by feature", "feature_name")
+    assert by_feature == {("chat",): chat, ("summarize",): summarize, ("search",): search}
+    assert list(by_feature) == [("summarize",), ("chat",), ("search",)]
+    assert table_of("Feedback by model", "provider", "model") == {
+        ("openai", "gpt-4o-mini"): chat,
+        ("anthropic", "claude-3-5-sonnet-20241022"): summarize,
+        ("openai", "mystery-model"): search,
+    }
+    assert table_of("Feedback by prompt version", "prompt_name", "prompt_version") == {
+        ("answer", "v1"): (15, 9, 0.6, pytest.approx(7 / 9), 2),
+        ("answer", "v2"): (5, 5, 1.0, pytest.approx(0.1), 5),
+        ("summarize-doc", ""): summarize,
+    }
+
+    worst = rows_of(loaded, uid, "Worst-rated calls")
+    assert [r["user_feedback"] for r in worst] == [0] * 12 + [0.5] * 2 + [1] * 6
+    assert [r["ts"] for r in worst[:12]] == sorted((r["ts"] for r in worst[:12]), reverse=True)
+    (yesterdays_zero,) = [r for r in worst if r["ts"] < today]
+    index = call_index("yesterday", "chat", 3)
+    assert yesterdays_zero["trace_id"] == loaded.trace_ids[index]
+    assert yesterdays_zero["span_id"] == loaded.span_ids[index]
+    assert yesterdays_zero["scores"] == {"thumbs": 0} and yesterdays_zero["review_state"] == "flagged"
+
+
+def test_review_panels(loaded):
+    """Reviews (test_dashboards_data.REVIEWS): approved today's chat 0 and 1 (flagged first), summarize 0 and
+    search 0; flagged yesterday's chat 3 and today's chat 9; rejected today's chat 6; today's chat 2 flagged
+    then reopened. 7 reviewed calls, 57 pending."""
+    day = context(loaded, interval_ms=86_400_000)  # one point per day
+    yesterday = datetime.fromtimestamp(loaded.today_start - DAY_S, UTC).strftime("%Y-%m-%d 00:00:00")
+    today = datetime.fromtimestamp(loaded.today_start, UTC).strftime("%Y-%m-%d 00:00:00")
+    uid = "tracehouse-feedback"
+    states = {r["review_state"]: r["calls"] for r in rows_of(loaded, uid, "Calls by review state")}
+    assert states == {"pending": 57, "approved": 4, "flagged": 2, "rejected": 1}
+    assert one(loaded, uid, "Flagged rate") == {"flagged_rate": pytest.approx(2 / 7)}
+    _, rates = run(loaded, uid, "Flagged rate over time", ctx=day)
+    assert [(r["time"], r["flagged_rate"], r["rejected_rate"]) for r in rates] == [
+        (yesterday, 1.0, 0.0),
+        (today, pytest.approx(1 / 6), pytest.approx(1 / 6)),
+    ]
+    # Pending, by the queue's first rule: errors yesterday's chat 9, today's chat 8 and summarize 9; the refusal
+    # today's chat 7 (chat 6, also a refusal, is rejected); low scores today's chat 2 (reopened) and 5, summarize
+    # 3-8; no cost outlier (no call costs 3x its model's median); 45 pending calls no rule picks.
+    queue = [(r["reason"], r["pending"]) for r in rows_of(loaded, uid, "Review queue by reason")]
+    assert queue == [
+        ("error", 3),
+        ("refusal", 1),
+        ("low score", 8),
+        ("cost outlier", 0),
+        ("no rule (random share)", 45),
+    ]
+    assert one(loaded, uid, "Review queue") == {"queued": 12}
+    recent = rows_of(loaded, uid, "Recently flagged or rejected calls")
+    assert [(r["review_state"], r["reviewed_by"], r["span_id"]) for r in recent] == [
+        ("flagged", "kim", loaded.span_ids[call_index("today", "chat", 9)]),
+        ("rejected", "lee", loaded.span_ids[call_index("today", "chat", 6)]),
+        ("flagged", "lee", loaded.span_ids[call_index("yesterday", "chat", 3)]),
+    ]
+    assert recent[0]["review_reason"] == "timeout shown to the user" and recent[0]["error"]
+    # The reason named an e-mail address: the redaction stage replaced it before it was stored.
+    assert recent[1]["review_reason"].startswith("refused a fair question from") and EMAIL not in str(recent)
+
+
+def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded):
+    """The panel is SQL of its own: it must count what `tracehouse review list --queue` would pick."""
+    from tracehouse.collector import review_cli
+
+    feedback = importlib.import_module("tracehouse.dashboards.feedback")
+    assert (feedback.LOW_SCORE, feedback.COST_OUTLIER_FACTOR) == (
+        review_cli.DEFAULT_LOW_SCORE,
+        review_cli.COST_OUTLIER_FACTOR,
+    )
+    ctx = context(loaded)
+    window = [f"ts >= toDateTime({ctx.from_s})", f"ts <= toDateTime({ctx.to_s})"]
+    queue = review_cli.queue_sql(window, review_cli.DEFAULT_LOW_SCORE)
+    sql = f"SELECT why, count() AS calls FROM ({queue}) GROUP BY why"
+    by_rule = {r["why"]: r["calls"] for r in loaded.store.query(sql)[1]}
+    panel = {r["reason"]: r["pending"] for r in rows_of(loaded, "tracehouse-feedback", "Review queue by reason")}
+    assert {reason: panel[reason] for reason in feedback.QUEUE_REASONS if panel[reason]} == {
+        why: calls for why, calls in by_rule.items() if why
+    }
+    assert panel[feedback.NO_RULE] == by_rule[""]
+
+
 def test_traces_table_and_trace_detail(loaded):
     rows = rows_of(loaded, "tracehouse-traces", "Recent traces")
     assert len(rows) == 64
@@ -891,6 +1130,8 @@ def test_trace_links_open_the_trace_detail_and_the_trace_view(loaded):
         ("tracehouse-quality", "Slowest calls"),
         ("tracehouse-quality", "Most expensive calls"),
         ("tracehouse-traces", "Recent traces"),
+        ("tracehouse-feedback", "Worst-rated calls"),
+        ("tracehouse-feedback", "Recently flagged or rejected calls"),
     }
     trace_id = loaded.trace_ids[0]
     for _, _, link in links:
@@ -961,10 +1202,11 @@ def _evaluate(data, rule: dict) -> list[tuple[dict, float, bool]]:
     condition = steps[rule["condition"]]["model"]
     assert condition["type"] == "threshold" and condition["expression"] == "A"
     (evaluator,) = [c["evaluator"] for c in condition["conditions"]]
-    assert evaluator["type"] == "gt"
+    assert evaluator["type"] in ("gt", "lt")
     limit = float(evaluator["params"][0])
+    fires = (lambda value: value > limit) if evaluator["type"] == "gt" else (lambda value: value < limit)
     return [
-        ({k: v for k, v in row.items() if k != numeric[0]}, row[numeric[0]], row[numeric[0]] > limit) for row in rows
+        ({k: v for k, v in row.items() if k != numeric[0]}, row[numeric[0]], fires(row[numeric[0]])) for row in rows
     ]
 
 
@@ -976,6 +1218,7 @@ def test_alert_rules_are_well_formed():
         "tracehouse-refusal-rate",
         "tracehouse-daily-spend",
         "tracehouse-unpriced-model",
+        "tracehouse-low-user-score",
     }
     provisioned = {d["uid"] for d in _yaml(DATASOURCES)["datasources"]}
     for rule in rules.values():
@@ -1014,6 +1257,9 @@ def test_alert_rules_fire_on_the_known_data(loaded):
     }
     assert firing("tracehouse-daily-spend") == {"{}": (pytest.approx(0.191904), False)}  # budget 100 USD
     assert firing("tracehouse-unpriced-model") == {'{"model": "mystery-model", "provider": "openai"}': (12, True)}
+    # support-bot: 20 calls rated today, chat 4.5 + summarize 3.5 = 8: mean 0.4, below 0.5; search-api has only
+    # 5 rated calls today, fewer than the 20 the rule asks for
+    assert firing("tracehouse-low-user-score") == {'{"service": "support-bot"}': (pytest.approx(0.4), True)}
 
 
 def test_daily_budget_is_configurable(loaded, tmp_path):
@@ -1026,6 +1272,29 @@ def test_daily_budget_is_configurable(loaded, tmp_path):
     subprocess.run(["sh", str(RENDER_ALERT_RULES)], env=env, check=True, capture_output=True, timeout=30)
     rules = _rules(tmp_path / "tracehouse-alerts.yaml")
     assert [fires for _, _, fires in _evaluate(loaded, rules["tracehouse-daily-spend"])] == [True]
+
+
+def test_min_user_score_is_configurable(loaded, tmp_path):
+    env = {
+        **os.environ,
+        "TRACEHOUSE_ALERT_RULES_TEMPLATE": str(ALERT_RULES),
+        "TRACEHOUSE_ALERT_RULES_DIR": str(tmp_path),
+    }
+    for threshold, fires in (("0.3", False), ("0.45", True)):  # support-bot's mean today is 0.4
+        subprocess.run(
+            ["sh", str(RENDER_ALERT_RULES)],
+            env={**env, "TRACEHOUSE_MIN_USER_SCORE": threshold},
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        rules = _rules(tmp_path / "tracehouse-alerts.yaml")
+        assert [f for _, _, f in _evaluate(loaded, rules["tracehouse-low-user-score"])] == [fires], threshold
+    for bad in ("low", "-1", "1.2.3", ".5"):
+        result = subprocess.run(
+            ["sh", str(RENDER_ALERT_RULES)], env={**env, "TRACEHOUSE_MIN_USER_SCORE": bad}, capture_output=True
+        )
+        assert result.returncode == 64 and b"TRACEHOUSE_MIN_USER_SCORE" in result.stderr, bad
 
 
 def test_dashboards_ship_as_package_data():

@@ -3,6 +3,8 @@
 Every call is one trace: a root CHAIN span and one LLM span, OpenInference or OTel GenAI attributes,
 so the collector's normalize and price stages fill the LLM columns. Two days: yesterday and today
 (in ClickHouse's time zone), today's calls all within the last hour so the alert windows see them.
+Then users score and reviewers review some of them (USER_FEEDBACK, REVIEWS) through POST /v1/scores and
+POST /v1/reviews on the same collector.
 
 Prices (genai-prices 0.2.3, per million tokens): gpt-4o-mini input 0.15, cache read 0.075, output 0.6;
 claude-3-5-sonnet-20241022 input 3, output 15; mystery-model has no price.
@@ -153,6 +155,87 @@ def _attributes(call: Call) -> dict:
     return attrs
 
 
+# --- what users and reviewers said, through POST /v1/scores and POST /v1/reviews ---------------------------
+# (day, feature, i): the i-th call of that day and feature in calls().
+
+# The latest `user` score of each rated call: thumbs (booleans) on chat, a 0-1 rating on summarize, and on
+# today's first 5 searches a score of the whole trace (sent without span_id: the call inherits it).
+USER_FEEDBACK: dict[tuple[str, str, int], bool | float] = {
+    **{("yesterday", "chat", i): value for i, value in enumerate((True, True, True, False))},
+    **{
+        ("today", "chat", i): value
+        for i, value in enumerate((True, True, False, True, True, False, False, False, 0.5, False))
+    },
+    **{("today", "summarize", i): value for i, value in enumerate((1, 1, 1, 0.5, 0, 0, 0, 0, 0, 0))},
+    **{("today", "search", i): 1 for i in range(5)},
+}
+WHOLE_TRACE_FEATURES = ("search",)
+# Scores that must not count as user feedback: one the user replaced (older), one from an evaluator (on a
+# call no user rated).
+EARLIER_USER_SCORE = (("today", "chat", 0), False)
+EVAL_SCORE = (("today", "search", 5), 0.1)
+
+# (call, state, reviewer, reason, seconds before `now`), applied in time order: the latest is the state.
+# today's chat 1 was flagged then approved; today's chat 2 flagged then reopened (pending again).
+REVIEWS: tuple[tuple[tuple[str, str, int], str, str, str, int], ...] = (
+    (("today", "chat", 1), "flagged", "kim", "looks off", 600),
+    (("today", "chat", 2), "flagged", "kim", "check the facts", 590),
+    (("today", "chat", 1), "approved", "kim", "fine on a second look", 500),
+    (("today", "chat", 2), "pending", "kim", "reopened", 480),
+    (("yesterday", "chat", 3), "flagged", "lee", "wrong answer", 400),
+    (("today", "chat", 6), "rejected", "lee", f"refused a fair question from {EMAIL}", 300),
+    (("today", "chat", 9), "flagged", "kim", "timeout shown to the user", 200),
+    (("today", "chat", 0), "approved", "kim", "", 150),
+    (("today", "summarize", 0), "approved", "lee", "", 120),
+    (("today", "search", 0), "approved", "lee", "", 100),
+)
+
+
+def call_index(day: str, feature: str, i: int) -> int:
+    """The index in calls() of the i-th call of `feature` on `day`."""
+    found = [index for index, c in enumerate(calls()) if (c.day, c.feature) == (day, feature)]
+    return found[i]
+
+
+def _post_json(url: str, body: list[dict]) -> None:
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200, response.read()
+
+
+def _judge(collector: CollectorProcess, trace_ids: dict[int, str], span_ids: dict[int, str], now: int) -> None:
+    """Score and review the loaded calls as apps and reviewers do: over HTTP, after the spans."""
+
+    def ids(call: tuple[str, str, int], whole_trace: bool = False) -> dict[str, str]:
+        index = call_index(*call)
+        return {"trace_id": trace_ids[index], **({} if whole_trace else {"span_id": span_ids[index]})}
+
+    def at(seconds_ago: int) -> int:
+        return (now - seconds_ago) * 1_000_000_000
+
+    (earlier_call, earlier_value), (eval_call, eval_value) = EARLIER_USER_SCORE, EVAL_SCORE
+    scores = [
+        {**ids(earlier_call), "name": "thumbs", "value": earlier_value, "source": "user", "timestamp": at(900)},
+        {**ids(eval_call), "name": "relevance", "value": eval_value, "source": "eval"},
+    ] + [
+        {
+            **ids(call, call[1] in WHOLE_TRACE_FEATURES),
+            "name": "thumbs" if isinstance(value, bool) else "rating",
+            "value": value,
+            "source": "user",
+            "author": "end-user",
+        }
+        for call, value in USER_FEEDBACK.items()
+    ]
+    _post_json(collector.http_endpoint + "/v1/scores", scores)
+    reviews = [
+        {**ids(call), "state": state, "reviewer": reviewer, "reason": reason, "timestamp": at(seconds)}
+        for call, state, reviewer, reason, seconds in REVIEWS
+    ]
+    _post_json(collector.http_endpoint + "/v1/reviews", reviews)
+
+
 class Store:
     """The running collector's read-only query endpoint, as any ClickHouse HTTP client reaches it."""
 
@@ -190,6 +273,7 @@ class Loaded:
     today_start: int  # Unix seconds, ClickHouse's time zone
     now: int
     trace_ids: dict[int, str]  # index in calls() -> trace id
+    span_ids: dict[int, str]  # index in calls() -> the LLM call's span id
 
 
 def _wait_for_a_safe_time(store: Store) -> tuple[int, int]:
@@ -222,6 +306,7 @@ def load(data_dir: Path) -> tuple[CollectorProcess, Loaded]:
         )
         providers[service] = provider
     trace_ids: dict[int, str] = {}
+    span_ids: dict[int, str] = {}
     today_index = 0
     for index, call in enumerate(everything):
         if call.day == "yesterday":
@@ -251,8 +336,10 @@ def load(data_dir: Path) -> tuple[CollectorProcess, Loaded]:
         child.end(end_time=start + MS + call.duration_ms * MS)
         root.end(end_time=start + 2 * MS + call.duration_ms * MS)
         trace_ids[index] = format(root.get_span_context().trace_id, "032x")
+        span_ids[index] = format(child.get_span_context().span_id, "016x")
     for provider in providers.values():
         provider.force_flush()
         provider.shutdown()
+    _judge(collector, trace_ids, span_ids, now)
     wait_drained(collector.data_dir)
-    return collector, Loaded(store, today_start, now, trace_ids)
+    return collector, Loaded(store, today_start, now, trace_ids, span_ids)

@@ -205,6 +205,9 @@ def test_a_fresh_store_gets_every_view_of_schema_views(tmp_path):
         "llm_calls_scored": "",
         "traces_scored": "",
         "llm_daily_mv": "llm_daily",
+        "prompt_versions": "",
+        "prompt_labels_current": "",
+        "prompt_observations_mv": "prompt_observations",
     }
     with _store(tmp_path / "store") as client:
         applied = store.migrate(client)
@@ -245,9 +248,15 @@ def test_a_store_of_the_schema_before_view_files_upgrades_to_a_fresh_stores_defi
         since_view_files = [m.name for m in store.load_migrations() if m.version >= 11]  # 0011_llm_model.sql, ...
         assert applied == [*since_view_files, *(v.file for v in store.load_views())]
         assert _definitions(client) == fresh
-        assert _contents(client) == before
-        # llm_calls.model keeps its meaning and its type.
-        assert _columns(client, "llm_calls") == llm_calls_before == fresh_llm_calls
+        # llm_calls keeps every column with its meaning and type (model included); columns added since come last.
+        after_columns = _columns(client, "llm_calls")
+        assert after_columns == fresh_llm_calls and after_columns[: len(llm_calls_before)] == llm_calls_before
+        added = [name for name, _ in after_columns[len(llm_calls_before) :]]
+        assert added == ["replay_of"]
+        after = _contents(client)
+        assert [row[-len(added) :] for row in after["llm_calls"]] == [("",)] * len(before["llm_calls"])
+        after["llm_calls"] = [row[: -len(added)] for row in after["llm_calls"]]
+        assert after == before
         assert _rows(client, "SELECT SpanId, LlmModel FROM otel_traces ORDER BY 1") == [
             ("00000000000000a1", "gpt-4o-mini-2024-07-18"),
             ("00000000000000a2", ""),
@@ -281,8 +290,10 @@ def test_a_changed_view_file_is_reapplied_and_unchanged_ones_are_not(tmp_path):
         client.command("CREATE OR REPLACE VIEW traces AS SELECT 'left alone' AS marker")
 
         llm_calls = views / "llm_calls.sql"
-        new_column = "RedactionCounts AS redaction_counts,\n    LlmOperation = 'chat' AS is_chat\n"
-        llm_calls.write_text(llm_calls.read_text().replace("RedactionCounts AS redaction_counts\n", new_column))
+        last = "SpanAttributes['tracehouse.replay_of'] AS replay_of\n"
+        llm_calls.write_text(
+            llm_calls.read_text().replace(last, last.rstrip() + ",\n    LlmOperation = 'chat' AS is_chat\n")
+        )
         rollup_view = views / "llm_daily_mv.sql"
         narrower = "WHERE CostSource != '' AND ServiceName != 'ignored'"
         rollup_view.write_text(rollup_view.read_text().replace("WHERE CostSource != ''", narrower))
@@ -291,8 +302,8 @@ def test_a_changed_view_file_is_reapplied_and_unchanged_ones_are_not(tmp_path):
 
         assert store.migrate(client, schema=schema) == ["views/llm_calls.sql", "views/llm_daily_mv.sql"]
         assert [name for name, _ in _columns(client, "llm_calls")][-3:] == [
-            "content_sampled",
             "redaction_counts",
+            "replay_of",
             "is_chat",
         ]
         assert _rows(client, "SELECT marker FROM traces") == [("left alone",)]

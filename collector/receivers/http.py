@@ -4,7 +4,8 @@ own content type, with the status codes of the OTLP specification.
 POST /v1/scores and POST /v1/reviews (JSON, see `collector.scores` and `collector.reviews`) share the port,
 TLS, API keys, size limit and compression with /v1/traces: 200 with `{"ids": [...]}` once they are durable,
 otherwise the same statuses (400 naming the malformed field, 401, 413, 503 with Retry-After), with a
-google.rpc.Status JSON body.
+google.rpc.Status JSON body. GET /v1/prompts/NAME (the prompt registry's read API, collector.prompt_registry)
+answers with the same keys and tenants: 200 with the version, 404 naming what it does not have.
 
 Connections are bounded (count, handshake and idle time; see `connections`), and everything a client can
 trigger is logged through a rate limiter, never one traceback per request.
@@ -42,6 +43,7 @@ JSON = "application/json"
 TRACES_PATH = "/v1/traces"
 SCORES_PATH = "/v1/scores"
 REVIEWS_PATH = "/v1/reviews"
+PROMPTS_PATH = "/v1/prompts/{name}"
 _READ_CHUNK = 1 << 20
 _ALLOW = "POST, OPTIONS"
 
@@ -96,6 +98,9 @@ class HttpReceiver:
         self._server: asyncio.Server | None = None
         self.connections: ConnectionPool | None = None
         self.extra_routes: list[web.RouteDef] = []
+        # GET /v1/prompts/NAME: (tenant, name, label, version number) -> (status, JSON body), run in a thread;
+        # set by the service (it reads the store), None answers 503
+        self.prompt_lookup: Callable[[str | None, str, str | None, int | None], tuple[int, dict]] | None = None
 
     async def start(self) -> None:
         raise_open_file_limit()
@@ -107,6 +112,7 @@ class HttpReceiver:
             app.router.add_route("*", path, self._scores)
         for path in (REVIEWS_PATH, REVIEWS_PATH + "/"):
             app.router.add_route("*", path, self._reviews)
+        app.router.add_route("*", PROMPTS_PATH, self._prompts)
         app.add_routes(self.extra_routes)
         # We decompress ourselves, bounded, so a gzip bomb meets the size limit instead of memory.
         self._runner = web.AppRunner(
@@ -191,6 +197,34 @@ class HttpReceiver:
     async def _reviews(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/reviews: one review or a list, JSON; the tenant comes from the API key, as for spans."""
         return await self._rows(request, REVIEWS_PATH, self._pipeline.export_reviews)
+
+    async def _prompts(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/prompts/NAME?label=L|version=N: a registry version (collector.prompt_registry), for the
+        API key's tenant; 404 naming the prompt or label it does not have."""
+        from tracehouse.collector.prompt_registry import RowsRefused, check_name, parse_query
+
+        if request.method != "GET":
+            return _error(JSON, 405, "only GET is allowed on /v1/prompts/NAME", headers={"Allow": "GET"})
+        try:
+            tenant = self._auth.tenant(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+            name = check_name(request.match_info["name"])
+            label, number = parse_query(request.query)
+            if self.prompt_lookup is None:
+                return _error(JSON, 503, "the prompt registry is not available", code=code_pb2.UNAVAILABLE)
+            status, answer = await asyncio.to_thread(self.prompt_lookup, tenant, name, label, number)
+        except RowsRefused as exc:
+            return _error(JSON, 400, str(exc))
+        except PipelineError as exc:
+            return _refusal(JSON, wire_error(exc))
+        except Exception:
+            limited.error("http-internal", "OTLP/HTTP: internal error handling /v1/prompts", exc_info=True)
+            return _error(JSON, 503, "the prompt registry could not be read; try again", code=code_pb2.UNAVAILABLE)
+        if status != 200:
+            message = str(answer.get("error", ""))
+            code = code_pb2.NOT_FOUND if status == 404 else code_pb2.UNAVAILABLE
+            body = orjson.dumps({"code": code, "message": message, "error": message})
+            return web.Response(status=status, body=body, content_type=JSON)
+        return web.Response(status=200, body=orjson.dumps(answer), content_type=JSON)
 
     async def _rows(
         self, request: web.Request, path: str, export: Callable[[bytes, str | None], Awaitable[list[str]]]

@@ -4,6 +4,7 @@
 -- model is the response model when the span has one, else the request model (otel_traces.LlmModel).
 -- cost_usd is NULL for an unpriced call (never 0); cost_source says where the price came from.
 -- content_sampled is content sampling's decision, redaction_counts what the redactor replaced, by kind.
+-- replay_of is the span id of the call a `tracehouse replay` span replayed ('' for every other call).
 CREATE OR REPLACE VIEW llm_calls AS
 SELECT
     SpanId AS id,
@@ -55,6 +56,7 @@ SELECT
     Tags AS tags,
     Metadata AS metadata,
     ContentSampled AS content_sampled,
-    RedactionCounts AS redaction_counts
+    RedactionCounts AS redaction_counts,
+    SpanAttributes['tracehouse.replay_of'] AS replay_of
 FROM otel_traces
 WHERE LlmSpanKind = 'LLM' OR LlmOperation IN ('chat', 'text_completion', 'generate_content');

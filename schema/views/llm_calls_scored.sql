@@ -12,6 +12,10 @@
 -- review_state is the call's latest review (reviews, POST /v1/reviews or `tracehouse review set`): approved,
 -- flagged, rejected, or pending (never reviewed, or reopened); reviewed_by, review_reason and reviewed_at are
 -- that review's (reviewed_at NULL when never reviewed). The latest is by Timestamp, then ReviewId.
+-- prompt_version_number is the registry's number of the call's prompt version (prompt_versions: "answer v7",
+-- numbered per name over all tenants), NULL when the call has no prompt or the registry lacks it. A call with a
+-- template and no version is the version prompt_observations_mv registered for it (the template's hash; only
+-- such calls pay for hashing: short-circuit evaluation skips it for the others).
 CREATE OR REPLACE VIEW llm_calls_scored AS
 SELECT
     call.*,
@@ -20,7 +24,8 @@ SELECT
     if(review.latest_state = '', 'pending', review.latest_state) AS review_state,
     review.latest_reviewer AS reviewed_by,
     review.latest_reason AS review_reason,
-    if(review.latest_state = '', NULL, review.latest_at) AS reviewed_at
+    if(review.latest_state = '', NULL, review.latest_at) AS reviewed_at,
+    prompt.version_number AS prompt_version_number
 FROM llm_calls AS call
 LEFT ANY JOIN (
     SELECT
@@ -61,4 +66,14 @@ LEFT ANY JOIN (
     FROM reviews
     GROUP BY TenantId, TraceId, SpanId
 ) AS review
-    ON call.tenant_id = review.review_tenant_id AND call.trace_id = review.review_trace_id AND call.id = review.review_span_id;
+    ON call.tenant_id = review.review_tenant_id AND call.trace_id = review.review_trace_id AND call.id = review.review_span_id
+LEFT ANY JOIN (
+    SELECT name AS prompt_join_name, version AS prompt_join_version, toNullable(version_number) AS version_number
+    FROM prompt_versions
+) AS prompt
+    ON call.prompt_name = prompt.prompt_join_name
+    AND if(
+        call.prompt_version != '' OR call.prompt_template = '',
+        call.prompt_version,
+        lower(substring(hex(SHA256(call.prompt_template)), 1, 12))
+    ) = prompt.prompt_join_version;
