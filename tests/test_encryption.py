@@ -252,3 +252,26 @@ def test_bad_encryption_settings_are_refused_naming_the_setting(tmp_path, keys, 
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert not (data / "clickhouse").exists()  # nothing was opened or created
+
+
+def test_the_readme_encryption_example_runs_as_written(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("<!-- encryption-example -->\n```toml\n", 1)[1].split("```", 1)[0]
+    key_file = tmp_path / "keys"
+    key_file.write_text(secrets.token_hex(32) + "\n")
+    config = tmp_path / "tracehouse.toml"
+    config.write_text(example.replace("/etc/tracehouse/keys", str(key_file)))
+    data = tmp_path / "data"
+    assert tracehouse("migrate", "--data-dir", str(data), "--config", str(config)).returncode == 0
+    disks = tracehouse(
+        "sql",
+        "--data-dir",
+        str(data),
+        "--config",
+        str(config),
+        "--format",
+        "jsonl",
+        "SELECT groupUniqArray(disk_name) AS disks FROM system.parts WHERE active AND database = currentDatabase()",
+    )
+    assert disks.returncode == 0, disks.stderr
+    assert json.loads(disks.stdout)["disks"] == ["encrypted"]

@@ -241,3 +241,28 @@ def test_forget_bad_input_is_refused_naming_the_flag(tmp_path, args, code, messa
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_the_readme_forget_commands_run_as_written(start_collector, tmp_path):
+    import shlex
+
+    data = tmp_path / "data"
+    collector = start_collector()
+    traces = _send(collector.http_endpoint)
+    wait_drained(data)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- forget-commands -->\n```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 3
+    outputs = []
+    for command in commands:
+        words = shlex.split(command.replace("SESSION_ID", "session-of-bob"))
+        assert words[:2] == ["tracehouse", "forget"], command
+        result = forget(data, *words[2:])
+        assert result.returncode == 0, (command, result.stderr)
+        outputs.append(result.stdout)
+    assert "dry run" in outputs[0] and "forget user: 1 trace(s)" in outputs[1]
+    assert "forget session: 1 trace(s)" in outputs[2]
+    assert _counts(data, traces)["alice spans"] == _counts(data, traces)["bob spans"] == 0
+    audit = sql_rows(data, "SELECT RequestedBy FROM erasures ORDER BY Timestamp")
+    assert audit[0]["RequestedBy"] == "dpo@example.org" and len(audit) == 2
