@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tracehouse.collector import prompts_cli
 
     prompts_cli.add_parser(sub)
+    from tracehouse.collector import export_cli
+
+    export_cli.add_parser(sub)
     return parser
 
 
@@ -185,6 +188,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         "review",
         "replay",
         "prompts",
+        "export",
     ) or getattr(args, "prices_command", "") in ("unknown", "reprice")
     if opens_store:
         from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
@@ -219,6 +223,10 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         from tracehouse.collector import prompts_cli
 
         return prompts_cli.run(args, config, sys.stdout)
+    if args.command == "export":
+        from tracehouse.collector import export_cli
+
+        return export_cli.run(args, config)
     if args.command == "report":
         from tracehouse.collector import report
 

@@ -65,6 +65,7 @@ EVERY_COMMAND = (
     "review",
     "prompts",
     "replay",
+    "export",
 )
 SERVE = ("serve",)
 READS = (
@@ -73,6 +74,7 @@ READS = (
     "report",
     "review",
     "replay",
+    "export",
 )  # the query limits bind the endpoint (serve) and reads on the store
 
 log = logging.getLogger("tracehouse")

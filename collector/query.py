@@ -896,8 +896,9 @@ def bind_parameters(sql: str, values: Mapping[str, str]) -> str:
         if name not in values:
             raise QueryRefused(f"Substitution `{name}` is not set: pass param_{name} (UNKNOWN_QUERY_PARAMETER)", 456)
         value = values[name]
-        if kind == "Identifier":
-            out.append("`" + value.replace("\\", "\\\\").replace("`", "\\`") + "`")
+        if kind == "Identifier":  # `db.table` names a table of a database, as ClickHouse reads it
+            parts = value.split(".") if all(value.split(".")) else [value]
+            out.append(".".join("`" + p.replace("\\", "\\\\").replace("`", "\\`") + "`" for p in parts))
         elif value == "\\N" and kind.startswith("Nullable("):
             out.append(f"CAST(NULL, {_string_literal(kind)})")
         else:

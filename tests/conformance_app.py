@@ -235,6 +235,60 @@ def pydantic_ai_agent(base_url: str, provider: TracerProvider) -> None:
     asyncio.run(agent.run(WEATHER_QUESTION))
 
 
+def _llama_index_llm(base_url: str, case: str, **settings: Any) -> Any:
+    """LlamaIndex's OpenAI LLM. Streamed calls ask for usage (`stream_options` in additional_kwargs, which the LLM
+    drops from non-streamed requests): without it a stream has no token counts to compare."""
+    from llama_index.llms.openai import OpenAI
+
+    return OpenAI(
+        model="gpt-4o-mini",
+        api_base=base_url,
+        api_key=API_KEY,
+        max_retries=0,
+        default_headers={CASE_HEADER: case},
+        additional_kwargs={"stream_options": {"include_usage": True}},
+        **settings,
+    )
+
+
+def _llama_index_messages() -> list[Any]:
+    from llama_index.core.llms import ChatMessage
+
+    return [ChatMessage(role="system", content=SYSTEM_PROMPT), ChatMessage(role="user", content=QUESTION)]
+
+
+def llama_index_chat(base_url: str) -> None:
+    _llama_index_llm(base_url, "chat", temperature=0.2, max_tokens=100).chat(_llama_index_messages())
+
+
+def llama_index_chat_stream(base_url: str) -> None:
+    for _ in _llama_index_llm(base_url, "chat_stream", temperature=0.2).stream_chat(_llama_index_messages()):
+        pass
+
+
+def llama_index_agent(base_url: str) -> None:
+    """LlamaIndex's documented agent: a FunctionAgent (workflow) with a function tool, run to its answer."""
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    agent = FunctionAgent(
+        tools=[get_weather],
+        llm=_llama_index_llm(base_url, "agent", temperature=0.2),
+        system_prompt="You are a weather assistant.",
+    )
+
+    async def run() -> None:
+        await agent.run(user_msg=WEATHER_QUESTION)
+
+    asyncio.run(run())
+
+
+LLAMA_INDEX_CASES: dict[str, Callable[[str], None]] = {
+    "chat": llama_index_chat,
+    "chat_stream": llama_index_chat_stream,
+    "agent": llama_index_agent,
+}
+
+
 def instrument(instrumentation: str, provider: TracerProvider) -> dict[str, Callable[[str], None]]:
     """Turn the instrumentation on as its docs say; the cases it runs."""
     if instrumentation == "openinference-openai":
@@ -257,6 +311,11 @@ def instrument(instrumentation: str, provider: TracerProvider) -> dict[str, Call
 
         LangChainInstrumentor().instrument(tracer_provider=provider)
         return {"agent": langchain_agent}
+    if instrumentation == "openinference-llama-index":
+        from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+
+        LlamaIndexInstrumentor().instrument(tracer_provider=provider)
+        return LLAMA_INDEX_CASES
     if instrumentation == "pydantic-ai":
         return {"agent": lambda base_url: pydantic_ai_agent(base_url, provider)}
     raise SystemExit(f"unknown instrumentation {instrumentation!r}")

@@ -112,6 +112,7 @@ LAYERS: tuple[Layer, ...] = (
             "review_cli.py",
             "replay.py",
             "prompts_cli.py",
+            "export_cli.py",
         ),
     ),
 )

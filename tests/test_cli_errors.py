@@ -213,7 +213,11 @@ def test_version_is_the_installed_distributions():
 @pytest.mark.parametrize(
     ("args", "commands"),
     [
-        ((), ["serve", "migrate", "prices", "sql", "report", "retention", "forget", "review", "replay", "prompts"]),
+        (
+            (),
+            ["serve", "migrate", "prices", "sql", "report", "retention", "forget", "review", "replay", "prompts"]
+            + ["export"],
+        ),
         (("prices",), ["show", "unknown", "reprice"]),
     ],
 )

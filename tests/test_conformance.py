@@ -36,6 +36,7 @@ INSTRUMENTATIONS: dict[str, tuple[str, ...]] = {
     "openllmetry-openai": ("chat", "chat_stream", "tools", "responses", "responses_stream", "responses_tools"),
     "openinference-anthropic": ("messages", "messages_stream", "tools"),
     "openinference-langchain": ("agent",),
+    "openinference-llama-index": ("chat", "chat_stream", "agent"),
     "pydantic-ai": ("agent",),
 }
 # The llm_calls fields compared, in the table's order. `calls` is the number of llm_calls rows of the case
@@ -68,6 +69,7 @@ FIELDS: tuple[str, ...] = (
     "parent",
 )
 FIRST_TOKEN = "after the first chunk"  # what a streamed call's latency_ms_first_token should read as
+FIRST_TOKEN_AFTER_END = "after the span ended"  # a first token the span did not last until
 
 # (instrumentation, case, field) -> (the table cell: what the row holds instead, why). Each was checked in the
 # span's raw attributes: where the instrumentation wrote the value, normalization reads it (see
@@ -75,6 +77,19 @@ FIRST_TOKEN = "after the first chunk"  # what a streamed call's latency_ms_first
 NO_RESPONSES_FINISH = "openinference-instrumentation-openai 0.1.66 writes no llm.finish_reason for the Responses API"
 ZERO_CACHE_OMITTED = "the instrumentation writes no cache count when the provider's is 0"
 TOOL_NAME_ADDED = "the framework's tool message carries the tool's name, which the provider request does not"
+LLAMA_INDEX_MODEL = (
+    "openinference-instrumentation-llama-index 4.6.1 writes llm.model_name from the LLM's settings (the model asked"
+    " for), never the model the response names"
+)
+LLAMA_INDEX_PARAMETERS = (
+    "its llm.invocation_parameters are LlamaIndex's LLM metadata (context_window, num_output, model_name), not the"
+    " request's parameters: no temperature, and num_output is max_tokens only for some LLM classes (others report"
+    " a default they do not send), so it is not read as max_tokens"
+)
+LLAMA_INDEX_STREAM_END = (
+    "openinference-instrumentation-llama-index 4.6.1 ends a streamed call's span when the LLM returns its generator,"
+    " before the stream is read: the First Token Stream Event comes after the span's end"
+)
 KNOWN_GAPS: dict[tuple[str, str, str], tuple[str, str]] = {
     ("openinference-openai", "responses", "finish_reason"): ('"", not "stop"', NO_RESPONSES_FINISH),
     ("openinference-openai", "responses_stream", "finish_reason"): ('"", not "stop"', NO_RESPONSES_FINISH),
@@ -105,6 +120,30 @@ KNOWN_GAPS: dict[tuple[str, str, str], tuple[str, str]] = {
     ("openinference-anthropic", "tools", "cached_tokens"): ("NULL, not 0", ZERO_CACHE_OMITTED),
     ("openinference-anthropic", "tools", "cache_write_tokens"): ("NULL, not 0", ZERO_CACHE_OMITTED),
     ("openinference-langchain", "agent", "messages"): ('messages[2].name added: "get_weather"', TOOL_NAME_ADDED),
+    ("openinference-llama-index", "chat", "response_model"): (
+        '"gpt-4o-mini", not "gpt-4o-mini-…-07-18"',
+        LLAMA_INDEX_MODEL,
+    ),
+    ("openinference-llama-index", "chat", "temperature"): ("NULL, not 0.2", LLAMA_INDEX_PARAMETERS),
+    ("openinference-llama-index", "chat", "max_tokens"): ("NULL, not 100", LLAMA_INDEX_PARAMETERS),
+    ("openinference-llama-index", "chat_stream", "response_model"): (
+        '"gpt-4o-mini", not "gpt-4o-mini-…-07-18"',
+        LLAMA_INDEX_MODEL,
+    ),
+    ("openinference-llama-index", "chat_stream", "temperature"): ("NULL, not 0.2", LLAMA_INDEX_PARAMETERS),
+    ("openinference-llama-index", "chat_stream", "latency_ms_first_token"): (
+        '"after the span ended", not "after the first chunk"',
+        LLAMA_INDEX_STREAM_END,
+    ),
+    ("openinference-llama-index", "agent", "response_model"): (
+        '"gpt-4o-mini", not "gpt-4o-mini-…-07-18"',
+        LLAMA_INDEX_MODEL,
+    ),
+    ("openinference-llama-index", "agent", "temperature"): ("NULL, not 0.2", LLAMA_INDEX_PARAMETERS),
+    ("openinference-llama-index", "agent", "latency_ms_first_token"): (
+        '"after the span ended", not "after the first chunk"',
+        LLAMA_INDEX_STREAM_END,
+    ),
     ("pydantic-ai", "agent", "cached_tokens"): (
         "NULL, not 0",
         "pydantic-ai 2.68 writes gen_ai.usage.cache_read.input_tokens only when it is not 0",
@@ -428,6 +467,8 @@ def observed(row: dict[str, Any], span_ids: set[str]) -> dict[str, Any]:
     ttft = row["latency_ms_first_token"]
     if ttft is not None and FIRST_CHUNK_DELAY * 1000 <= ttft < row["latency_ms_total"]:
         ttft = FIRST_TOKEN
+    elif ttft is not None and ttft >= row["latency_ms_total"]:
+        ttft = FIRST_TOKEN_AFTER_END
     values = {name: row[name] for name in FIELDS if name in row}
     values.update(
         {
@@ -584,13 +625,41 @@ def test_langchain_agent_chain_and_tool_spans_are_kept(suite: SuiteRun) -> None:
     assert [name for name, kind in kinds if kind == "LLM"] == ["ChatOpenAI"] * len(run.rows) == ["ChatOpenAI"] * 2
 
 
+def test_llama_index_agent_workflow_and_tool_spans_are_kept_and_only_provider_calls_are_rows(suite: SuiteRun) -> None:
+    """The FunctionAgent's workflow steps and its tool stay spans of the trace; the LLM object's request-building
+    step (`_prepare_chat_with_tools`, an LLM span to the instrumentation) is a CHAIN step, not an llm_call."""
+    run = suite.case("openinference-llama-index", "agent")
+    kinds = [(span["SpanName"], span["LlmSpanKind"]) for span in run.spans]
+    assert ("FunctionAgent.run", "CHAIN") in kinds and ("FunctionTool.acall", "TOOL") in kinds
+    assert [kind for name, kind in kinds if name == "OpenAI._prepare_chat_with_tools"] == ["CHAIN", "CHAIN"]
+    llm_spans = sorted(span["SpanId"] for span in run.spans if span["LlmSpanKind"] == "LLM")
+    assert llm_spans == sorted(row["id"] for row in run.rows) and len(run.rows) == len(run.exchanges) == 2
+
+
+def readme_table(text: str) -> str:
+    """The differential view the README shows between its markers; an AssertionError saying what to do when the
+    markers are missing."""
+    assert TABLE_START in text and TABLE_END in text.split(TABLE_START, 1)[-1], (
+        f"README.md has no differential table between {TABLE_START} and {TABLE_END}: paste the output of"
+        " `.venv/bin/python tests/conformance_table.py --readme` there"
+    )
+    return text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+
+
 def test_the_readme_table_is_what_the_suite_finds(suite: SuiteRun) -> None:
-    """The README's differential view (between its markers, once the README has it) is this run's table."""
-    text = README.read_text()
-    if TABLE_START not in text:
-        return
-    shown = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
-    assert shown.strip() == markdown_table(suite).strip(), "regenerate it: python tests/conformance_table.py"
+    """The README's differential view is this run's table: the user-facing claim stays what the suite shows."""
+    shown = readme_table(README.read_text())
+    assert shown.strip() == markdown_table(suite).strip(), (
+        "the README's conformance table is stale: paste `.venv/bin/python tests/conformance_table.py --readme`"
+    )
+
+
+def test_a_readme_without_the_markers_fails_saying_to_paste_the_table() -> None:
+    with pytest.raises(AssertionError, match="paste the output"):
+        readme_table("# tracehouse\n\nno table here\n")
+    with pytest.raises(AssertionError, match="paste the output"):
+        readme_table(f"{TABLE_START}\n| field |\n")  # an end marker lost
+    assert readme_table(f"a\n{TABLE_START}\n| t |\n{TABLE_END}\nb") == "\n| t |\n"
 
 
 def test_every_call_is_priced_by_the_catalogue_and_every_stream_measured(suite: SuiteRun) -> None:

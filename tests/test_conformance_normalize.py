@@ -36,3 +36,60 @@ def test_the_semconv_reasoning_count_wins_over_the_details():
 
 def test_without_details_reasoning_stays_unknown():
     assert normalized(PYDANTIC_AI_CHAT)["ReasoningTokens"] is None
+
+
+# openinference-instrumentation-llama-index 4.6.1 with llama-index-llms-openai 0.8.3, a FunctionAgent step: the LLM
+# object's `_prepare_chat_with_tools` is traced as an LLM span (its output the kwargs of the chat call that follows),
+# then `astream_chat` makes the provider call.
+LLAMA_INDEX_SETTINGS = {
+    "openinference.span.kind": "LLM",
+    "llm.provider": "openai",
+    "llm.system": "openai",
+    "llm.model_name": "gpt-4o-mini",
+    "llm.invocation_parameters": '{"context_window":128000,"num_output":-1,"is_chat_model":true,'
+    '"is_function_calling_model":true,"model_name":"gpt-4o-mini","system_role":"system"}',
+}
+LLAMA_INDEX_PREPARE = {
+    **LLAMA_INDEX_SETTINGS,
+    "input.mime_type": "application/json",
+    "input.value": '{"tools": ["<FunctionTool object>"], "user_msg": null, "chat_history": ["ChatMessage(role=<Mes'
+    "sageRole.USER: 'user'>, additional_kwargs={}, blocks=[TextBlock(block_type='text', text='Weather?')])\"]}",
+    "output.mime_type": "application/json",
+    "output.value": '{"messages": ["ChatMessage(role=<MessageRole.USER: \'user\'>, additional_kwargs={}, blocks=[Tex'
+    'tBlock(block_type=\'text\', text=\'Weather?\')])"], "tools": [{"type": "function"}]}',
+}
+LLAMA_INDEX_CHAT = {
+    **LLAMA_INDEX_SETTINGS,
+    "llm.input_messages.0.message.role": "user",
+    "llm.input_messages.0.message.content": "Weather?",
+    "llm.output_messages.0.message.role": "assistant",
+    "llm.output_messages.0.message.content": "Sunny.",
+    "llm.token_count.prompt": 10,
+    "llm.token_count.completion": 2,
+    "llm.token_count.total": 12,
+    "output.value": "assistant: Sunny.",
+}
+
+
+def test_a_llama_index_llm_span_that_only_builds_the_request_is_not_an_llm_call():
+    assert normalized(LLAMA_INDEX_PREPARE)["LlmSpanKind"] == "CHAIN"
+
+
+def test_the_llama_index_llm_span_that_calls_the_provider_stays_an_llm_call():
+    row = normalized(LLAMA_INDEX_CHAT)
+    assert (row["LlmSpanKind"], row["InputTokens"], row["OutputTokens"]) == ("LLM", 10, 2)
+
+
+def test_an_llm_span_with_only_a_json_answer_stays_an_llm_call():
+    """Only a request (a `messages` list) in output.value marks a preparing step: an answer in JSON is a call."""
+    answer = {**LLAMA_INDEX_SETTINGS, "output.mime_type": "application/json", "output.value": '{"answer": "Sunny."}'}
+    assert normalized(answer)["LlmSpanKind"] == "LLM"
+    assert normalized({**LLAMA_INDEX_PREPARE, "llm.token_count.prompt": 5})["LlmSpanKind"] == "LLM"
+
+
+def test_a_cut_off_request_output_keeps_the_llm_span_and_its_row():
+    """A malformed output.value (cut off mid-JSON) is not read as a request: the span stays what it said it is."""
+    cut = {**LLAMA_INDEX_PREPARE, "output.value": LLAMA_INDEX_PREPARE["output.value"][:40]}
+    row = normalized(cut)
+    assert (row["LlmSpanKind"], row["LlmRequestModel"]) == ("LLM", "gpt-4o-mini")
+    assert normalized({**LLAMA_INDEX_PREPARE, "output.mime_type": "text/plain"})["LlmSpanKind"] == "LLM"

@@ -174,6 +174,17 @@ def _messages(entries: list[dict[str, str]], default_role: str) -> list[Message]
     return convert_list(entries, lambda flat: [_message(flat, default_role)])
 
 
+def _builds_a_request(span: SpanView) -> bool:
+    """An LLM span whose output is a chat request (a JSON object with `messages`), not an answer: it prepared a
+    call and made none. openinference-instrumentation-llama-index 4.6.1 traces every method of an LLM object as an
+    LLM span, `OpenAI._prepare_chat_with_tools` (which returns the kwargs of the chat call that follows) too."""
+    output = span.attrs.get("output.value")
+    if not output or span.attrs.get("output.mime_type") != "application/json":
+        return False
+    payload = json_object(output)
+    return payload is not None and isinstance(payload.get("messages"), list)
+
+
 def _texts_as_messages(entries: list[dict[str, str]], key: str, role: str) -> list[Message]:
     return [text_message(role, entry[key]) for entry in entries[: limits.MAX_MESSAGES] if entry.get(key)]
 
@@ -354,6 +365,8 @@ def extract(span: SpanView) -> Fields:
         fields["LlmOperation"] = "text_completion"
     if not outputs and _CHOICES in groups:
         outputs = _texts_as_messages(groups[_CHOICES], "completion.text", "assistant")
+    if kind == "LLM" and not inputs and not outputs and _TOKEN_KEYS not in keys and _builds_a_request(span):
+        kind = fields["LlmSpanKind"] = "CHAIN"  # a step of the LLM object that called no provider: not an llm_call
     if kind == "LLM":
         inputs = inputs or messages_from_payload(get("input.value"), "user")
         outputs = outputs or messages_from_payload(get("output.value"), "assistant")
