@@ -26,7 +26,6 @@ Redacted text stays as stored (its placeholders); --exclude-redacted leaves out 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -182,8 +181,9 @@ class Page:
 
 
 def _quote(value: str) -> str:
-    """A ClickHouse string literal (backslash escapes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    from tracehouse.collector.query import string_literal
+
+    return string_literal(value)
 
 
 def _key_literal(key: list[Any]) -> str:
@@ -191,13 +191,12 @@ def _key_literal(key: list[Any]) -> str:
 
 
 def _rows(config: Config, sql: str, what: str) -> list[dict[str, Any]]:
-    from tracehouse.collector.query import QueryFailed, read_query
+    from tracehouse.collector.query import QueryFailed, read_rows
 
     try:
-        body = read_query(config, sql, "JSONEachRow").body
+        return read_rows(config, sql)
     except QueryFailed as exc:
         raise ExportFailed(f"{what}: {exc}") from None
-    return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
 def check_condition(condition: str) -> None:

@@ -93,13 +93,12 @@ def run(args: argparse.Namespace, config: Config, out: IO[str] = sys.stdout) -> 
 
 
 def _rows(config: Config, sql: str) -> list[dict[str, Any]]:
-    from tracehouse.collector.query import QueryFailed, read_query
+    from tracehouse.collector.query import QueryFailed, read_rows
 
     try:
-        body = read_query(config, sql, "jsonl").body
+        return read_rows(config, sql)
     except QueryFailed as exc:
         raise PromptsFailed(str(exc)) from None
-    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
 
 _VERSION_COLUMNS = """name, toUInt32(version_number) AS number, version, source, template, file, calls,

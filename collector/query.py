@@ -26,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import queue
 import re
@@ -139,6 +140,12 @@ def query_endpoint(info: dict, sql: str, fmt: str, timeout: float = 300) -> Quer
         raise EndpointRefused(exc.read().decode(errors="replace").strip()) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise EndpointUnreachable(str(exc)) from None
+
+
+def read_rows(config: Config, sql: str) -> list[dict[str, Any]]:
+    """The rows of a read query (`read_query` as JSON lines), for the commands that read the store."""
+    body = read_query(config, sql, "JSONEachRow").body
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
 def run_read_query(config: Config, sql: str, fmt: str) -> bytes:
@@ -900,12 +907,12 @@ def bind_parameters(sql: str, values: Mapping[str, str]) -> str:
             parts = value.split(".") if all(value.split(".")) else [value]
             out.append(".".join("`" + p.replace("\\", "\\\\").replace("`", "\\`") + "`" for p in parts))
         elif value == "\\N" and kind.startswith("Nullable("):
-            out.append(f"CAST(NULL, {_string_literal(kind)})")
+            out.append(f"CAST(NULL, {string_literal(kind)})")
         else:
             # A value is text in ClickHouse's Escaped format: a string's escapes are undone here, a composite
             # value (an array of strings) keeps them for CAST's own parsing of its quoted elements.
             text = _unescape(value) if _STRING_TYPE.fullmatch(kind) else value
-            out.append(f"CAST({_string_literal(text)}, {_string_literal(kind)})")
+            out.append(f"CAST({string_literal(text)}, {string_literal(kind)})")
         i = match.end()
     return "".join(out)
 
@@ -920,7 +927,8 @@ def _unescape(text: str) -> str:
     return _ESCAPED.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), text) if "\\" in text else text
 
 
-def _string_literal(text: str) -> str:
+def string_literal(text: str) -> str:
+    """A ClickHouse string literal (backslash escapes), for values a user typed into a command."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

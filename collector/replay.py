@@ -111,17 +111,18 @@ def _calls_key(calls: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    from tracehouse.collector.query import string_literal
+
+    return string_literal(value)
 
 
 def _rows(config: Config, sql: str) -> list[dict[str, Any]]:
-    from tracehouse.collector.query import QueryFailed, read_query
+    from tracehouse.collector.query import QueryFailed, read_rows
 
     try:
-        body = read_query(config, sql, "jsonl").body
+        return read_rows(config, sql)
     except QueryFailed as exc:
         raise ReplayFailed(str(exc)) from None
-    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
 
 def load_call(config: Config, span_id: str) -> dict[str, Any]:

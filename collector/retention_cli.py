@@ -5,7 +5,6 @@ itself when none runs (like `tracehouse sql`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import IO, Any
 
@@ -51,10 +50,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _rows(config: Config, sql: str) -> list[dict[str, Any]]:
-    from tracehouse.collector.query import run_read_query
+    from tracehouse.collector.query import read_rows
 
-    body = run_read_query(config, sql, "jsonl")
-    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    return read_rows(config, sql)
 
 
 def _size(count: float) -> str:

@@ -108,18 +108,18 @@ def run(args: argparse.Namespace, config: Config, out: IO[str] = sys.stdout) -> 
 
 
 def _quote(value: str) -> str:
-    """A ClickHouse string literal (backslash escapes), for values the user typed."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    from tracehouse.collector.query import string_literal
+
+    return string_literal(value)
 
 
 def _rows(config: Config, sql: str) -> list[dict[str, Any]]:
-    from tracehouse.collector.query import QueryFailed, read_query
+    from tracehouse.collector.query import QueryFailed, read_rows
 
     try:
-        body = read_query(config, sql, "jsonl").body
+        return read_rows(config, sql)
     except QueryFailed as exc:
         raise ReviewFailed(str(exc)) from None
-    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
 
 def _span_id(text: str) -> str:
