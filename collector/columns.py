@@ -107,7 +107,19 @@ COST_COLUMNS: tuple[str, ...] = (
 COST_SOURCE = "CostSource"
 PRICE_MODEL = "PriceModel"  # the catalogue's model id, or the price file entry's model
 PRICE_EFFECTIVE_FROM = "PriceEffectiveFrom"  # the date the price applies from, '' when it has none
-PRICE_COLUMNS: tuple[str, ...] = (*COST_COLUMNS, COST_SOURCE, PRICE_MODEL, PRICE_EFFECTIVE_FROM)
+# schema/0019_batch_prices.sql: which of a price's variants applied ('' standard rates, 'batch' the
+# batch-API rates), what the call would have cost at the standard rates when a variant applied (else NULL).
+PRICE_VARIANT = "PriceVariant"
+PRICE_VARIANT_BATCH = "batch"
+STANDARD_COST_USD = "StandardCostUsd"
+PRICE_COLUMNS: tuple[str, ...] = (
+    *COST_COLUMNS,
+    COST_SOURCE,
+    PRICE_MODEL,
+    PRICE_EFFECTIVE_FROM,
+    PRICE_VARIANT,
+    STANDARD_COST_USD,
+)
 
 # CostSource values: the span carried its cost, the user's price file, the catalogue (genai-prices), no
 # price (NULL costs, counted as unpriced). '' for a span that is not a model call.

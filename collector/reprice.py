@@ -37,11 +37,11 @@ from tracehouse.collector.columns import (
     COST_SOURCE,
     COST_USD,
     PRICE_COLUMNS,
-    PRICE_EFFECTIVE_FROM,
-    PRICE_MODEL,
+    STANDARD_COST_USD,
     TOKEN_COLUMNS,
 )
 from tracehouse.collector.stages.price.pricer import CALL_KINDS, Pricer
+from tracehouse.instrumentation.attributes import BATCH_ID
 
 TRACES = "otel_traces"
 # Spans priced and written per mutation: bounds memory (a page and its Join table) on busy days.
@@ -72,14 +72,14 @@ def rollup_select(client: Client, days: str) -> str:
 _SPAN = ("TraceId", "SpanId", "LlmSpanKind")
 _MODEL = ("LlmProvider", "LlmRequestModel", "LlmResponseModel")
 # What the pricing stage reads, as a SpanBatch; read from the store in the same order, with the
-# attributes cut to the provided-cost ones and the stored cost behind them.
+# attributes cut to the provided-cost ones and the batch id, and the stored cost behind them.
 _BATCH_COLUMNS = (*_SPAN, "Timestamp", *_MODEL, *TOKEN_COLUMNS, "SpanAttributes")
 _READ_COLUMNS = (
     *_SPAN,
     "toUnixTimestamp64Nano(Timestamp)",
     *_MODEL,
     *TOKEN_COLUMNS,
-    "mapFilter((k, v) -> startsWith(k, 'llm.cost.') OR k = 'gen_ai.usage.cost', SpanAttributes)",
+    f"mapFilter((k, v) -> startsWith(k, 'llm.cost.') OR k IN ('gen_ai.usage.cost', '{BATCH_ID}'), SpanAttributes)",
     COST_USD,
     COST_SOURCE,
 )
@@ -149,8 +149,10 @@ def reprice(
     join = _JoinTable(database, f"tracehouse_reprice_{secrets.token_hex(6)}")
     client.command(
         f"CREATE TABLE {join.sql} (TraceId String, SpanId String, Hit UInt8, "
-        + ", ".join(f"{c} Nullable(Decimal(38, 12))" for c in COST_COLUMNS)
-        + "".join(f", {c} String" for c in (COST_SOURCE, PRICE_MODEL, PRICE_EFFECTIVE_FROM))
+        + ", ".join(
+            f"{c} Nullable(Decimal(38, 12))" if c in COST_COLUMNS or c == STANDARD_COST_USD else f"{c} String"
+            for c in PRICE_COLUMNS
+        )
         + ") "
         "ENGINE = Join(ANY, LEFT, TraceId, SpanId) SETTINGS persistent = 0"
     )

@@ -31,7 +31,16 @@ EXPECTED_TYPES: dict[str, tuple[str, ...]] = {
     **{name: ("Nullable(Float64)",) for name in columns.LLM_FLOAT_COLUMNS},
     **{name: ("Array(String)",) for name in columns.LLM_ARRAY_COLUMNS},
     **{name: ("Nullable(Decimal(38, 12))",) for name in columns.COST_COLUMNS},
-    **{name: STRING_TYPES for name in (columns.COST_SOURCE, columns.PRICE_MODEL, columns.PRICE_EFFECTIVE_FROM)},
+    **{
+        name: STRING_TYPES
+        for name in (
+            columns.COST_SOURCE,
+            columns.PRICE_MODEL,
+            columns.PRICE_EFFECTIVE_FROM,
+            columns.PRICE_VARIANT,
+        )
+    },
+    columns.STANDARD_COST_USD: ("Nullable(Decimal(38, 12))",),
     columns.CONTENT_SAMPLED: STRING_TYPES,
     columns.REDACTION_COUNTS: ("Map(LowCardinality(String), UInt32)",),
 }
@@ -55,7 +64,8 @@ def test_every_contract_column_is_a_table_column_of_its_kind(table_types):
     assert set(columns.TOKEN_COLUMNS) <= set(columns.LLM_UINT_COLUMNS)
     assert columns.TENANT_ID in columns.LLM_STRING_COLUMNS and columns.COST_USD in columns.COST_COLUMNS
     assert set(columns.PRICE_COLUMNS) == {*columns.COST_COLUMNS, columns.COST_SOURCE, columns.PRICE_MODEL,
-                                          columns.PRICE_EFFECTIVE_FROM}  # fmt: skip
+                                          columns.PRICE_EFFECTIVE_FROM, columns.PRICE_VARIANT,
+                                          columns.STANDARD_COST_USD}  # fmt: skip
     missing = [name for name in (*OTEL_COLUMNS, *EXPECTED_TYPES) if name not in table_types]
     assert not missing, f"contract columns that otel_traces does not have: {missing}"
     wrong = {name: table_types[name] for name, types in EXPECTED_TYPES.items() if table_types[name] not in types}

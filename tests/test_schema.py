@@ -252,9 +252,19 @@ def test_a_store_of_the_schema_before_view_files_upgrades_to_a_fresh_stores_defi
         after_columns = _columns(client, "llm_calls")
         assert after_columns == fresh_llm_calls and after_columns[: len(llm_calls_before)] == llm_calls_before
         added = [name for name, _ in after_columns[len(llm_calls_before) :]]
-        assert added == ["replay_of"]
+        assert added == [
+            "replay_of",
+            "batch_id",
+            "batch_purpose",
+            "batch_custom_id",
+            "batch_outcome",
+            "batch_submitted_at",
+            "price_variant",
+            "standard_cost_usd",
+        ]
         after = _contents(client)
-        assert [row[-len(added) :] for row in after["llm_calls"]] == [("",)] * len(before["llm_calls"])
+        no_batch = ("", "", "", "", "", None, "", None)
+        assert [row[-len(added) :] for row in after["llm_calls"]] == [no_batch] * len(before["llm_calls"])
         after["llm_calls"] = [row[: -len(added)] for row in after["llm_calls"]]
         assert after == before
         assert _rows(client, "SELECT SpanId, LlmModel FROM otel_traces ORDER BY 1") == [
@@ -290,7 +300,7 @@ def test_a_changed_view_file_is_reapplied_and_unchanged_ones_are_not(tmp_path):
         client.command("CREATE OR REPLACE VIEW traces AS SELECT 'left alone' AS marker")
 
         llm_calls = views / "llm_calls.sql"
-        last = "SpanAttributes['tracehouse.replay_of'] AS replay_of\n"
+        last = "StandardCostUsd AS standard_cost_usd\n"
         llm_calls.write_text(
             llm_calls.read_text().replace(last, last.rstrip() + ",\n    LlmOperation = 'chat' AS is_chat\n")
         )
@@ -302,8 +312,8 @@ def test_a_changed_view_file_is_reapplied_and_unchanged_ones_are_not(tmp_path):
 
         assert store.migrate(client, schema=schema) == ["views/llm_calls.sql", "views/llm_daily_mv.sql"]
         assert [name for name, _ in _columns(client, "llm_calls")][-3:] == [
-            "redaction_counts",
-            "replay_of",
+            "price_variant",
+            "standard_cost_usd",
             "is_chat",
         ]
         assert _rows(client, "SELECT marker FROM traces") == [("left alone",)]

@@ -13,6 +13,7 @@ except for self-hosted runtimes (ollama, vllm, ...), whose models have no catalo
 from __future__ import annotations
 
 import re
+from copy import copy
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
@@ -44,6 +45,8 @@ _TOKEN_KEYS = {
     "input_audio_mtok": "input_audio",
     "output_audio_mtok": "output_audio",
 }
+# The price context genai-prices selects batch-API rates with.
+BATCH_CONTEXT = {"processing": "batch"}
 # Names that end in a snapshot date or a four-digit version: -2024-07-18, -20240718, @20240620, -2409.
 _MAX_CACHED = 10_000
 _DATED = re.compile(r"[-@](?:20\d{2}-?\d{2}-?\d{2}|\d{4})$")
@@ -137,14 +140,37 @@ def _options_for(provider: Provider, info: ModelInfo, matched: str) -> tuple[Pri
         sheet = _sheet(model_price)
         if sheet is None:
             return ()  # priced per second, character or image only: not something token counts can price
+        batch = _batch_sheets(info, model_price)
         start_ns, daily = ALWAYS, None
         effective = dated_by.start_date.isoformat() if isinstance(dated_by, StartDateConstraint) else ""
         if isinstance(applies_when, StartDateConstraint):
             start_ns = date_to_ns(applies_when.start_date)
         elif isinstance(applies_when, TimeOfDateConstraint):
             daily = (_utc_second(applies_when.start_time), _utc_second(applies_when.end_time))
-        options.append(PriceOption(COST_CATALOGUE, info.id, effective, sheet, provider.id, matched, start_ns, daily))
+        options.append(
+            PriceOption(COST_CATALOGUE, info.id, effective, sheet, provider.id, matched, start_ns, daily, batch=batch)
+        )
     return tuple(options)
+
+
+def _batch_sheets(info: ModelInfo, standard: ModelPrice) -> tuple[tuple[int, PriceSheet], ...]:
+    """genai-prices' `processing: batch` variants over this standard price, as (start ns, sheet).
+
+    A variant overrides only the prices it names (genai-prices' rule): what it leaves out stays at the
+    standard rate. Variants are listed first to last, the first active one wins, as genai-prices resolves them.
+    """
+    sheets = []
+    for variant in info.price_variants or ():
+        if variant.when != BATCH_CONTEXT or isinstance(variant.constraint, TimeOfDateConstraint):
+            continue
+        resolved = copy(standard)
+        resolved.__dict__.update({k: v for k, v in vars(variant.prices).items() if v is not None})
+        sheet = _sheet(resolved)
+        if sheet is None:
+            continue
+        start = variant.constraint.start_date if isinstance(variant.constraint, StartDateConstraint) else None
+        sheets.append((date_to_ns(start) if start else ALWAYS, sheet))
+    return tuple(sheets)
 
 
 def _sheet(model_price: ModelPrice) -> PriceSheet | None:

@@ -33,6 +33,8 @@ class PriceOption:
     start_ns: int = ALWAYS
     daily: tuple[int, int] | None = None  # UTC seconds of day [start, end) for time-of-day prices
     rule: object | None = None  # the price-file entry, for `prices show`
+    # Batch-API rates (OpenAI Batch, Anthropic Message Batches): (start ns, sheet), the first active one wins.
+    batch: tuple[tuple[int, PriceSheet], ...] = ()
 
     @property
     def always(self) -> bool:
@@ -48,6 +50,13 @@ class PriceOption:
         if end < start:  # the window wraps past midnight
             return second >= start or second < end
         return start <= second < end
+
+    def batch_sheet(self, ts_ns: int) -> PriceSheet | None:
+        """The batch rates in force at `ts_ns`, or None when this price has none then."""
+        for start_ns, sheet in self.batch:
+            if ts_ns >= start_ns:
+                return sheet
+        return None
 
 
 def first_active(options: tuple[PriceOption, ...], ts_ns: int) -> PriceOption | None:

@@ -9,6 +9,7 @@
     cache_read = 0.15              # optional: cache_read, cache_write, input_audio default to input,
     output = 1.20                  #   reasoning and output_audio to output; `audio` sets both audio kinds
     per_request = 0                # optional flat USD fee per call
+    batch = 0.5                    # optional: batch-API calls pay this share of every token rate
     note = "negotiated discount"   # optional, shown by `tracehouse prices show`
 
     [[price.tiers]]                # optional cliff tiers: when the prompt has more than `above`
@@ -39,7 +40,9 @@ from tracehouse.collector.stages.price.rates import KINDS, ZERO, PriceSheet, bui
 
 MATCH_KINDS = ("exact", "glob", "regex")
 _PRICE_KEYS = (*KINDS, "audio")
-_ENTRY_KEYS = frozenset({"provider", "model", "match", "effective_from", "per_request", "tiers", "note", *_PRICE_KEYS})
+_ENTRY_KEYS = frozenset(
+    {"provider", "model", "match", "effective_from", "per_request", "tiers", "note", "batch", *_PRICE_KEYS}
+)
 _TIER_KEYS = frozenset({"above", *_PRICE_KEYS})
 _ENTRY_HEADER = re.compile(r"^\s*\[\[\s*price\s*\]\]")
 _TIER_HEADER = re.compile(r"^\s*\[\[\s*price\s*\.\s*tiers\s*\]\]")
@@ -62,6 +65,7 @@ class PriceRule:
     sheet: PriceSheet
     note: str
     matches: Callable[[str], bool]  # takes the lower-cased model name
+    batch: PriceSheet | None = None  # the rates of batch-API calls (`batch` share of every token rate)
 
     @property
     def rank(self) -> int:
@@ -71,7 +75,10 @@ class PriceRule:
     def option(self, matched: str) -> PriceOption:
         start = date_to_ns(self.effective_from) if self.effective_from else ALWAYS
         effective = self.effective_from.isoformat() if self.effective_from else ""
-        return PriceOption(COST_USER, self.model, effective, self.sheet, self.provider, matched, start, rule=self)
+        batch = ((ALWAYS, self.batch),) if self.batch else ()
+        return PriceOption(
+            COST_USER, self.model, effective, self.sheet, self.provider, matched, start, rule=self, batch=batch
+        )
 
 
 class PriceFile:
@@ -228,6 +235,21 @@ def _parse_entry(entry: Any, index: int, path: Path, lines: _Lines) -> PriceRule
             raise fail(f"tier {t + 1} names no price", "above", t)
         tiers.append((above, tier_prices))
 
+    batch = None
+    if "batch" in entry:
+        share = _decimal(entry["batch"], lambda p: fail(p, "batch"), "batch")
+        if not 0 < share <= 1:
+            raise fail(
+                f"`batch` is the share of the standard rates batch-API calls pay, above 0 and at most 1"
+                f" (0.5 = half price), got {entry['batch']!r}",
+                "batch",
+            )
+        batch = build_sheet(
+            {kind: rate * share for kind, rate in prices.items()},
+            [(above, {kind: rate * share for kind, rate in tier.items()}) for above, tier in tiers],
+            per_request,
+        )
+
     return PriceRule(
         number=number,
         line=lines.entry(index),
@@ -238,6 +260,7 @@ def _parse_entry(entry: Any, index: int, path: Path, lines: _Lines) -> PriceRule
         sheet=build_sheet(prices, tiers, per_request),
         note=note,
         matches=matches,
+        batch=batch,
     )
 
 

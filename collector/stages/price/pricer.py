@@ -10,6 +10,11 @@ then the catalogue, at the span's own timestamp ('user' / 'catalogue'); else NUL
 'unknown' and counted. A span without a provider takes the provider the catalogue finds from its
 model name, for price-file entries too. Look-ups are cached per (provider, request model, response
 model), so a warm batch only does Decimal arithmetic.
+
+A call with a `tracehouse.batch.id` (one request of a provider batch job) is priced at the matched
+price's batch rates (genai-prices' `processing: batch` variant, or the price file's `batch` share),
+with PriceVariant 'batch' and StandardCostUsd the live-rate cost; without batch rates known for its
+model and date it is priced at the standard rates, PriceVariant ''.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from tracehouse.collector.columns import (
     COST_UNKNOWN,
     PRICE_EFFECTIVE_FROM,
     PRICE_MODEL,
+    PRICE_VARIANT,
+    PRICE_VARIANT_BATCH,
+    STANDARD_COST_USD,
     TOKEN_COLUMNS,
 )
 from tracehouse.collector.stages.price.catalogue import Catalogue
@@ -32,6 +40,7 @@ from tracehouse.collector.stages.price.option import PriceOption, first_active
 from tracehouse.collector.stages.price.price_file import PriceFile
 from tracehouse.collector.stages.price.provided import TRIGGER_KEYS, provided_costs
 from tracehouse.collector.stages.price.rates import compute_costs, decimal_context
+from tracehouse.instrumentation.attributes import BATCH_ID
 
 if TYPE_CHECKING:
     from tracehouse.collector.config import Config
@@ -101,6 +110,8 @@ class Pricer:
         sources = [""] * n
         models = [""] * n
         effective = [""] * n
+        variants = [""] * n
+        standard_costs: list[Decimal | None] = [None] * n
         always = self._always
         with decimal_context():
             for i, (
@@ -140,9 +151,14 @@ class Pricer:
                 if option is None:
                     sources[i] = COST_UNKNOWN
                     continue
-                results[i] = compute_costs(
-                    option.sheet, inp or 0, cr or 0, cw or 0, out or 0, reas or 0, ia or 0, oa or 0
-                )
+                counts = (inp or 0, cr or 0, cw or 0, out or 0, reas or 0, ia or 0, oa or 0)
+                batch_sheet = option.batch_sheet(ts) if option.batch and attrs and attrs.get(BATCH_ID) else None
+                if batch_sheet is None:
+                    results[i] = compute_costs(option.sheet, *counts)
+                else:
+                    results[i] = compute_costs(batch_sheet, *counts)
+                    standard_costs[i] = compute_costs(option.sheet, *counts)[0]
+                    variants[i] = PRICE_VARIANT_BATCH
                 sources[i] = option.source
                 models[i] = option.model_id
                 effective[i] = option.effective_from
@@ -152,6 +168,8 @@ class Pricer:
         cols[COST_SOURCE] = sources
         cols[PRICE_MODEL] = models
         cols[PRICE_EFFECTIVE_FROM] = effective
+        cols[PRICE_VARIANT] = variants
+        cols[STANDARD_COST_USD] = standard_costs
         return batch
 
 
