@@ -18,6 +18,7 @@ from tracehouse.collector.columns import (
     LLM_STRING_COLUMNS,
     PRICE_EFFECTIVE_FROM,
     PRICE_MODEL,
+    PRICE_VARIANT,
     REDACTION_COUNTS,
 )
 
@@ -38,6 +39,7 @@ UNSCANNED: dict[str, str] = {
     COST_SOURCE: "one of the pricer's sources",
     PRICE_MODEL: "a model id from the price catalogue or the price file (configuration, not spans)",
     PRICE_EFFECTIVE_FROM: "a date from the price catalogue or the price file",
+    PRICE_VARIANT: "'' or 'batch', set by the pricer",
     REDACTION_COUNTS: "written by the redactor: detector, rule and policy names",
 }
 
