@@ -25,8 +25,14 @@ $(COLLECTOR_STAMP): pyproject.toml | $(BIN)/python
 # The dev extra includes everything the collector needs, so it satisfies `make run` too.
 # tests/test_report.py opens the report in Debian's Chromium (driven by playwright, which cannot download a
 # browser here): installed once, as root, if it is missing.
-$(DEV_STAMP): pyproject.toml tests/requirements-conformance.txt | $(BIN)/python
+# Node test clients (tests/*/package-lock.json: the Vercel AI SDK conformance app, the ClickHouse JS client)
+# are installed from their lock files with the machine's npm.
+NODE_LOCKS := $(wildcard tests/*/package-lock.json)
+
+$(DEV_STAMP): pyproject.toml tests/requirements-conformance.txt $(NODE_LOCKS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[collector,dev]' -r tests/requirements-conformance.txt
+	@for lock in $(NODE_LOCKS); do \
+		npm ci --prefix "$$(dirname $$lock)" --no-audit --no-fund --loglevel=error || exit 1; done
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $@ $(COLLECTOR_STAMP)
 
