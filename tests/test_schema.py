@@ -373,3 +373,40 @@ def test_the_model_expression_is_written_once(folder, expected):
         if count := len(MODEL_EXPRESSION.findall(path.read_text(errors="replace"))):
             found[str(path.relative_to(ROOT))] = count
     assert found == expected, "read otel_traces.LlmModel instead of repeating its expression"
+
+
+BATCH_COLUMNS = ("BatchId", "BatchOperation", "BatchOutcome", "BatchPurpose")
+
+
+def _batch_span(span: str, operation: str, outcome: str = "") -> dict[str, Any]:
+    row = _span("batch " + operation, TRACE_C, span, request="gpt-4o-mini", source="catalogue")
+    row["SpanAttributes"] = {
+        "tracehouse.batch.id": "batch_" + span,
+        "tracehouse.batch.operation": operation,
+        "tracehouse.batch.purpose": "nightly",
+        **({"tracehouse.batch.outcome": outcome} if outcome else {}),
+    }
+    return row
+
+
+def test_the_batch_columns_are_copied_from_the_attributes_on_old_and_new_rows(tmp_path):
+    """0020's MATERIALIZED Batch* columns: a span stored before the migration reads them computed from its
+    attributes, a span stored after has them written on insert; neither the writer's insert nor SELECT *
+    names them, and llm_calls reads them."""
+    with _store(tmp_path / "store") as client:
+        _migrate_as_before(client, _schema_before_view_files(tmp_path / "schema_0010"))
+        _insert(client, [_batch_span("00000000000000d1", "request", "handled")])
+        store.migrate(client)
+        _insert(client, [_batch_span("00000000000000d2", "request", "handler_failed"), _span("live", TRACE_C, "d3")])
+        kinds = dict(_rows(client, "SELECT name, default_kind FROM system.columns WHERE table = 'otel_traces'"))
+        assert {name: kinds[name] for name in BATCH_COLUMNS} == dict.fromkeys(BATCH_COLUMNS, "MATERIALIZED")
+        stored = _rows(client, f"SELECT SpanId, {', '.join(BATCH_COLUMNS)} FROM otel_traces ORDER BY SpanId")
+        assert stored == [
+            ("00000000000000d1", "batch_00000000000000d1", "request", "handled", "nightly"),
+            ("00000000000000d2", "batch_00000000000000d2", "request", "handler_failed", "nightly"),
+            ("d3", "", "", "", ""),
+        ]
+        calls = _rows(client, "SELECT id, batch_id, batch_outcome, batch_purpose FROM llm_calls ORDER BY id")
+        assert calls == [(row[0], row[1], row[3], row[4]) for row in stored]
+        everything = client.query("SELECT * FROM otel_traces LIMIT 1").column_names
+        assert not set(BATCH_COLUMNS) & set(everything)

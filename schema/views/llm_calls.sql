@@ -7,8 +7,9 @@
 -- replay_of is the span id of the call a `tracehouse replay` span replayed ('' for every other call).
 -- batch_* are set on the calls of a provider batch job (tracehouse.instrumentation.batch): its id and purpose,
 -- when it was submitted, the request's custom_id and its outcome (handled, handler_failed, provider_failed,
--- expired, canceled). price_variant is 'batch' when the call was priced at batch rates, and
--- standard_cost_usd what it would have cost at live rates (NULL when no variant applied).
+-- expired, canceled); id, purpose and outcome read otel_traces' Batch* columns (schema/0020), not the map.
+-- price_variant is 'batch' when the call was priced at batch rates, and standard_cost_usd what it would have
+-- cost at live rates (NULL when no variant applied).
 CREATE OR REPLACE VIEW llm_calls AS
 SELECT
     SpanId AS id,
@@ -62,10 +63,10 @@ SELECT
     ContentSampled AS content_sampled,
     RedactionCounts AS redaction_counts,
     SpanAttributes['tracehouse.replay_of'] AS replay_of,
-    SpanAttributes['tracehouse.batch.id'] AS batch_id,
-    SpanAttributes['tracehouse.batch.purpose'] AS batch_purpose,
+    BatchId AS batch_id,
+    BatchPurpose AS batch_purpose,
     SpanAttributes['tracehouse.batch.custom_id'] AS batch_custom_id,
-    SpanAttributes['tracehouse.batch.outcome'] AS batch_outcome,
+    BatchOutcome AS batch_outcome,
     toDateTime64(toFloat64OrNull(SpanAttributes['tracehouse.batch.submitted_at']), 3, 'UTC') AS batch_submitted_at,
     PriceVariant AS price_variant,
     StandardCostUsd AS standard_cost_usd
