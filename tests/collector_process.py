@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -14,20 +15,58 @@ from pathlib import Path
 
 import orjson
 
+STORE_DIR = "clickhouse"  # the embedded store inside a data dir (Config.store_dir)
+
+
+def migrate_store_template(root: Path) -> Path:
+    """A data dir whose store `tracehouse migrate` brought to the current schema, to copy from: the ~26
+    migrations and views cost a fresh collector seconds of DDL at start, a copy of their result milliseconds.
+    Only for tests about something else (unencrypted, no cluster); schema tests migrate their own stores."""
+    data_dir = Path(root) / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "tracehouse.collector", "migrate", "--data-dir", str(data_dir)],
+        capture_output=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"tracehouse migrate failed ({result.returncode}): {result.stderr.decode()}")
+    return data_dir
+
+
+def seed_store(data_dir: Path, template: Path) -> None:
+    """Give a data dir that has no store yet a copy of the template's migrated store (symlinks and modes kept)."""
+    target = Path(data_dir) / STORE_DIR
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(Path(template) / STORE_DIR, target, symlinks=True)
+
 
 class CollectorProcess:
-    """`tracehouse serve` on free ports and its own data dir."""
+    """`tracehouse serve` on free ports and its own data dir.
 
-    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> None:
+    With `store_template` (a data dir from migrate_store_template), a data dir without a store starts from a
+    copy of that migrated store instead of an empty one."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        store_template: Path | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
         self.env = env or {}
+        self.store_template = store_template
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict = {}
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-collector.log"
 
     def start(self, timeout: float = 60) -> CollectorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.store_template is not None:
+            seed_store(self.data_dir, self.store_template)
         endpoint_file = self.data_dir / "collector.json"
         env = {**os.environ, **self.env}
         log = self.log_path.open("ab")
