@@ -122,7 +122,7 @@ def states(data_dir: Path, tenant: str = "alpha") -> dict[str, str]:
 
 def test_reviews_through_the_api_and_the_cli_with_and_without_the_collector(start_collector, tmp_path):
     data = tmp_path / "data"
-    collector = start_collector(env=KEYS)
+    collector = start_collector(env=KEYS, migrated=True)
     send_calls(collector, ALPHA)
     wait_drained(data)
     assert set(states(data).values()) == {"pending"}
@@ -236,7 +236,7 @@ def test_reviews_through_the_api_and_the_cli_with_and_without_the_collector(star
 
 def test_review_api_bad_input_tenants_retries(start_collector, tmp_path):
     data = tmp_path / "data"
-    collector = start_collector(env=KEYS)
+    collector = start_collector(env=KEYS, migrated=True)
     send_calls(collector, ALPHA)
     url = reviews_url(collector)
     span = "0000000000000001"
@@ -299,7 +299,7 @@ def test_review_cli_bad_input_names_the_flag(tmp_path, args, code, message):
 def test_the_readme_review_commands_run_as_written(start_collector, tmp_path):
     """The README's "Feedback and review" commands, SPAN_ID replaced by a stored call's."""
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     send_calls(collector, {})
     wait_drained(data)
     block = README.read_text().split("<!-- review-commands -->\n```sh\n", 1)[1].split("```", 1)[0]
