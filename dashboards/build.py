@@ -11,7 +11,7 @@ Where things are:
 - panels.py: data sources, variables, query targets, panel builders, trace links, Layout, dashboard();
 - one module per dashboard, each with one function that returns the dashboard: overview, cost,
   quality (latency and quality), traces, trace_detail, prompts, feedback (feedback and review),
-  collector_health.
+  batches, collector_health.
 
 Conventions every query follows (tests/test_dashboards.py checks them):
 - The ClickHouse data source plugin (grafana-clickhouse-datasource) through the `${datasource}` variable;
@@ -75,6 +75,7 @@ DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "trace-detail.json": _builder("trace_detail"),
     "prompts.json": _builder("prompts"),
     "feedback.json": _builder("feedback"),
+    "batches.json": _builder("batches"),
     "collector-health.json": _builder("collector_health"),
 }
 

@@ -28,14 +28,15 @@ import re
 import subprocess
 import sys
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import grafana_macros as gm
 import pytest
-from collector_process import sql_rows
-from test_dashboards_data import DAY_S, EMAIL, call_index, calls, load
+from collector_process import CollectorProcess, sql_rows, wait_drained
+from test_dashboards_data import DAY_S, EMAIL, Loaded, Store, call_index, calls, load
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD_DIR = REPO / "dashboards"
@@ -81,6 +82,9 @@ def sql_targets() -> list[tuple[str, str, str, dict]]:
 SQL_TARGETS = sql_targets()
 SQL_IDS = [f"{uid}/{title}/{ref}" for uid, title, ref, _ in SQL_TARGETS]
 
+BATCH_UID = "tracehouse-batches"
+# The request counts of the Batches tables, per batch or summed.
+BATCH_REQUESTS = ["requests", "pending", "succeeded", "handler_failed", "provider_failed", "expired", "canceled"]
 # The columns of the feedback tables after their labels (Feedback by feature, model, prompt version).
 FEEDBACK = ["calls", "rated", "feedback_rate", "mean_user_score", "low_scores"]
 
@@ -323,6 +327,46 @@ EXPECTED_COLUMNS = {
         "finish_reason",
         "error",
     ],
+    (BATCH_UID, "Batches"): ["batches"],
+    (BATCH_UID, "Requests"): ["requests"],
+    (BATCH_UID, "Pending requests"): ["pending"],
+    (BATCH_UID, "Succeeded requests"): ["succeeded"],
+    (BATCH_UID, "Failed requests: provider / handler"): ["provider_failed", "handler_failed"],
+    (BATCH_UID, "Expired / canceled"): ["expired", "canceled"],
+    (BATCH_UID, "Cost saved"): ["saved_usd"],
+    (BATCH_UID, "Submission to handled p50 / p95"): ["p50_s", "p95_s"],
+    (BATCH_UID, "Request outcomes over time"): ["time", "outcome", "requests"],
+    (BATCH_UID, "Batches by purpose and model"): [
+        "purpose",
+        "models",
+        "batches",
+        *BATCH_REQUESTS,
+        "cost_usd",
+        "saved_usd",
+    ],
+    (BATCH_UID, "Recent batches"): [
+        "submitted",
+        "batch_id",
+        "service",
+        "purpose",
+        "provider",
+        "models",
+        *BATCH_REQUESTS,
+        "cost_usd",
+        "saved_usd",
+        "trace_id",
+    ],
+    (BATCH_UID, "Failed requests"): [
+        "ts",
+        "batch_id",
+        "purpose",
+        "custom_id",
+        "outcome",
+        "model",
+        "error",
+        "trace_id",
+        "span_id",
+    ],
     ("tracehouse-collector", "Ingest rate by service"): ["time", "service", "spans_per_s"],
     ("tracehouse-collector", "Freshness by service"): ["service", "spans", "newest_span", "lag_s"],
     ("tracehouse-collector", "Span end to insert lag"): ["time", "p50_s", "p95_s"],
@@ -369,6 +413,13 @@ ONE_EACH = {
     "prompt": ["answer"],
     "search": "chat",
 }
+# The Batches dashboard's filters are the submissions' (the batch data set, below).
+BATCH_ONE_EACH = {"service": ["support-bot"], "purpose": ["nightly-summaries"], "provider": ["openai"]}
+BATCH_SEVERAL = {
+    "service": ["support-bot", "eval-runner"],
+    "purpose": ["evals", "nightly-summaries"],
+    "provider": ["openai", "anthropic"],
+}
 SEVERAL = {
     "service": ["support-bot", "search-api"],
     "feature": ["chat", "summarize"],
@@ -393,6 +444,220 @@ def loaded(tmp_path_factory):
     collector, data = load(tmp_path_factory.mktemp("dashboards") / "data")
     yield data
     collector.kill()
+
+
+# --- the batch data set (the Batches dashboard) -----------------------------------------------------
+# Its own collector, so the numbers above stay as they are. Every span goes through the OTel SDK's OTLP
+# exporter with the attribute contract of instrumentation/attributes.py (BATCH_*): a submission span per
+# batch, an LLM span per collected request (operation request, its outcome) and, when the handler ran, a
+# handler span under it (operation handle). Times are seconds before `now`. Batch prices (genai-prices,
+# USD per million tokens, from 2026-10-14): gpt-4o-mini input 0.075, output 0.3 (live 0.15, 0.6);
+# claude-sonnet-4-5 input 1.5, output 7.5 (live 3, 15).
+#   A  support-bot  nightly-summaries  openai     gpt-4o-mini        4 requests, submitted 2400 s ago
+#      (tracehouse.batch.submitted_at; its span started 2 s earlier, during the upload)
+#      a0 handled         1000 in, 500 out:  0.000225 (live 0.00045), handler returns 1800 s after submission
+#      a1 handled         2000 in, 1000 out: 0.00045 (live 0.0009),   handler returns 1830 s after submission
+#      a2 handler_failed  1000 in, 500 out:  0.000225 (live 0.00045), the handler raises KeyError
+#      a3 not collected: pending
+#   B  eval-runner  evals  anthropic  claude-sonnet-4-5  3 requests, submitted 2100 s ago (span start only)
+#      b0 handled         1000 in, 500 out:  0.00525 (live 0.0105),   handler returns 600 s ago: 1502 s after
+#                         the submission span's start (B's submission time, without submitted_at)
+#      b1 provider_failed (overloaded), b2 expired: no tokens
+#   C  support-bot  nightly-summaries  openai  gpt-4o-mini  2 requests, submitted 1200 s ago, none collected
+#   D  support-bot  nightly-summaries  submitted an hour before the time range starts, its one request
+#      handled 600 s ago: outside every panel (a batch belongs to the range its submission is in)
+#   and one live gpt-4o-mini call (no batch), in no panel either.
+# In the range: 3 batches, 9 requests, 3 pending, 3 succeeded, 1 handler and 1 provider failure, 1 expired,
+# cost 0.0009 + 0.00525 = 0.00615 and as much saved; submission to handled 1502, 1800, 1830 s: p50 1800,
+# p95 1800 + 0.9 x 30 = 1827 (ClickHouse's quantile interpolates).
+@dataclass(frozen=True)
+class BatchRequest:
+    custom_id: str
+    outcome: str  # instrumentation/attributes.py BATCH_OUTCOMES
+    seconds_ago: int  # when the request's LLM span starts
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    handled_after_s: int | None = None  # the handler returns this long after the batch's submitted_s_ago
+    error: str = ""  # the provider's error, or the handler's exception (outcome handler_failed)
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    service: str
+    purpose: str
+    provider: str
+    model: str
+    request_count: int
+    submitted_s_ago: int
+    requests: tuple[BatchRequest, ...]
+    submitted_at_attribute: bool = True
+
+
+def batch_jobs(range_start_s_ago: int) -> list[Batch]:
+    return [
+        Batch(
+            "batch_sum_a", "support-bot", "nightly-summaries", "openai", "gpt-4o-mini", 4, 2400,
+            (
+                BatchRequest("a0", "handled", 700, 1000, 500, handled_after_s=1800),
+                BatchRequest("a1", "handled", 690, 2000, 1000, handled_after_s=1830),
+                BatchRequest("a2", "handler_failed", 680, 1000, 500, error="KeyError: 'summary'"),
+            ),
+        ),
+        Batch(
+            "msgbatch_eval_b", "eval-runner", "evals", "anthropic", "claude-sonnet-4-5", 3, 2100,
+            (
+                BatchRequest("b0", "handled", 650, 1000, 500, handled_after_s=1500),
+                BatchRequest("b1", "provider_failed", 640, error="overloaded_error"),
+                BatchRequest("b2", "expired", 630, error="request expired"),
+            ),
+            submitted_at_attribute=False,
+        ),
+        Batch("batch_sum_c", "support-bot", "nightly-summaries", "openai", "gpt-4o-mini", 2, 1200, ()),
+        Batch(
+            "batch_sum_d", "support-bot", "nightly-summaries", "openai", "gpt-4o-mini", 1, range_start_s_ago + 3600,
+            (BatchRequest("d0", "handled", 600, 1000, 500, handled_after_s=range_start_s_ago + 3100),),
+        ),
+    ]  # fmt: skip
+
+
+def _llm_attributes(batch: Batch, request: BatchRequest) -> dict:
+    """The request's LLM span: OpenInference for OpenAI, OTel GenAI for Anthropic, as instrumentors write."""
+    if batch.provider == "openai":
+        attrs: dict = {"openinference.span.kind": "LLM", "llm.provider": "openai", "llm.model_name": batch.model}
+        if request.input_tokens is not None:
+            attrs["llm.token_count.prompt"] = request.input_tokens
+            attrs["llm.token_count.completion"] = request.output_tokens
+    else:
+        attrs = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": batch.model,
+        }
+        if request.input_tokens is not None:
+            attrs["gen_ai.usage.input_tokens"] = request.input_tokens
+            attrs["gen_ai.usage.output_tokens"] = request.output_tokens
+    return attrs
+
+
+def _send_batches(collector, now: int, range_start_s_ago: int) -> dict[str, tuple[str, str]]:
+    """Every span of batch_jobs() (and a live call) through OTLP; custom_id or batch id -> (trace id, span id)."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    from tracehouse.instrumentation import attributes as batch_keys
+
+    providers = {}
+
+    def tracer(service: str):
+        if service not in providers:
+            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=collector.traces_url, timeout=30)))
+            providers[service] = provider
+        return providers[service].get_tracer("tracehouse-tests")
+
+    def ns(seconds_ago: float) -> int:
+        return int((now - seconds_ago) * 1e9)
+
+    def ids(span) -> tuple[str, str]:
+        context = span.get_span_context()
+        return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+    def fail(span, message: str, exception_type: str = "") -> None:
+        if exception_type:
+            span.add_event("exception", {"exception.type": exception_type, "exception.message": message})
+        span.set_status(Status(StatusCode.ERROR, message))
+
+    sent: dict[str, tuple[str, str]] = {}
+    for batch in batch_jobs(range_start_s_ago):
+        common = {batch_keys.BATCH_ID: batch.batch_id, batch_keys.BATCH_PURPOSE: batch.purpose}
+        submitted = now - batch.submitted_s_ago
+        submit = tracer(batch.service).start_span(
+            "batch submit",
+            start_time=ns(batch.submitted_s_ago + 2),
+            attributes={
+                **common,
+                batch_keys.BATCH_OPERATION: batch_keys.BATCH_OPERATION_SUBMIT,
+                batch_keys.BATCH_PROVIDER: batch.provider,
+                batch_keys.BATCH_REQUEST_COUNT: batch.request_count,
+                batch_keys.BATCH_MODELS: (batch.model,),
+                **({batch_keys.BATCH_SUBMITTED_AT: float(submitted)} if batch.submitted_at_attribute else {}),
+            },
+        )
+        submit.end(end_time=ns(batch.submitted_s_ago - 1))
+        sent[batch.batch_id] = ids(submit)
+        for request in batch.requests:
+            attrs = {
+                **_llm_attributes(batch, request),
+                **common,
+                batch_keys.BATCH_OPERATION: batch_keys.BATCH_OPERATION_REQUEST,
+                batch_keys.BATCH_CUSTOM_ID: request.custom_id,
+                batch_keys.BATCH_SUBMITTED_AT: float(submitted),
+                batch_keys.BATCH_OUTCOME: request.outcome,
+            }
+            llm = tracer("batch-worker").start_span(
+                f"batch request {request.custom_id}", start_time=ns(request.seconds_ago), attributes=attrs
+            )
+            if request.outcome in ("handled", "handler_failed"):
+                handler = tracer("batch-worker").start_span(
+                    "batch handle",
+                    context=trace.set_span_in_context(llm),
+                    start_time=ns(request.seconds_ago - 2),
+                    attributes={
+                        **common,
+                        batch_keys.BATCH_OPERATION: batch_keys.BATCH_OPERATION_HANDLE,
+                        batch_keys.BATCH_CUSTOM_ID: request.custom_id,
+                        batch_keys.BATCH_OUTCOME: request.outcome,
+                    },
+                )
+                if request.outcome == "handler_failed":
+                    fail(handler, request.error, "KeyError")
+                    fail(llm, "the handler failed")
+                handler.end(end_time=ns(request.seconds_ago - 50) if request.handled_after_s is None else
+                            int((submitted + request.handled_after_s) * 1e9))  # fmt: skip
+            elif request.outcome == "provider_failed":
+                fail(llm, request.error, "overloaded_error")
+            else:
+                fail(llm, request.error)
+            llm.end(end_time=ns(request.seconds_ago - 1))
+            sent[request.custom_id] = ids(llm)
+    live = tracer("support-bot").start_span(
+        "ChatCompletion",
+        start_time=ns(300),
+        attributes={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.token_count.prompt": 10},
+    )
+    live.end(end_time=ns(299))
+    for provider in providers.values():
+        provider.force_flush()
+        provider.shutdown()
+    return sent
+
+
+@pytest.fixture(scope="module")
+def batch_loaded(tmp_path_factory):
+    """The batch data set in a collector of its own, as a test_dashboards_data.Loaded (ids by custom_id)."""
+    collector = CollectorProcess(tmp_path_factory.mktemp("batches") / "data").start()
+    try:
+        store = Store(collector)
+        _, (times,) = store.query("SELECT toUnixTimestamp(toStartOfDay(now())) AS today, toUnixTimestamp(now()) AS now")
+        today_start, now = times["today"], times["now"]
+        range_start_s_ago = now - (today_start - DAY_S - 3600)  # context(): the range starts there
+        sent = _send_batches(collector, now, range_start_s_ago)
+        wait_drained(collector.data_dir)
+        yield Loaded(
+            store, today_start, now, {k: t for k, (t, _) in sent.items()}, {k: s for k, (_, s) in sent.items()}
+        )
+    finally:
+        collector.kill()
+
+
+def data_for(request: pytest.FixtureRequest, uid: str):
+    """The data set a dashboard's panels are checked on: the batch data for Batches, else the shared one."""
+    return request.getfixturevalue("batch_loaded" if uid == BATCH_UID else "loaded")
 
 
 def context(data, interval_ms: int = 3_600_000) -> gm.QueryContext:
@@ -716,16 +981,21 @@ def _check_shape(uid, title, target, columns, rows):
 
 
 @pytest.mark.parametrize(("uid", "title", "ref", "target"), SQL_TARGETS, ids=SQL_IDS)
-def test_panel_query_returns_its_columns_on_real_data(loaded, uid, title, ref, target):
-    columns, rows = run(loaded, uid, title)
+def test_panel_query_returns_its_columns_on_real_data(request, uid, title, ref, target):
+    columns, rows = run(data_for(request, uid), uid, title)
     _check_shape(uid, title, target, columns, rows)
     assert rows, "no rows: every panel has data in this data set"
 
 
-@pytest.mark.parametrize("selection", [ONE_EACH, SEVERAL], ids=["one-value-each", "several-values"])
-def test_every_panel_query_runs_with_selected_values(loaded, selection):
+@pytest.mark.parametrize(
+    ("selection", "batch_selection"),
+    [(ONE_EACH, BATCH_ONE_EACH), (SEVERAL, BATCH_SEVERAL)],
+    ids=["one-value-each", "several-values"],
+)
+def test_every_panel_query_runs_with_selected_values(request, selection, batch_selection):
     for uid, title, _, target in SQL_TARGETS:
-        columns, rows = run(loaded, uid, title, selection)
+        chosen = batch_selection if uid == BATCH_UID else selection
+        columns, rows = run(data_for(request, uid), uid, title, chosen)
         _check_shape(uid, title, target, columns, rows)
 
 
@@ -1094,6 +1364,73 @@ def test_traces_table_and_trace_detail(loaded):
     )
 
 
+def test_batch_panels(batch_loaded):
+    """The batch data set's numbers, computed by hand in its comment (above batch_jobs)."""
+    data, uid = batch_loaded, BATCH_UID
+    assert one(data, uid, "Batches") == {"batches": 3}  # D was submitted before the range
+    assert one(data, uid, "Requests") == {"requests": 9}
+    assert one(data, uid, "Pending requests") == {"pending": 3}  # a3, and C's two
+    assert one(data, uid, "Succeeded requests") == {"succeeded": 3}  # a0, a1, b0 (not D's d0)
+    assert one(data, uid, "Failed requests: provider / handler") == {"provider_failed": 1, "handler_failed": 1}
+    assert one(data, uid, "Expired / canceled") == {"expired": 1, "canceled": 0}
+    assert one(data, uid, "Cost saved")["saved_usd"] == pytest.approx(0.00615, abs=1e-12)
+    latency = one(data, uid, "Submission to handled p50 / p95")
+    assert latency == {"p50_s": pytest.approx(1800, abs=0.01), "p95_s": pytest.approx(1827, abs=0.01)}
+    outcomes: dict[str, int] = {}
+    for row in rows_of(data, uid, "Request outcomes over time"):
+        outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + row["requests"]
+    assert outcomes == {"handled": 3, "handler_failed": 1, "provider_failed": 1, "expired": 1}
+
+    def requests(row: dict) -> tuple:
+        return tuple(row[column] for column in BATCH_REQUESTS)
+
+    by_purpose = rows_of(data, uid, "Batches by purpose and model")
+    assert [(r["purpose"], r["models"], r["batches"], requests(r)) for r in by_purpose] == [
+        ("nightly-summaries", "gpt-4o-mini", 2, (6, 3, 2, 1, 0, 0, 0)),
+        ("evals", "claude-sonnet-4-5", 1, (3, 0, 1, 0, 1, 1, 0)),
+    ]
+    # a0 + a1 + a2 at batch rates, and as much saved (batch rates are half the live ones); b0
+    assert [(r["cost_usd"], r["saved_usd"]) for r in by_purpose] == [
+        (pytest.approx(0.0009, abs=1e-12), pytest.approx(0.0009, abs=1e-12)),
+        (pytest.approx(0.00525, abs=1e-12), pytest.approx(0.00525, abs=1e-12)),
+    ]
+
+    recent = rows_of(data, uid, "Recent batches")
+    assert [(r["batch_id"], r["service"], r["provider"], requests(r)) for r in recent] == [
+        ("batch_sum_c", "support-bot", "openai", (2, 2, 0, 0, 0, 0, 0)),
+        ("msgbatch_eval_b", "eval-runner", "anthropic", (3, 0, 1, 0, 1, 1, 0)),
+        ("batch_sum_a", "support-bot", "openai", (4, 1, 2, 1, 0, 0, 0)),
+    ]
+    assert [r["trace_id"] for r in recent] == [
+        data.trace_ids[b] for b in ("batch_sum_c", "msgbatch_eval_b", "batch_sum_a")
+    ]
+    # A's submission time is its tracehouse.batch.submitted_at, B's (without one) its span's start.
+    submitted = {r["batch_id"]: r["submitted"] for r in recent}
+    for batch_id, seconds_ago in (("batch_sum_a", 2400), ("msgbatch_eval_b", 2102)):
+        expected = datetime.fromtimestamp(data.now - seconds_ago, UTC).strftime("%Y-%m-%d %H:%M:%S.000")
+        assert submitted[batch_id] == expected, batch_id
+
+    failed = rows_of(data, uid, "Failed requests")
+    assert [(r["custom_id"], r["batch_id"], r["outcome"], r["model"], r["error"]) for r in failed] == [
+        ("b2", "msgbatch_eval_b", "expired", "claude-sonnet-4-5", "request expired"),
+        ("b1", "msgbatch_eval_b", "provider_failed", "claude-sonnet-4-5", "overloaded_error"),
+        ("a2", "batch_sum_a", "handler_failed", "gpt-4o-mini", "KeyError: 'summary'"),  # the handler's exception
+    ]
+    assert [(r["trace_id"], r["span_id"]) for r in failed] == [
+        (data.trace_ids[c], data.span_ids[c]) for c in ("b2", "b1", "a2")
+    ]
+
+    # The filters are the submissions': the worker's service submitted nothing; B is the only evals batch.
+    service = variables(BY_UID[uid], data, context(data))["service"]
+    assert service.options == ["eval-runner", "support-bot"]
+    summaries = {"service": ["support-bot"]}
+    assert one(data, uid, "Requests", summaries) == {"requests": 6}
+    assert one(data, uid, "Cost saved", summaries)["saved_usd"] == pytest.approx(0.0009, abs=1e-12)
+    assert [r["custom_id"] for r in rows_of(data, uid, "Failed requests", {"purpose": ["evals"]})] == ["b2", "b1"]
+    latency = one(data, uid, "Submission to handled p50 / p95", {"provider": ["anthropic"]})
+    assert latency == {"p50_s": pytest.approx(1502, abs=0.01), "p95_s": pytest.approx(1502, abs=0.01)}
+
+
 def test_collector_health_panels(loaded):
     ingest = rows_of(loaded, "tracehouse-collector", "Ingest rate by service")
     assert sum(r["spans_per_s"] for r in ingest) * 3600 == pytest.approx(128)
@@ -1132,6 +1469,8 @@ def test_trace_links_open_the_trace_detail_and_the_trace_view(loaded):
         ("tracehouse-traces", "Recent traces"),
         ("tracehouse-feedback", "Worst-rated calls"),
         ("tracehouse-feedback", "Recently flagged or rejected calls"),
+        (BATCH_UID, "Recent batches"),
+        (BATCH_UID, "Failed requests"),
     }
     trace_id = loaded.trace_ids[0]
     for _, _, link in links:
