@@ -1,6 +1,7 @@
 """Vercel AI SDK telemetry (`ai.*`): `ai.operationId`, `ai.model.*`, `ai.usage.*` (v4 prompt/completion
-and v5 input/output names), `ai.prompt.messages`, `ai.prompt.tools`, `ai.response.*`, `ai.settings.*`,
-`ai.telemetry.metadata.*`, and the `ai.toolCall` spans.
+names, v5 input/output names, v6's `inputTokenDetails`/`outputTokenDetails`), `ai.prompt.messages`,
+`ai.prompt.tools`, `ai.response.*` (Anthropic's cache writes in `ai.response.providerMetadata` for v4/v5),
+`ai.settings.*`, `ai.telemetry.metadata.*`, and the `ai.toolCall` spans.
 
 The SDK's provider calls (`doGenerate`/`doStream`) also carry `gen_ai.*` attributes, which the GenAI
 mapper reads first; this one fills what only `ai.*` holds, messages above all.
@@ -33,6 +34,7 @@ from tracehouse.collector.stages.normalize.values import (
     json_list,
     json_object,
     json_text,
+    number_to_int,
     parse_json,
     short,
     to_float,
@@ -44,6 +46,14 @@ _METADATA = VERCEL_METADATA_PREFIX
 _SETTINGS = "ai.settings."
 _FIRST_CHUNK_EVENT = "ai.stream.firstChunk"
 _MAX_TOKENS_SETTINGS = ("ai.settings.maxOutputTokens", "ai.settings.maxTokens")
+# Each count's keys, newest first: AI SDK 6 writes both its `*TokenDetails` and the v5 name (deprecated, same
+# value); `@ai-sdk/otel`'s `OpenTelemetry({usage: true})` (AI SDK 7) writes only the details beside gen_ai.*.
+_INPUT_KEYS = ("ai.usage.inputTokens", "ai.usage.promptTokens", "ai.usage.tokens")
+_OUTPUT_KEYS = ("ai.usage.outputTokens", "ai.usage.completionTokens")
+_CACHE_READ_KEYS = ("ai.usage.inputTokenDetails.cacheReadTokens", "ai.usage.cachedInputTokens")
+_CACHE_WRITE_KEYS = ("ai.usage.inputTokenDetails.cacheWriteTokens",)
+_REASONING_KEYS = ("ai.usage.outputTokenDetails.reasoningTokens", "ai.usage.reasoningTokens")
+_PROVIDER_METADATA = "ai.response.providerMetadata"
 
 
 def _prefixed(span: SpanView, prefix: str) -> dict[str, Any]:
@@ -170,6 +180,28 @@ def _tool_call_span(a: Mapping[str, str], fields: Fields) -> None:
         fields["OutputMessages"] = [message("tool", content, tool_call_id=call_id, name=name)]
 
 
+def _count(a: Mapping[str, str], keys: tuple[str, ...]) -> int | None:
+    """The first of `keys` that holds a count (a malformed or negative value is passed over, not read as 0)."""
+    for key in keys:
+        count = to_int(a.get(key))
+        if count is not None:
+            return count
+    return None
+
+
+def _cache_write(a: Mapping[str, str]) -> int | None:
+    """AI SDK 6's `cacheWriteTokens`, else Anthropic's cache writes where AI SDK 4 and 5 put them, only in the
+    provider's metadata (`{"anthropic": {"cacheCreationInputTokens": N}}`). The metadata's text is searched
+    for the key before any parse: other providers' metadata is not parsed."""
+    count = _count(a, _CACHE_WRITE_KEYS)
+    if count is not None:
+        return count
+    raw = a.get(_PROVIDER_METADATA)
+    metadata = json_object(raw) if raw and "cacheCreationInputTokens" in raw else None
+    anthropic = metadata.get("anthropic") if metadata else None
+    return number_to_int(anthropic.get("cacheCreationInputTokens")) if isinstance(anthropic, dict) else None
+
+
 def _ttft(span: SpanView) -> int | None:
     # streamText writes ai.response.msToFirstChunk, streamObject ai.stream.msToFirstChunk: on the span and its event.
     a = span.attrs
@@ -190,13 +222,12 @@ def extract(span: SpanView) -> Fields:
         "LlmProvider": a.get("ai.model.provider"),
         "LlmRequestModel": a.get("ai.model.id"),
         "LlmResponseModel": a.get("ai.response.model"),
-        "InputTokens": to_int(
-            a.get("ai.usage.inputTokens") or a.get("ai.usage.promptTokens") or a.get("ai.usage.tokens")
-        ),
-        "OutputTokens": to_int(a.get("ai.usage.outputTokens") or a.get("ai.usage.completionTokens")),
+        "InputTokens": _count(a, _INPUT_KEYS),
+        "OutputTokens": _count(a, _OUTPUT_KEYS),
         "TotalTokens": to_int(a.get("ai.usage.totalTokens")),
-        "CacheReadTokens": to_int(a.get("ai.usage.cachedInputTokens")),
-        "ReasoningTokens": to_int(a.get("ai.usage.reasoningTokens")),
+        "CacheReadTokens": _count(a, _CACHE_READ_KEYS),
+        "CacheWriteTokens": _cache_write(a),
+        "ReasoningTokens": _count(a, _REASONING_KEYS),
         "FinishReason": a.get("ai.response.finishReason"),
         "Tools": _tools(a.get("ai.prompt.tools")),
         "Metadata": _prefixed(span, _METADATA),
