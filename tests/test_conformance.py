@@ -28,8 +28,21 @@ from fake_openai import FIRST_CHUNK_DELAY, Exchange
 from fake_providers import FakeProviders
 
 APP = Path(__file__).with_name("conformance_app.py")
+NODE_APP = Path(__file__).with_name("conformance_node") / "app.mjs"  # the Vercel AI SDK's cases
 CASE_HEADER = "x-conformance-case"
 
+VERCEL_CASES = (
+    "chat",
+    "chat_stream",
+    "tools",
+    "multi_turn",
+    "responses",
+    "responses_stream",
+    "responses_tools",
+    "messages",
+    "messages_stream",
+    "messages_tools",
+)
 # instrumentation -> the cases it runs (conformance_app.instrument); the order is the table's.
 INSTRUMENTATIONS: dict[str, tuple[str, ...]] = {
     "openinference-openai": ("chat", "chat_stream", "tools", "responses", "responses_stream", "responses_tools"),
@@ -38,7 +51,10 @@ INSTRUMENTATIONS: dict[str, tuple[str, ...]] = {
     "openinference-langchain": ("agent",),
     "openinference-llama-index": ("chat", "chat_stream", "agent"),
     "pydantic-ai": ("agent",),
+    "vercel-ai-6": VERCEL_CASES,
+    "vercel-ai-7": VERCEL_CASES,
 }
+NODE_INSTRUMENTATIONS = frozenset({"vercel-ai-6", "vercel-ai-7"})  # run by NODE_APP, all in one process
 # The llm_calls fields compared, in the table's order. `calls` is the number of llm_calls rows of the case
 # (one per provider request), `parent` whether each row's parent_id is a span of its own trace, `cost_usd`
 # the price catalogue's price of the expected usage. `model` (the canonical model) is left to its own tests.
@@ -89,6 +105,11 @@ LLAMA_INDEX_PARAMETERS = (
 LLAMA_INDEX_STREAM_END = (
     "openinference-instrumentation-llama-index 4.6.1 ends a streamed call's span when the LLM returns its generator,"
     " before the stream is read: the First Token Stream Event comes after the span's end"
+)
+VERCEL_TOOL_NAME = "AI SDK 6's tool-result part carries the tool's name (toolName), which the provider request does not"
+VERCEL_7_NO_REASONING = (
+    "@ai-sdk/otel 1.0.173's OpenTelemetry() writes no reasoning count by default (OpenTelemetry({usage: true}) adds"
+    " ai.usage.outputTokenDetails.reasoningTokens, which is read)"
 )
 KNOWN_GAPS: dict[tuple[str, str, str], tuple[str, str]] = {
     ("openinference-openai", "responses", "finish_reason"): ('"", not "stop"', NO_RESPONSES_FINISH),
@@ -149,6 +170,16 @@ KNOWN_GAPS: dict[tuple[str, str, str], tuple[str, str]] = {
         "pydantic-ai 2.68 writes gen_ai.usage.cache_read.input_tokens only when it is not 0",
     ),
     ("pydantic-ai", "agent", "messages"): ('messages[2].name added: "get_weather"', TOOL_NAME_ADDED),
+    ("vercel-ai-6", "tools", "messages"): ('messages[2].name added: "get_weather"', VERCEL_TOOL_NAME),
+    ("vercel-ai-6", "responses_tools", "messages"): ('messages[2].name added: "get_weather"', VERCEL_TOOL_NAME),
+    ("vercel-ai-6", "messages_tools", "messages"): ('messages[2].name added: "get_weather"', VERCEL_TOOL_NAME),
+    ("vercel-ai-7", "chat", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
+    ("vercel-ai-7", "chat_stream", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
+    ("vercel-ai-7", "tools", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
+    ("vercel-ai-7", "multi_turn", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
+    ("vercel-ai-7", "responses", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
+    ("vercel-ai-7", "responses_stream", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
+    ("vercel-ai-7", "responses_tools", "reasoning_tokens"): ("NULL, not 0", VERCEL_7_NO_REASONING),
 }
 
 pytestmark = pytest.mark.timeout(300)
@@ -178,24 +209,44 @@ class SuiteRun:
         return self.cases[(instrumentation, case)]
 
 
+def _commands(
+    instrumentations: list[str], traces_url: str, fakes: dict[str, FakeProviders]
+) -> list[tuple[list[str], list[str]]]:
+    """(the instrumentations one process runs, its command): one Python process per instrumentation
+    (instrumentors patch the SDKs globally), and one Node process for all the Node ones (each SDK version is a
+    package of its own there, so they share a process and its start-up)."""
+    commands = [
+        ([name], [sys.executable, str(APP), name, traces_url, fakes[name].base_url])
+        for name in instrumentations
+        if name not in NODE_INSTRUMENTATIONS
+    ]
+    node = [name for name in instrumentations if name in NODE_INSTRUMENTATIONS]
+    if node:
+        targets = [f"{name}={fakes[name].base_url}" for name in node]
+        commands.append((node, ["node", str(NODE_APP), traces_url, *targets]))
+    return commands
+
+
 def run_suite(work_dir: Path, instrumentations: Iterable[str] = INSTRUMENTATIONS) -> SuiteRun:
     """Every instrumentation's app against its own fake, all exporting to one collector."""
+    names = list(instrumentations)
     collector = CollectorProcess(work_dir / "data").start()
     fakes: dict[str, FakeProviders] = {}
     try:
-        procs = {}
-        for name in instrumentations:
-            fakes[name] = FakeProviders().start()
-            command = [sys.executable, str(APP), name, collector.traces_url, fakes[name].base_url]
-            procs[name] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        fakes = {name: FakeProviders().start() for name in names}
+        procs = [
+            (group, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for group, command in _commands(names, collector.traces_url, fakes)
+        ]
         traces: dict[str, dict[str, str]] = {}
         failures: dict[str, str] = {}
-        for name, proc in procs.items():
+        for group, proc in procs:
             out, err = proc.communicate(timeout=240)
-            if proc.returncode == 0:
-                traces[name] = json.loads(out.strip().splitlines()[-1])
-            else:
-                failures[name] = err[-4000:]
+            if proc.returncode != 0:
+                failures.update(dict.fromkeys(group, err[-4000:]))
+                continue
+            printed = json.loads(out.strip().splitlines()[-1])
+            traces.update(printed if group[0] in NODE_INSTRUMENTATIONS else {group[0]: printed})
         calls = sql_rows(collector.data_dir, "SELECT * FROM llm_calls ORDER BY ts")
         spans = sql_rows(
             collector.data_dir,
@@ -634,6 +685,20 @@ def test_llama_index_agent_workflow_and_tool_spans_are_kept_and_only_provider_ca
     assert [kind for name, kind in kinds if name == "OpenAI._prepare_chat_with_tools"] == ["CHAIN", "CHAIN"]
     llm_spans = sorted(span["SpanId"] for span in run.spans if span["LlmSpanKind"] == "LLM")
     assert llm_spans == sorted(row["id"] for row in run.rows) and len(run.rows) == len(run.exchanges) == 2
+
+
+def test_vercel_ai_agent_and_tool_spans_are_kept_and_only_provider_calls_are_rows(suite: SuiteRun) -> None:
+    """AI SDK 6's generateText span (a CHAIN around its steps) and 7's invoke_agent and step spans stay spans of
+    the trace with the tool's execution; only the provider calls (6's doGenerate, 7's chat spans) are rows."""
+    kinds = {
+        "vercel-ai-6": {("ai.generateText", "CHAIN"), ("ai.toolCall", "TOOL")},
+        "vercel-ai-7": {("invoke_agent gpt-4o-mini", "AGENT"), ("execute_tool get_weather", "TOOL")},
+    }
+    for name, expected in kinds.items():
+        run = suite.case(name, "tools")
+        assert expected <= {(span["SpanName"], span["LlmSpanKind"]) for span in run.spans}, name
+        llm_spans = sorted(span["SpanId"] for span in run.spans if span["LlmSpanKind"] == "LLM")
+        assert llm_spans == sorted(row["id"] for row in run.rows) and len(run.rows) == len(run.exchanges) == 2
 
 
 def readme_table(text: str) -> str:
