@@ -163,7 +163,7 @@ def fake():
 
 def test_replay_each_kind_of_call_with_overrides_through_the_collector(start_collector, tmp_path, fake):
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     send(collector, ORIGINALS)
     env = {
         "OPENAI_API_KEY": "sk-fake",
@@ -240,7 +240,7 @@ def test_replay_each_kind_of_call_with_overrides_through_the_collector(start_col
 
 def test_batch_replay_reports_a_failure_without_stopping(start_collector, tmp_path, fake):
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     calls = [
         _call(
             f"{n:016x}", [("user", f"Question {n}?")], model="error-500" if n == 7 else "gpt-4o-mini", feature="batch"
@@ -264,9 +264,9 @@ def test_batch_replay_reports_a_failure_without_stopping(start_collector, tmp_pa
     assert len([e for e in fake.exchanges if e.path.endswith("/chat/completions")]) == 19  # and one HTTP 500
 
 
-def test_what_cannot_be_replayed_is_said(start_collector, tmp_path, fake):
+def test_what_cannot_be_replayed_is_said(start_collector, tmp_path, fake, store_template):
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     send(
         collector,
         [
@@ -307,7 +307,7 @@ def test_what_cannot_be_replayed_is_said(start_collector, tmp_path, fake):
     sampled_dir = tmp_path / "sampled"
     config = tmp_path / "sampling.toml"
     config.write_text("[sampling]\ncontent_share = 0.0\n")
-    sampled = CollectorProcess(sampled_dir, "--config", str(config)).start()
+    sampled = CollectorProcess(sampled_dir, "--config", str(config), store_template=store_template).start()
     try:
         send(sampled, [_call("00000000000000f1", [("user", "Hello")])])
     finally:
@@ -318,7 +318,7 @@ def test_what_cannot_be_replayed_is_said(start_collector, tmp_path, fake):
 
 def test_the_readme_replay_commands_run_as_written(start_collector, tmp_path, fake, monkeypatch):
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     failing = _call("00000000000000a9", [("user", "Why did it fail?")], extra={})
     failing["status"] = {"code": 2, "message": "upstream timeout"}
     send(collector, [ORIGINALS[0], failing])
