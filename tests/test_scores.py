@@ -120,7 +120,7 @@ def llm_span_json(trace_id: str, span_id: str, name: str) -> dict:
 
 
 def test_scores_from_the_app_and_raw_http_surface_in_llm_calls_and_traces(start_collector):
-    collector = start_collector(env=KEYS)
+    collector = start_collector(env=KEYS, migrated=True)
     with FakeOpenAI() as fake:
         app = run_app(collector, fake, "key-alpha")
     assert app["outside_a_span"] is None
@@ -203,7 +203,7 @@ def test_scores_from_the_app_and_raw_http_surface_in_llm_calls_and_traces(start_
 
 
 def test_a_retried_request_stores_once_and_a_score_before_its_span_joins_when_it_lands(start_collector):
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     trace_id, span_id = "1f" * 16, "2e" * 8
     body = [
         {"trace_id": trace_id, "span_id": span_id, "name": "thumbs", "value": False, "source": "user"},
@@ -260,7 +260,7 @@ MALFORMED = [
 
 
 def test_every_malformed_body_gets_a_400_naming_its_field_and_keys_are_required(start_collector):
-    collector = start_collector(env=KEYS)
+    collector = start_collector(env=KEYS, migrated=True)
     url = scores_url(collector)
     for body, message in MALFORMED:
         status, answer = post(url, body, ALPHA)
