@@ -109,7 +109,7 @@ def _spool_bytes_on_disk(data_dir: Path) -> bytes:
 
 def test_forget_a_user_through_the_running_collector(start_collector, tmp_path):
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     traces = _send(collector.http_endpoint)
     _score(collector.http_endpoint, traces["alice"], "support-agent")  # about alice's trace
     _score(collector.http_endpoint, traces["bob"], "alice")  # written by alice, about bob's trace
@@ -247,7 +247,7 @@ def test_the_readme_forget_commands_run_as_written(start_collector, tmp_path):
     import shlex
 
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     traces = _send(collector.http_endpoint)
     wait_drained(data)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
