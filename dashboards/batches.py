@@ -32,11 +32,11 @@ FAILED_OUTCOMES = ", ".join(f"'{outcome}'" for outcome in FAILED)
 SAVED_USD = "StandardCostUsd - CostUsd"  # NULL unless a batch price applied (schema/0019_batch_prices.sql)
 
 
-def span_error(table: str = "") -> str:
-    """A span's error as the failed requests show it: the message (the exception's, else the status
-    message, as normalize sets it), else the error type; `table` qualifies the columns in a join."""
+def collected_at(table: str = "") -> str:
+    """When a request's outcome was known: the end of its span (which may start at the submission);
+    `table` qualifies the columns in a join."""
     t = f"{table}." if table else ""
-    return f"if({t}ErrorMessage != '', {t}ErrorMessage, {t}ErrorType)"
+    return f"{t}Timestamp + toIntervalNanosecond({t}Duration)"
 
 
 # The filters, over SUBMITTED's columns of the same names.
@@ -118,14 +118,16 @@ HANDLED_AFTER = sql(
     """
 )
 
-# The collected requests that did not succeed, newest first, with the handler's error when it failed.
+# The collected requests that did not succeed, the latest first, with the handler's exception when the
+# handler failed, else the request's own error (normalize's ErrorType and ErrorMessage).
 FAILED_REQUESTS = sql(
     f"""
-    SELECT request.Timestamp AS ts, request.BatchId AS batch_id, batches.purpose AS purpose,
+    SELECT {collected_at("request")} AS collected_at, request.BatchId AS batch_id, batches.purpose AS purpose,
       request.SpanAttributes['tracehouse.batch.custom_id'] AS custom_id,
       request.BatchOutcome AS outcome,
       request.LlmModel AS model,
-      if(handlers.error != '', handlers.error, {span_error("request")}) AS error,
+      if(handlers.error_type != '', handlers.error_type, request.ErrorType) AS error_type,
+      if(handlers.error != '', handlers.error, request.ErrorMessage) AS error,
       request.TraceId AS trace_id,
       request.SpanId AS span_id
     FROM otel_traces AS request
@@ -133,14 +135,14 @@ FAILED_REQUESTS = sql(
       {indent(SUBMITTED, 6).lstrip(" ")}
     ) AS batches ON request.BatchId = batches.batch_id
     LEFT JOIN (
-      SELECT ParentSpanId AS request_span_id, any({span_error()}) AS error
+      SELECT ParentSpanId AS request_span_id, any(ErrorType) AS error_type, any(ErrorMessage) AS error
       FROM otel_traces
       WHERE BatchOperation = 'handle' AND BatchOutcome = 'handler_failed' AND (Timestamp >= $__fromTime)
       GROUP BY request_span_id
     ) AS handlers ON handlers.request_span_id = request.SpanId
     WHERE request.BatchOperation = 'request' AND request.BatchOutcome IN ({FAILED_OUTCOMES})
       AND (request.Timestamp >= $__fromTime)
-    ORDER BY ts DESC, custom_id
+    ORDER BY collected_at DESC, custom_id
     LIMIT 100
     """
 )
@@ -176,15 +178,19 @@ def _variables() -> list[dict[str, Any]]:
 
 
 def outcomes_over_time() -> str:
-    """The requests of the range's batches collected per interval, by outcome."""
+    """The requests of the range's batches by outcome, per interval of when they were collected."""
     return sql(
         f"""
-        SELECT $__timeInterval(Timestamp) AS time, BatchOutcome AS outcome, count() AS requests
-        FROM otel_traces
-        WHERE $__timeFilter(Timestamp) AND BatchOperation = 'request' AND BatchOutcome != ''
-          AND BatchId IN (
-            {indent(SUBMITTED_IDS, 12).lstrip(" ")}
-          )
+        SELECT $__timeInterval(collected_at) AS time, outcome, count() AS requests
+        FROM (
+          SELECT {collected_at()} AS collected_at, BatchOutcome AS outcome
+          FROM otel_traces
+          WHERE BatchOperation = 'request' AND BatchOutcome != '' AND (Timestamp >= $__fromTime)
+            AND BatchId IN (
+              {indent(SUBMITTED_IDS, 14).lstrip(" ")}
+            )
+        )
+        WHERE $__timeFilter(collected_at)
         GROUP BY time, outcome
         ORDER BY time
         """
@@ -269,7 +275,7 @@ def batches() -> dict[str, Any]:
     g.add(
         timeseries(
             "Request outcomes over time",
-            "Requests of the range's batches collected per interval, by outcome",
+            "Requests of the range's batches by outcome, per interval of their collection (their span's end)",
             outcomes_over_time(),
             "short",
             series_label="outcome",
@@ -313,8 +319,8 @@ def batches() -> dict[str, Any]:
     g.add(
         table(
             "Failed requests",
-            "Requests of the range's batches that did not succeed, newest first, with the provider's or the "
-            "handler's error; trace_id opens the request's trace",
+            "Requests of the range's batches that did not succeed, latest collected first, with the provider's "
+            "error or the handler's exception; trace_id opens the request's trace",
             FAILED_REQUESTS,
             links={"trace_id": trace_links()},
         ),

@@ -357,12 +357,13 @@ EXPECTED_COLUMNS = {
         "trace_id",
     ],
     (BATCH_UID, "Failed requests"): [
-        "ts",
+        "collected_at",
         "batch_id",
         "purpose",
         "custom_id",
         "outcome",
         "model",
+        "error_type",
         "error",
         "trace_id",
         "span_id",
@@ -455,17 +456,17 @@ def loaded(tmp_path_factory):
 # claude-sonnet-4-5 input 1.5, output 7.5 (live 3, 15).
 #   A  support-bot  nightly-summaries  openai     gpt-4o-mini        4 requests, submitted 2400 s ago
 #      (tracehouse.batch.submitted_at; its span started 2 s earlier, during the upload)
-#      a0 handled         1000 in, 500 out:  0.000225 (live 0.00045), handler returns 1800 s after submission
-#      a1 handled         2000 in, 1000 out: 0.00045 (live 0.0009),   handler returns 1830 s after submission
-#      a2 handler_failed  1000 in, 500 out:  0.000225 (live 0.00045), the handler raises KeyError
+#      a0 handled         1000 in, 500 out:  0.000225 (live 0.00045), handled 600 s ago: 1800 s after submission
+#      a1 handled         2000 in, 1000 out: 0.00045 (live 0.0009),   handled 570 s ago: 1830 s after submission
+#      a2 handler_failed  1000 in, 500 out:  0.000225 (live 0.00045), 680 s ago the handler raises KeyError
 #      a3 not collected: pending
-#   B  eval-runner  evals  anthropic  claude-sonnet-4-5  3 requests, submitted 2100 s ago (span start only)
-#      b0 handled         1000 in, 500 out:  0.00525 (live 0.0105),   handler returns 600 s ago: 1502 s after
-#                         the submission span's start (B's submission time, without submitted_at)
-#      b1 provider_failed (overloaded), b2 expired: no tokens
+#   B  eval-runner  evals  anthropic  claude-sonnet-4-5  3 requests, its span started 2102 s ago (no
+#      submitted_at: that start is its submission time)
+#      b0 handled         1000 in, 500 out:  0.00525 (live 0.0105),   handled 600 s ago: 1502 s after submission
+#      b1 provider_failed 640 s ago (overloaded), b2 expired 630 s ago: no tokens
 #   C  support-bot  nightly-summaries  openai  gpt-4o-mini  2 requests, submitted 1200 s ago, none collected
 #   D  support-bot  nightly-summaries  submitted an hour before the time range starts, its one request
-#      handled 600 s ago: outside every panel (a batch belongs to the range its submission is in)
+#      handled 500 s ago: outside every panel (a batch belongs to the range its submission is in)
 #   and one live gpt-4o-mini call (no batch), in no panel either.
 # In the range: 3 batches, 9 requests, 3 pending, 3 succeeded, 1 handler and 1 provider failure, 1 expired,
 # cost 0.0009 + 0.00525 = 0.00615 and as much saved; submission to handled 1502, 1800, 1830 s: p50 1800,
@@ -474,11 +475,11 @@ def loaded(tmp_path_factory):
 class BatchRequest:
     custom_id: str
     outcome: str  # instrumentation/attributes.py BATCH_OUTCOMES
-    seconds_ago: int  # when the request's LLM span starts
+    collected_s_ago: int  # the LLM span's end (it starts at the submission); a handler span ends then too
     input_tokens: int | None = None
     output_tokens: int | None = None
-    handled_after_s: int | None = None  # the handler returns this long after the batch's submitted_s_ago
-    error: str = ""  # the provider's error, or the handler's exception (outcome handler_failed)
+    error_type: str = ""  # the provider's error type (error.type), or the handler's exception type
+    error: str = ""  # the provider's error (status message), or the handler's exception message
 
 
 @dataclass(frozen=True)
@@ -499,24 +500,24 @@ def batch_jobs(range_start_s_ago: int) -> list[Batch]:
         Batch(
             "batch_sum_a", "support-bot", "nightly-summaries", "openai", "gpt-4o-mini", 4, 2400,
             (
-                BatchRequest("a0", "handled", 700, 1000, 500, handled_after_s=1800),
-                BatchRequest("a1", "handled", 690, 2000, 1000, handled_after_s=1830),
-                BatchRequest("a2", "handler_failed", 680, 1000, 500, error="KeyError: 'summary'"),
+                BatchRequest("a0", "handled", 600, 1000, 500),
+                BatchRequest("a1", "handled", 570, 2000, 1000),
+                BatchRequest("a2", "handler_failed", 680, 1000, 500, "KeyError", "'summary'"),
             ),
         ),
         Batch(
             "msgbatch_eval_b", "eval-runner", "evals", "anthropic", "claude-sonnet-4-5", 3, 2100,
             (
-                BatchRequest("b0", "handled", 650, 1000, 500, handled_after_s=1500),
-                BatchRequest("b1", "provider_failed", 640, error="overloaded_error"),
-                BatchRequest("b2", "expired", 630, error="request expired"),
+                BatchRequest("b0", "handled", 600, 1000, 500),
+                BatchRequest("b1", "provider_failed", 640, error_type="overloaded_error", error="errored: Overloaded"),
+                BatchRequest("b2", "expired", 630, error_type="expired", error="expired: request expired"),
             ),
             submitted_at_attribute=False,
         ),
         Batch("batch_sum_c", "support-bot", "nightly-summaries", "openai", "gpt-4o-mini", 2, 1200, ()),
         Batch(
             "batch_sum_d", "support-bot", "nightly-summaries", "openai", "gpt-4o-mini", 1, range_start_s_ago + 3600,
-            (BatchRequest("d0", "handled", 600, 1000, 500, handled_after_s=range_start_s_ago + 3100),),
+            (BatchRequest("d0", "handled", 500, 1000, 500),),
         ),
     ]  # fmt: skip
 
@@ -567,11 +568,6 @@ def _send_batches(collector, now: int, range_start_s_ago: int) -> dict[str, tupl
         context = span.get_span_context()
         return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
-    def fail(span, message: str, exception_type: str = "") -> None:
-        if exception_type:
-            span.add_event("exception", {"exception.type": exception_type, "exception.message": message})
-        span.set_status(Status(StatusCode.ERROR, message))
-
     sent: dict[str, tuple[str, str]] = {}
     for batch in batch_jobs(range_start_s_ago):
         common = {batch_keys.BATCH_ID: batch.batch_id, batch_keys.BATCH_PURPOSE: batch.purpose}
@@ -591,6 +587,8 @@ def _send_batches(collector, now: int, range_start_s_ago: int) -> dict[str, tupl
         submit.end(end_time=ns(batch.submitted_s_ago - 1))
         sent[batch.batch_id] = ids(submit)
         for request in batch.requests:
+            # As tracehouse.instrumentation.batch collects: the request's LLM span from the submission to
+            # its outcome, the handler's span under it; a failure's type in error.type, its text in the status.
             attrs = {
                 **_llm_attributes(batch, request),
                 **common,
@@ -599,14 +597,17 @@ def _send_batches(collector, now: int, range_start_s_ago: int) -> dict[str, tupl
                 batch_keys.BATCH_SUBMITTED_AT: float(submitted),
                 batch_keys.BATCH_OUTCOME: request.outcome,
             }
-            llm = tracer("batch-worker").start_span(
-                f"batch request {request.custom_id}", start_time=ns(request.seconds_ago), attributes=attrs
+            if request.outcome not in ("handled", "handler_failed"):
+                attrs["error.type"] = request.error_type
+            worker = tracer("batch-worker")
+            llm = worker.start_span(
+                f"batch request {request.custom_id}", start_time=ns(batch.submitted_s_ago), attributes=attrs
             )
             if request.outcome in ("handled", "handler_failed"):
-                handler = tracer("batch-worker").start_span(
+                handler = worker.start_span(
                     "batch handle",
                     context=trace.set_span_in_context(llm),
-                    start_time=ns(request.seconds_ago - 2),
+                    start_time=ns(request.collected_s_ago + 5),
                     attributes={
                         **common,
                         batch_keys.BATCH_OPERATION: batch_keys.BATCH_OPERATION_HANDLE,
@@ -615,15 +616,17 @@ def _send_batches(collector, now: int, range_start_s_ago: int) -> dict[str, tupl
                     },
                 )
                 if request.outcome == "handler_failed":
-                    fail(handler, request.error, "KeyError")
-                    fail(llm, "the handler failed")
-                handler.end(end_time=ns(request.seconds_ago - 50) if request.handled_after_s is None else
-                            int((submitted + request.handled_after_s) * 1e9))  # fmt: skip
-            elif request.outcome == "provider_failed":
-                fail(llm, request.error, "overloaded_error")
+                    described = f"{request.error_type}: {request.error}"
+                    handler.add_event(
+                        "exception", {"exception.type": request.error_type, "exception.message": request.error}
+                    )
+                    handler.set_status(Status(StatusCode.ERROR, described))
+                    llm.set_attribute("error.type", request.error_type)
+                    llm.set_status(Status(StatusCode.ERROR, f"handler failed: {described}"))
+                handler.end(end_time=ns(request.collected_s_ago))
             else:
-                fail(llm, request.error)
-            llm.end(end_time=ns(request.seconds_ago - 1))
+                llm.set_status(Status(StatusCode.ERROR, request.error))
+            llm.end(end_time=ns(request.collected_s_ago))
             sent[request.custom_id] = ids(llm)
     live = tracer("support-bot").start_span(
         "ChatCompletion",
@@ -1364,6 +1367,13 @@ def test_traces_table_and_trace_detail(loaded):
     )
 
 
+def test_batch_outcomes_are_the_attribute_contracts():
+    from tracehouse.instrumentation.attributes import BATCH_OUTCOMES
+
+    batches = importlib.import_module("tracehouse.dashboards.batches")
+    assert tuple(batches.OUTCOME_COLUMNS) == BATCH_OUTCOMES
+
+
 def test_batch_panels(batch_loaded):
     """The batch data set's numbers, computed by hand in its comment (above batch_jobs)."""
     data, uid = batch_loaded, BATCH_UID
@@ -1376,9 +1386,12 @@ def test_batch_panels(batch_loaded):
     assert one(data, uid, "Cost saved")["saved_usd"] == pytest.approx(0.00615, abs=1e-12)
     latency = one(data, uid, "Submission to handled p50 / p95")
     assert latency == {"p50_s": pytest.approx(1800, abs=0.01), "p95_s": pytest.approx(1827, abs=0.01)}
+    # Per minute of collection (the request spans' ends, 680 to 570 s ago), not of submission (their starts).
+    _, per_minute = run(data, uid, "Request outcomes over time", ctx=context(data, interval_ms=60_000))
     outcomes: dict[str, int] = {}
-    for row in rows_of(data, uid, "Request outcomes over time"):
+    for row in per_minute:
         outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + row["requests"]
+        assert row["time"] >= datetime.fromtimestamp((data.now - 680) // 60 * 60, UTC).strftime("%Y-%m-%d %H:%M:%S")
     assert outcomes == {"handled": 3, "handler_failed": 1, "provider_failed": 1, "expired": 1}
 
     def requests(row: dict) -> tuple:
@@ -1411,10 +1424,14 @@ def test_batch_panels(batch_loaded):
         assert submitted[batch_id] == expected, batch_id
 
     failed = rows_of(data, uid, "Failed requests")
-    assert [(r["custom_id"], r["batch_id"], r["outcome"], r["model"], r["error"]) for r in failed] == [
-        ("b2", "msgbatch_eval_b", "expired", "claude-sonnet-4-5", "request expired"),
-        ("b1", "msgbatch_eval_b", "provider_failed", "claude-sonnet-4-5", "overloaded_error"),
-        ("a2", "batch_sum_a", "handler_failed", "gpt-4o-mini", "KeyError: 'summary'"),  # the handler's exception
+    assert [(r["custom_id"], r["batch_id"], r["outcome"], r["model"], r["error_type"], r["error"]) for r in failed] == [
+        ("b2", "msgbatch_eval_b", "expired", "claude-sonnet-4-5", "expired", "expired: request expired"),
+        ("b1", "msgbatch_eval_b", "provider_failed", "claude-sonnet-4-5", "overloaded_error", "errored: Overloaded"),
+        ("a2", "batch_sum_a", "handler_failed", "gpt-4o-mini", "KeyError", "'summary'"),  # the handler's exception
+    ]
+    assert [r["collected_at"] for r in failed] == [
+        datetime.fromtimestamp(data.now - seconds_ago, UTC).strftime("%Y-%m-%d %H:%M:%S.000000000")
+        for seconds_ago in (630, 640, 680)
     ]
     assert [(r["trace_id"], r["span_id"]) for r in failed] == [
         (data.trace_ids[c], data.span_ids[c]) for c in ("b2", "b1", "a2")
