@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_process import CollectorProcess, sql_rows, tracehouse_sql, wait_drained
+from collector_process import CollectorProcess, seed_store, sql_rows, tracehouse_sql, wait_drained
 from test_scores import post
 
 pytestmark = pytest.mark.timeout(420)
@@ -190,7 +190,7 @@ def test_every_format_matches_the_store_with_and_without_the_collector(start_col
     data = tmp_path / "data"
     out = tmp_path / "out"
     out.mkdir()
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     fill_store(collector)
     stored = sql_rows(data, "SELECT * FROM llm_calls ORDER BY ts, id")
     assert {row["id"] for row in stored} == set(SUPPORT + SEARCH)
@@ -299,7 +299,7 @@ def test_every_format_matches_the_store_with_and_without_the_collector(start_col
 
 def test_the_guard_and_bad_input_are_refused_with_a_message(start_collector, tmp_path):
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     fill_store(collector)
     out = tmp_path / "refused.jsonl"
     refused = {
@@ -339,7 +339,7 @@ def test_the_guard_and_bad_input_are_refused_with_a_message(start_collector, tmp
 def test_the_readme_export_commands_run_as_written(start_collector, tmp_path):
     """The "Export and datasets" commands of the README, as written."""
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     fill_store(collector)
     text = README.read_text()
     block = text.split(MARKER, 1)[1].split("```", 1)[0]
@@ -443,7 +443,7 @@ def test_progress_is_one_line_rewritten_on_a_terminal_and_silent_otherwise():
     assert pipe.getvalue() == ""
 
 
-def test_ctrl_c_stops_the_export_and_leaves_no_file(tmp_path):
+def test_ctrl_c_stops_the_export_and_leaves_no_file(tmp_path, store_template):
     """Without a collector (the command opens the store itself): Ctrl-C mid-way stops the read, removes the
     partial file and says so; nothing is left at --out."""
     import signal
@@ -451,6 +451,7 @@ def test_ctrl_c_stops_the_export_and_leaves_no_file(tmp_path):
     from tracehouse.collector import store
 
     data = tmp_path / "data"
+    seed_store(data, store_template)
     client = store.connect(f"chdb://{data / 'clickhouse'}")
     store.migrate(client)
     client.command(
