@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_process import CollectorProcess, sql_rows, wait_drained
+from collector_process import STORE_DIR, CollectorProcess, seed_store, sql_rows, wait_drained
 
 from tracehouse.instrumentation import prompts
 
@@ -123,7 +123,7 @@ def versions(data_dir: Path, name: str = "answer") -> list[dict[str, Any]]:
 
 def test_sync_observe_list_show_diff_label_and_the_read_api(start_collector, tmp_path):
     data = tmp_path / "data"
-    collector = start_collector(env=KEYS)
+    collector = start_collector(env=KEYS, migrated=True)
     folder = write_prompts(tmp_path / "prompts", {"answer.md": ANSWER_V1, "summary.md": SUMMARY})
     v1, v2 = parsed(ANSWER_V1), parsed(ANSWER_V2)
 
@@ -284,10 +284,11 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
-def test_sync_refuses_bad_files_naming_them_and_writes_nothing(case, tmp_path):
+def test_sync_refuses_bad_files_naming_them_and_writes_nothing(case, tmp_path, store_template):
     """Without a collector: the command opens the store itself. A new good file next to the bad one is not
     registered either."""
     data = tmp_path / "data"
+    seed_store(data, store_template)
     before = tracehouse(data, "prompts", "sync", str(write_prompts(tmp_path / "first", {"summary.md": SUMMARY})))
     assert before.returncode == 0, before.stderr
     files, message = BAD_INPUTS[case]
@@ -304,7 +305,7 @@ def test_a_huge_template_on_a_span_is_registered_truncated(start_collector, tmp_
     import hashlib
 
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     huge = parsed("x" * 70_000 + " {{question}}", "huge")
     send_calls(collector, {}, [huge])
     wait_drained(data)
@@ -323,7 +324,7 @@ def test_a_huge_template_on_a_span_is_registered_truncated(start_collector, tmp_
     assert call["prompt_version_number"] == 1
 
 
-def test_a_template_that_is_not_utf8_is_registered_with_replacement_characters(tmp_path):
+def test_a_template_that_is_not_utf8_is_registered_with_replacement_characters(tmp_path, store_template):
     """The receivers refuse protobuf strings that are not UTF-8, so such bytes reach otel_traces only from
     another writer (an OTel Collector's ClickHouse exporter, a backfill): inserted here straight into the
     real engine, the view registers the template with U+FFFD for the bad bytes, and a version from its hash
@@ -332,7 +333,8 @@ def test_a_template_that_is_not_utf8_is_registered_with_replacement_characters(t
 
     from tracehouse.collector import store
 
-    client = store.connect(f"chdb://{tmp_path / 'store'}")
+    seed_store(tmp_path, store_template)
+    client = store.connect(f"chdb://{tmp_path / STORE_DIR}")
     try:
         store.migrate(client)
         client.command(
@@ -357,7 +359,7 @@ def readme_commands() -> list[str]:
 def test_the_readme_commands_run_as_written(start_collector, tmp_path):
     """In an app's directory with prompts/answer.md; an older version of answer was seen on spans first."""
     data = tmp_path / "data"
-    collector = start_collector()
+    collector = start_collector(migrated=True)
     app = tmp_path / "app"
     write_prompts(app / "prompts", {"answer.md": ANSWER_V2})
     send_calls(collector, {}, [parsed(ANSWER_V1)])
