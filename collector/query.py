@@ -31,7 +31,9 @@ import logging
 import queue
 import re
 import secrets
+import struct
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -287,6 +289,7 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\""
 _OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _TAG = "/* tracehouse-read {} */ "
+_SELECT_START = re.compile(r"^(?:SELECT|WITH)\b")
 
 
 def _read_only(canonical: str) -> str:
@@ -546,8 +549,10 @@ class ReadOnlySql:
 
     # check and run
 
-    def prepare(self, client: Client, sql: str, fmt: str, tag: str) -> tuple[str, str]:
-        """The exact statement to run, and its output format: checked, tagged, FORMAT at the end."""
+    def prepare(self, client: Client, sql: str, fmt: str, tag: str, row_limit: int | None = None) -> tuple[str, str]:
+        """The exact statement to run, and its output format: checked, tagged, FORMAT at the end. A
+        `row_limit` (a client's `limit` setting) caps a SELECT's rows as ClickHouse's `limit` does: the
+        checked statement is then `SELECT * FROM (<the query>) LIMIT n`."""
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         try:
@@ -570,6 +575,8 @@ class ReadOnlySql:
             canonical = canonical[: own_format.start()]
         if _OUTFILE.search(_QUOTED.sub("''", canonical)):
             raise QueryRefused("INTO OUTFILE is not allowed: the SQL surface is read-only")
+        if row_limit is not None and _SELECT_START.match(canonical):
+            canonical = f"SELECT * FROM ({canonical}) LIMIT {int(row_limit)}"
         final = f"{_TAG.format(tag)}{canonical} FORMAT {output}"
         try:
             dump = client.raw_query("EXPLAIN AST " + final, fmt=None).decode()
@@ -588,7 +595,9 @@ class ReadOnlySql:
         finally:
             self._release(client)
 
-    def run(self, sql: str, fmt: str = "table", tag: str | None = None, wait: float = 5) -> QueryResult:
+    def run(
+        self, sql: str, fmt: str = "table", tag: str | None = None, wait: float = 5, row_limit: int | None = None
+    ) -> QueryResult:
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         tag = tag or uuid.uuid4().hex
@@ -598,7 +607,7 @@ class ReadOnlySql:
             client = self._acquire(wait)
             healthy = False
             try:
-                final, output = self.prepare(client, sql, fmt, tag)
+                final, output = self.prepare(client, sql, fmt, tag, row_limit)
                 if done.is_set():  # cancelled while being checked
                     raise QueryRefused("Query was cancelled. (QUERY_WAS_CANCELLED)", 394)
                 try:
@@ -693,6 +702,170 @@ _TRANSPORT_PARAMETERS = frozenset(
 )
 
 
+# Settings a client may pass to narrow what one read may cost, never to widen it: a value at or above the
+# endpoint's own limit (or 0, ClickHouse's "no limit") changes nothing. `limit` caps a SELECT's rows the
+# way ClickHouse's setting does (the Grafana plugin's row limit sends it).
+_NARROWING_SETTINGS = frozenset({"limit", "max_result_rows", "max_result_bytes", "max_execution_time"})
+_HTTP_ENCODINGS = ("zstd", "lz4", "gzip", "deflate")  # the order ClickHouse prefers them in
+_CONTENT_TYPES = {
+    "Native": "application/octet-stream",
+    "RowBinary": "application/octet-stream",
+    "RowBinaryWithNames": "application/octet-stream",
+    "RowBinaryWithNamesAndTypes": "application/octet-stream",
+    "Parquet": "application/octet-stream",
+    "Arrow": "application/octet-stream",
+    "ArrowStream": "application/octet-stream",
+    "ORC": "application/octet-stream",
+    "JSON": "application/json; charset=UTF-8",
+    "JSONCompact": "application/json; charset=UTF-8",
+    "JSONEachRow": "application/x-ndjson; charset=UTF-8",
+    "CSV": "text/csv; charset=UTF-8; header=absent",
+    "CSVWithNames": "text/csv; charset=UTF-8; header=present",
+    "TabSeparated": "text/tab-separated-values; charset=UTF-8",
+    "TSV": "text/tab-separated-values; charset=UTF-8",
+}
+
+
+def _setting_number(request: web.Request, name: str, ceiling: float | None = None) -> float | None:
+    """A narrowing setting's value: None when not given (or, for `limit`, 0: no limit). A value above
+    the endpoint's own `ceiling`, or 0 for a setting that has one (ClickHouse's "no limit"), is refused:
+    a client may narrow what a read may cost, never widen it."""
+    text = request.query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or (name != "max_execution_time" and not value.is_integer()):
+        unit = "seconds" if name == "max_execution_time" else "bytes" if name.endswith("bytes") else "rows"
+        raise _HttpRefusal(400, 72, f"setting {name}={text[:40]!r}: not a number of {unit} (CANNOT_PARSE_NUMBER)")
+    if ceiling is not None and (value == 0 or value > ceiling):
+        shown = f"{ceiling:g} s" if name == "max_execution_time" else str(int(ceiling))
+        raise _HttpRefusal(
+            400,
+            164,
+            f"setting {name}={text[:40]} is not accepted: it would lift the endpoint's limit ({shown});"
+            " a read may narrow its limits, not widen them",
+        )
+    return value or None
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "0").strip().lower() in ("1", "true")
+
+
+@dataclass(frozen=True)
+class _RequestOptions:
+    """What one request asks of a read, checked: its format, its client's protocol revision, the
+    compression it wants and the limits it narrows."""
+
+    fmt: str
+    revision: int = 0  # client_protocol_version: Native blocks carry what that revision reads
+    compress: bool = False  # compress=1: the body in ClickHouse's compressed blocks
+    http_compression: bool = False  # enable_http_compression=1: Content-Encoding from Accept-Encoding
+    query_id: str = ""
+    row_limit: int | None = None  # the SELECT's rows capped here (limit, or max_result_rows + 1)
+    max_rows: int | None = None  # more rows than this is an error (max_result_rows, Native only)
+    max_bytes: int | None = None
+    timeout: float | None = None
+
+    @classmethod
+    def of(cls, request: web.Request, fmt: str, limits: QueryLimits) -> _RequestOptions:
+        revision_text = request.query.get("client_protocol_version", "0") or "0"
+        if not revision_text.isdigit() or len(revision_text) > 9:
+            raise _HttpRefusal(400, 72, f"client_protocol_version={revision_text[:20]!r}: not a revision number")
+        limit = _setting_number(request, "limit")
+        rows = _setting_number(request, "max_result_rows", limits.max_result_rows)
+        max_rows = int(rows) if rows is not None and rows < limits.max_result_rows else None
+        if max_rows is not None and resolve_format_or_none(fmt) != "Native":
+            raise _HttpRefusal(
+                400, 115, "max_result_rows narrower than the endpoint's is applied with Native output only; use limit"
+            )
+        row_limit = int(limit) if limit is not None else None
+        if max_rows is not None:
+            row_limit = min(row_limit, max_rows + 1) if row_limit is not None else max_rows + 1
+        result_bytes = _setting_number(request, "max_result_bytes", limits.max_result_bytes)
+        seconds = _setting_number(request, "max_execution_time", limits.max_execution_seconds)
+        return cls(
+            fmt=fmt,
+            revision=int(revision_text),
+            compress=_flag(request, "compress"),
+            http_compression=_flag(request, "enable_http_compression"),
+            query_id=request.query.get("query_id", "")[:200],
+            row_limit=row_limit,
+            max_rows=max_rows,
+            max_bytes=int(result_bytes)
+            if result_bytes is not None and result_bytes < limits.max_result_bytes
+            else None,
+            timeout=seconds if seconds is not None and seconds < limits.max_execution_seconds else None,
+        )
+
+
+def resolve_format_or_none(name: str) -> str | None:
+    try:
+        return resolve_format(name)
+    except FormatRefused:
+        return None
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    body: bytes
+    rows: int | None
+    result_bytes: int
+    encoding: str
+
+
+def _shape_response(result: QueryResult, options: _RequestOptions, headers: Mapping[str, str]) -> _Shaped:
+    """The body as the client asked for it: Native framed for its revision, the narrowed limits checked,
+    ClickHouse's compressed blocks (compress=1), then HTTP compression (enable_http_compression=1)."""
+    body, rows = result.body, None
+    if result.format == "Native" and (options.revision or options.max_rows is not None):
+        try:
+            native = native_for_revision(body, options.revision)
+        except NativeUnsupported as exc:
+            raise QueryRefused(
+                f"a column of type {exc} cannot be sent in Native to a protocol-revision client here;"
+                " cast it in the query (toString(...), CAST(... AS ...)) (NOT_IMPLEMENTED)",
+                48,
+            ) from None
+        body, rows = native.body, native.rows
+    if options.max_rows is not None and rows is not None and rows > options.max_rows:
+        raise QueryRefused(f"Limit for result exceeded, max rows: {options.max_rows} (TOO_MANY_ROWS_OR_BYTES)", 396)
+    if options.max_bytes is not None and len(result.body) > options.max_bytes:
+        raise QueryRefused(f"Limit for result exceeded, max bytes: {options.max_bytes} (TOO_MANY_ROWS_OR_BYTES)", 396)
+    result_bytes = len(body)
+    if options.compress:
+        body = compressed_blocks(body)
+    encoding = ""
+    if options.http_compression:
+        accepted = {part.split(";")[0].strip().lower() for part in headers.get("Accept-Encoding", "").split(",")}
+        encoding = next((name for name in _HTTP_ENCODINGS if name in accepted), "")
+        body = _http_encode(body, encoding)
+    return _Shaped(body, rows, result_bytes, encoding)
+
+
+def _http_encode(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        import gzip
+
+        return gzip.compress(body, compresslevel=3)
+    if encoding == "deflate":  # HTTP's deflate is the zlib format
+        import zlib
+
+        return zlib.compress(body, 3)
+    if encoding == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3).compress(body)
+    if encoding == "lz4":
+        import lz4.frame
+
+        return lz4.frame.compress(body)
+    return body
+
+
 class _HttpRefusal(Exception):
     def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
@@ -770,10 +943,10 @@ class QueryEndpoint:
                 403, 516, "Authentication failed: pass the key from collector.json (AUTHENTICATION_FAILED)"
             )
 
-    def _parameters(self, request: web.Request) -> str:
-        """The output format asked for; every other parameter is allow-listed, or the request refused."""
+    def _parameters(self, request: web.Request) -> _RequestOptions:
+        """What a request asks for; every parameter is allow-listed, or the request refused."""
         for name in request.query:
-            if name in _PARAMETERS or name in _TRANSPORT_PARAMETERS:
+            if name in _PARAMETERS or name in _TRANSPORT_PARAMETERS or name in _NARROWING_SETTINGS:
                 continue
             if name.startswith("param_"):
                 if not _PARAMETER_NAME.fullmatch(name[len("param_") :]):
@@ -786,14 +959,16 @@ class QueryEndpoint:
         served = self._sql._catalogue.database if self._sql._catalogue else "default"
         if database and database != served:  # never passed on: reads run in the store's database
             raise _HttpRefusal(400, 81, f"database {database!r}: this endpoint serves {served!r} only")
-        return request.query.get("default_format") or request.headers.get("X-ClickHouse-Format") or "TabSeparated"
+        fmt = request.query.get("default_format") or request.headers.get("X-ClickHouse-Format") or "TabSeparated"
+        return _RequestOptions.of(request, fmt, self._sql.limits)
 
     async def _query(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
+        started = time.monotonic_ns()
         try:
             self._authorize(request)
-            fmt = self._parameters(request)
+            options = self._parameters(request)
             sql, not_sql = await self._read_sql(request)
         except _HttpRefusal as exc:
             return _ch_error(exc.status, exc.code, str(exc))
@@ -805,16 +980,39 @@ class QueryEndpoint:
         except QueryRefused as exc:
             return _ch_error(400, exc.code, str(exc))
         tag = uuid.uuid4().hex
-        task = asyncio.ensure_future(asyncio.to_thread(self._sql.run, sql, fmt, tag))
+        query_id = options.query_id or str(uuid.UUID(tag))
+        task = asyncio.ensure_future(
+            asyncio.to_thread(self._sql.run, sql, options.fmt, tag, row_limit=options.row_limit)
+        )
         try:
-            result = await asyncio.shield(task)
+            result = await asyncio.wait_for(asyncio.shield(task), options.timeout)
+            response = await asyncio.to_thread(_shape_response, result, options, request.headers)
         except asyncio.CancelledError:
             log.info("read query cancelled: the client went away")
             await asyncio.to_thread(self._sql.cancel, tag)
             raise
+        except TimeoutError:
+            await asyncio.to_thread(self._sql.cancel, tag)
+            with contextlib.suppress(Exception):  # the killed query's own error
+                await task
+            return _ch_error(
+                400, 159, f"Timeout exceeded: maximum: {options.timeout:g} seconds (TIMEOUT_EXCEEDED)", query_id
+            )
         except QueryRefused as exc:
-            return _ch_error(503 if exc.code == 202 else 400, exc.code, str(exc))
-        return web.Response(body=result.body, headers={"X-ClickHouse-Format": result.format})
+            return _ch_error(503 if exc.code == 202 else 400, exc.code, str(exc), query_id)
+        summary = {"written_rows": "0", "written_bytes": "0", "result_bytes": str(response.result_bytes)}
+        if response.rows is not None:
+            summary["result_rows"] = str(response.rows)
+        summary["elapsed_ns"] = str(time.monotonic_ns() - started)
+        headers = {
+            "X-ClickHouse-Format": result.format,
+            "X-ClickHouse-Query-Id": query_id,
+            "X-ClickHouse-Summary": json.dumps(summary, separators=(",", ":")),
+            "Content-Type": _CONTENT_TYPES.get(result.format, "text/plain; charset=UTF-8"),
+        }
+        if response.encoding:
+            headers["Content-Encoding"] = response.encoding
+        return web.Response(body=response.body, headers=headers)
 
     async def _read_sql(self, request: web.Request) -> tuple[str, _HttpRefusal | None]:
         """The SQL of a request: the `query` parameter, then the body, as ClickHouse joins them.
@@ -1004,8 +1202,395 @@ class _Lz4Frames:
         return bytes(out)
 
 
-def _ch_error(status: int, code: int, message: str) -> web.Response:
+# ClickHouse's names of the error codes the endpoint answers with itself.
+_ERROR_NAMES = {
+    48: "NOT_IMPLEMENTED",
+    62: "SYNTAX_ERROR",
+    72: "CANNOT_PARSE_NUMBER",
+    73: "UNKNOWN_FORMAT",
+    81: "UNKNOWN_DATABASE",
+    89: "UNKNOWN_COMPRESSION_METHOD",
+    115: "UNKNOWN_SETTING",
+    159: "TIMEOUT_EXCEEDED",
+    164: "READONLY",
+    202: "TOO_MANY_SIMULTANEOUS_QUERIES",
+    210: "NETWORK_ERROR",
+    271: "CANNOT_DECOMPRESS",
+    307: "TOO_MANY_BYTES",
+    394: "QUERY_WAS_CANCELLED",
+    396: "TOO_MANY_ROWS_OR_BYTES",
+    456: "UNKNOWN_QUERY_PARAMETER",
+    516: "AUTHENTICATION_FAILED",
+}
+_ERROR_NAME = re.compile(r"\((?=[A-Z0-9_]*[A-Z]{3})[A-Z0-9_]+\)")
+
+
+def _ch_error(status: int, code: int, message: str, query_id: str | None = None) -> web.Response:
     from aiohttp import web
 
     text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
-    return web.Response(status=status, text=text + "\n", headers={"X-ClickHouse-Exception-Code": str(code)})
+    name = _ERROR_NAMES.get(code)
+    if name and not _ERROR_NAME.search(text):  # ClickHouse's messages end with it; clients parse it
+        text += f" ({name})"
+    headers = {"X-ClickHouse-Exception-Code": str(code)}
+    if query_id:
+        headers["X-ClickHouse-Query-Id"] = query_id
+    return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+# --- ClickHouse's wire details for clients that ask for them (clickhouse-go, so the Grafana plugin) ----
+
+# The Native format of a client that names its protocol revision (`client_protocol_version`, which
+# clickhouse-go sends on every request) carries what the TCP protocol's blocks do: a BlockInfo before each
+# block from revision 51903, a custom-serialization flag byte after each column's type from 54454. chDB
+# writes Native for revision 0, so the endpoint adds them (clickhouse-go's lib/proto/block.go reads them).
+REVISION_WITH_BLOCK_INFO = 51903
+REVISION_WITH_CUSTOM_SERIALIZATION = 54454
+# BlockInfo, field by field: 1 is_overflows=false, 2 bucket_num=-1, 0 the end.
+_BLOCK_INFO = b"\x01\x00\x02\xff\xff\xff\xff\x00"
+_FIXED_WIDTHS = {
+    **dict.fromkeys(("UInt8", "Int8", "Bool", "Enum8"), 1),
+    **dict.fromkeys(("UInt16", "Int16", "Date", "BFloat16", "Enum16"), 2),
+    **dict.fromkeys(("UInt32", "Int32", "Float32", "Date32", "DateTime", "IPv4", "Time", "Decimal32"), 4),
+    **dict.fromkeys(("UInt64", "Int64", "Float64", "DateTime64", "Time64", "Decimal64"), 8),
+    **dict.fromkeys(("UInt128", "Int128", "UUID", "IPv6", "Decimal128"), 16),
+    **dict.fromkeys(("UInt256", "Int256", "Decimal256"), 32),
+}
+_ARRAY_ALIASES = {
+    "Ring": "Array(Point)",
+    "LineString": "Array(Point)",
+    "Polygon": "Array(Ring)",
+    "MultiLineString": "Array(LineString)",
+    "MultiPolygon": "Array(Polygon)",
+}
+# LowCardinality's per-granule flags (SerializationLowCardinality): the index width, and whether keys follow.
+_LC_INDEX_WIDTHS = (1, 2, 4, 8)
+_LC_HAS_ADDITIONAL_KEYS = 1 << 9
+_LC_NEEDS_GLOBAL_DICTIONARY = 1 << 8
+
+
+class NativeUnsupported(Exception):
+    """A column whose Native layout the endpoint cannot re-frame for a protocol-revision client."""
+
+
+def split_type(text: str) -> tuple[str, list[str]]:
+    """`Map(String, Array(UInt8))` as ("Map", ["String", "Array(UInt8)"]): the arguments at depth one,
+    quoted names and values (Enum8('a, b' = 1), DateTime('UTC')) kept whole."""
+    text = text.strip()
+    open_at = text.find("(")
+    if open_at < 0 or not text.endswith(")"):
+        return text, []
+    args: list[str] = []
+    depth, start, quote = 0, open_at + 1, ""
+    i = open_at + 1
+    while i < len(text) - 1:
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'`\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    args.append(text[start : len(text) - 1].strip())
+    return text[:open_at], args
+
+
+def _element_type(element: str) -> str:
+    """A Tuple element without its name (`name Type` or `Type`)."""
+    head, _, rest = element.partition(" ")
+    if rest and "(" not in head and (head.startswith("`") or head not in _FIXED_WIDTHS and head[:1].islower()):
+        return rest.strip()
+    return element
+
+
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def skip_column(data: bytes, pos: int, type_name: str, rows: int) -> int:
+    """Where the Native (revision 0, default serialization) data of `rows` values of `type_name` that
+    starts at `pos` ends."""
+    if rows == 0:
+        return pos
+    base, args = split_type(type_name)
+    width = _FIXED_WIDTHS.get(base)
+    if width is not None:
+        return pos + width * rows
+    if base == "String":
+        for _ in range(rows):
+            length, pos = _varint(data, pos)
+            pos += length
+        return pos
+    if base == "FixedString":
+        return pos + int(args[0]) * rows
+    if base == "Decimal":
+        precision = int(args[0])
+        return pos + rows * (4 if precision <= 9 else 8 if precision <= 18 else 16 if precision <= 38 else 32)
+    if base.startswith("Interval"):
+        return pos + 8 * rows
+    if base == "Nothing":
+        return pos + rows
+    if base == "Nullable":
+        return skip_column(data, pos + rows, args[0], rows)
+    if base in ("SimpleAggregateFunction",):
+        return skip_column(data, pos, args[-1], rows)
+    if base == "Point":
+        return pos + 16 * rows
+    if base in _ARRAY_ALIASES:
+        return skip_column(data, pos, _ARRAY_ALIASES[base], rows)
+    if base in ("Array", "Map", "Nested"):
+        pos += 8 * rows
+        nested = int.from_bytes(data[pos - 8 : pos], "little")
+        if base == "Array":
+            return skip_column(data, pos, args[0], nested)
+        for element in args:
+            pos = skip_column(data, pos, _element_type(element), nested)
+        return pos
+    if base == "Tuple":
+        for element in args:
+            pos = skip_column(data, pos, _element_type(element), rows)
+        return pos
+    if base == "LowCardinality":
+        return _skip_low_cardinality(data, pos + 8, args[0], rows)  # the state prefix: the key version
+    raise NativeUnsupported(type_name)
+
+
+def _skip_low_cardinality(data: bytes, pos: int, type_name: str, rows: int) -> int:
+    keys_base, keys_args = split_type(type_name)
+    keys_type = keys_args[0] if keys_base == "Nullable" else type_name  # a dictionary's keys are not Nullable
+    done = 0
+    while done < rows:
+        flags = int.from_bytes(data[pos : pos + 8], "little")
+        pos += 8
+        if flags & _LC_NEEDS_GLOBAL_DICTIONARY or (flags & 0xFF) >= len(_LC_INDEX_WIDTHS):
+            raise NativeUnsupported(f"LowCardinality({type_name}) with a shared dictionary")
+        if flags & _LC_HAS_ADDITIONAL_KEYS:
+            keys = int.from_bytes(data[pos : pos + 8], "little")
+            pos = skip_column(data, pos + 8, keys_type, keys)
+        granule = int.from_bytes(data[pos : pos + 8], "little")
+        pos += 8 + granule * _LC_INDEX_WIDTHS[flags & 0xFF]
+        done += granule
+    return pos
+
+
+@dataclass(frozen=True)
+class NativeBody:
+    body: bytes
+    rows: int
+
+
+def native_for_revision(body: bytes, revision: int) -> NativeBody:
+    """Revision-0 Native blocks as ClickHouse writes them for a client of protocol `revision`, and the
+    row count. Raises NativeUnsupported for a column type it cannot walk (Dynamic, JSON, Variant, ...)."""
+    block_info = revision >= REVISION_WITH_BLOCK_INFO
+    flag = revision >= REVISION_WITH_CUSTOM_SERIALIZATION
+    out = bytearray()
+    pos = total = 0
+    try:
+        while pos < len(body):
+            start = pos
+            columns, pos = _varint(body, pos)
+            rows, pos = _varint(body, pos)
+            total += rows
+            if block_info:
+                out += _BLOCK_INFO
+            out += body[start:pos]
+            for _ in range(columns):
+                start = pos
+                length, pos = _varint(body, pos)
+                pos += length
+                length, pos = _varint(body, pos)
+                type_name = body[pos : pos + length].decode()
+                pos += length
+                out += body[start:pos]
+                if flag:
+                    out += b"\x00"  # default serialization (revision 0 output has no sparse columns)
+                start, pos = pos, skip_column(body, pos, type_name, rows)
+                out += body[start:pos]
+    except (IndexError, ValueError) as exc:
+        raise NativeUnsupported(f"Native output that could not be walked ({exc})") from None
+    if pos != len(body):
+        raise NativeUnsupported("Native output that ends inside a block")
+    return NativeBody(bytes(out), total)
+
+
+# ClickHouse's compressed blocks (`compress=1`): CityHash128 (v1.0.2, ClickHouse's copy) of what follows,
+# then the method byte, the compressed size (with this 9-byte header), the raw size, the payload.
+_LZ4_METHOD = 0x82
+COMPRESSED_BLOCK_BYTES = 1 << 20  # max_compress_block_size's default
+_MASK = (1 << 64) - 1
+_K0, _K1, _K2, _K3 = 0xC3A5C85C97CB3127, 0xB492B66FBE98F273, 0x9AE16A3B2F90404F, 0xC949D7C7509E6557
+_KMUL = 0x9DDFEA08EB382D69
+
+
+def _u64(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 8], "little")
+
+
+def _u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "little")
+
+
+def _rot(value: int, shift: int) -> int:
+    return value if shift == 0 else ((value >> shift) | (value << (64 - shift))) & _MASK
+
+
+def _shift_mix(value: int) -> int:
+    return value ^ (value >> 47)
+
+
+def _hash16(low: int, high: int) -> int:
+    a = ((low ^ high) * _KMUL) & _MASK
+    a ^= a >> 47
+    b = ((high ^ a) * _KMUL) & _MASK
+    b ^= b >> 47
+    return (b * _KMUL) & _MASK
+
+
+def _hash0to16(s: bytes) -> int:
+    n = len(s)
+    if n > 8:
+        a, b = _u64(s, 0), _u64(s, n - 8)
+        return _hash16(a, _rot((b + n) & _MASK, n)) ^ b
+    if n >= 4:
+        return _hash16((n + (_u32(s, 0) << 3)) & _MASK, _u32(s, n - 4))
+    if n > 0:
+        y = s[0] + (s[n >> 1] << 8)
+        z = n + (s[n - 1] << 2)
+        return (_shift_mix(((y * _K2) ^ (z * _K3)) & _MASK) * _K2) & _MASK
+    return _K2
+
+
+def _weak32(s: bytes, at: int, a: int, b: int) -> tuple[int, int]:
+    w, x, y, z = _u64(s, at), _u64(s, at + 8), _u64(s, at + 16), _u64(s, at + 24)
+    a = (a + w) & _MASK
+    b = _rot((b + a + z) & _MASK, 21)
+    c = a
+    a = (a + x + y) & _MASK
+    b = (b + _rot(a, 44)) & _MASK
+    return (a + z) & _MASK, (b + c) & _MASK
+
+
+def _city_murmur(s: bytes, a: int, b: int) -> tuple[int, int]:
+    n = len(s)
+    if n <= 16:
+        a = (_shift_mix((a * _K1) & _MASK) * _K1) & _MASK
+        c = (b * _K1 + _hash0to16(s)) & _MASK
+        d = _shift_mix((a + (_u64(s, 0) if n >= 8 else c)) & _MASK)
+    else:
+        c = _hash16((_u64(s, n - 8) + _K1) & _MASK, a)
+        d = _hash16((b + n) & _MASK, (c + _u64(s, n - 16)) & _MASK)
+        a = (a + d) & _MASK
+        at, left = 0, n - 16
+        while True:
+            a ^= (_shift_mix((_u64(s, at) * _K1) & _MASK) * _K1) & _MASK
+            a = (a * _K1) & _MASK
+            b ^= a
+            c ^= (_shift_mix((_u64(s, at + 8) * _K1) & _MASK) * _K1) & _MASK
+            c = (c * _K1) & _MASK
+            d ^= c
+            at += 16
+            left -= 16
+            if left <= 0:
+                break
+    a = _hash16(a, c)
+    b = _hash16(d, b)
+    return a ^ b, _hash16(b, a)
+
+
+def _city128_seed(s: bytes, x: int, y: int) -> tuple[int, int]:
+    n = len(s)
+    if n < 128:
+        return _city_murmur(s, x, y)
+    z = (n * _K1) & _MASK
+    v0 = (_rot(y ^ _K1, 49) * _K1 + _u64(s, 0)) & _MASK
+    v1 = (_rot(v0, 42) * _K1 + _u64(s, 8)) & _MASK
+    w0 = (_rot((y + z) & _MASK, 35) * _K1 + x) & _MASK
+    w1 = (_rot((x + _u64(s, 88)) & _MASK, 53) * _K1) & _MASK
+    # The 128-byte rounds, inlined over the input's words unpacked at once: this loop is the checksum's
+    # whole cost on a large answer (each `_rot` is ((v >> r) | (v << 64 - r)) & _MASK written out).
+    rounds = n // 128
+    words = struct.unpack_from(f"<{rounds * 16}Q", s)
+    mask, k1 = _MASK, _K1
+    for k in range(0, rounds * 16, 8):
+        a = (x + y + v0 + words[k + 2]) & mask
+        x = ((((a >> 37) | (a << 27)) & mask) * k1) & mask
+        a = (y + v1 + words[k + 6]) & mask
+        y = ((((a >> 42) | (a << 22)) & mask) * k1) & mask
+        x ^= w1
+        y ^= v0
+        a = z ^ w0
+        z = ((a >> 33) | (a << 31)) & mask
+        # v = WeakHashLen32WithSeeds(s + k, v1 * k1, x + w0)
+        a = (((v1 * k1) & mask) + words[k]) & mask
+        b = (x + w0 + a + words[k + 3]) & mask
+        b = ((b >> 21) | (b << 43)) & mask
+        c = a
+        a = (a + words[k + 1] + words[k + 2]) & mask
+        b = (b + (((a >> 44) | (a << 20)) & mask)) & mask
+        v0, v1 = (a + words[k + 3]) & mask, (b + c) & mask
+        # w = WeakHashLen32WithSeeds(s + k + 32, z + w1, y)
+        a = (z + w1 + words[k + 4]) & mask
+        b = (y + a + words[k + 7]) & mask
+        b = ((b >> 21) | (b << 43)) & mask
+        c = a
+        a = (a + words[k + 5] + words[k + 6]) & mask
+        b = (b + (((a >> 44) | (a << 20)) & mask)) & mask
+        w0, w1 = (a + words[k + 7]) & mask, (b + c) & mask
+        z, x = x, z
+    left = n - rounds * 128
+    y = (y + _rot(w0, 37) * _K0 + z) & _MASK
+    x = (x + _rot((v0 + z) & _MASK, 49) * _K0) & _MASK
+    done = 0
+    while done < left:
+        done += 32
+        tail = n - done
+        y = (_rot((y - x) & _MASK, 42) * _K0 + v1) & _MASK
+        w0 = (w0 + _u64(s, tail + 16)) & _MASK
+        x = (_rot(x, 49) * _K0 + w0) & _MASK
+        w0 = (w0 + v0) & _MASK
+        v0, v1 = _weak32(s, tail, v0, v1)
+    x = _hash16(x, v0)
+    y = _hash16(y, w0)
+    return (_hash16((x + v1) & _MASK, w1) + y) & _MASK, _hash16((x + w1) & _MASK, (y + v1) & _MASK)
+
+
+def cityhash128(data: bytes) -> tuple[int, int]:
+    """CityHash128 v1.0.2 as ClickHouse checksums compressed blocks with it: (low, high)."""
+    if len(data) >= 16:
+        return _city128_seed(data[16:], _u64(data, 0) ^ _K3, _u64(data, 8))
+    if len(data) >= 8:
+        n = len(data)
+        return _city128_seed(b"", _u64(data, 0) ^ ((n * _K0) & _MASK), _u64(data, n - 8) ^ _K1)
+    return _city128_seed(data, _K0, _K1)
+
+
+def compressed_blocks(data: bytes) -> bytes:
+    """`data` in ClickHouse's compressed-block framing, LZ4 (network_compression_method's default)."""
+    import lz4.block
+
+    out = bytearray()
+    for start in range(0, len(data), COMPRESSED_BLOCK_BYTES):
+        chunk = data[start : start + COMPRESSED_BLOCK_BYTES]
+        payload = lz4.block.compress(chunk, store_size=False)
+        framed = bytes([_LZ4_METHOD]) + (len(payload) + 9).to_bytes(4, "little") + len(chunk).to_bytes(4, "little")
+        framed += payload
+        low, high = cityhash128(framed)
+        out += low.to_bytes(8, "little") + high.to_bytes(8, "little") + framed
+    return bytes(out)
