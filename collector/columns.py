@@ -112,6 +112,9 @@ PRICE_EFFECTIVE_FROM = "PriceEffectiveFrom"  # the date the price applies from, 
 PRICE_VARIANT = "PriceVariant"
 PRICE_VARIANT_BATCH = "batch"
 STANDARD_COST_USD = "StandardCostUsd"
+# schema/0021_canonical_model.sql: the price catalogue's model id for the call's model ('' when the catalogue
+# does not know it), whichever price applied; otel_traces.LlmModel reads it first.
+CANONICAL_MODEL = "CanonicalModel"
 PRICE_COLUMNS: tuple[str, ...] = (
     *COST_COLUMNS,
     COST_SOURCE,
@@ -119,6 +122,7 @@ PRICE_COLUMNS: tuple[str, ...] = (
     PRICE_EFFECTIVE_FROM,
     PRICE_VARIANT,
     STANDARD_COST_USD,
+    CANONICAL_MODEL,
 )
 
 # CostSource values: the span carried its cost, the user's price file, the catalogue (genai-prices), no

@@ -65,7 +65,7 @@ def test_every_contract_column_is_a_table_column_of_its_kind(table_types):
     assert columns.TENANT_ID in columns.LLM_STRING_COLUMNS and columns.COST_USD in columns.COST_COLUMNS
     assert set(columns.PRICE_COLUMNS) == {*columns.COST_COLUMNS, columns.COST_SOURCE, columns.PRICE_MODEL,
                                           columns.PRICE_EFFECTIVE_FROM, columns.PRICE_VARIANT,
-                                          columns.STANDARD_COST_USD}  # fmt: skip
+                                          columns.STANDARD_COST_USD, columns.CANONICAL_MODEL}  # fmt: skip
     missing = [name for name in (*OTEL_COLUMNS, *EXPECTED_TYPES) if name not in table_types]
     assert not missing, f"contract columns that otel_traces does not have: {missing}"
     wrong = {name: table_types[name] for name, types in EXPECTED_TYPES.items() if table_types[name] not in types}

@@ -5,6 +5,7 @@ exact numbers computed by hand below.
 
 Hand computations use genai-prices 0.2.3 (USD per million tokens): gpt-4o-mini input 0.15, cache read
 0.075, output 0.6; claude-3-5-sonnet-20241022 input 3, output 15. A failed call carries no tokens (cost 0).
+Panels group by the canonical model (llm_calls.model: claude-3-5-sonnet for claude-3-5-sonnet-20241022).
   yesterday  chat       10 calls, 9 x (1000 in, 500 out) = 9 x 0.00045             = 0.00405, 1 error
              summarize  10 x (2000 in, 1000 out) = 10 x 0.021                         = 0.21
              search     12 unpriced calls (100 in, 10 out)
@@ -1008,7 +1009,7 @@ def test_variables_list_what_the_data_has(loaded):
     assert found["service"].options == ["search-api", "support-bot"]
     assert found["feature"].options == ["chat", "search", "summarize"]
     assert found["provider"].options == ["anthropic", "openai"]
-    assert found["model"].options == ["claude-3-5-sonnet-20241022", "gpt-4o-mini", "mystery-model"]
+    assert found["model"].options == ["claude-3-5-sonnet", "gpt-4o-mini", "mystery-model"]
     assert found["user"].options == ["u-bob", "u-carol", "u-alice"]  # busiest first
     assert found["prompt"].options == ["answer", "summarize-doc"]
     # Cascading: the feature list follows the service filter.
@@ -1062,7 +1063,7 @@ def test_the_user_filter_reads_that_users_spans(loaded):
     # Other filters keep reading the rollup.
     assert one(loaded, "tracehouse-overview", "Calls", {"service": ["search-api"]}) == {"calls": 24}
     assert one(
-        loaded, "tracehouse-overview", "Calls", {"feature": ["summarize"], "model": ["claude-3-5-sonnet-20241022"]}
+        loaded, "tracehouse-overview", "Calls", {"feature": ["summarize"], "model": ["claude-3-5-sonnet"]}
     ) == {"calls": 20}
 
 
@@ -1094,11 +1095,11 @@ def test_cost_panels(loaded):
         ("u-bob", 34, pytest.approx(0.003252, abs=1e-12), 24),
     ]
     per_model = {r["model"]: r for r in rows_of(loaded, "tracehouse-cost", "Cost per call by model")}
-    assert set(per_model) == {"gpt-4o-mini", "claude-3-5-sonnet-20241022"}  # the unpriced model has no cost
+    assert set(per_model) == {"gpt-4o-mini", "claude-3-5-sonnet"}  # the unpriced model has no cost
     assert per_model["gpt-4o-mini"]["priced_calls"] == 20
     assert per_model["gpt-4o-mini"]["avg_cost_usd"] == pytest.approx(0.006954 / 20)
     assert per_model["gpt-4o-mini"]["p95_cost_usd"] == pytest.approx(0.00045)
-    assert per_model["claude-3-5-sonnet-20241022"]["avg_cost_usd"] == pytest.approx(0.399 / 20)
+    assert per_model["claude-3-5-sonnet"]["avg_cost_usd"] == pytest.approx(0.399 / 20)
     assert one(loaded, "tracehouse-cost", "Cache hit ratio")["cache_hit_ratio"] == pytest.approx(1600 / 57400)
     # 1600 cached gpt-4o-mini tokens at 0.15 instead of 0.075 per million
     assert one(loaded, "tracehouse-cost", "Cache savings")["cache_savings_usd"] == pytest.approx(0.00012, abs=1e-12)
@@ -1135,7 +1136,7 @@ def test_latency_and_quality_panels(loaded):
     slowest = rows_of(loaded, "tracehouse-quality", "Slowest calls")
     assert len(slowest) == 20 and slowest[0]["latency_ms_total"] == 2000 and slowest[0]["feature"] == "summarize"
     priciest = rows_of(loaded, "tracehouse-quality", "Most expensive calls")
-    assert priciest[0]["cost_usd"] == pytest.approx(0.021) and priciest[0]["model"] == "claude-3-5-sonnet-20241022"
+    assert priciest[0]["cost_usd"] == pytest.approx(0.021) and priciest[0]["model"] == "claude-3-5-sonnet"
     assert set(priciest[0]["trace_id"]) <= set("0123456789abcdef") and len(priciest[0]["trace_id"]) == 32
 
 
@@ -1240,7 +1241,7 @@ def test_feedback_panels(loaded):
     assert list(by_feature) == [("summarize",), ("chat",), ("search",)]
     assert table_of("Feedback by model", "provider", "model") == {
         ("openai", "gpt-4o-mini"): chat,
-        ("anthropic", "claude-3-5-sonnet-20241022"): summarize,
+        ("anthropic", "claude-3-5-sonnet"): summarize,
         ("openai", "mystery-model"): search,
     }
     assert table_of("Feedback by prompt version", "prompt_name", "prompt_version") == {

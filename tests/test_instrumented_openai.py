@@ -172,8 +172,9 @@ def test_chat_completion(run: Run, instrumentation: str) -> None:
     assert usage["prompt_tokens_details"]["cached_tokens"] > 0  # the long system prompt is a cache hit
     assert row["service"] == f"svc-{instrumentation}"
     assert row["provider"] == "openai"
-    assert row["model"] == "gpt-4o-mini-2024-07-18" == result["model"]
+    assert row["response_model"] == "gpt-4o-mini-2024-07-18" == result["model"]
     assert row["request_model"] == "gpt-4o-mini"
+    assert row["model"] == "gpt-4o-mini"  # the catalogue's id: the model's failed calls group with it
     assert _tokens(row) == _usage_tokens(usage)
     assert row["system_prompt"] == SYSTEM_PROMPT
     assert _json(row["messages"]) == [_text("user", QUESTION)]
@@ -194,7 +195,7 @@ def test_reasoning_model_tokens(run: Run, instrumentation: str) -> None:
     result = run.scenario(instrumentation, "reasoning")["result"]
     (row,) = run.calls_of(instrumentation, "reasoning")
     assert result["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
-    assert row["model"] == result["model"] == "o4-mini-2025-04-16"
+    assert (row["model"], row["response_model"]) == ("o4-mini", result["model"]) == ("o4-mini", "o4-mini-2025-04-16")
     assert _tokens(row) == _usage_tokens(result["usage"])
     assert row["cost_usd"] is not None and row["cost_usd"] > 0
 
@@ -209,7 +210,7 @@ def test_streaming_with_include_usage(run: Run, instrumentation: str) -> None:
         # (gen_ai.usage.reasoning_tokens is only set on non-streaming spans): nothing to normalize.
         expected["reasoning_tokens"] = None
     assert _tokens(row) == expected
-    assert row["model"] == result["model"] == "o4-mini-2025-04-16"
+    assert (row["model"], row["response_model"]) == ("o4-mini", result["model"]) == ("o4-mini", "o4-mini-2025-04-16")
     assert _json(row["response"]) == [_text("assistant", result["content"])]
     assert row["finish_reason"] == "stop"
     # The fake provider waits FIRST_CHUNK_DELAY before the first chunk, then streams the rest.

@@ -90,9 +90,9 @@ def test_current_and_deprecated_genai_spans_give_the_same_llm_calls(collector):
 
     rows = sql_rows(
         collector.data_dir,
-        "SELECT span_name, parent_id, provider, model, request_model, temperature, prompt_tokens, completion_tokens,"
-        " cached_tokens, total_tokens, system_prompt, messages, response, tool_calls, finish_reason, user_id,"
-        " session_id, tenant_id, feature, status, error, latency_ms_total, cost_usd"
+        "SELECT span_name, parent_id, provider, model, request_model, response_model, temperature, prompt_tokens,"
+        " completion_tokens, cached_tokens, total_tokens, system_prompt, messages, response, tool_calls, finish_reason,"
+        " user_id, session_id, tenant_id, feature, status, error, latency_ms_total, cost_usd"
         " FROM llm_calls ORDER BY span_name",
     )
     assert [r["span_name"] for r in rows] == ["chat gpt-4o-mini", "openai.chat"]
@@ -101,10 +101,11 @@ def test_current_and_deprecated_genai_spans_give_the_same_llm_calls(collector):
     assert deprecated["status"] == "Error" and deprecated["error"] == "upstream 500"
     for row in rows:
         assert row["parent_id"] == root_id
-        assert (row["provider"], row["model"], row["request_model"]) == (
+        assert (row["provider"], row["model"], row["request_model"], row["response_model"]) == (
             "openai",
-            "gpt-4o-mini-2024-07-18",
             "gpt-4o-mini",
+            "gpt-4o-mini",
+            "gpt-4o-mini-2024-07-18",
         )
         assert row["temperature"] == 0.3
         assert [int(row[k]) for k in ("prompt_tokens", "completion_tokens", "cached_tokens", "total_tokens")] == [

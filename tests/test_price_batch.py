@@ -184,8 +184,43 @@ def test_reprice_applies_the_price_files_batch_share(batch_store):
         "SELECT span_name, cost_source, price_variant, cost_usd, standard_cost_usd, model FROM llm_calls ORDER BY 1"
     ).result_rows
     live = 1000 * D(1) / M + 500 * D(2) / M
+    # A price-file entry does not change the canonical model: still the catalogue's id.
     assert rows == [
-        ("batched", "user", "batch", live / 4, live, "gpt-4o-mini-2024-07-18"),
+        ("batched", "user", "batch", live / 4, live, "gpt-4o-mini"),
         ("failed", "user", "", D(0), None, "gpt-4o-mini"),
-        ("live", "user", "", live, None, "gpt-4o-mini-2024-07-18"),
+        ("live", "user", "", live, None, "gpt-4o-mini"),
     ]
+
+
+def test_a_models_failures_and_successes_group_as_its_canonical_model(tmp_path):
+    """A failed call carries only the request model (gpt-4o-mini), a successful one the dated response model:
+    llm_calls.model and the daily rollup group both under the catalogue's id; the raw names stay as sent, and a
+    model the catalogue does not know keeps its own name."""
+    config = parse_config({"data_dir": str(tmp_path / "data")}, environ={})
+    rows = [
+        _stored_row("failed", "gpt-4o-mini"),
+        _stored_row("ok", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", input=1000, output=500),
+        _stored_row("dated-request", "gpt-4o-mini-2024-07-18", input=10, output=5),
+        _stored_row("house", "house-model-7", "house-model-7-0611", input=10, output=5),
+        _stored_row("request-only", "house-model-7", input=10, output=5),
+    ]
+    batch = build(config).price(SpanBatch({name: [r[name] for r in rows] for name in rows[0]}))
+    writer = TraceStore(config.store_url)
+    writer.insert(*encode_rows(batch))
+    writer.close()
+    client = store.connect(config.store_url)
+    try:
+        calls = client.query(
+            "SELECT span_name, model, request_model, response_model FROM llm_calls ORDER BY span_name"
+        ).result_rows
+        daily = client.query("SELECT model, sum(calls), sum(errors) FROM llm_daily GROUP BY model ORDER BY model")
+    finally:
+        client.close()
+    assert calls == [
+        ("dated-request", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", ""),
+        ("failed", "gpt-4o-mini", "gpt-4o-mini", ""),
+        ("house", "house-model-7-0611", "house-model-7", "house-model-7-0611"),
+        ("ok", "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+        ("request-only", "house-model-7", "house-model-7", ""),
+    ]
+    assert daily.result_rows == [("gpt-4o-mini", 3, 0), ("house-model-7", 1, 0), ("house-model-7-0611", 1, 0)]

@@ -222,7 +222,7 @@ def test_unscanned_columns_are_a_short_pinned_list_and_every_text_column_can_hav
     assert set(UNSCANNED) == {
         "Timestamp", "Duration", "Events.Timestamp", "TraceId", "SpanId", "ParentSpanId", "Links.TraceId",
         "Links.SpanId", "SpanKind", "StatusCode", "ContentSampled", "CostSource", "PriceModel",
-        "PriceEffectiveFrom", "PriceVariant", "RedactionCounts",
+        "PriceEffectiveFrom", "PriceVariant", "CanonicalModel", "RedactionCounts",
     }  # fmt: skip
     batch = _staged(default_stages(parse_config({"sampling": {"content_share": 0.5}}, environ={})))
     texty = set()

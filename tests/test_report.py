@@ -291,7 +291,7 @@ def test_the_numbers_are_the_dashboards(reports):
     assert users["labels"][-1] == EXTRA_USER  # the JSON carries the value whole
     latency = charts["latency-by-model"]
     assert [d["label"] for d in latency["datasets"]] == ["p50", "p95", "p99", "time to first token p50"]
-    claude = latency["labels"].index("anthropic / claude-3-5-sonnet-20241022")
+    claude = latency["labels"].index("anthropic / claude-3-5-sonnet")
     assert latency["datasets"][3]["data"][claude] == pytest.approx(250)
     errors = dict(zip(charts["errors-by-type"]["labels"], charts["errors-by-type"]["datasets"][0]["data"], strict=True))
     assert errors == {"RateLimitError": 2, "APITimeoutError": 2}

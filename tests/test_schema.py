@@ -362,7 +362,12 @@ TEXT_SUFFIXES = {".py", ".sql", ".json", ".md", ".txt", ".toml", ".yaml", ".yml"
 
 @pytest.mark.parametrize(
     ("folder", "expected"),
-    [("schema", {"schema/0011_llm_model.sql": 1}), ("collector", {}), ("dashboards", {}), ("deploy", {})],
+    [
+        ("schema", {"schema/0011_llm_model.sql": 1, "schema/0021_canonical_model.sql": 1}),
+        ("collector", {}),
+        ("dashboards", {}),
+        ("deploy", {}),
+    ],
 )
 def test_the_model_expression_is_written_once(folder, expected):
     """otel_traces.LlmModel is the one definition of a call's model; everything else reads the column."""

@@ -15,6 +15,9 @@ A call with a `tracehouse.batch.id` (one request of a provider batch job) is pri
 price's batch rates (genai-prices' `processing: batch` variant, or the price file's `batch` share),
 with PriceVariant 'batch' and StandardCostUsd the live-rate cost; without batch rates known for its
 model and date it is priced at the standard rates, PriceVariant ''.
+
+Every span naming a model also gets CanonicalModel, the catalogue's id for it ('' when unknown), which
+otel_traces.LlmModel (llm_calls.model) reads first so a model's failures and successes group together.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.columns import (
+    CANONICAL_MODEL,
     COST_COLUMNS,
     COST_PROVIDED,
     COST_SOURCE,
@@ -64,6 +68,8 @@ class Pricer:
         self._options: dict[tuple[str, str, str], tuple[PriceOption, ...]] = {}
         # Per model: its first option when that one applies at any time (the common case), else None.
         self._always: dict[tuple[str, str, str], PriceOption | None] = {}
+        # Per model: the catalogue's model id, '' when the catalogue does not know it (filled by options()).
+        self._canonical: dict[tuple[str, str, str], str] = {}
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         return self.price(batch)
@@ -76,6 +82,7 @@ class Pricer:
             if len(self._options) >= MAX_CACHED_MODELS:  # garbage model names must not grow memory forever
                 self._options.clear()
                 self._always.clear()
+                self._canonical.clear()
             names = [response_model] if response_model else []
             if request_model and request_model != response_model:
                 names.append(request_model)
@@ -88,8 +95,20 @@ class Pricer:
             # by the price file too: an entry for (openai, gpt-4o-mini) must not lose to the catalogue's
             # openai price just because the instrumentation sent no provider.
             resolved = provider or (catalogue[0].provider if catalogue else "")
+            self._canonical[key] = catalogue[0].model_id if catalogue else ""
             user = self.price_file.options(resolved, names) if self.price_file else ()
             found = self._options[key] = user + catalogue
+        return found
+
+    def canonical_model(self, provider: str, request_model: str, response_model: str) -> str:
+        """The catalogue's model id (gpt-4o-mini for gpt-4o-mini-2024-07-18 as for gpt-4o-mini), so that a
+        failed call, which carries only the request model, groups with the successful ones; '' when the
+        catalogue does not know the model (LlmModel then falls back to the names as sent)."""
+        key = (provider, request_model, response_model)
+        found = self._canonical.get(key)
+        if found is None:
+            self.options(*key)
+            found = self._canonical.get(key, "")
         return found
 
     def price(self, batch: SpanBatch) -> SpanBatch:
@@ -112,7 +131,9 @@ class Pricer:
         effective = [""] * n
         variants = [""] * n
         standard_costs: list[Decimal | None] = [None] * n
+        canonical = [""] * n
         always = self._always
+        canonical_of = self._canonical
         with decimal_context():
             for i, (
                 kind,
@@ -131,6 +152,10 @@ class Pricer:
             ) in enumerate(
                 zip(kinds, attributes, providers, request_models, response_models, timestamps, *tokens, strict=True)
             ):
+                key = (provider, request_model, response_model)
+                if request_model or response_model:
+                    found = canonical_of.get(key)
+                    canonical[i] = found if found is not None else self.canonical_model(*key)
                 if kind and kind not in CALL_KINDS:
                     continue  # chains, agents, tools: they may repeat their children's usage and cost
                 if attrs and not attrs.keys().isdisjoint(TRIGGER_KEYS):
@@ -141,7 +166,6 @@ class Pricer:
                         continue
                 if not request_model and not response_model and inp is None and out is None:
                     continue  # not an LLM call
-                key = (provider, request_model, response_model)
                 option = always.get(key, _MISSING)
                 if option is _MISSING:
                     options = self.options(*key)
@@ -170,6 +194,7 @@ class Pricer:
         cols[PRICE_EFFECTIVE_FROM] = effective
         cols[PRICE_VARIANT] = variants
         cols[STANDARD_COST_USD] = standard_costs
+        cols[CANONICAL_MODEL] = canonical
         return batch
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from tracehouse.collector.batch import OTEL_COLUMNS
 from tracehouse.collector.columns import (
+    CANONICAL_MODEL,
     CONTENT_SAMPLED,
     COST_SOURCE,
     LLM_ARRAY_COLUMNS,
@@ -37,6 +38,7 @@ UNSCANNED: dict[str, str] = {
     "StatusCode": "one of decode.STATUS_CODES",
     CONTENT_SAMPLED: "one of the content sampler's decisions",
     COST_SOURCE: "one of the pricer's sources",
+    CANONICAL_MODEL: "a model id from the price catalogue (configuration, not spans), or ''",
     PRICE_MODEL: "a model id from the price catalogue or the price file (configuration, not spans)",
     PRICE_EFFECTIVE_FROM: "a date from the price catalogue or the price file",
     PRICE_VARIANT: "'' or 'batch', set by the pricer",
