@@ -13,6 +13,9 @@ with tagged(user="u-42", session="s-9", feature="support", prompt_version="v3"):
     ids = current_ids()                    # the span's hex ids, for the front end
 
 score("thumbs", True, trace_id=ids.trace_id, span_id=ids.span_id)   # POST /v1/scores, never raises
+
+submitted = batch.submit(client, [batch.request("t-1", model="gpt-4o-mini", messages=[...])], purpose="summaries")
+batch.collect(client, submitted.batch_id, handler)   # later, any process: one LLM span per request
 ```
 
 Only the plain install's packages are used (OpenTelemetry SDK, OTLP exporters, openinference-instrumentation).
@@ -26,6 +29,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tracehouse.instrumentation import _batch as batch
     from tracehouse.instrumentation import _prompts as prompts
     from tracehouse.instrumentation._context import ContextSpanProcessor, tagged
     from tracehouse.instrumentation._provider import (
@@ -56,7 +60,7 @@ _EXPORTS = {
     "step": "_steps",
 }
 # Modules exposed under a public name: `from tracehouse.instrumentation import prompts`.
-_MODULES = {"prompts": "_prompts"}
+_MODULES = {"batch": "_batch", "prompts": "_prompts"}
 
 __all__ = [
     "MAX_EXPORT_BATCH_SIZE",
@@ -64,6 +68,7 @@ __all__ = [
     "ContextSpanProcessor",
     "SpanIds",
     "Step",
+    "batch",
     "chain",
     "current_ids",
     "enabled_instrumentors",
