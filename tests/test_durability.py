@@ -96,7 +96,7 @@ def _wait_for(predicate, timeout: float, what: str):
 
 def test_drainer_error_is_loud_and_not_ready_then_it_recovers_and_stores_everything_once(start_collector, tmp_path):
     fault = tmp_path / "spool-read-fails"
-    collector = start_collector(env={"TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE": str(fault)})
+    collector = start_collector(env={"TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE": str(fault)}, migrated=True)
     sent: set[str] = set()
 
     def send(first: int) -> None:
@@ -244,8 +244,8 @@ EDGE_SPANS = {
 
 
 @pytest.fixture(scope="module")
-def edge_collector(tmp_path_factory):
-    proc = CollectorProcess(tmp_path_factory.mktemp("edges") / "data").start()
+def edge_collector(tmp_path_factory, store_template):
+    proc = CollectorProcess(tmp_path_factory.mktemp("edges") / "data", store_template=store_template).start()
     yield proc
     proc.kill()
 
@@ -411,11 +411,11 @@ def _spool_poisoned_records(data_dir: Path, service: str) -> tuple[set[str], set
     return good, bad
 
 
-def test_poison_rows_are_bisected_out_in_few_inserts_and_a_kill_mid_bisection_stores_once(tmp_path):
+def test_poison_rows_are_bisected_out_in_few_inserts_and_a_kill_mid_bisection_stores_once(tmp_path, store_template):
     data_dir = tmp_path / "data"
     good, bad = _spool_poisoned_records(data_dir, "poison")
 
-    collector = CollectorProcess(data_dir).start()
+    collector = CollectorProcess(data_dir, store_template=store_template).start()
     try:
         # Kill -9 in the middle of the isolation: some halves inserted, not all of the bad rows found.
         _wait_for(
