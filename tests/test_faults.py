@@ -60,7 +60,7 @@ def _span_id(span) -> str:
     return format(span.context.span_id, "016x")
 
 
-def test_kill_9_mid_stream_loses_and_duplicates_nothing_acknowledged(tmp_path):
+def test_kill_9_mid_stream_loses_and_duplicates_nothing_acknowledged(tmp_path, store_template):
     data_dir = tmp_path / "data"
     grpc_port, http_port = _free_port(), _free_port()
     ports = ("--grpc-port", str(grpc_port), "--http-port", str(http_port))
@@ -82,7 +82,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing_acknowledged(tmp_path):
         exporter.shutdown()
         done.set()
 
-    collector = CollectorProcess(data_dir, *ports).start()
+    collector = CollectorProcess(data_dir, *ports, store_template=store_template).start()
     sender = threading.Thread(target=send)
     sender.start()
     rng = random.Random(42)
