@@ -25,7 +25,8 @@ def _metrics(collector) -> dict[str, float]:
     return values
 
 
-def test_metrics_count_what_happened(collector):
+def test_metrics_count_what_happened(start_collector):
+    collector = start_collector(migrated=True)
     provider = TracerProvider(resource=Resource.create({"service.name": "metered"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True)))
     tracer = provider.get_tracer("m")
@@ -60,7 +61,7 @@ def test_metrics_count_what_happened(collector):
 
 def test_worker_processes_run_the_same_pipeline(start_collector):
     """--workers 2: parse, decode, normalize, price, redact and encode happen in worker processes."""
-    collector = start_collector("--workers", "2")
+    collector = start_collector("--workers", "2", migrated=True)
     provider = TracerProvider(resource=Resource.create({"service.name": "pooled"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True)))
     tracer = provider.get_tracer("w")
