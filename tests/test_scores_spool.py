@@ -132,7 +132,7 @@ def test_a_spool_written_before_scores_drains_into_otel_traces_beside_new_score_
     asyncio.run(spool.sync(spool.append(scores.header, scores.payload, 1, bytes(16), SCORES_TABLE)))
     spool.close()
 
-    collector = start_collector(data_dir=data)
+    collector = start_collector(data_dir=data, migrated=True)
     rows = sql_rows(
         collector.data_dir, f"SELECT id, user_feedback FROM llm_calls_scored WHERE trace_id = '{TRACE}' ORDER BY id"
     )
@@ -171,7 +171,9 @@ def test_a_full_spool_refuses_scores_with_503_and_retry_after_then_they_drain(tm
 
 def test_without_the_spool_scores_are_acknowledged_once_inserted(tmp_path, start_collector):
     fault = tmp_path / "store-down"
-    collector = start_collector("--no-spool", env={"TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(fault)})
+    collector = start_collector(
+        "--no-spool", env={"TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(fault)}, migrated=True
+    )
     body = {"id": "s-1", "trace_id": TRACE, "name": "rating", "value": 2, "timestamp": 1_740_823_300_000_000_000}
     assert post(scores_url(collector), body) == (200, {"ids": ["s-1"]})
     fault.touch()
