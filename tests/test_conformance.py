@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 from collector_process import CollectorProcess, sql_rows
-from fake_openai import FIRST_CHUNK_DELAY, Exchange
+from fake_openai import ERRORS, FIRST_CHUNK_DELAY, Exchange
 from fake_providers import FakeProviders
 
 APP = Path(__file__).with_name("conformance_app.py")
 NODE_APP = Path(__file__).with_name("conformance_node") / "app.mjs"  # the Vercel AI SDK's cases
 CASE_HEADER = "x-conformance-case"
+FAKE_STATUS_HEADER = "x-fake-status"  # a request the fake fails on purpose, with this HTTP status
 
 VERCEL_CASES = (
     "chat",
@@ -42,6 +43,7 @@ VERCEL_CASES = (
     "messages",
     "messages_stream",
     "messages_tools",
+    "error",
 )
 # instrumentation -> the cases it runs (conformance_app.instrument); the order is the table's.
 INSTRUMENTATIONS: dict[str, tuple[str, ...]] = {
@@ -187,7 +189,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @dataclass
 class CaseRun:
-    """One case of one instrumentation: the fake's exchanges, the collector's rows, the trace's span ids."""
+    """One case of one instrumentation: the fake's exchanges, the collector's rows, the trace's span ids. A request
+    the fake failed on purpose is an exchange whose response is the error (`failed_exchange`)."""
 
     exchanges: list[Exchange]
     rows: list[dict[str, Any]]
@@ -207,6 +210,26 @@ class SuiteRun:
         if instrumentation in self.failures:
             raise AssertionError(f"{instrumentation} did not run:\n{self.failures[instrumentation]}")
         return self.cases[(instrumentation, case)]
+
+
+def failed_exchange(path: str, headers: dict[str, str], request: dict[str, Any]) -> Exchange:
+    """A request the fake answered with an error (FAKE_STATUS_HEADER): the error as the response."""
+    status = int(headers[FAKE_STATUS_HEADER])
+    return Exchange(path, headers, request, {"error": {"status": status, "message": ERRORS[status][2]}}, False)
+
+
+def is_failure(exchange: Exchange) -> bool:
+    return FAKE_STATUS_HEADER in exchange.headers
+
+
+def _case_exchanges(fake: FakeProviders, case: str) -> list[Exchange]:
+    """A case's calls in the order they were made: the answered ones and the ones the fake failed on purpose."""
+    answered = iter([e for e in fake.exchanges if e.headers.get(CASE_HEADER) == case])
+    return [
+        failed_exchange(r.path, r.headers, r.body) if FAKE_STATUS_HEADER in r.headers else next(answered)
+        for r in fake.requests
+        if r.headers.get(CASE_HEADER) == case
+    ]
 
 
 def _commands(
@@ -262,7 +285,7 @@ def run_suite(work_dir: Path, instrumentations: Iterable[str] = INSTRUMENTATIONS
     cases: dict[tuple[str, str], CaseRun] = {}
     for name, by_case in traces.items():
         for case, trace_id in by_case.items():
-            exchanges = [e for e in fakes[name].exchanges if e.headers.get(CASE_HEADER) == case]
+            exchanges = _case_exchanges(fakes[name], case)
             rows = [row for row in calls if row["trace_id"] == trace_id]
             cases[(name, case)] = CaseRun(exchanges, rows, by_trace.get(trace_id, []))
     return SuiteRun(cases, failures)
@@ -477,9 +500,28 @@ def _catalogue_cost(provider: str, model: str, usage: dict[str, Any] | None) -> 
     return Decimal(str(price.total_price)).quantize(Decimal("1e-12"))
 
 
+def expected_failed_call(exchange: Exchange) -> dict[str, Any]:
+    """The row of a call the provider failed: what was asked as for any call; no answer, no usage, no cost (the
+    provider bills no failed request), the provider's error message and an Error status."""
+    assert exchange.path.rstrip("/") == "/v1/chat/completions", "failures are made on Chat Completions"
+    no_answer = {"model": "", "choices": [{"message": {}, "finish_reason": ""}], "usage": None}
+    expected = expected_call(Exchange(exchange.path, {}, exchange.request, no_answer, False))
+    expected.update(
+        {
+            "response": None,
+            "cost_usd": Decimal(0).quantize(Decimal("1e-12")),
+            "error": exchange.response["error"]["message"],
+            "status": "Error",
+        }
+    )
+    return expected
+
+
 def expected_call(exchange: Exchange) -> dict[str, Any]:
     """The llm_calls row a call should give, from the request the fake got and the response it gave."""
     request, response = exchange.request, exchange.response
+    if is_failure(exchange):
+        return expected_failed_call(exchange)
     shape = _BY_PATH[exchange.path.split("?")[0].rstrip("/")](request, response)
     usage = shape["usage"] or {}
     return {
@@ -733,6 +775,8 @@ def test_every_call_is_priced_by_the_catalogue_and_every_stream_measured(suite: 
     for (name, case), run in suite.cases.items():
         for exchange in run.exchanges:
             expected = expected_call(exchange)
+            if is_failure(exchange):
+                continue  # a failed call has no usage to price
             assert expected["cost_usd"] is not None and expected["cost_usd"] > 0, (name, case, exchange.path)
             assert expected["prompt_tokens"] and expected["completion_tokens"], (name, case)
     streamed = {(name, case) for (name, case), run in suite.cases.items() if any(e.streamed for e in run.exchanges)}

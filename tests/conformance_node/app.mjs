@@ -27,6 +27,7 @@ const WEATHER_PARAMETERS = {
   required: ["city"],
 };
 const CASE_HEADER = "X-Conformance-Case";
+const FAKE_STATUS_HEADER = "X-Fake-Status"; // tests/fake_openai.py answers with this HTTP status
 const API_KEY = "sk-fake-conformance";
 const CACHE = { anthropic: { cacheControl: { type: "ephemeral" } } };
 
@@ -171,6 +172,24 @@ const CASES = {
       stopWhen: s.stopAfter(2),
       maxOutputTokens: 200,
     }),
+  // The provider fails (the fake answers 500 with OpenAI's error body): the SDK throws, the call is an error row.
+  error: (s, p, o) =>
+    s.ai
+      .generateText({
+        ...o,
+        headers: { ...o.headers, [FAKE_STATUS_HEADER]: "500" },
+        model: p.openai.chat("gpt-4o-mini"),
+        prompt: QUESTION,
+        temperature: 0.2,
+      })
+      .then(
+        () => {
+          throw new Error("the fake's 500 did not fail the call");
+        },
+        (error) => {
+          if (!s.ai.APICallError.isInstance(error) || error.statusCode !== 500) throw error;
+        },
+      ),
 };
 
 async function runInstrumentation(tracer, instrumentation, baseURL) {
