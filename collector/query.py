@@ -875,11 +875,12 @@ class _HttpRefusal(Exception):
 class QueryEndpoint:
     """ClickHouse-HTTP-style read-only endpoint over the collector's own store."""
 
-    def __init__(self, sql: ReadOnlySql, host: str, port: int) -> None:
+    def __init__(self, sql: ReadOnlySql, host: str, port: int, key: str = "") -> None:
         self._sql = sql
         self._host = host
         self.port = port
-        self.key = secrets.token_urlsafe(24)
+        # The operator's fixed key (query_key, for a provisioned Grafana), else a new one per start.
+        self.key = key or secrets.token_urlsafe(24)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         # Local administration (POST /forget): the same key, handlers that return a response.
