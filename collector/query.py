@@ -875,12 +875,14 @@ class _HttpRefusal(Exception):
 class QueryEndpoint:
     """ClickHouse-HTTP-style read-only endpoint over the collector's own store."""
 
-    def __init__(self, sql: ReadOnlySql, host: str, port: int, key: str = "") -> None:
+    def __init__(self, sql: ReadOnlySql, host: str, port: int, read_key: str = "") -> None:
         self._sql = sql
         self._host = host
         self.port = port
-        # The operator's fixed key (query_key, for a provisioned Grafana), else a new one per start.
-        self.key = key or secrets.token_urlsafe(24)
+        # A new key each start (collector.json) does everything; the operator's fixed `query_read_key`
+        # (a provisioned Grafana's password) only reads: it cannot reach the administration routes.
+        self.key = secrets.token_urlsafe(24)
+        self._read_key = read_key
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         # Local administration (POST /forget): the same key, handlers that return a response.
@@ -921,14 +923,14 @@ class QueryEndpoint:
     def _admin(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def authorized(request: web.Request) -> web.StreamResponse:
             try:
-                self._authorize(request)
+                self._authorize(request, administration=True)
             except _HttpRefusal as refusal:
                 return _ch_error(refusal.status, refusal.code, str(refusal))
             return await handler(request)
 
         return authorized
 
-    def _authorize(self, request: web.Request) -> None:
+    def _authorize(self, request: web.Request, administration: bool = False) -> None:
         supplied = request.headers.get("X-ClickHouse-Key") or request.query.get("password") or ""
         authorization = request.headers.get("Authorization", "")
         if not supplied and authorization[:6].lower() == "basic ":
@@ -939,10 +941,16 @@ class QueryEndpoint:
                     400, 516, "malformed Authorization header: Basic needs base64 of user:key (AUTHENTICATION_FAILED)"
                 ) from None
             supplied = decoded.partition(":")[2]
-        if not secrets.compare_digest(supplied.encode("utf-8", "surrogateescape"), self.key.encode()):
-            raise _HttpRefusal(
-                403, 516, "Authentication failed: pass the key from collector.json (AUTHENTICATION_FAILED)"
-            )
+        given = supplied.encode("utf-8", "surrogateescape")
+        if secrets.compare_digest(given, self.key.encode()):
+            return
+        if self._read_key and secrets.compare_digest(given, self._read_key.encode()):
+            if administration:
+                raise _HttpRefusal(
+                    403, 497, "the read key (query_read_key) only reads: use the key from collector.json (ACCESS_DENIED)"
+                )
+            return
+        raise _HttpRefusal(403, 516, "Authentication failed: pass the key from collector.json (AUTHENTICATION_FAILED)")
 
     def _parameters(self, request: web.Request) -> _RequestOptions:
         """What a request asks for; every parameter is allow-listed, or the request refused."""
