@@ -947,7 +947,7 @@ class QueryEndpoint:
         if self._read_key and secrets.compare_digest(given, self._read_key.encode()):
             if administration:
                 raise _HttpRefusal(
-                    403, 497, "the read key (query_read_key) only reads: use the key from collector.json (ACCESS_DENIED)"
+                    403, 497, "the read key (query_read_key) only reads: use collector.json's key (ACCESS_DENIED)"
                 )
             return
         raise _HttpRefusal(403, 516, "Authentication failed: pass the key from collector.json (AUTHENTICATION_FAILED)")
