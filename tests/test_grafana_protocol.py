@@ -28,7 +28,7 @@ import clickhouse_connect
 import lz4.block
 import pytest
 
-from tracehouse.collector.query import cityhash128
+from tracehouse.collector.clickhouse_compressed import cityhash128
 
 pytestmark = pytest.mark.timeout(180)
 
