@@ -120,18 +120,153 @@ _ON_CLUSTER_TARGETS = re.compile(
     r"^((?:CREATE TABLE IF NOT EXISTS|CREATE MATERIALIZED VIEW IF NOT EXISTS|CREATE OR REPLACE VIEW|ALTER TABLE) \w+)"
 )
 _ENGINES = re.compile(r"\bENGINE = (MergeTree|AggregatingMergeTree|ReplacingMergeTree|SummingMergeTree)\b")
+SHARDED = "sharded:"
+SHARDED_DOCUMENT = "sharded.sql"
+LOCAL_SUFFIX = "_local"
+
+
+def cluster_name(cluster: str) -> tuple[str, bool]:
+    """The `cluster` setting read: (the ClickHouse cluster's name, whether the layout is sharded).
+    `NAME`: every table Replicated on every replica (one shard); `sharded:NAME`: also Distributed tables over
+    the shards (schema/sharded.sql)."""
+    sharded = cluster.startswith(SHARDED)
+    name = cluster.removeprefix(SHARDED)
+    if not re.fullmatch(r"[A-Za-z0-9_.{}-]+", name):
+        raise ValueError(f"cluster name {name!r} is not a plain ClickHouse identifier")
+    return name, sharded
 
 
 def cluster_variant(statement: str, cluster: str) -> str:
     """The statement for every replica of `cluster`: `ON CLUSTER` after the object's name and the
-    Replicated* form of its engine (the server's default replication path and macros apply)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.{}-]+", cluster):
-        raise ValueError(f"cluster name {cluster!r} is not a plain ClickHouse identifier")
-    rewritten, found = _ON_CLUSTER_TARGETS.subn(rf"\1 ON CLUSTER '{cluster}'", statement, count=1)
+    Replicated* form of its engine (the server's default replication path and macros apply). For a sharded
+    cluster, the one statement of cluster_statements (a statement that becomes several is refused)."""
+    name, sharded = cluster_name(cluster)
+    if sharded:
+        statements = cluster_statements(statement, cluster)
+        if len(statements) != 1:
+            raise ValueError(
+                f"{statement.splitlines()[0][:80]} becomes {len(statements)} statements: use cluster_statements"
+            )
+        return statements[0]
+    rewritten, found = _ON_CLUSTER_TARGETS.subn(rf"\1 ON CLUSTER '{name}'", statement, count=1)
     if not found:
         # A new kind of statement must be taught here, not silently run on one node.
         raise ValueError(f"no cluster variant for statement: {statement.splitlines()[0][:80]}")
     return _ENGINES.sub(r"ENGINE = Replicated\1", rewritten)
+
+
+def cluster_statements(statement: str, cluster: str, schema: Traversable | None = None) -> tuple[str, ...]:
+    """What runs for `statement` on `cluster`: its cluster_variant, or for `sharded:NAME` each statement of
+    its sharded_statements made a cluster variant (ON CLUSTER, Replicated* engines)."""
+    name, sharded = cluster_name(cluster)
+    if not sharded:
+        return (cluster_variant(statement, name),)
+    return tuple(cluster_variant(part, name) for part in sharded_statements(statement, name, schema))
+
+
+def _for_store(statement: str, cluster: str, schema: Traversable | None) -> tuple[str, ...]:
+    return cluster_statements(statement, cluster, schema) if cluster else (statement,)
+
+
+def distributed_tables(cluster: str, schema: Traversable | None = None) -> dict[str, str]:
+    """schema/sharded.sql: each sharded table's Distributed statement over `cluster` (a name), by table."""
+    tables = {}
+    for statement in _split_statements((schema or _schema_root()).joinpath(SHARDED_DOCUMENT).read_text()):
+        found = _DISTRIBUTED.fullmatch(statement)
+        if not found or found.group(1) != found.group(2) or found.group(1) != found.group(3):
+            raise RuntimeError(
+                f"schema/{SHARDED_DOCUMENT}: each statement must be CREATE TABLE IF NOT EXISTS t AS t{LOCAL_SUFFIX} "
+                f"ENGINE = Distributed({{cluster}}, currentDatabase(), t{LOCAL_SUFFIX}, <sharding key>) ..., not "
+                f"{statement.splitlines()[0][:80]}"
+            )
+        tables[found.group(1)] = statement.replace("{cluster}", f"'{cluster}'")
+    return tables
+
+
+_DISTRIBUTED = re.compile(
+    rf"CREATE TABLE IF NOT EXISTS (\w+) AS (\w+){LOCAL_SUFFIX}\s+"
+    rf"ENGINE = Distributed\(\{{cluster\}}, currentDatabase\(\), (\w+){LOCAL_SUFFIX}, .+\)(?:\s+SETTINGS .+)?",
+    re.DOTALL,
+)
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\b")
+_ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\s+(.*)$", re.DOTALL)
+_CREATE_MATERIALIZED = re.compile(
+    r"^(CREATE MATERIALIZED VIEW IF NOT EXISTS \w+\s+TO )(\w+)(\s+AS\s+SELECT\b.*)$", re.DOTALL
+)
+_READS = re.compile(r"\b(FROM|JOIN)(\s+)(\w+)\b")
+# ALTER commands a Distributed table takes and must repeat (its columns are what inserts and reads see: the
+# initiator computes DEFAULT and ALIAS columns); a column TTL is storage, like the other commands.
+_COLUMN_COMMAND = re.compile(r"^(ADD|DROP|RENAME|COMMENT|MODIFY) COLUMN\b")
+_TTL = re.compile(r"\bTTL\b")
+
+
+def sharded_statements(statement: str, cluster: str, schema: Traversable | None = None) -> tuple[str, ...]:
+    """The statement for the sharded layout (schema/sharded.sql), without ON CLUSTER (cluster_statements
+    adds it), over `cluster` (a name). A table's CREATE makes `<table>_local` then its Distributed table;
+    an ALTER that changes columns runs on both (local first), any other ALTER (settings, TTLs, mutations) on
+    the local table alone; a materialized view reads and writes the local tables; a plain view reads the
+    Distributed names, as it is. A table that schema/sharded.sql does not name is refused."""
+    tables = distributed_tables(cluster, schema)
+
+    def local(table: str) -> str:
+        if table not in tables:
+            raise ValueError(f"{table} has no Distributed table in schema/{SHARDED_DOCUMENT}: add it there")
+        return table + LOCAL_SUFFIX
+
+    if created := _CREATE_TABLE.match(statement):
+        table = created.group(1)
+        return _CREATE_TABLE.sub(f"CREATE TABLE IF NOT EXISTS {local(table)}", statement, count=1), tables[table]
+    if materialized := _CREATE_MATERIALIZED.match(statement):
+        head, target, select = materialized.groups()
+        return (head + local(target) + _local_reads(select, tables),)
+    if altered := _ALTER_TABLE.match(statement):
+        table, commands = altered.groups()
+        if table not in tables and commands.startswith("MODIFY QUERY "):  # a materialized view's query
+            return (f"ALTER TABLE {table} {_local_reads(commands, tables)}",)
+        on_local = f"ALTER TABLE {local(table)}" + statement[len(f"ALTER TABLE {table}") :]
+        kinds = {bool(_COLUMN_COMMAND.match(c) and not _TTL.search(c)) for c in _top_level(commands)}
+        if kinds == {True}:
+            return on_local, statement
+        if kinds == {False}:
+            return (on_local,)
+        raise ValueError(
+            f"ALTER TABLE {table} mixes column changes with other commands: the sharded layout runs column changes "
+            "on the Distributed table too, so split them into two statements"
+        )
+    if statement.startswith("CREATE OR REPLACE VIEW "):
+        return (statement,)
+    raise ValueError(f"no sharded variant for statement: {statement.splitlines()[0][:80]}")
+
+
+def _local_reads(select: str, tables: dict[str, str]) -> str:
+    """A materialized view's query reading the local tables: it fires on the inserts of its own node."""
+    return _READS.sub(
+        lambda m: m.group(1) + m.group(2) + m.group(3) + (LOCAL_SUFFIX if m.group(3) in tables else ""), select
+    )
+
+
+def _top_level(commands: str) -> list[str]:
+    """An ALTER's commands: split at the commas outside parentheses, quotes and backticks."""
+    parts, depth, start, quote, i = [], 0, 0, "", 0
+    while i < len(commands):
+        char = commands[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'`\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(commands[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(commands[start:].strip())
+    return [part for part in parts if part]
 
 
 def _schema_root() -> Traversable:
@@ -159,7 +294,8 @@ def bootstrap_statements(schema: Traversable | None = None) -> tuple[str, ...]:
 
 def applied_versions(client: Client, cluster: str = "", schema: Traversable | None = None) -> set[int]:
     for statement in bootstrap_statements(schema):
-        client.command(cluster_variant(statement, cluster) if cluster else statement)
+        for part in _for_store(statement, cluster, schema):
+            client.command(part)
     return {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS_TABLE} FINAL").result_rows}
 
 
@@ -247,14 +383,17 @@ def apply_views(client: Client, cluster: str = "", schema: Traversable | None = 
         if recorded.get(view.name) == view.digest and view.name in present:
             continue
         exists = view.name in present
-        if view.target and exists and (stored := _stored_target(client, view.name)) != view.target:
+        # In the sharded layout a materialized view writes TO its target's local table (sharded_statements).
+        target = view.target + LOCAL_SUFFIX if view.target and cluster and cluster_name(cluster)[1] else view.target
+        if view.target and exists and (stored := _stored_target(client, view.name)) != target:
             # MODIFY QUERY keeps the target: a new target is a new view under a new name.
             raise RuntimeError(
-                f"schema/{view.file} writes TO {view.target} but the stored {view.name} writes TO {stored}: "
+                f"schema/{view.file} writes TO {target} but the stored {view.name} writes TO {stored}: "
                 "a materialized view's TO table cannot change in place, give the view a new name"
             )
         for statement in view.statements(exists):
-            client.command(cluster_variant(statement, cluster) if cluster else statement)
+            for part in _for_store(statement, cluster, schema):
+                client.command(part)
         client.insert(VIEWS_TABLE, [[view.name, view.digest]], column_names=["name", "digest"])
         log.info("applied view %s", view.file)
         applied.append(view.file)
@@ -286,12 +425,13 @@ def apply_retention(
         return False
     if recorded or not retention.keeps_everything(settings):  # a store never given a policy has none to remove
         for statement in rendered:
-            try:
-                client.command(cluster_variant(statement, cluster) if cluster else statement)
-            except ClickHouseError as exc:
-                # REMOVE TTL where there is none (a period that was never set): already as wanted.
-                if "REMOVE TTL" not in statement or not _NO_TTL_TO_REMOVE.search(str(exc)):
-                    raise
+            for part in _for_store(statement, cluster, schema):
+                try:
+                    client.command(part)
+                except ClickHouseError as exc:
+                    # REMOVE TTL where there is none (a period that was never set): already as wanted.
+                    if "REMOVE TTL" not in part or not _NO_TTL_TO_REMOVE.search(str(exc)):
+                        raise
         log.info("retention applied (ALTER TABLE ... MODIFY TTL): %s", settings.summary())
     client.insert(VIEWS_TABLE, [[retention.DOCUMENT, digest]], column_names=["name", "digest"])
     return bool(recorded) or not retention.keeps_everything(settings)
@@ -306,7 +446,8 @@ def migrate(
     """Apply the numbered migrations not yet recorded (each statement is itself idempotent: IF NOT EXISTS),
     then the views whose text changed; returns what was applied (migration and view file names).
 
-    With `cluster`, every statement runs `ON CLUSTER` with Replicated* engines (see cluster_variant).
+    With `cluster`, every statement runs `ON CLUSTER` with Replicated* engines (see cluster_variant); with
+    `sharded:NAME`, in the sharded layout of schema/sharded.sql (see sharded_statements).
     `schema` is the folder holding the migrations, bootstrap.sql and views/ (default: the packaged one).
     """
     done = applied_versions(client, cluster, schema)
@@ -315,7 +456,8 @@ def migrate(
         if migration.version in done:
             continue
         for statement in migration.statements:
-            client.command(cluster_variant(statement, cluster) if cluster else statement)
+            for part in _for_store(statement, cluster, schema):
+                client.command(part)
         client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
         log.info("applied migration %s", migration.name)
         applied.append(migration.name)
