@@ -787,3 +787,35 @@ def test_every_call_is_priced_by_the_catalogue_and_every_stream_measured(suite: 
     anthropic = [expected_call(e) for e in suite.case("openinference-anthropic", "messages").exchanges]
     anthropic += [expected_call(e) for e in suite.case("openinference-anthropic", "messages_stream").exchanges]
     assert anthropic[0]["cache_write_tokens"] > 0 and anthropic[1]["cached_tokens"] > 0  # a cache write, then a read
+
+
+UNHELD_START, UNHELD_END = "<!-- unheld:start -->", "<!-- unheld:end -->"
+
+
+def readme_unheld_rows() -> list[tuple[str, list[str]]]:
+    """(instrumentation, attribute patterns) of the README's "does not hold yet" table."""
+    text = README.read_text()
+    assert UNHELD_START in text and UNHELD_END in text, f"README.md lost its {UNHELD_START} table"
+    rows = []
+    for line in text.split(UNHELD_START, 1)[1].split(UNHELD_END, 1)[0].strip().splitlines()[2:]:
+        sent_by, attributes, _maps_to, _why = [cell.strip() for cell in line.strip("|").split("|")]
+        rows.append((sent_by, [name for name in re.findall(r"`([^`]+)`", attributes) if "." in name]))
+    return rows
+
+
+def test_what_the_readme_says_the_schema_does_not_hold_is_sent_and_kept(suite: SuiteRun) -> None:
+    """Each attribute the README lists is sent by that instrumentation in the suite's run and kept as sent in
+    SpanAttributes (operation.cost not taken as the cost: test_pydantic_ai_agent_and_tool_spans_...)."""
+    rows = readme_unheld_rows()
+    assert len(rows) >= 5
+    for sent_by, patterns in rows:
+        assert sent_by in INSTRUMENTATIONS, f"README names {sent_by!r}, not an instrumentation of the suite"
+        spans = [span for case in INSTRUMENTATIONS[sent_by] for span in suite.case(sent_by, case).spans]
+        for pattern in patterns:
+            matcher = re.compile(re.escape(pattern).replace(r"\*", ".+"))
+            kept = [(span, key) for span in spans for key in span["SpanAttributes"] if matcher.fullmatch(key)]
+            assert kept, f"{sent_by} sent no {pattern} in the suite's run: the README row is stale"
+    # The service tier is not a price variant: calls that say "default" are priced at standard rates.
+    run = suite.case("openllmetry-openai", "chat")
+    tiers = {span["SpanAttributes"].get("openai.response.service_tier") for span in run.spans}
+    assert tiers - {None} and all(row["price_variant"] == "" for row in run.rows), (tiers, run.rows)
