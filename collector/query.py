@@ -13,6 +13,9 @@ SETTINGS clause; only SAFE_TABLE_FUNCTIONS in FROM; no function that reads files
 server configuration; no system table outside READABLE_SYSTEM_TABLES. The query then runs with
 readonly=1 and fixed limits (QueryLimits) that ClickHouse enforces and readonly=1 keeps fixed.
 Running reads are tagged, so a client that goes away, Ctrl-C or shutdown stops them (KILL QUERY).
+An accepted verdict is kept per exact query text, format and row limit (VerdictCache, bounded): Grafana
+repeats its queries, and the check costs two engine round trips; a cache hit runs the statement that was
+checked, under a new tag.
 
 The client half (`read_query`, for `tracehouse sql` and `tracehouse prices`) goes through the endpoint
 advertised in collector.json, else opens the store itself under the store lock (both in `runtime`).
@@ -39,6 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -292,6 +296,7 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\""
 _OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _TAG = "/* tracehouse-read {} */ "
+_PLAIN_TAG = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _SELECT_START = re.compile(r"^(?:SELECT|WITH)\b")
 
 
@@ -476,11 +481,57 @@ def _check_function(node: Node, parent: Node | None, catalogue: Catalogue) -> No
 # --- running -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """What the check made of one query: the checked statement (without tag and FORMAT) and its format."""
+
+    canonical: str
+    output: str
+
+
+class VerdictCache:
+    """The guard's accepted verdicts, by the exact query text, the format asked for and the row limit.
+
+    Grafana sends the same few queries on every refresh; the check of one costs two engine round trips
+    (formatQuerySingleLine, EXPLAIN AST), more than a small query itself. A verdict is a function of the
+    key alone (the check reads the text, the format and the row limit, and the catalogue, fixed per
+    runner; bound parameters are part of the text), so reusing it runs the very statement that was
+    checked. Only accepted verdicts are kept: a refusal is always recomputed. Bounded: at most `entries`
+    verdicts of queries up to `max_query_chars` each, the least recently used dropped first."""
+
+    def __init__(self, entries: int = 512, max_query_chars: int = 16 << 10) -> None:
+        self.entries, self.max_query_chars = entries, max_query_chars
+        self._verdicts: OrderedDict[tuple[str, str, int | None], _Verdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def get(self, sql: str, fmt: str, row_limit: int | None) -> _Verdict | None:
+        with self._lock:
+            verdict = self._verdicts.get((sql, fmt, row_limit))
+            if verdict is not None:
+                self._verdicts.move_to_end((sql, fmt, row_limit))
+            return verdict
+
+    def put(self, sql: str, fmt: str, row_limit: int | None, verdict: _Verdict) -> None:
+        if self.entries <= 0 or len(sql) > self.max_query_chars:
+            return
+        with self._lock:
+            self._verdicts[(sql, fmt, row_limit)] = verdict
+            self._verdicts.move_to_end((sql, fmt, row_limit))
+            while len(self._verdicts) > self.entries:
+                self._verdicts.popitem(last=False)
+
+
 class ReadOnlySql:
     """Checks and runs read-only queries on clients of its own: a few, since chDB runs queries of
     several connections at once, so one slow read does not queue the others behind it."""
 
-    def __init__(self, connect: Callable[[], Client], limits: QueryLimits | None = None) -> None:
+    def __init__(
+        self, connect: Callable[[], Client], limits: QueryLimits | None = None, verdicts: VerdictCache | None = None
+    ) -> None:
+        self.verdicts = verdicts if verdicts is not None else VerdictCache()
         self._connect = connect
         self.limits = limits or QueryLimits()
         self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
@@ -562,6 +613,10 @@ class ReadOnlySql:
             output = resolve_format(fmt)
         except FormatRefused as exc:
             raise QueryRefused(str(exc), 73) from None
+        cacheable = _PLAIN_TAG.fullmatch(tag) is not None  # a tag that cannot end the comment it sits in
+        verdict = self.verdicts.get(sql, fmt, row_limit) if cacheable else None
+        if verdict is not None:
+            return f"{_TAG.format(tag)}{verdict.canonical} FORMAT {verdict.output}", verdict.output
         try:
             canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
             canonical = canonical.result_rows[0][0]
@@ -588,6 +643,8 @@ class ReadOnlySql:
         if not dump[:1].isupper():  # a header line: the FORMAT bound to EXPLAIN, so no statement takes one
             raise QueryRefused(_read_only(canonical))
         check_ast(parse_ast(dump), canonical, output, self.catalogue(client))
+        if cacheable:
+            self.verdicts.put(sql, fmt, row_limit, _Verdict(canonical, output))
         return final, output
 
     def check(self, sql: str, fmt: str = "TabSeparated") -> str:
@@ -869,6 +926,12 @@ def _http_encode(body: bytes, encoding: str) -> bytes:
     return body
 
 
+# Answers up to this size are shaped (Native re-framed, compressed) on the event loop: a hand-off to a worker
+# thread costs more than the work (~0.1-0.7 ms on 2 busy cores, bench/bench_query.py), and Grafana's panels
+# answer in a few KB. Larger ones go to a thread, so the loop keeps serving other requests meanwhile.
+INLINE_SHAPE_BYTES = 16 << 10
+
+
 class _HttpRefusal(Exception):
     def __init__(self, status: int, code: int, message: str) -> None:
         super().__init__(message)
@@ -998,7 +1061,10 @@ class QueryEndpoint:
         )
         try:
             result = await asyncio.wait_for(asyncio.shield(task), options.timeout)
-            response = await asyncio.to_thread(_shape_response, result, options, request.headers)
+            if len(result.body) <= INLINE_SHAPE_BYTES:  # microseconds of work: no second thread hop
+                response = _shape_response(result, options, request.headers)
+            else:
+                response = await asyncio.to_thread(_shape_response, result, options, request.headers)
         except asyncio.CancelledError:
             log.info("read query cancelled: the client went away")
             await asyncio.to_thread(self._sql.cancel, tag)
