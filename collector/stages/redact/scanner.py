@@ -11,16 +11,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import NamedTuple
 
 import re2
 
 from tracehouse.collector.stages.redact.detectors import BUILTINS, Detector, dispatch_table
-from tracehouse.collector.stages.redact.encodings import BASE64_SHAPE, View, base64_text, may_have_escapes, view_of
+from tracehouse.collector.stages.redact.encodings import (
+    BASE64_SHAPE,
+    MIN_BASE64,
+    View,
+    base64_text,
+    may_have_escapes,
+    view_of,
+)
 from tracehouse.collector.stages.redact.finder import Finder, options
 from tracehouse.collector.stages.redact.tokens import Hasher
 
 SEP = b"\x00"
+# No built-in detector matches fewer characters than this ("a@b.co"; "1.1.1.1" is 7).
+MIN_MATCH = 6
 Counts = dict[str, int]
 Result = tuple[str, Counts] | None
 
@@ -90,6 +100,8 @@ class Scanner:
         self._hash_builtins = hash_builtins
         self._hasher = hasher
         self._labels = {d.type: f"[{d.type.upper()}]".encode() for d in self._detectors}
+        # Shorter values cannot hold a finding: no built-in detector matches fewer characters.
+        self.min_len = 1 if self._rules else MIN_MATCH
 
     @property
     def active(self) -> bool:
@@ -105,7 +117,7 @@ class Scanner:
         except _Overloaded:
             return [(OVERLOAD, 0, len(text))]
         if self._rules:
-            hits.extend(self._rule_hits(buf, [buf]))
+            hits.extend(self._rule_hits(buf, [len(buf)]))
         hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
         found = []
         last_end = -1
@@ -125,23 +137,30 @@ class Scanner:
         """For each value: None when nothing was found, else the redacted text and counts by kind.
 
         Equal values are scanned once: system prompts and tool definitions repeat in every call of a batch.
+        Values too short to hold any finding are not scanned at all.
         """
-        distinct: dict[str, int] = {}
-        slots = [distinct.setdefault(value, len(distinct)) for value in values]
-        if len(distinct) == len(values):
-            return self._scan_distinct(values)
-        found = self._scan_distinct(list(distinct))
-        return [found[slot] for slot in slots]
+        distinct = dict.fromkeys(values)
+        min_len = self.min_len
+        todo = [value for value in distinct if len(value) >= min_len] if min_len > 1 else list(distinct)
+        if len(todo) == len(values):
+            return self._scan_distinct(todo)
+        found = dict(zip(todo, self._scan_distinct(todo), strict=True))
+        return list(map(found.get, values))
 
     def _scan_distinct(self, values: Sequence[str], decoded: bool = False) -> list[Result]:
         results: list[Result] = [None] * len(values)
         if not values or not self.active:
             return results
-        encoded = [value.encode("utf-8", "surrogatepass") for value in values]
-        buf = SEP.join(encoded)
+        # One join and one encode (a copy each) for the whole batch. Each value's bytes are only needed
+        # where something is found or decoded; for ASCII text (the usual case) they are slices of buf.
+        joined = "\x00".join(values)
+        buf = joined.encode("utf-8", "surrogatepass")
+        encoded: list[bytes] | None = None if len(buf) == len(joined) else _encode_each(values)
         views: dict[int, View] = {}
         scanned = encoded
         if may_have_escapes(buf):
+            if encoded is None:
+                encoded = _encode_each(values)
             for i, value in enumerate(encoded):
                 view = view_of(value)
                 if view is not None:
@@ -155,28 +174,28 @@ class Scanner:
             if len(values) > 1:
                 return [self._scan_distinct([value], decoded)[0] for value in values]
             # Text made of failing candidates costs more than it is worth: mask it whole, never pass it.
-            return [('"[REDACTED]"' if _is_json(encoded[0]) else "[REDACTED]", {OVERLOAD: 1})]
+            value = values[0].encode("utf-8", "surrogatepass")
+            return [('"[REDACTED]"' if _is_json(value) else "[REDACTED]", {OVERLOAD: 1})]
         if self._rules:
-            hits.extend(self._rule_hits(buf, scanned))
+            lengths = list(map(len, values)) if scanned is None else [len(item) for item in scanned]
+            hits.extend(self._rule_hits(buf, lengths))
         if hits:
             hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
-            offsets = []
-            pos = 0
-            for item in scanned:
-                offsets.append(pos)
-                pos += len(item) + 1
+            sizes = map(len, values) if scanned is None else map(len, scanned)
+            offsets = [0, *accumulate(size + 1 for size in sizes)]
             index = 0
             last_end = -1
             per_value: dict[int, list[_Hit]] = {}
             for hit in hits:
                 if hit.start < last_end:
                     continue  # overlaps an earlier, longer or higher-priority hit
-                while index + 1 < len(offsets) and offsets[index + 1] <= hit.start:
+                while offsets[index + 1] <= hit.start:
                     index += 1
                 per_value.setdefault(index, []).append(hit)
                 last_end = hit.end
             for i, value_hits in per_value.items():
-                results[i] = self._rewrite(encoded[i], offsets[i], value_hits, views.get(i))
+                value = buf[offsets[i] : offsets[i + 1] - 1] if encoded is None else encoded[i]
+                results[i] = self._rewrite(value, offsets[i], value_hits, views.get(i))
         if not decoded:
             self._scan_base64(values, results)
         return results
@@ -184,11 +203,17 @@ class Scanner:
     def _scan_base64(self, values: Sequence[str], results: list[Result]) -> None:
         """Whole values that are base64 of text are scanned decoded (see encodings)."""
         looks = BASE64_SHAPE.fullmatch
-        # The length test first: most values fail it without a call (base64 comes in 4-character groups).
+        # The length and end tests first: most values fail them without a call (base64 comes in 4-character
+        # groups; JSON and prose start or end with a byte outside its alphabet).
         found = [
             (i, b)
             for i, value in enumerate(values)
-            if not len(value) & 3 and looks(value) is not None and (b := base64_text(value)) is not None
+            if not len(value) & 3
+            and len(value) >= MIN_BASE64
+            and value[0] in _BASE64_FIRST
+            and value[-1] in _BASE64_LAST
+            and looks(value) is not None
+            and (b := base64_text(value)) is not None
         ]
         if not found:
             return
@@ -233,7 +258,8 @@ class Scanner:
             candidates = starts(buf, pos) if pos < len(buf) else ()
         return hits
 
-    def _rule_hits(self, buf: bytes, encoded: list[bytes]) -> list[_Hit]:
+    def _rule_hits(self, buf: bytes, lengths: list[int]) -> list[_Hit]:
+        """Hits of the user rules in buf, the values of the given byte lengths joined with SEP."""
         matched = [self._set_rules[i] for i in self._rule_set.Match(buf) or ()] if self._rule_set else []
         matched += self._per_value_rules
         if not matched:
@@ -241,9 +267,9 @@ class Scanner:
         hits: list[_Hit] = []
         bounds = []
         pos = 0
-        for item in encoded:
-            bounds.append((pos, pos + len(item)))
-            pos += len(item) + 1
+        for length in lengths:
+            bounds.append((pos, pos + length))
+            pos += length + 1
         for index in sorted(matched):
             rule = self._rules[index]
             spans: list[tuple[int, int]] = []
@@ -304,6 +330,13 @@ class Scanner:
 
 
 _ESCAPE_LETTERS = frozenset(b'nrtbfu"/')
+# Where a value BASE64_SHAPE matches can start and end (both alphabets, and the padding).
+_BASE64_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_")
+_BASE64_LAST = _BASE64_FIRST | {"="}
+
+
+def _encode_each(values: Sequence[str]) -> list[bytes]:
+    return [value.encode("utf-8", "surrogatepass") for value in values]
 
 
 def _odd_backslashes(buf: bytes, j: int) -> bool:

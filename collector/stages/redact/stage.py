@@ -26,10 +26,10 @@ MASK = "[REDACTED]"
 # Count keys for whole values handled by a policy rather than found by a detector.
 DROPPED, HASHED, MASKED, CONTENT_DROPPED = "dropped", "hashed", "masked", "content_dropped"
 _POLICY_COUNTS = {DROP: DROPPED, HASH: HASHED, REDACT: MASKED}
-# No built-in detector matches fewer bytes than this ("a@b.co", "1.1.1.1" is 7).
-_MIN_SCAN_LEN = 6
 # Attribute keys known to hold nothing, remembered across batches (keys repeat in every span).
 _MAX_CLEAN_KEYS = 100_000
+# Key sets remembered with their policies (see _Shape).
+_MAX_SHAPES = 10_000
 
 
 def _add(target: Counts | None, counts: Counts) -> Counts:
@@ -40,22 +40,49 @@ def _add(target: Counts | None, counts: Counts) -> Counts:
     return target
 
 
+class _Shape:
+    """What the key policies make of one key set, in order. Spans of one instrumentation share their key
+    set, so this is worked out once (kept on the Redactor) and a map then costs one tuple and one dict
+    look-up instead of a policy look-up per key."""
+
+    __slots__ = ("scan", "fixed", "scanned_keys", "keys_clean")
+
+    def __init__(self, keys: tuple[str, ...], policies: KeyPolicies, content_free: bool) -> None:
+        scan: list[str] = []
+        fixed: list[tuple[str, str | None]] = []  # (key, policy), None: a content key dropped (content-free)
+        for key in keys:
+            if content_free and policies.is_content(key):
+                fixed.append((key, None))
+                continue
+            policy = policies.policy(key)
+            if policy == SCAN:
+                scan.append(key)
+            elif policy != KEEP:
+                fixed.append((key, policy))
+        self.scan = tuple(scan)  # keys whose values are scanned
+        self.fixed = tuple(fixed)  # keys whose values a policy replaces or drops
+        # Keys that are scanned themselves: a dropped entry's key goes with it.
+        dropped = {key for key, policy in fixed if policy is None or policy == DROP}
+        self.scanned_keys = tuple(key for key in keys if key not in dropped)
+        self.keys_clean = False  # every scanned key is known clean; stays so (the clean set only grows)
+
+
 class _MapJob:
     """One distinct attribute dict of the batch (shared dicts are done once) and what changes in it."""
 
-    __slots__ = ("source", "content_free", "changes", "renames", "counts", "pending", "pending_keys")
+    __slots__ = ("source", "shape", "start", "changes", "renames", "counts", "out")
 
-    def __init__(self, source: dict[str, str], content_free: bool) -> None:
+    def __init__(self, source: dict[str, str], shape: _Shape, start: int) -> None:
         self.source = source
-        self.content_free = content_free
-        self.changes: dict[str, str | None] = {}  # None: drop the key
-        self.renames: dict[str, str] = {}  # key -> its redacted text
+        self.shape = shape
+        self.start = start  # index of its first scanned value (shape.scan order) in the batch's values
+        self.changes: dict[str, str | None] | None = None  # None as a value: drop the key
+        self.renames: dict[str, str] | None = None  # key -> its redacted text (shared by the shape's maps)
         self.counts: Counts | None = None
-        self.pending: list[tuple[str, int]] = []  # (key, index into the scanned values) of values
-        self.pending_keys: list[tuple[str, int]] = []  # the same for keys
+        self.out: dict[str, str] | None = None  # the rewritten map, when something changed
 
     def result(self) -> dict[str, str]:
-        changes, renames = self.changes, self.renames
+        changes, renames = self.changes or {}, self.renames
         if not renames:
             if not changes:
                 return self.source
@@ -96,13 +123,14 @@ class Redactor:
             hash_builtins=settings.hash_builtins,
             hasher=self._hasher,
         )
-        self._min_len = 1 if rules else _MIN_SCAN_LEN
+        self._min_len = self._scanner.min_len
         self._policies = KeyPolicies(settings.attributes, settings.default_policies, settings.content_keys)
         explicit = dict(settings.columns)
         self._column_policies = {c: self._policies.column_policy(c, explicit) for c in TEXT_COLUMNS}
         self._cf_services = settings.content_free_services
         self._cf_features = settings.content_free_features
         self._clean_keys: set[str] = set()
+        self._shapes: dict[tuple[tuple[str, ...], bool], _Shape] = {}
 
     def redact_text(self, text: str) -> tuple[str, Counts]:
         """Built-in detectors and user rules over one string (no key policies)."""
@@ -170,8 +198,10 @@ class _Run:
         self.new_columns: dict[str, list[Any]] = {}
         self.jobs: dict[int, _MapJob] = {}
         self.jobs_cf: dict[int, _MapJob] = {}
-        self.span_jobs: list[list[_MapJob]] | None = None
-        self.map_columns: list[tuple[str, bool]] = []  # (column, nested lists of maps)
+        # (column, nested, per span its job, or its list of jobs for nested columns, or None)
+        self.map_jobs: list[tuple[str, bool, list[Any]]] = []
+        self.shape_keys: dict[_Shape, list[tuple[str, int]]] = {}  # the keys each shape has queued
+        self.key_slots: dict[str, int] = {}  # key -> its index in values
         self.text_sinks: list[tuple[str, bool, dict[str, int]]] = []  # (column, lists of str, value -> index)
 
     def run(self) -> SpanBatch:
@@ -188,7 +218,7 @@ class _Run:
         results = self.r._scanner.scan_values(self.values)
         for name, nested, distinct in self.text_sinks:
             self._apply_texts(name, nested, distinct, results)
-        if self.span_jobs is not None:
+        if self.map_jobs:
             self._apply_maps(results)
         columns = dict(self.cols)
         columns.update(self.new_columns)
@@ -299,16 +329,19 @@ class _Run:
     # --- attribute maps ---------------------------------------------------------------------------
 
     def _plan_maps(self, name: str, data: list[Any], nested: bool) -> None:
-        if self.span_jobs is None:
-            self.span_jobs = [[] for _ in range(self.n)]
-        self.map_columns.append((name, nested))
-        span_jobs, content_free = self.span_jobs, self.content_free
-        for i, item in enumerate(data):
-            if not item:
-                continue
-            for source in item if nested else (item,):
-                if source:
-                    span_jobs[i].append(self._job_for(source, content_free[i]))
+        job_for = self._job_for
+        if not self.any_content_free:
+            if nested:
+                planned = [[job_for(s, False) for s in item if s] if item else None for item in data]
+            else:
+                planned = [job_for(item, False) if item else None for item in data]
+        else:
+            cf = self.content_free
+            if nested:
+                planned = [[job_for(s, cf[i]) for s in item if s] if item else None for i, item in enumerate(data)]
+            else:
+                planned = [job_for(item, cf[i]) if item else None for i, item in enumerate(data)]
+        self.map_jobs.append((name, nested, planned))
 
     def _job_for(self, source: dict[str, str], content_free: bool) -> _MapJob:
         cache = self.jobs_cf if content_free else self.jobs
@@ -317,79 +350,120 @@ class _Run:
             job = cache[id(source)] = self._plan_map(source, content_free)
         return job
 
+    def _shape(self, keys: tuple[str, ...], content_free: bool) -> _Shape:
+        shapes = self.r._shapes
+        shape = shapes.get((keys, content_free))
+        if shape is None:
+            shape = _Shape(keys, self.r._policies, content_free)
+            if len(shapes) < _MAX_SHAPES:
+                shapes[(keys, content_free)] = shape
+        return shape
+
     def _plan_map(self, source: dict[str, str], content_free: bool) -> _MapJob:
-        job = _MapJob(source, content_free)
-        r = self.r
-        policies, min_len, values = r._policies, r._min_len, self.values
-        for key, value in source.items():
-            if content_free and policies.is_content(key):
-                job.changes[key] = None
-                job.counts = _add(job.counts, {CONTENT_DROPPED: 1})
-                continue
-            policy = policies.policy(key)
-            if policy == SCAN:
-                if len(value) >= min_len:
-                    job.pending.append((key, len(values)))
-                    values.append(value)
-            elif policy != KEEP:
-                replaced, count_key = r._apply(policy, value)
-                job.changes[key] = None if policy == DROP else replaced
-                job.counts = _add(job.counts, {count_key: 1})
-        clean = r._clean_keys
-        if not clean.issuperset(source):
-            for key in source.keys() - clean:
-                if job.changes.get(key, "") is None:
-                    continue  # dropped: its key goes with it
-                if len(key) >= min_len:
-                    job.pending_keys.append((key, len(values)))
-                    values.append(key)
-                elif len(clean) < _MAX_CLEAN_KEYS:
-                    clean.add(key)
+        shape = self._shape(tuple(source), content_free)
+        values = self.values
+        job = _MapJob(source, shape, len(values))
+        # Every value of a scanned key is queued, short ones too (one C-level extend rather than a test per
+        # value): the scanner skips values too short to hold a finding after removing duplicates.
+        values.extend(map(source.__getitem__, shape.scan))
+        if shape.fixed:
+            apply, changes, counts = self.r._apply, {}, None
+            for key, policy in shape.fixed:
+                if policy is None:
+                    changes[key], count_key = None, CONTENT_DROPPED
+                else:
+                    replaced, count_key = apply(policy, source[key])
+                    changes[key] = None if policy == DROP else replaced
+                counts = _add(counts, {count_key: 1})
+            job.changes, job.counts = changes, counts
+        if not shape.keys_clean and shape not in self.shape_keys:
+            self.shape_keys[shape] = self._queue_keys(shape)
         return job
+
+    def _queue_keys(self, shape: _Shape) -> list[tuple[str, int]]:
+        """The keys of a shape not yet known clean, queued once per batch whatever the number of maps."""
+        r, values, slots = self.r, self.values, self.key_slots
+        clean, min_len = r._clean_keys, r._min_len
+        pending = []
+        for key in shape.scanned_keys:
+            if key in clean:
+                continue
+            if len(key) >= min_len:
+                index = slots.get(key)
+                if index is None:
+                    index = slots[key] = len(values)
+                    values.append(key)
+                pending.append((key, index))
+            elif len(clean) < _MAX_CLEAN_KEYS:
+                clean.add(key)
+        if not pending:
+            shape.keys_clean = True
+        return pending
 
     def _apply_maps(self, results: list[Result]) -> None:
         clean = self.r._clean_keys
-        changed_jobs = []
-        for job in (*self.jobs.values(), *self.jobs_cf.values()):
-            for key, index in job.pending:
-                result = results[index]
-                if result is not None:
-                    job.changes[key] = result[0]
-                    job.counts = _add(job.counts, result[1])
-            for key, index in job.pending_keys:
+        key_results: dict[_Shape, tuple[dict[str, str], Counts | None]] = {}
+        for shape, pending in self.shape_keys.items():
+            renames: dict[str, str] = {}
+            counts: Counts | None = None
+            for key, index in pending:
                 result = results[index]
                 if result is None:
                     if len(clean) < _MAX_CLEAN_KEYS:
                         clean.add(key)
                 else:
-                    job.renames[key] = result[0]
-                    job.counts = _add(job.counts, result[1])
+                    renames[key] = result[0]
+                    counts = _add(counts, result[1])
+            if renames:
+                key_results[shape] = (renames, counts)
+
+        counted = False
+        for job in (*self.jobs.values(), *self.jobs_cf.values()):
+            shape = job.shape
+            n = len(shape.scan)
+            if n:
+                found = results[job.start : job.start + n]
+                if any(found):
+                    changes = job.changes if job.changes is not None else {}
+                    for key, result in zip(shape.scan, found, strict=True):
+                        if result is not None:
+                            changes[key] = result[0]
+                            job.counts = _add(job.counts, result[1])
+                    job.changes = changes
+            renamed = key_results.get(shape)
+            if renamed is not None:
+                job.renames = renamed[0]
+                job.counts = _add(job.counts, renamed[1])
             if job.changes or job.renames:
-                changed_jobs.append(job)
+                job.out = job.result()
+            counted = counted or job.counts is not None
 
-        if changed_jobs:
-            replaced_maps = {id(job.source): job.result() for job in changed_jobs if not job.content_free}
-            replaced_cf = {id(job.source): job.result() for job in changed_jobs if job.content_free}
-            content_free = self.content_free
-            for name, nested in self.map_columns:
-                data = self.cols[name]
-                if nested:
+        for name, nested, planned in self.map_jobs:
+            if nested:
+                if any(job.out is not None for jobs in planned if jobs for job in jobs):
                     self.new_columns[name] = [
-                        [(replaced_cf if content_free[i] else replaced_maps).get(id(s), s) for s in sources]
-                        if sources
-                        else sources
-                        for i, sources in enumerate(data)
+                        _replaced_list(sources, jobs) for sources, jobs in zip(self.cols[name], planned, strict=True)
                     ]
-                else:
-                    self.new_columns[name] = [
-                        (replaced_cf if content_free[i] else replaced_maps).get(id(source), source)
-                        for i, source in enumerate(data)
-                    ]
+            elif any(job is not None and job.out is not None for job in planned):
+                self.new_columns[name] = [
+                    source if job is None or job.out is None else job.out
+                    for source, job in zip(self.cols[name], planned, strict=True)
+                ]
+            if counted:
+                for i, jobs in enumerate(planned):
+                    if jobs is None:
+                        continue
+                    for job in jobs if nested else (jobs,):
+                        if job.counts:
+                            self._count(i, job.counts)
 
-        for i, span_job_list in enumerate(self.span_jobs):
-            for job in span_job_list:
-                if job.counts:
-                    self._count(i, job.counts)
+
+def _replaced_list(sources: list[dict[str, str]], jobs: list[_MapJob] | None) -> list[dict[str, str]]:
+    """A span's list of maps (events, links) with the rewritten ones in place; empty maps have no job."""
+    if not jobs or all(job.out is None for job in jobs):
+        return sources
+    out = iter(job.out if job.out is not None else job.source for job in jobs)
+    return [next(out) if source else source for source in sources]
 
 
 def build(config: Config) -> Redactor | None:
