@@ -338,17 +338,19 @@ class _OpenAI:
 
     @staticmethod
     def typed(endpoint: str, body: dict[str, Any]) -> Any:
-        """The SDK's own type for a response body, so a handler reads it as it reads a live call's."""
+        """The SDK's own type for a response body, so a handler reads it as it reads a live call's: built as the
+        SDK builds a live response, without validation, so a field this SDK version requires and an older
+        results file lacks (Responses' `cache_write_tokens`) still gives a Response."""
         try:
             if endpoint == CHAT_COMPLETIONS:
                 from openai.types.chat import ChatCompletion
 
-                return ChatCompletion.model_validate(body)
+                return ChatCompletion.model_construct(**body)
             if endpoint == RESPONSES:
                 from openai.types.responses import Response
 
-                return Response.model_validate(body)
-        except Exception:  # noqa: BLE001 - an unexpected shape stays a dict
+                return Response.model_construct(**body)
+        except Exception:  # noqa: BLE001 - an SDK without these types: the dict
             return body
         return body
 
@@ -796,7 +798,7 @@ def _llm_attributes(
         tools = body.get("tools")
         output = _openinference_output(response)
         tokens = _openai_tokens(response.get("usage") or {})
-        finish = ((response.get("choices") or [{}])[0]).get("finish_reason") or response.get("status")
+        finish = _openai_finish(response)
     parameters = {k: v for k, v in body.items() if k not in ("messages", "tools", "system", "input", "instructions")}
     request_model = body.get("model") or known_model
     found: dict[str, Any] = {
@@ -834,8 +836,12 @@ def _text_of(content: Any) -> tuple[str | None, list[dict[str, Any]]]:
         kind = part.get("type")
         if kind in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
             parts.append({"type": "text", "text": part["text"]})
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            parts.append({"type": "text", "text": part["refusal"]})
         elif kind == "image_url":
             parts.append({"type": "image", "image": {"url": (part.get("image_url") or {}).get("url", "")}})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):  # Responses: the URL itself
+            parts.append({"type": "image", "image": {"url": part["image_url"]}})
     return None, parts
 
 
@@ -880,10 +886,31 @@ def _responses_input(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         return [*messages, {"role": "user", "content": raw}]
     for item in raw or ():
-        if isinstance(item, dict) and "role" in item:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "function_call":  # an earlier turn's call: the assistant's, as in a chat history
+            messages.append({"role": "assistant", "tool_calls": _responses_calls([item])})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            content = output if isinstance(output, str) else _joined_text(output)
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id", ""), "content": content})
+        elif "role" in item:  # an easy input message or a `message` item
             text, parts = _text_of(item.get("content"))
             messages.append({"role": item["role"], **({"content": text} if text is not None else {"contents": parts})})
     return messages
+
+
+def _responses_calls(items: Any) -> list[dict[str, Any]]:
+    """The `function_call` items of a Responses input or output, as OpenInference tool calls."""
+    return [
+        {
+            "id": item.get("call_id", ""),
+            "function": {"name": item.get("name", ""), "arguments": item.get("arguments", "")},
+        }
+        for item in items or ()
+        if isinstance(item, dict) and item.get("type") == "function_call"
+    ]
 
 
 def _openinference_output(response: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -898,19 +925,28 @@ def _openinference_output(response: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [message]
     if response.get("type") == "message":
         return _anthropic_output(response)
-    if "output" in response:  # /v1/responses
-        texts, calls = [], []
-        for item in response.get("output") or ():
-            if item.get("type") == "message":
-                texts += [p.get("text", "") for p in item.get("content") or () if p.get("type") == "output_text"]
-            elif item.get("type") == "function_call":
-                calls.append({"id": item.get("call_id", ""), "function": {"name": item.get("name", ""),
-                              "arguments": item.get("arguments", "")}})  # fmt: skip
+    if "output" in response:  # /v1/responses: its message items' text (reasoning items left out) and calls
+        items = [item for item in response.get("output") or () if isinstance(item, dict)]
+        texts = [_joined_text(item.get("content")) for item in items if item.get("type") == "message"]
         message = {"role": "assistant", "content": "".join(texts)}
+        calls = _responses_calls(items)
         if calls:
             message["tool_calls"] = calls
         return [message]
     return []
+
+
+def _openai_finish(response: Mapping[str, Any]) -> str | None:
+    """A chat completion's finish reason; for a response, the one a chat completion would have had: its
+    incomplete reason (max_output_tokens, content_filter), tool_calls when it ended on a call, else its status."""
+    if "choices" in response:
+        return ((response.get("choices") or [{}])[0]).get("finish_reason")
+    incomplete = (response.get("incomplete_details") or {}).get("reason")
+    if incomplete:
+        return str(incomplete)
+    if response.get("status") == "completed" and _responses_calls(response.get("output")):
+        return "tool_calls"
+    return response.get("status")
 
 
 def _openai_tokens(usage: Mapping[str, Any]) -> dict[str, Any]:
@@ -923,8 +959,9 @@ def _openai_tokens(usage: Mapping[str, Any]) -> dict[str, Any]:
         "reasoning_tokens"
     )
     tokens: dict[str, Any] = {"prompt": prompt, "completion": completion, "total": usage.get("total_tokens")}
-    if details.get("cached_tokens"):
-        tokens["prompt_details"] = {"cache_read": details["cached_tokens"]}
+    cache = {"cache_read": details.get("cached_tokens"), "cache_write": details.get("cache_write_tokens")}
+    if any(cache.values()):
+        tokens["prompt_details"] = {kind: count for kind, count in cache.items() if count}
     if reasoning:
         tokens["reasoning"] = reasoning
     return {key: value for key, value in tokens.items() if value is not None}

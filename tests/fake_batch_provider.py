@@ -4,9 +4,13 @@
 - Anthropic: POST /v1/messages/batches, GET /v1/messages/batches/ID, GET /v1/messages/batches/ID/results (JSONL).
 
 A batch stays in progress while `hold` is set, and ends on the first retrieve after. What each request gets is
-set per custom id in `outcomes` ("error": the provider refuses it, "expired", "canceled"); every other request
-succeeds with a deterministic answer (`usage_for`) whose usage has cached tokens, and with a tool call when the
-request offers tools. Unknown ids get the provider's 404. Every request received is kept in `requests`.
+set per custom id in `outcomes` ("error": the provider refuses it, "expired", "canceled", "incomplete": the
+answer stops at the output token limit); every other request succeeds with a deterministic answer (`usage_for`)
+whose usage has cached tokens, and with a tool call when the request offers tools. An OpenAI batch answers in
+the shape of its endpoint: chat completions, or for /v1/responses Response objects as the Responses API
+returns them (a reasoning item, then a `message` of `output_text` or a `function_call`; usage with
+`input_tokens_details.cached_tokens` and `output_tokens_details.reasoning_tokens`). Unknown ids get the
+provider's 404. Every request received is kept in `requests`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -21,8 +26,10 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-ERROR, EXPIRED, CANCELED = "error", "expired", "canceled"
+ERROR, EXPIRED, CANCELED, INCOMPLETE = "error", "expired", "canceled", "incomplete"
 OPENAI_RESPONSE_MODEL = "gpt-4o-mini-2024-07-18"
+RESPONSES_ENDPOINT = "/v1/responses"
+RESPONSES_MODEL = "gpt-5-mini-2025-08-07"  # what a /v1/responses batch answers with (a reasoning model)
 ANTHROPIC_RESPONSE_MODEL = "claude-sonnet-4-5-20250929"
 PROVIDER_ERROR = "max_tokens is too large for this model"
 
@@ -35,7 +42,17 @@ class Received:
 
 
 def usage_for(provider: str, index: int) -> dict[str, int]:
-    """The usage the fake answers the index-th request of a batch with: cache reads (and writes) included."""
+    """The usage the fake answers the index-th request of a batch with: cache reads (and writes) included.
+    `provider` is openai (chat completions), responses (OpenAI's Responses API) or anthropic."""
+    if provider == "responses":
+        prompt, cached, written, completion, reasoning = 2000 + 10 * index, 1536, 128, 400 + index, 256
+        return {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": prompt + completion,
+        }
     if provider == "openai":
         prompt, cached, completion = 1200 + 10 * index, 1024, 50 + index
         return {
@@ -64,6 +81,8 @@ def _iso(seconds: float) -> str:
 class FakeBatchProvider:
     def __init__(self) -> None:
         self.hold = False
+        # False: Responses usage without `cache_write_tokens`, as results files written before OpenAI added it.
+        self.responses_cache_writes = True
         self.outcomes: dict[str, str] = {}
         self.requests: list[Received] = []
         self.files: dict[str, bytes] = {}
@@ -72,6 +91,7 @@ class FakeBatchProvider:
         self.anthropic_inputs: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._counter = 0
+        self._instance = secrets.token_hex(4)
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -124,9 +144,10 @@ class FakeBatchProvider:
         return self.url + "/v1"
 
     def _next_id(self, prefix: str) -> str:
+        """Unique across fakes too (as the providers' ids are): two fakes' batches can land in one store."""
         with self._lock:
             self._counter += 1
-            return f"{prefix}{self._counter:06d}"
+            return f"{prefix}{self._instance}{self._counter:06d}"
 
     # ------------------------------------------------------------------------------------------------ routing
 
@@ -231,7 +252,10 @@ class FakeBatchProvider:
                 code = "batch_expired" if outcome == EXPIRED else "batch_cancelled"
                 errors.append(entry | {"response": None, "error": {"code": code, "message": f"request {outcome}"}})
             else:
-                body = self._openai_completion(line["body"], custom_id, index)
+                answer = self._openai_response if batch["endpoint"] == RESPONSES_ENDPOINT else self._openai_completion
+                body = answer(line["body"], custom_id, index, outcome == INCOMPLETE)
+                if not self.responses_cache_writes and "output" in body:
+                    del body["usage"]["input_tokens_details"]["cache_write_tokens"]
                 outputs.append(
                     entry
                     | {"response": {"status_code": 200, "request_id": f"req_{index}", "body": body}, "error": None}
@@ -248,10 +272,12 @@ class FakeBatchProvider:
                 batch[key] = file_id
 
     @staticmethod
-    def _openai_completion(request: dict[str, Any], custom_id: str, index: int) -> dict[str, Any]:
+    def _openai_completion(request: dict[str, Any], custom_id: str, index: int, incomplete: bool) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": answer_text(custom_id), "refusal": None}
         finish = "stop"
-        if request.get("tools"):
+        if incomplete:
+            message["content"], finish = answer_text(custom_id)[:10], "length"
+        elif request.get("tools"):
             name = request["tools"][0]["function"]["name"]
             message["content"] = None
             message["tool_calls"] = [{"id": f"call_{index}", "type": "function", "function": {
@@ -265,6 +291,53 @@ class FakeBatchProvider:
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": usage_for("openai", index),
             "system_fingerprint": "fp_fake",
+        }
+
+    @staticmethod
+    def _openai_response(request: dict[str, Any], custom_id: str, index: int, incomplete: bool) -> dict[str, Any]:
+        """A Response object as /v1/responses returns it (and a batch output line's `response.body` holds)."""
+        output: list[dict[str, Any]] = [{"id": f"rs_{index}", "type": "reasoning", "summary": []}]
+        status, incomplete_details = "completed", None
+        tools = request.get("tools") or []
+        if incomplete:  # the output token limit hit mid-answer
+            status, incomplete_details = "incomplete", {"reason": "max_output_tokens"}
+            output.append({"id": f"msg_{index}", "type": "message", "status": "incomplete", "role": "assistant",
+                           "content": [{"type": "output_text", "annotations": [], "logprobs": [],
+                                        "text": answer_text(custom_id)[:10]}]})  # fmt: skip
+        elif tools:
+            output.append({"id": f"fc_{index}", "type": "function_call", "status": "completed",
+                           "call_id": f"call_{index}", "name": tools[0]["name"],
+                           "arguments": json.dumps({"ticket": custom_id})})  # fmt: skip
+        else:
+            output.append({"id": f"msg_{index}", "type": "message", "status": "completed", "role": "assistant",
+                           "content": [{"type": "output_text", "annotations": [], "logprobs": [],
+                                        "text": answer_text(custom_id)}]})  # fmt: skip
+        return {
+            "id": f"resp_{index}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "background": False,
+            "error": None,
+            "incomplete_details": incomplete_details,
+            "instructions": request.get("instructions"),
+            "max_output_tokens": request.get("max_output_tokens"),
+            "max_tool_calls": None,
+            "model": RESPONSES_MODEL,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": "medium", "summary": None},
+            "store": True,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": "auto",
+            "tools": [{"description": None, "strict": True, **tool} for tool in tools],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": usage_for("responses", index),
+            "user": None,
+            "metadata": {},
         }
 
     # ------------------------------------------------------------------------------------------------ Anthropic

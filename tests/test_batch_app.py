@@ -4,8 +4,9 @@ collector; SQL over llm_calls and otel_traces checks what landed.
 
 The OpenAI batch is submitted here and collected in other processes (this file run as
 `python test_batch_app.py collect PROVIDER FAKE_URL BATCH_ID`, with tracehouse's setup()), twice: the second
-collect emits nothing. The Anthropic batch is submitted and collected here. The README's "Batch jobs" example
-and its SQL run as written.
+collect emits nothing. An OpenAI batch of the Responses API (`endpoint="/v1/responses"`) is collected in
+another process the same way. The Anthropic batch is submitted and collected here. The README's "Batch jobs"
+example and its SQL run as written.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from fake_batch_provider import (
     CANCELED,
     ERROR,
     EXPIRED,
+    INCOMPLETE,
     OPENAI_RESPONSE_MODEL,
     PROVIDER_ERROR,
+    RESPONSES_MODEL,
     FakeBatchProvider,
     answer_text,
     usage_for,
@@ -53,7 +56,7 @@ FENCED = re.compile(r"^```\w*\n(.*?)^```", re.S | re.M)
 OPENAI_IDS = ("r-ok", "r-tool", "r-fail", "r-error", "r-expired")
 ANTHROPIC_IDS = ("a-ok", "a-tool", "a-error", "a-canceled")
 OUTCOMES = {"r-error": ERROR, "r-expired": EXPIRED, "a-error": ERROR, "a-canceled": CANCELED}
-HANDLER_ERROR = "ticket r-fail has no record"
+HANDLER_FAILS, HANDLER_ERROR = "r-fail", "ticket r-fail has no record"
 PURPOSE, ANTHROPIC_PURPOSE = "nightly-summaries", "claude-summaries"
 SUBMITTER, WORKER = "batch-submitter", "batch-worker"
 LOOKUP_TOOL = {"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}
@@ -289,7 +292,8 @@ def test_the_second_collect_emits_nothing_and_says_so(run: Run) -> None:
     assert second.emitted == 0 and second.outcomes == {} and run.second_spans == 0
     assert second.already_collected == len(OPENAI_IDS) and second.status == "expired" and second.ended
     worker_spans = [s for s in run.spans if s["ServiceName"] == WORKER]
-    request_spans = [s for s in worker_spans if s["SpanAttributes"].get(names.BATCH_OPERATION) == "request"]
+    request_spans = [s for s in worker_spans if s["SpanAttributes"].get(names.BATCH_OPERATION) == "request"
+                     and s["SpanAttributes"][names.BATCH_ID] == run.openai.batch_id]  # fmt: skip
     assert len(request_spans) == len(OPENAI_IDS)  # not twice
 
 
@@ -469,6 +473,261 @@ def test_the_state_file_holds_ids_not_content(run: Run) -> None:
     assert metadata["team"] == "support"
 
 
+# ------------------------------------------------------------------------------- OpenAI Batch, Responses API
+
+RESPONSES_IDS = ("s-text", "s-list", "s-tool", "s-long", "s-fail", "s-error")
+RESPONSES_OUTCOMES = {"s-error": ERROR, "s-long": INCOMPLETE}
+RESPONSES_HANDLER_FAILS, RESPONSES_HANDLER_ERROR = "s-fail", "ticket s-fail is closed"
+RESPONSES_PURPOSE = "responses-summaries"
+INSTRUCTIONS = "You summarize support tickets."
+RESPONSES_TOOL = {"type": "function", "name": "lookup_order", "parameters": {"type": "object"}}
+# s-list's input: the list form, with an earlier turn's function call and its output.
+HISTORY = [
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": _question("s-list")}]},
+    {"type": "function_call", "call_id": "call_prev", "name": "lookup_order", "arguments": '{"order": 42}'},
+    {"type": "function_call_output", "call_id": "call_prev", "output": '{"status": "lost"}'},
+    {"role": "user", "content": "Anything else to add?"},
+]
+
+
+@dataclass
+class ResponsesRun:
+    submitted: batch.Submitted
+    enqueued: dict[str, tuple[str, str]]  # custom id -> enqueuing (trace id, span id)
+    collected: dict[str, Any]  # the collect process's output
+    calls: list[dict[str, Any]]  # llm_calls rows of the batch
+    spans: list[dict[str, Any]]  # otel_traces rows of the batch (submission, requests, handlers)
+
+    def call(self, custom_id: str) -> dict[str, Any]:
+        (row,) = [r for r in self.calls if r["batch_custom_id"] == custom_id]
+        return row
+
+    def handler_span(self, custom_id: str) -> dict[str, Any]:
+        (span,) = [s for s in self.spans if s["ParentSpanId"] == self.call(custom_id)["id"]]
+        return span
+
+
+def _responses_body(custom_id: str) -> dict[str, Any]:
+    """The body of the live `client.responses.create(...)` each request replaces."""
+    body: dict[str, Any] = {"model": "gpt-5-mini", "instructions": INSTRUCTIONS, "reasoning": {"effort": "medium"}}
+    if custom_id == "s-list":
+        return body | {"input": HISTORY}
+    body["input"] = _question(custom_id)
+    if custom_id == "s-tool":
+        body["tools"] = [RESPONSES_TOOL]
+    body["max_output_tokens"] = 16 if custom_id == "s-long" else 2000
+    return body
+
+
+@pytest.fixture(scope="module")
+def responses_run(tmp_path_factory: pytest.TempPathFactory, collector: CollectorProcess) -> ResponsesRun:
+    """A /v1/responses batch: submitted here, collected in another process (the worker app), as `run`'s."""
+    import openai
+
+    state_dir = tmp_path_factory.mktemp("responses-batch") / "state"
+    previous_state_dir = os.environ.get(batch.STATE_DIR_ENV)
+    os.environ[batch.STATE_DIR_ENV] = str(state_dir)
+    try:
+        with FakeBatchProvider() as fake:
+            fake.outcomes.update(RESPONSES_OUTCOMES)
+            provider = _provider(collector.grpc_endpoint, SUBMITTER)
+            tracer = provider.get_tracer("batch-test")
+            enqueued, requests = {}, []
+            for custom_id in RESPONSES_IDS:
+                with tracer.start_as_current_span(f"enqueue {custom_id}") as span:
+                    context = span.get_span_context()
+                    enqueued[custom_id] = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+                    requests.append(batch.request(custom_id, **_responses_body(custom_id)))
+            client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+            submitted = batch.submit(
+                client, requests, purpose=RESPONSES_PURPOSE, endpoint=batch.RESPONSES, tracer_provider=provider
+            )
+            provider.shutdown()
+            worker_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.grpc_endpoint, batch.STATE_DIR_ENV: str(state_dir)}
+            collected = _collect_process(worker_env, "openai", fake.openai_base_url, submitted.batch_id)
+            (create,) = [r for r in fake.requests if r.path == "/v1/batches" and r.method == "POST"]
+            assert json.loads(create.body)["endpoint"] == "/v1/responses"
+            uploaded = [json.loads(line) for f in fake.files.values() for line in f.splitlines() if b'"url"' in line]
+            assert {line["url"] for line in uploaded} == {"/v1/responses"}
+    finally:
+        if previous_state_dir is None:
+            os.environ.pop(batch.STATE_DIR_ENV, None)
+        else:
+            os.environ[batch.STATE_DIR_ENV] = previous_state_dir
+    calls = sql_rows(
+        collector.data_dir,
+        f"SELECT * FROM llm_calls WHERE batch_id = '{submitted.batch_id}' ORDER BY batch_custom_id",
+    )
+    spans = sql_rows(
+        collector.data_dir,
+        "SELECT TraceId, SpanId, ParentSpanId, SpanName, ServiceName, StatusCode, StatusMessage, SpanAttributes,"
+        " Links.TraceId AS link_traces, Links.SpanId AS link_spans, Events.Name AS event_names,"
+        " Events.Attributes AS event_attributes FROM otel_traces"
+        f" WHERE SpanAttributes['{names.BATCH_ID}'] = '{submitted.batch_id}'",
+    )
+    return ResponsesRun(submitted, enqueued, collected, calls, spans)
+
+
+def test_a_responses_batch_is_one_response_span_per_request_with_its_outcome(responses_run: ResponsesRun) -> None:
+    summary = responses_run.collected["summary"]
+    assert summary["outcomes"] == {
+        "s-text": "handled",
+        "s-list": "handled",
+        "s-tool": "handled",
+        "s-long": "handled",
+        "s-fail": "handler_failed",
+        "s-error": "provider_failed",
+    }
+    # The handler got the SDK's Response: its own output_text reads the answer.
+    sdk_texts = responses_run.collected["sdk_texts"]
+    assert (
+        sdk_texts
+        == {
+            "s-text": answer_text("s-text"),
+            "s-list": answer_text("s-list"),
+            "s-tool": "",  # a function call, no text
+            "s-long": answer_text("s-long")[:10],
+        }
+    )
+    assert sorted(r["batch_custom_id"] for r in responses_run.calls) == sorted(RESPONSES_IDS)
+    for row in responses_run.calls:
+        assert (row["span_name"], row["provider"], row["service"]) == ("Response", "openai", WORKER)
+        assert row["request_model"] == "gpt-5-mini" and row["batch_purpose"] == RESPONSES_PURPOSE
+        assert row["batch_outcome"] == summary["outcomes"][row["batch_custom_id"]]
+        assert (row["status"] == "Ok") == (row["batch_outcome"] == "handled")
+        span = [s for s in responses_run.spans if s["SpanId"] == row["id"]][0]
+        trace_id, span_id = responses_run.enqueued[row["batch_custom_id"]]
+        assert set(zip(span["link_traces"], span["link_spans"], strict=True)) == {
+            (trace_id, span_id),
+            (responses_run.submitted.trace_id, responses_run.submitted.span_id),
+        }
+
+
+def test_responses_tokens_with_cached_cache_write_and_reasoning_are_priced_at_batch_rates(
+    responses_run: ResponsesRun,
+) -> None:
+    for index, custom_id in enumerate(RESPONSES_IDS):
+        if custom_id == "s-error":
+            continue
+        row, usage = responses_run.call(custom_id), usage_for("responses", index)
+        assert (row["response_model"], row["model"]) == (RESPONSES_MODEL, "gpt-5-mini")
+        details = usage["input_tokens_details"]
+        assert (
+            row["prompt_tokens"],
+            row["completion_tokens"],
+            row["cached_tokens"],
+            row["cache_write_tokens"],
+            row["reasoning_tokens"],
+            row["total_tokens"],
+        ) == (
+            usage["input_tokens"],
+            usage["output_tokens"],
+            details["cached_tokens"],
+            details["cache_write_tokens"],
+            usage["output_tokens_details"]["reasoning_tokens"],
+            usage["total_tokens"],
+        )
+        tokens = {
+            "input_tokens": usage["input_tokens"],
+            "cache_read_tokens": details["cached_tokens"],
+            "cache_write_tokens": details["cache_write_tokens"],
+            "output_tokens": usage["output_tokens"],  # reasoning tokens are output tokens, at the output rate
+        }
+        batch_cost = _batch_cost(RESPONSES_MODEL, "openai", row["ts"], True, tokens)
+        live_cost = _batch_cost(RESPONSES_MODEL, "openai", row["ts"], False, tokens)
+        assert (row["price_variant"], row["cost_source"]) == ("batch", "catalogue")
+        assert _close(row["cost_usd"], batch_cost) and _close(row["standard_cost_usd"], live_cost)
+        # genai-prices gives gpt-5-mini's batch rates as half of every live rate.
+        assert Decimal(str(row["cost_usd"])) * 2 == Decimal(str(row["standard_cost_usd"])) > 0
+
+
+def test_responses_input_instructions_answer_and_parameters_are_the_live_calls(responses_run: ResponsesRun) -> None:
+    text = responses_run.call("s-text")
+    assert text["system_prompt"] == INSTRUCTIONS
+    assert _json(text["messages"])[-1] == {"role": "user", "content": [{"type": "text", "text": _question("s-text")}]}
+    # The reasoning item of the output is no answer text.
+    assert _json(text["response"]) == [
+        {"role": "assistant", "content": [{"type": "text", "text": answer_text("s-text")}]}
+    ]
+    assert text["finish_reason"] == "stop" and text["max_tokens"] == 2000
+    assert _json(text["invocation_parameters"])["reasoning"] == {"effort": "medium"}
+    listed = responses_run.call("s-list")
+    assert listed["system_prompt"] == INSTRUCTIONS
+    messages = [m for m in _json(listed["messages"]) if m["role"] != "system"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
+    assert messages[0]["content"] == [{"type": "text", "text": _question("s-list")}]
+    (earlier,) = messages[1]["tool_calls"]
+    assert (earlier["id"], earlier["name"], _json(earlier["arguments"])) == ("call_prev", "lookup_order", {"order": 42})
+    assert messages[2]["tool_call_id"] == "call_prev"
+    assert messages[2]["content"] == [{"type": "text", "text": '{"status": "lost"}'}]
+    assert messages[3]["content"] == [{"type": "text", "text": "Anything else to add?"}]
+
+
+def test_a_responses_function_call_is_a_tool_call_and_an_incomplete_one_a_length_stop(
+    responses_run: ResponsesRun,
+) -> None:
+    tool = responses_run.call("s-tool")
+    (call,) = _json(tool["tool_calls"])
+    assert (call["id"], call["name"], _json(call["arguments"])) == ("call_2", "lookup_order", {"ticket": "s-tool"})
+    assert [t["name"] for t in _json(tool["tools"])] == ["lookup_order"]
+    assert tool["finish_reason"] == "tool_call"
+    long = responses_run.call("s-long")
+    assert long["finish_reason"] == "length" and long["max_tokens"] == 16
+    assert _json(long["response"])[0]["content"] == [{"type": "text", "text": answer_text("s-long")[:10]}]
+
+
+def test_responses_handler_and_provider_failures_are_errors(responses_run: ResponsesRun) -> None:
+    failed = responses_run.call("s-fail")
+    assert (failed["batch_outcome"], failed["status"], failed["error_type"]) == (
+        "handler_failed",
+        "Error",
+        "ValueError",
+    )
+    assert RESPONSES_HANDLER_ERROR in failed["error"]
+    assert failed["prompt_tokens"] == usage_for("responses", RESPONSES_IDS.index("s-fail"))["input_tokens"]
+    handler = responses_run.handler_span("s-fail")
+    assert (handler["SpanName"], handler["StatusCode"]) == ("batch handle", "Error")
+    exception = handler["event_attributes"][handler["event_names"].index("exception")]
+    assert exception["exception.message"] == RESPONSES_HANDLER_ERROR
+    assert responses_run.handler_span("s-text")["StatusCode"] == "Ok"
+    error = responses_run.call("s-error")
+    assert (error["batch_outcome"], error["status"], error["error_type"]) == (
+        "provider_failed",
+        "Error",
+        "invalid_request_error",
+    )
+    assert PROVIDER_ERROR in error["error"] and error["prompt_tokens"] is None and error["model"] == "gpt-5-mini"
+    assert not any(s["ParentSpanId"] == error["id"] for s in responses_run.spans)  # no handler ran
+
+
+def test_a_responses_results_file_without_cache_writes_still_gives_the_handler_a_response(fake_clients) -> None:
+    """Older results files lack `input_tokens_details.cache_write_tokens`, which this SDK's type requires: the
+    handler gets the SDK's Response all the same (built as the SDK builds a live one), and the span its tokens."""
+    from openai.types.responses import Response
+
+    fake, openai_client, _ = fake_clients
+    fake.responses_cache_writes = False
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    request = batch.request("only", model="gpt-5-mini", input="hi")
+    submitted = batch.submit(openai_client, [request], purpose="p", endpoint=batch.RESPONSES, tracer_provider=provider)
+    got: list[Any] = []
+    summary = batch.collect(
+        openai_client, submitted.batch_id, lambda r: got.append(r.response), tracer_provider=provider
+    )
+    assert summary.outcomes == {"only": "handled"}
+    (response,) = got
+    assert isinstance(response, Response) and response.output_text == answer_text("only")
+    (span,) = [s for s in memory.get_finished_spans() if s.name == "Response"]
+    usage = usage_for("responses", 0)
+    assert span.attributes["llm.token_count.prompt"] == usage["input_tokens"]
+    cached = usage["input_tokens_details"]["cached_tokens"]
+    assert span.attributes["llm.token_count.prompt_details.cache_read"] == cached
+    assert "llm.token_count.prompt_details.cache_write" not in span.attributes
+    assert span.attributes["llm.input_messages.0.message.content"] == "hi"
+
+
 # ------------------------------------------------------------------------------------------------ the README
 
 
@@ -495,7 +754,8 @@ def test_the_readme_example_and_its_sql_run(tmp_path: Path, collector: Collector
     assert result.returncode == 0, result.stderr
     assert "'handled': 2" in result.stdout
     everything = sql_rows(collector.data_dir, _readme_block("batch-sql"))
-    assert {r["batch_purpose"] for r in everything} == {PURPOSE, ANTHROPIC_PURPOSE, "ticket-summaries"}
+    purposes = {r["batch_purpose"] for r in everything} - {RESPONSES_PURPOSE}  # there when its tests ran first
+    assert purposes == {PURPOSE, ANTHROPIC_PURPOSE, "ticket-summaries"}
     (row,) = [r for r in everything if r["batch_purpose"] == "ticket-summaries"]
     assert (row["batch_outcome"], int(row["requests"])) == ("handled", 2)
     assert Decimal(str(row["saved_usd"])) > 0 and Decimal(str(row["paid_usd"])) > 0
@@ -615,18 +875,26 @@ def _worker(provider_name: str, base_url: str, batch_id: str) -> None:
     from tracehouse.instrumentation import setup, shutdown
 
     setup(service_name=WORKER, instrument=["openai"])
+    from openai.types.chat import ChatCompletion
+    from openai.types.responses import Response
+
     client = openai.OpenAI(base_url=base_url, api_key="sk-fake", max_retries=0)
     handled: list[str] = []
+    sdk_texts: dict[str, str] = {}  # custom id -> the answer as the SDK's own type gives it
 
     def handle(result: batch.BatchResult) -> None:
-        if result.custom_id == "r-fail":
-            raise ValueError(HANDLER_ERROR)
-        assert result.response.choices[0].message is not None  # the SDK's ChatCompletion
+        if result.custom_id in (HANDLER_FAILS, RESPONSES_HANDLER_FAILS):
+            raise ValueError(HANDLER_ERROR if result.custom_id == HANDLER_FAILS else RESPONSES_HANDLER_ERROR)
+        if isinstance(result.response, Response):  # a /v1/responses batch
+            sdk_texts[result.custom_id] = result.response.output_text
+        else:
+            assert isinstance(result.response, ChatCompletion)
+            sdk_texts[result.custom_id] = result.response.choices[0].message.content or ""
         handled.append(result.custom_id)
 
     summary = batch.collect(client, batch_id, handle)
     shutdown()
-    print(json.dumps({"summary": _summary_json(summary), "handled": handled}))
+    print(json.dumps({"summary": _summary_json(summary), "handled": handled, "sdk_texts": sdk_texts}))
 
 
 if __name__ == "__main__":
