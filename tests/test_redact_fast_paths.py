@@ -9,6 +9,7 @@ same work: every value scanned alone, every span redacted alone by a fresh redac
 from __future__ import annotations
 
 import base64
+import ipaddress
 import random
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.columns import CONTENT_SAMPLED, REDACTION_COUNTS, SAMPLED_DROPPED
-from tracehouse.collector.stages.redact import Redactor, Scanner, parse_settings
+from tracehouse.collector.stages.redact import Redactor, Scanner, parse_settings, validators
 
 DATA = Path(__file__).parent / "data" / "redaction"
 sys.path.insert(0, str(DATA))
@@ -170,3 +171,46 @@ def test_stage_on_a_batch_matches_each_span_redacted_alone(texts, name):
         renamed += sum(1 for attrs in out["SpanAttributes"] for key in attrs if "[" in key)
     assert found > 50
     assert renamed > 5  # keys holding PII were scanned and rewritten, in the batch as alone
+
+
+def _ipv4_by_ipaddress(text: str) -> bool:
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified)
+
+
+def test_ipv4_check_agrees_with_the_ipaddress_module():
+    rng = random.Random(4)
+    cases = [
+        "0.0.0.0",
+        "127.0.0.1",
+        "127.255.255.254",
+        "126.0.0.1",
+        "128.0.0.1",
+        "1.2.3.4",
+        "255.255.255.255",
+        "256.1.1.1",
+        "01.2.3.4",
+        "1.2.3.04",
+        "1.2.3",
+        "1.2.3.4.5",
+        "1..3.4",
+        "",
+        "1.2.3.4 ",
+        " 1.2.3.4",
+        "1.2.3.٤",
+        "1.2.3.4/8",
+        "0.1.2.3",
+        "10.0.0.0",
+        "1.2.3.+4",
+        "1.2.3.-4",
+        "1.2.3.1_0",
+    ]
+    octets = [0, 1, 9, 10, 99, 100, 127, 199, 255, 256, 999]
+    for _ in range(20000):
+        cases.append(".".join(str(rng.choice([*octets, rng.randint(0, 300)])) for _ in range(4)))
+        cases.append("".join(rng.choice("0123456789..") for _ in range(rng.randint(1, 16))))
+    for text in cases:
+        assert validators.ipv4_ok(text) is _ipv4_by_ipaddress(text), text

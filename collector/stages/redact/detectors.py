@@ -118,9 +118,9 @@ def _card_layout_ok(lengths: list[int]) -> bool:
 
 
 def _card(buf: bytes, m: re.Match[bytes], p: int) -> Span | None:
-    if _number_precedes(buf, p):
-        return None
     text = m.group()
+    if len(text) < 13 or _number_precedes(buf, p):  # the pattern takes any number: most are short
+        return None
     if text.isdigit():
         groups = [text]
     else:
