@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -180,7 +181,34 @@ def tracehouse_sql(data_dir: Path, query: str, fmt: str = "jsonl", check: bool =
     return result
 
 
+def running_collector(data_dir: Path) -> dict | None:
+    """The collector.json of a collector that still runs on `data_dir`, else None."""
+    try:
+        info = json.loads((Path(data_dir) / "collector.json").read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if info.get("query_url") else None
+
+
 def sql_rows(data_dir: Path, query: str) -> list[dict]:
-    """Rows of a query through `tracehouse sql --format jsonl` (64-bit integers may arrive as strings)."""
-    out = tracehouse_sql(data_dir, query, "jsonl").stdout
+    """Rows of a query as `tracehouse sql --format jsonl` prints them (64-bit integers may arrive as strings).
+
+    With a collector running, the query goes where that command sends it, the collector's SQL endpoint, without
+    a new interpreter per query (the command line itself is driven by test_sql and the README tests)."""
+    wait_drained(data_dir)
+    info = running_collector(data_dir)
+    if info is None:
+        out = tracehouse_sql(data_dir, query, "jsonl").stdout
+    else:
+        request = urllib.request.Request(
+            info["query_url"].rstrip("/") + "/?default_format=JSONEachRow",
+            data=query.encode(),
+            headers={"X-ClickHouse-Key": info["query_key"]},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                out = response.read()
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"query failed ({error.code}): {error.read().decode(errors='replace')}") from None
     return [orjson.loads(line) for line in out.splitlines() if line.strip()]
