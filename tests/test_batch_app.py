@@ -475,7 +475,7 @@ def test_the_state_file_holds_ids_not_content(run: Run) -> None:
 
 # ------------------------------------------------------------------------------- OpenAI Batch, Responses API
 
-RESPONSES_IDS = ("s-text", "s-list", "s-tool", "s-long", "s-fail", "s-error")
+RESPONSES_IDS = ("s-text", "s-list", "s-prompt", "s-tool", "s-long", "s-fail", "s-error")
 RESPONSES_OUTCOMES = {"s-error": ERROR, "s-long": INCOMPLETE}
 RESPONSES_HANDLER_FAILS, RESPONSES_HANDLER_ERROR = "s-fail", "ticket s-fail is closed"
 RESPONSES_PURPOSE = "responses-summaries"
@@ -497,6 +497,7 @@ class ResponsesRun:
     collected: dict[str, Any]  # the collect process's output
     calls: list[dict[str, Any]]  # llm_calls rows of the batch
     spans: list[dict[str, Any]]  # otel_traces rows of the batch (submission, requests, handlers)
+    prompt_version: str  # the registry's version of s-prompt's prompt
 
     def call(self, custom_id: str) -> dict[str, Any]:
         (row,) = [r for r in self.calls if r["batch_custom_id"] == custom_id]
@@ -507,11 +508,14 @@ class ResponsesRun:
         return span
 
 
-def _responses_body(custom_id: str) -> dict[str, Any]:
+def _responses_body(custom_id: str, answer: prompts.Prompt) -> dict[str, Any]:
     """The body of the live `client.responses.create(...)` each request replaces."""
     body: dict[str, Any] = {"model": "gpt-5-mini", "instructions": INSTRUCTIONS, "reasoning": {"effort": "medium"}}
     if custom_id == "s-list":
         return body | {"input": HISTORY}
+    if custom_id == "s-prompt":  # the registry's messages as the input (its system message a system item)
+        rendered = answer.render(shop="Acme", policies=["Refunds"], question=_question(custom_id))
+        return {"model": "gpt-5-mini", "input": rendered}
     body["input"] = _question(custom_id)
     if custom_id == "s-tool":
         body["tools"] = [RESPONSES_TOOL]
@@ -532,12 +536,13 @@ def responses_run(tmp_path_factory: pytest.TempPathFactory, collector: Collector
             fake.outcomes.update(RESPONSES_OUTCOMES)
             provider = _provider(collector.grpc_endpoint, SUBMITTER)
             tracer = provider.get_tracer("batch-test")
+            answer = prompts.load("answer", PROMPTS)
             enqueued, requests = {}, []
             for custom_id in RESPONSES_IDS:
                 with tracer.start_as_current_span(f"enqueue {custom_id}") as span:
                     context = span.get_span_context()
                     enqueued[custom_id] = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
-                    requests.append(batch.request(custom_id, **_responses_body(custom_id)))
+                    requests.append(batch.request(custom_id, **_responses_body(custom_id, answer)))
             client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
             submitted = batch.submit(
                 client, requests, purpose=RESPONSES_PURPOSE, endpoint=batch.RESPONSES, tracer_provider=provider
@@ -565,7 +570,7 @@ def responses_run(tmp_path_factory: pytest.TempPathFactory, collector: Collector
         " Events.Attributes AS event_attributes FROM otel_traces"
         f" WHERE SpanAttributes['{names.BATCH_ID}'] = '{submitted.batch_id}'",
     )
-    return ResponsesRun(submitted, enqueued, collected, calls, spans)
+    return ResponsesRun(submitted, enqueued, collected, calls, spans, answer.version)
 
 
 def test_a_responses_batch_is_one_response_span_per_request_with_its_outcome(responses_run: ResponsesRun) -> None:
@@ -573,6 +578,7 @@ def test_a_responses_batch_is_one_response_span_per_request_with_its_outcome(res
     assert summary["outcomes"] == {
         "s-text": "handled",
         "s-list": "handled",
+        "s-prompt": "handled",
         "s-tool": "handled",
         "s-long": "handled",
         "s-fail": "handler_failed",
@@ -580,15 +586,9 @@ def test_a_responses_batch_is_one_response_span_per_request_with_its_outcome(res
     }
     # The handler got the SDK's Response: its own output_text reads the answer.
     sdk_texts = responses_run.collected["sdk_texts"]
-    assert (
-        sdk_texts
-        == {
-            "s-text": answer_text("s-text"),
-            "s-list": answer_text("s-list"),
-            "s-tool": "",  # a function call, no text
-            "s-long": answer_text("s-long")[:10],
-        }
-    )
+    expected = {custom_id: answer_text(custom_id) for custom_id in ("s-text", "s-list", "s-prompt")}
+    expected |= {"s-tool": "", "s-long": answer_text("s-long")[:10]}  # a function call has no text
+    assert sdk_texts == expected
     assert sorted(r["batch_custom_id"] for r in responses_run.calls) == sorted(RESPONSES_IDS)
     for row in responses_run.calls:
         assert (row["span_name"], row["provider"], row["service"]) == ("Response", "openai", WORKER)
@@ -661,6 +661,11 @@ def test_responses_input_instructions_answer_and_parameters_are_the_live_calls(r
     assert messages[2]["tool_call_id"] == "call_prev"
     assert messages[2]["content"] == [{"type": "text", "text": '{"status": "lost"}'}]
     assert messages[3]["content"] == [{"type": "text", "text": "Anything else to add?"}]
+    rendered = responses_run.call("s-prompt")
+    assert rendered["system_prompt"].startswith("You are the support assistant of Acme.")
+    assert (rendered["prompt_name"], rendered["prompt_version"]) == ("answer", responses_run.prompt_version)
+    last = _json(rendered["messages"])[-1]
+    assert last == {"role": "user", "content": [{"type": "text", "text": _question("s-prompt")}]}
 
 
 def test_a_responses_function_call_is_a_tool_call_and_an_incomplete_one_a_length_stop(
@@ -668,7 +673,11 @@ def test_a_responses_function_call_is_a_tool_call_and_an_incomplete_one_a_length
 ) -> None:
     tool = responses_run.call("s-tool")
     (call,) = _json(tool["tool_calls"])
-    assert (call["id"], call["name"], _json(call["arguments"])) == ("call_2", "lookup_order", {"ticket": "s-tool"})
+    assert (call["id"], call["name"], _json(call["arguments"])) == (
+        f"call_{RESPONSES_IDS.index('s-tool')}",
+        "lookup_order",
+        {"ticket": "s-tool"},
+    )
     assert [t["name"] for t in _json(tool["tools"])] == ["lookup_order"]
     assert tool["finish_reason"] == "tool_call"
     long = responses_run.call("s-long")
@@ -810,18 +819,33 @@ def test_a_batch_submitted_without_tracehouse_is_an_error_naming_it(fake_clients
         batch.collect(anthropic_client, claude.id, lambda r: None, tracer_provider=_silent())
 
 
-def test_a_worker_without_the_state_file_still_links_the_submission(fake_clients, tmp_path: Path) -> None:
-    """OpenAI's batch metadata keeps the submission: the file gone, the spans still link it (no enqueuing link)."""
+@pytest.mark.parametrize(
+    ("endpoint", "body", "span_name"),
+    [
+        (
+            batch.CHAT_COMPLETIONS,
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            "ChatCompletion",
+        ),
+        (batch.RESPONSES, {"model": "gpt-5-mini", "input": "hi"}, "Response"),
+    ],
+)
+def test_a_worker_without_the_state_file_still_links_the_submission(
+    fake_clients, endpoint: str, body: dict[str, Any], span_name: str
+) -> None:
+    """OpenAI's batch metadata keeps the submission: the file gone, the spans still link it (no enqueuing link);
+    the endpoint, and so the shape of the results, is the provider's batch's."""
     _, openai_client, _ = fake_clients
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    request = batch.request("only", model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    submitted = batch.submit(openai_client, [request], purpose="p", tracer_provider=provider)
+    request = batch.request("only", **body)
+    submitted = batch.submit(openai_client, [request], purpose="p", endpoint=endpoint, tracer_provider=provider)
     submitted.state_path.unlink()
     summary = batch.collect(openai_client, submitted.batch_id, lambda r: None, tracer_provider=provider)
     assert summary.outcomes == {"only": "handled"}
-    (span,) = [s for s in memory.get_finished_spans() if s.name == "ChatCompletion"]
+    (span,) = [s for s in memory.get_finished_spans() if s.name == span_name]
+    assert span.attributes["llm.output_messages.0.message.content"] == answer_text("only")
     assert [(link.context.trace_id, link.context.span_id) for link in span.links] == [
         (int(submitted.trace_id, 16), int(submitted.span_id, 16))
     ]
