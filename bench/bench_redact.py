@@ -5,6 +5,8 @@ Three workloads, generated deterministically:
   pasted code and logs, numbers, dates, prices, versions); one message in ten carries PII or a key;
 - corpus: the labelled test corpus (tests/data/redaction), where every document carries PII;
 - stage: the whole Redactor over SpanBatches of LLM spans (attributes, resource, events);
+- chats: the stage over multi-turn chats whose calls resend their history (what remembering clean values
+  across batches is for), with and without that memory;
 - encodings: what seeing through encoded forms costs (JSON \\u00XX escapes, URL %XX, whole-value
   base64): prompts and the stage with each decoding switched off, and prompts where one in ten
   carries an escaped or base64 value (the worst realistic case: every such value gets a view).
@@ -133,14 +135,50 @@ def _mb(texts: list[str]) -> float:
     return sum(len(t.encode()) for t in texts) / 1e6
 
 
-def _best(fn, repeat: int = 5) -> float:
-    """CPU seconds of this process (per core: other work on the machine does not count), best of repeat."""
+def _best(fn, repeat: int = 5, fresh=None) -> float:
+    """CPU seconds of this process (per core: other work on the machine does not count), best of repeat.
+
+    fresh: called before each run, untimed (a new Redactor), so no run sees values an earlier one remembered."""
     best = float("inf")
     for _ in range(repeat):
+        if fresh is not None:
+            fresh()
         start = time.process_time()
         fn()
         best = min(best, time.process_time() - start)
     return best
+
+
+def _per_4k(seconds: float, megabytes: float) -> float:
+    """Microseconds per 4 KB of text."""
+    return seconds * 1e6 / (megabytes * 1e6 / 4096)
+
+
+def conversation_batches(conversations: int, turns: int, seed: int = 13) -> list[SpanBatch]:
+    """Multi-turn chats as instrumentations record them: every call resends the history, flattened
+    (llm.input_messages.{i}.message.content) and as the input.value JSON. Batch k holds call k of every
+    chat, so from the second batch on most message texts were seen in an earlier batch."""
+    rng = random.Random(seed)
+    histories: list[list[dict[str, str]]] = [
+        [{"role": "system", "content": _message(rng)}] for _ in range(conversations)
+    ]
+    batches = []
+    for _ in range(turns):
+        texts = []
+        for history in histories:
+            history.append({"role": "user", "content": _message(rng)})
+            texts.append(json.dumps(history))
+        batch = llm_batch(texts, seed=rng.randrange(1 << 30))
+        for attrs, history in zip(batch.columns["SpanAttributes"], histories, strict=True):
+            for i, message in enumerate(history):
+                attrs[f"llm.input_messages.{i}.message.role"] = message["role"]
+                attrs[f"llm.input_messages.{i}.message.content"] = message["content"]
+            answer = _message(rng)
+            attrs["output.value"] = answer
+            attrs["llm.output_messages.0.message.content"] = answer
+            history.append({"role": "assistant", "content": answer})
+        batches.append(batch)
+    return batches
 
 
 def encoded_texts(texts: list[str], seed: int = 5) -> list[str]:
@@ -171,22 +209,71 @@ def _without_decoding(what: str):
 
 def main() -> int:
     redactor = Redactor(parse_settings({}, environ={}))
-    scanner = redactor._scanner
+
+    def fresh() -> None:
+        nonlocal redactor
+        redactor = Redactor(parse_settings({}, environ={}))
+
     prompts = prompt_texts(4000)
     corpus = [doc["text"] for doc in make_corpus.load()]
-    print("redaction throughput, one core, all built-in detectors")
+    print("redaction throughput, one core, all built-in detectors (a fresh Redactor per run: nothing remembered)")
     for name, texts in (("prompts", prompts), ("corpus", corpus)):
-        one_by_one = _best(lambda texts=texts: [scanner.scan(t) for t in texts])
+        one_by_one = _best(lambda texts=texts: [redactor._scanner.scan(t) for t in texts], fresh=fresh)
         batched = _best(
-            lambda texts=texts: [scanner.scan_values(texts[i : i + 500]) for i in range(0, len(texts), 500)]
+            lambda texts=texts: [redactor._scanner.scan_values(texts[i : i + 500]) for i in range(0, len(texts), 500)],
+            fresh=fresh,
         )
         size = _mb(texts)
         print(
-            f"  {name:8s} {size:6.2f} MB  {size / one_by_one:7.1f} MB/s one string per call   "
-            f"{size / batched:7.1f} MB/s 500 strings per call"
+            f"  {name:8s} {size:6.2f} MB  {size / one_by_one:7.1f} MB/s ({_per_4k(one_by_one, size):5.1f} us/4 KB) "
+            f"one string per call   {size / batched:7.1f} MB/s ({_per_4k(batched, size):5.1f} us/4 KB) 500 per call"
         )
     batches = [llm_batch(prompts[i : i + 1000]) for i in range(0, len(prompts), 1000)]
-    size = (
+    size = _attribute_mb(batches)
+    elapsed = _best(lambda: [redactor(b) for b in batches], fresh=fresh)
+    spans = sum(len(b) for b in batches)
+    print(
+        f"  stage    {size:6.2f} MB  {size / elapsed:7.1f} MB/s ({_per_4k(elapsed, size):5.1f} us/4 KB)  "
+        f"{spans / elapsed:9.0f} spans/s, {elapsed * 1e6 / spans:5.1f} us/span (LLM spans, 9 attrs, "
+        f"{size * 1e6 / spans / 1024:.1f} KB of text each)"
+    )
+    chats = conversation_batches(500, 6)
+    size = _attribute_mb(chats)
+    spans = sum(len(b) for b in chats)
+    warm = _best(lambda: [redactor(b) for b in chats], repeat=3, fresh=fresh)
+
+    def forgetful() -> None:
+        fresh()
+        redactor._scanner._clean = None  # bench only: the same stage without its memory of clean values
+
+    cold = _best(lambda: [redactor(b) for b in chats], repeat=3, fresh=forgetful)
+    print(
+        f"  chats    {size:6.2f} MB  {size / warm:7.1f} MB/s ({_per_4k(warm, size):5.1f} us/4 KB)  "
+        f"{spans / warm:9.0f} spans/s (6-turn chats resending their history; {spans / cold:.0f} spans/s "
+        f"without remembering clean values)"
+    )
+    encoded = encoded_texts(prompts)
+    size = _mb(encoded)
+    elapsed = _best(
+        lambda: [redactor._scanner.scan_values(encoded[i : i + 500]) for i in range(0, len(encoded), 500)], fresh=fresh
+    )
+    print(f"  encoded  {size:6.2f} MB  {size / elapsed:7.1f} MB/s 500 strings per call (1 in 10 escaped or base64)")
+    print("cost of each decoding (prompts, 500 strings per call; stage):")
+    size = _mb(prompts)
+    spans = sum(len(b) for b in batches)
+    for what in ("base64", "escapes"):
+        _without_decoding(what)
+        batched = _best(
+            lambda: [redactor._scanner.scan_values(prompts[i : i + 500]) for i in range(0, len(prompts), 500)],
+            fresh=fresh,
+        )
+        stage = _best(lambda: [redactor(b) for b in batches], fresh=fresh)
+        print(f"  also without {what:8s} {size / batched:7.1f} MB/s   stage {spans / stage:9.0f} spans/s")
+    return 0
+
+
+def _attribute_mb(batches: list[SpanBatch]) -> float:
+    return (
         sum(
             len(v.encode())
             for b in batches
@@ -196,23 +283,6 @@ def main() -> int:
         )
         / 1e6
     )
-    elapsed = _best(lambda: [redactor(b) for b in batches])
-    spans = sum(len(b) for b in batches)
-    print(
-        f"  stage    {size:6.2f} MB  {size / elapsed:7.1f} MB/s   {spans / elapsed:9.0f} spans/s (LLM spans, 9 attrs)"
-    )
-    encoded = encoded_texts(prompts)
-    size = _mb(encoded)
-    elapsed = _best(lambda: [scanner.scan_values(encoded[i : i + 500]) for i in range(0, len(encoded), 500)])
-    print(f"  encoded  {size:6.2f} MB  {size / elapsed:7.1f} MB/s 500 strings per call (1 in 10 escaped or base64)")
-    print("cost of each decoding (prompts, 500 strings per call; stage):")
-    size = _mb(prompts)
-    for what in ("base64", "escapes"):
-        _without_decoding(what)
-        batched = _best(lambda: [scanner.scan_values(prompts[i : i + 500]) for i in range(0, len(prompts), 500)])
-        stage = _best(lambda: [redactor(b) for b in batches])
-        print(f"  also without {what:8s} {size / batched:7.1f} MB/s   stage {spans / stage:9.0f} spans/s")
-    return 0
 
 
 if __name__ == "__main__":

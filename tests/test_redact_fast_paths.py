@@ -164,6 +164,7 @@ def test_stage_on_a_batch_matches_each_span_redacted_alone(texts, name):
     found = renamed = 0
     for batch in _random_batches(texts, 12, seed=len(name)):
         out = warm(batch).columns
+        assert warm(batch).columns == out  # again, with its values remembered clean and its key sets planned
         for i in range(len(batch)):
             alone = Redactor(settings)(_span(batch, i)).columns
             assert {column: data[i] for column, data in out.items()} == {c: d[0] for c, d in alone.items()}
@@ -214,3 +215,36 @@ def test_ipv4_check_agrees_with_the_ipaddress_module():
         cases.append("".join(rng.choice("0123456789..") for _ in range(rng.randint(1, 16))))
     for text in cases:
         assert validators.ipv4_ok(text) is _ipv4_by_ipaddress(text), text
+
+
+def test_clean_values_are_remembered_across_calls_and_nothing_else_is(monkeypatch):
+    scanner = Scanner(remember_clean=4096)
+    seen: list[list[str]] = []
+    scan_distinct = scanner._scan_distinct
+
+    def spy(values, decoded=False):
+        if not decoded:
+            seen.append(list(values))
+        return scan_distinct(values, decoded)
+
+    monkeypatch.setattr(scanner, "_scan_distinct", spy)
+    clean = "the assistant answers questions about invoices and refunds politely " * 3
+    dirty = clean + "write to alice@example.com"
+    short = "plain words only"
+    first = scanner.scan_values([clean, dirty, short])
+    second = scanner.scan_values([clean, dirty, short])
+    assert first == second == [None, (clean + "write to [EMAIL]", {"email": 1}), None]
+    assert seen[0] == [clean, dirty, short]
+    assert seen[1] == [dirty, short]  # the long clean value is not scanned again; findings always are
+    assert Scanner().scan_values([clean]) == [None] and Scanner()._clean is None  # off unless asked for
+
+
+def test_remembered_clean_values_stay_within_their_budget():
+    scanner = Scanner(remember_clean=10_000)
+    rng = random.Random(8)
+    for _ in range(50):
+        values = ["".join(rng.choice("abcdefgh ") for _ in range(rng.randint(128, 900))) for _ in range(20)]
+        assert scanner.scan_values(values) == [None] * 20
+        assert scanner._clean.chars <= 10_000
+    value = values[-1]
+    assert scanner._clean.known(value)

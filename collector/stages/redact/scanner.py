@@ -70,6 +70,48 @@ class _Hit(NamedTuple):
     order: int  # tie-break: built-ins (0) before user rules (1 + index)
 
 
+# Values shorter than this are scanned again rather than remembered: cheap to scan, and many (numbers, ids).
+MIN_REMEMBERED = 128
+
+
+class CleanValues:
+    """Long values a scanner found nothing in, not long ago, so they are not scanned again: chats resend
+    their history on every call, system prompts and tool definitions repeat from batch to batch. The scanner
+    is fixed once built, so a value's result cannot change. Two generations bound the memory: when the
+    newer holds half the budget (characters) it becomes the older and the older is let go; a value found
+    in the older is moved to the newer, so what keeps coming back stays."""
+
+    __slots__ = ("_new", "_old", "_size", "_half")
+
+    def __init__(self, budget_chars: int) -> None:
+        self._new: dict[str, None] = {}
+        self._old: dict[str, None] = {}
+        self._size = 0
+        self._half = budget_chars // 2
+
+    def known(self, value: str) -> bool:
+        if value in self._new:
+            return True
+        if value in self._old:
+            self.add(value)
+            return True
+        return False
+
+    def add(self, value: str) -> None:
+        size = len(value)
+        if size > self._half:
+            return
+        if self._size + size > self._half:
+            self._old, self._new, self._size = self._new, {}, 0
+        self._new[value] = None
+        self._size += size
+
+    @property
+    def chars(self) -> int:
+        """Characters held (both generations): at most the budget."""
+        return sum(map(len, self._new)) + sum(map(len, self._old))
+
+
 class Scanner:
     def __init__(
         self,
@@ -79,8 +121,11 @@ class Scanner:
         allow_patterns: Sequence[re2._Regexp] = (),
         hash_builtins: bool = False,
         hasher: Hasher | None = None,
+        remember_clean: int = 0,
     ) -> None:
+        """remember_clean: how many characters of clean values to remember across calls (0: none)."""
         self._detectors = tuple(detectors)
+        self._clean = CleanValues(remember_clean) if remember_clean > 0 else None
         self._finder = Finder(self._detectors) if detectors else None
         self._dispatch = dispatch_table(self._detectors)
         self._rules = tuple(rules)
@@ -137,14 +182,26 @@ class Scanner:
         """For each value: None when nothing was found, else the redacted text and counts by kind.
 
         Equal values are scanned once: system prompts and tool definitions repeat in every call of a batch.
-        Values too short to hold any finding are not scanned at all.
+        Values too short to hold any finding are not scanned at all, nor long ones this scanner found clean
+        in a recent call (see CleanValues).
         """
         distinct = dict.fromkeys(values)
-        min_len = self.min_len
-        todo = [value for value in distinct if len(value) >= min_len] if min_len > 1 else list(distinct)
+        min_len, clean = self.min_len, self._clean
+        if clean is not None:
+            known = clean.known
+            todo = [v for v in distinct if len(v) >= min_len and (len(v) < MIN_REMEMBERED or not known(v))]
+        elif min_len > 1:
+            todo = [value for value in distinct if len(value) >= min_len]
+        else:
+            todo = list(distinct)
+        scanned = self._scan_distinct(todo)
+        if clean is not None:
+            for value, result in zip(todo, scanned, strict=True):
+                if result is None and len(value) >= MIN_REMEMBERED:
+                    clean.add(value)
         if len(todo) == len(values):
-            return self._scan_distinct(todo)
-        found = dict(zip(todo, self._scan_distinct(todo), strict=True))
+            return scanned
+        found = dict(zip(todo, scanned, strict=True))
         return list(map(found.get, values))
 
     def _scan_distinct(self, values: Sequence[str], decoded: bool = False) -> list[Result]:

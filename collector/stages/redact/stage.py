@@ -28,6 +28,8 @@ DROPPED, HASHED, MASKED, CONTENT_DROPPED = "dropped", "hashed", "masked", "conte
 _POLICY_COUNTS = {DROP: DROPPED, HASH: HASHED, REDACT: MASKED}
 # Attribute keys known to hold nothing, remembered across batches (keys repeat in every span).
 _MAX_CLEAN_KEYS = 100_000
+# Characters of clean values the scanner remembers across batches (see scanner.CleanValues): ~8 MB of ASCII text.
+_REMEMBER_CLEAN_CHARS = 8 << 20
 # Key sets remembered with their policies (see _Shape).
 _MAX_SHAPES = 10_000
 
@@ -122,6 +124,7 @@ class Redactor:
             allow_patterns=settings.allow_patterns,
             hash_builtins=settings.hash_builtins,
             hasher=self._hasher,
+            remember_clean=_REMEMBER_CLEAN_CHARS,
         )
         self._min_len = self._scanner.min_len
         self._policies = KeyPolicies(settings.attributes, settings.default_policies, settings.content_keys)
