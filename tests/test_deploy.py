@@ -389,8 +389,10 @@ def test_grafana_reads_the_embedded_collector_with_the_provisioned_key(compose_e
             password=password,
             database=settings["defaultDatabase"],
         )
+        # The plugin sends its query timeout as max_execution_time with every query.
         rows = client.query(
-            "SELECT service, model, prompt_tokens FROM llm_calls WHERE service = 'embedded-grafana'"
+            "SELECT service, model, prompt_tokens FROM llm_calls WHERE service = 'embedded-grafana'",
+            settings={"max_execution_time": settings["queryTimeout"]},
         ).result_rows
         assert rows == [("embedded-grafana", "gpt-4o-mini", 12)]
         assert settings["traces"]["defaultTable"] in {r[0] for r in client.query("SHOW TABLES").result_rows}
