@@ -925,15 +925,26 @@ def _openinference_output(response: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [message]
     if response.get("type") == "message":
         return _anthropic_output(response)
-    if "output" in response:  # /v1/responses: its message items' text (reasoning items left out) and calls
+    if "output" in response:  # /v1/responses: the reasoning summaries, as OpenInference has them, then the answer
         items = [item for item in response.get("output") or () if isinstance(item, dict)]
+        reasoning = [_reasoning_summary(item) for item in items if item.get("type") == "reasoning"]
         texts = [_joined_text(item.get("content")) for item in items if item.get("type") == "message"]
         message = {"role": "assistant", "content": "".join(texts)}
         calls = _responses_calls(items)
         if calls:
             message["tool_calls"] = calls
-        return [message]
+        summaries = [
+            {"role": "assistant", "contents": [{"type": "reasoning", "text": text}]} for text in reasoning if text
+        ]
+        return [*summaries, message]
     return []
+
+
+def _reasoning_summary(item: Mapping[str, Any]) -> str:
+    """A reasoning item's summary text ('' when the request asked for none: the reasoning itself is hidden)."""
+    summary = item.get("summary")
+    parts = summary if isinstance(summary, list) else ()
+    return "\n".join(part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str))
 
 
 def _openai_finish(response: Mapping[str, Any]) -> str | None:

@@ -74,6 +74,10 @@ def answer_text(custom_id: str) -> str:
     return f"Summary of {custom_id}."
 
 
+def reasoning_summary(custom_id: str) -> str:
+    return f"Reading ticket {custom_id}."
+
+
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
@@ -296,7 +300,9 @@ class FakeBatchProvider:
     @staticmethod
     def _openai_response(request: dict[str, Any], custom_id: str, index: int, incomplete: bool) -> dict[str, Any]:
         """A Response object as /v1/responses returns it (and a batch output line's `response.body` holds)."""
-        output: list[dict[str, Any]] = [{"id": f"rs_{index}", "type": "reasoning", "summary": []}]
+        summary = [{"type": "summary_text", "text": reasoning_summary(custom_id)}]
+        asked = (request.get("reasoning") or {}).get("summary")  # the summary only when the request asks for one
+        output: list[dict[str, Any]] = [{"id": f"rs_{index}", "type": "reasoning", "summary": summary if asked else []}]
         status, incomplete_details = "completed", None
         tools = request.get("tools") or []
         if incomplete:  # the output token limit hit mid-answer

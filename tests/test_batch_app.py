@@ -36,6 +36,7 @@ from fake_batch_provider import (
     RESPONSES_MODEL,
     FakeBatchProvider,
     answer_text,
+    reasoning_summary,
     usage_for,
 )
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -517,6 +518,8 @@ def _responses_body(custom_id: str, answer: prompts.Prompt) -> dict[str, Any]:
         rendered = answer.render(shop="Acme", policies=["Refunds"], question=_question(custom_id))
         return {"model": "gpt-5-mini", "input": rendered}
     body["input"] = _question(custom_id)
+    if custom_id == "s-text":  # the reasoning summary asked for: it is part of the answer, as in a live call
+        body["reasoning"] = {"effort": "medium", "summary": "auto"}
     if custom_id == "s-tool":
         body["tools"] = [RESPONSES_TOOL]
     body["max_output_tokens"] = 16 if custom_id == "s-long" else 2000
@@ -645,13 +648,18 @@ def test_responses_input_instructions_answer_and_parameters_are_the_live_calls(r
     text = responses_run.call("s-text")
     assert text["system_prompt"] == INSTRUCTIONS
     assert _json(text["messages"])[-1] == {"role": "user", "content": [{"type": "text", "text": _question("s-text")}]}
-    # The reasoning item of the output is no answer text.
+    # The reasoning summary asked for is a reasoning part before the answer, never answer text.
     assert _json(text["response"]) == [
-        {"role": "assistant", "content": [{"type": "text", "text": answer_text("s-text")}]}
+        {"role": "assistant", "content": [{"type": "reasoning", "text": reasoning_summary("s-text")}]},
+        {"role": "assistant", "content": [{"type": "text", "text": answer_text("s-text")}]},
     ]
     assert text["finish_reason"] == "stop" and text["max_tokens"] == 2000
-    assert _json(text["invocation_parameters"])["reasoning"] == {"effort": "medium"}
+    assert _json(text["invocation_parameters"])["reasoning"] == {"effort": "medium", "summary": "auto"}
     listed = responses_run.call("s-list")
+    # Without a summary asked for, the reasoning item leaves nothing in the answer.
+    assert _json(listed["response"]) == [
+        {"role": "assistant", "content": [{"type": "text", "text": answer_text("s-list")}]}
+    ]
     assert listed["system_prompt"] == INSTRUCTIONS
     messages = [m for m in _json(listed["messages"]) if m["role"] != "system"]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
