@@ -14,6 +14,9 @@ summary = batch.collect(client, submitted.batch_id, handle)                # one
 - `request()` records the span current when the request was built (its enqueuing trace) and the prompt a
   `prompts.render()` just tagged; `submit()` uploads and creates the batch with the client given (the
   official `openai` or `anthropic` SDK client, recognised by its methods: no import of either here).
+- OpenAI batches are of chat completions (the default) or of the Responses API (`submit(..., endpoint=
+  batch.RESPONSES)`, requests with `input` and `instructions`): the handler gets the SDK's ChatCompletion or
+  Response, the span the same messages, answer, tool calls and tokens (cached, cache writes, reasoning) either way.
 - `collect()` reads the results once the batch ended and calls `handler(result)` for every succeeded
   request. A request counts as `handled` only when the handler returned; otherwise `handler_failed` (the
   exception recorded), `provider_failed`, `expired` or `canceled`.
