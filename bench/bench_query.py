@@ -407,19 +407,30 @@ class Endpoint:
     def plain(self, sql: str) -> bytes:
         return self._post("/?default_format=TSV", sql, {"X-ClickHouse-Key": self.key})
 
+    def fresh(self) -> bytes:
+        """SELECT 1 on a connection of its own, as urllib (`tracehouse sql`) sends it."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request("POST", "/?default_format=TSV", body=b"SELECT 1", headers={"X-ClickHouse-Key": self.key})
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
     def plugin(self, sql: str) -> bytes:
         return self._post(self.plugin_path, sql, self.plugin_headers)
 
 
-def serve(data_dir: Path, verdict_entries: int) -> None:
+def serve(data_dir: Path, verdict_entries: int, inline_shape: bool) -> None:
     """The read endpoint alone (ReadOnlySql + QueryEndpoint as collector/service.py builds them) on the store,
-    with the guard's verdict cache at `verdict_entries` (0: off), until SIGTERM; collector.json-style info in
-    the data dir."""
+    with the guard's verdict cache at `verdict_entries` (0: off) and small answers shaped on the event loop or
+    not (each lever on and off), until SIGTERM; collector.json-style info in the data dir."""
     import asyncio
 
-    from tracehouse.collector import store
+    from tracehouse.collector import query, store
     from tracehouse.collector.query import QueryEndpoint, QueryLimits, ReadOnlySql, VerdictCache
 
+    if not inline_shape:
+        query.INLINE_SHAPE_BYTES = -1  # every answer shaped on a worker thread, as before the lever
     url = _store_url(data_dir)
 
     async def run() -> None:
@@ -436,10 +447,12 @@ def serve(data_dir: Path, verdict_entries: int) -> None:
     asyncio.run(run())
 
 
+SERVE = [__file__, "--step", "serve"]
 SERVERS = {
+    "endpoint alone: no lever (as before)": [*SERVE, "--verdict-cache", "0", "--shape-on-thread"],
+    "endpoint alone: verdict cache": [*SERVE, "--shape-on-thread"],
+    "endpoint alone: verdict cache + inline shaping": SERVE,
     "tracehouse serve": ["-m", "tracehouse.collector", "serve", "--grpc-port", "0", "--http-port", "0"],
-    "endpoint alone (verdict cache off)": [__file__, "--step", "serve", "--verdict-cache", "0"],
-    "endpoint alone (verdict cache on)": [__file__, "--step", "serve", "--verdict-cache", "512"],
 }
 
 
@@ -456,11 +469,14 @@ def endpoint(data_dir: Path, server: str, rounds: int, requests: int) -> None:
         point = Endpoint(info)
         parts = point.plain("SELECT count() FROM system.parts WHERE active AND table = 'otel_traces'").decode().strip()
         print(f"endpoint: {server} ({parts} active parts of otel_traces), median per request:")
+        for _ in range(50):  # a started server's first requests open its clients and read the catalogue
+            point.plugin("SELECT 1")
         print(
             _line(
                 "SELECT 1, plain keep-alive HTTP (TSV)", _rounds(lambda: point.plain("SELECT 1"), rounds, requests), 2
             )
         )
+        print(_line("SELECT 1, a new connection per request (TSV)", _rounds(point.fresh, rounds, requests)))
         plugin_select_1 = _rounds(lambda: point.plugin("SELECT 1"), rounds, requests)
         print(_line("SELECT 1, as clickhouse-go (Grafana) sends it", plugin_select_1, 2))
         url = urllib.parse.urlsplit(info["query_url"])
@@ -483,6 +499,43 @@ def endpoint(data_dir: Path, server: str, rounds: int, requests: int) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def interleaved(data_dir: Path, rounds: int, requests: int) -> None:
+    """SELECT 1 on the three endpoint-alone variants at once, each on an empty store of its own, their
+    requests interleaved so that the shared machine's noise falls on all three alike."""
+    servers = [name for name in SERVERS if name.startswith("endpoint alone")]
+    procs, points = [], []
+    log = (data_dir.parent / "bench-query-collector.log").open("ab")
+    try:
+        for n, server in enumerate(servers):
+            store_dir = data_dir.parent / f"bench-query-empty-{n}"
+            store_dir.mkdir(parents=True, exist_ok=True)
+            (store_dir / "bench-endpoint.json").unlink(missing_ok=True)
+            command = [sys.executable, *SERVERS[server], "--data-dir", str(store_dir)]
+            procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            points.append(Endpoint(_wait_for(procs[-1], store_dir / "bench-endpoint.json")))
+        for point in points:
+            for _ in range(50):
+                point.plugin("SELECT 1")
+        print("SELECT 1 as clickhouse-go sends it, the endpoint variants interleaved, median per request:")
+        medians: list[list[float]] = [[] for _ in servers]
+        for _ in range(rounds):
+            times: list[list[float]] = [[] for _ in servers]
+            for _ in range(requests * 5):
+                for n, point in enumerate(points):
+                    started = time.perf_counter()
+                    point.plugin("SELECT 1")
+                    times[n].append(time.perf_counter() - started)
+            for n in range(len(servers)):
+                medians[n].append(statistics.median(times[n]) * 1000)
+        for n, server in enumerate(servers):
+            print(_line(server.removeprefix("endpoint alone: "), medians[n], 2))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(30)
 
 
 def _wait_for(proc: subprocess.Popen, info_file: Path, timeout: float = 120) -> dict:
@@ -516,9 +569,10 @@ def main() -> None:
     # A child process's job: load the store, the engine figures, one endpoint alone.
     parser.add_argument("--step", choices=("load", "engine", "levers", "serve"), help=argparse.SUPPRESS)
     parser.add_argument("--verdict-cache", type=int, default=512, help=argparse.SUPPRESS)
+    parser.add_argument("--shape-on-thread", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step == "serve":
-        return serve(args.data_dir, args.verdict_cache)
+        return serve(args.data_dir, args.verdict_cache, not args.shape_on_thread)
     if args.step == "load":
         return load(args.data_dir, args.calls)
     if args.step == "engine":
@@ -547,6 +601,7 @@ def main() -> None:
             if args.levers:
                 _in_own_process("--step", "levers", *common)
         if args.only != "engine":
+            interleaved(data_dir, args.rounds, args.requests)
             for server in args.servers.split(","):
                 endpoint(data_dir, server, args.rounds, args.requests)
 
