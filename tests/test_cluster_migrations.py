@@ -203,9 +203,12 @@ def test_the_sharded_layout_runs_on_chdb(sharded_store):
         *SHARDING_KEYS,
         *(f"{t}_local" for t in SHARDING_KEYS),
     }
+    views = {v.name: v for v in store.load_views()}
     for view in ("llm_daily_mv", "otel_traces_trace_id_ts_mv", "prompt_observations_mv"):
         create = tables[view]["create"]
         assert re.search(r" TO default\.\w+_local ", create) and "FROM default.otel_traces_local" in create
+        # What apply_views compares with the view file's TO table (+ _local) before a MODIFY QUERY.
+        assert store._STORED_TARGET.match(create).group(1) == views[view].target + "_local"
     for view in ("llm_calls", "traces", "llm_calls_scored", "traces_scored", "prompt_versions"):
         assert engines[view] == "View" and "_local" not in tables[view]["create"]
 
