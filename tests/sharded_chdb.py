@@ -36,6 +36,7 @@ from tracehouse.collector.writer import TRACES_TABLE
 CLUSTER = "tracehouse"
 SHARDS = {1: "default", 2: "shard2"}
 TRACES, SPANS_PER_TRACE = 24, 3
+TOKEN = "tracehouse-spool-4f2c9a0d1e3b5a77-0-72"  # the drainer's form: spool id, range
 CONFIG = """<clickhouse>
   <remote_servers>
     <tracehouse>
@@ -142,7 +143,7 @@ def main(folder: Path) -> None:
         TRACES_TABLE,
         column_names=facts["header"],
         insert_block=processed.payload,
-        settings={"insert_deduplication_token": "spool-0-1", "max_partitions_per_insert_block": 0},
+        settings={"insert_deduplication_token": TOKEN, "max_partitions_per_insert_block": 0},
         fmt=INSERT_FORMAT,
     )
     # Nothing: the Distributed table queues the rows for the shards (this node is none of them).
@@ -161,7 +162,12 @@ def main(folder: Path) -> None:
         for block in sorted(Path(path).glob("*.bin")):
             names = [row[0] for row in rows(client, f"DESCRIBE file('{block}', 'Distributed')")]
             got = rows(client, f"SELECT {', '.join(f'`{n}`' for n in names)} FROM file('{block}', 'Distributed')")
-            entry = {"columns": names, "trace_ids": [row[names.index("TraceId")] for row in got]}
+            entry = {
+                "columns": names,
+                "trace_ids": [row[names.index("TraceId")] for row in got],
+                # The insert's settings travel in the block's header, the deduplication token among them.
+                "token": TOKEN.encode() in block.read_bytes(),
+            }
             queued.setdefault(table, {}).setdefault(shard, []).append(entry)
             # The shard's server: the block it receives goes into its local table.
             listed = ", ".join(f"`{n}`" for n in names)

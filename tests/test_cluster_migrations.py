@@ -229,6 +229,8 @@ def test_the_collectors_insert_through_otel_traces_reaches_both_shards_by_trace(
         assert set(sharded_store["header"]) <= set(block["columns"])
         assert "InsertedAt" in block["columns"]
         assert not {"BatchId", "LlmModel", "SpanAttributeItems"} & set(block["columns"])
+        # The shard's insert gets the writer's deduplication token: a replay is dropped shard by shard.
+        assert block["token"]
     shards = sharded_store["shards"]
     for shard, ids in by_shard.items():
         got = shards[shard]
