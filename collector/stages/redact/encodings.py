@@ -36,9 +36,10 @@ MIN_BASE64 = 8  # 6 bytes: the shortest text a built-in detector matches
 MAX_BASE64 = 4 << 20
 
 
-def _searcher(pattern: bytes) -> Callable[[bytes], bool]:
-    """buf -> does pattern occur in it. The extension's Match directly where this google-re2 has it: the
-    wrapper's search costs microseconds per call, more than the search itself on short values."""
+def _searcher(pattern: bytes) -> Callable[[bytes, int], int]:
+    """(buf, pos) -> where pattern next occurs at or after pos, or -1. The extension's Match directly where
+    this google-re2 has it: the wrapper's search costs microseconds per call, more than the search itself
+    on short values."""
     opts = options()
     opts.never_capture = True
     regex = re2.compile(pattern, opts)
@@ -47,19 +48,44 @@ def _searcher(pattern: bytes) -> Callable[[bytes], bool]:
 
         match, unanchored = regex._regexp.Match, _re2.RE2.Anchor.UNANCHORED
     except (ImportError, AttributeError):
-        return lambda buf: regex.search(buf) is not None
-    return lambda buf: match(unanchored, buf, 0, len(buf))[0][0] >= 0
+
+        def search(buf: bytes, pos: int) -> int:
+            m = regex.search(buf, pos)
+            return -1 if m is None else m.start()
+
+        return search
+    return lambda buf, pos: match(unanchored, buf, pos, len(buf))[0][0]
 
 
 # RE2 skips to the literal first byte with memchr: ~20 GB/s where `b"\\u00" in buf` does ~1.5.
-_HAS_U_ESCAPE = _searcher(rb"\\u00[2-7][0-9A-Fa-f]")
-_HAS_PERCENT = _searcher(rb"%[2-7][0-9A-Fa-f]")
+_U_ESCAPE = _searcher(rb"\\u00[2-7][0-9A-Fa-f]")
+_PERCENT = _searcher(rb"%[2-7][0-9A-Fa-f]")
 
 
 def may_have_escapes(buf: bytes) -> bool:
     """The cheap test over a whole joined buffer: can any value in it need a view?"""
     # memchr first (a fraction of a microsecond): an RE2 call costs ~1.5 µs even on a short value.
-    return (b"%" in buf and _HAS_PERCENT(buf)) or (b"\\" in buf and _HAS_U_ESCAPE(buf))
+    return (b"%" in buf and _PERCENT(buf, 0) >= 0) or (b"\\" in buf and _U_ESCAPE(buf, 0) >= 0)
+
+
+def values_with_escapes(buf: bytes, starts: list[int]) -> list[int]:
+    """Which of the values joined in buf (value i starts at starts[i]; one more entry ends the last)
+    hold a sequence view_of may decode: one RE2 call per such value, none for the others, instead of a
+    test per value. Neither sequence holds the NUL separator, so each match lies inside one value."""
+    found: set[int] = set()
+    end = len(buf)
+    for first, search in ((b"%", _PERCENT), (b"\\", _U_ESCAPE)):
+        if first not in buf:
+            continue
+        pos = 0
+        while pos < end:
+            at = search(buf, pos)
+            if at < 0:
+                break
+            i = bisect_right(starts, at) - 1
+            found.add(i)
+            pos = starts[i + 1]
+    return sorted(found)
 
 
 class View:

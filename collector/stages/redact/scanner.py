@@ -23,6 +23,7 @@ from tracehouse.collector.stages.redact.encodings import (
     View,
     base64_text,
     may_have_escapes,
+    values_with_escapes,
     view_of,
 )
 from tracehouse.collector.stages.redact.finder import Finder, options
@@ -211,20 +212,31 @@ class Scanner:
         # One join and one encode (a copy each) for the whole batch. Each value's bytes are only needed
         # where something is found or decoded; for ASCII text (the usual case) they are slices of buf.
         joined = "\x00".join(values)
-        buf = joined.encode("utf-8", "surrogatepass")
+        original = buf = joined.encode("utf-8", "surrogatepass")
         encoded: list[bytes] | None = None if len(buf) == len(joined) else _encode_each(values)
+        # Byte sizes of the values as scanned (None: their lengths, ASCII without views) and where each
+        # value starts in `original`.
+        sizes: list[int] | None = None if encoded is None else list(map(len, encoded))
+        starts: list[int] | None = None
         views: dict[int, View] = {}
-        scanned = encoded
         if may_have_escapes(buf):
-            if encoded is None:
-                encoded = _encode_each(values)
-            for i, value in enumerate(encoded):
-                view = view_of(value)
+            if sizes is None:
+                sizes = list(map(len, values))
+            starts = [0, *accumulate(size + 1 for size in sizes)]
+            # Only the values holding an escape sequence are looked at, each once (view_of is exact on them).
+            for i in values_with_escapes(buf, starts):
+                view = view_of(original[starts[i] : starts[i + 1] - 1])
                 if view is not None:
                     views[i] = view
             if views:
-                scanned = [views[i].data if i in views else value for i, value in enumerate(encoded)]
-                buf = SEP.join(scanned)
+                # The views spliced into the joined text: one copy, the rest of the values as they are.
+                whole, parts, pos = memoryview(original), [], 0
+                for i, view in views.items():
+                    parts += (whole[pos : starts[i]], view.data)
+                    pos = starts[i + 1] - 1
+                    sizes[i] = len(view.data)
+                parts.append(whole[pos:])
+                buf = b"".join(parts)
         try:
             hits = self._builtin_hits(buf) if self._finder is not None else []
         except _Overloaded:
@@ -234,12 +246,12 @@ class Scanner:
             value = values[0].encode("utf-8", "surrogatepass")
             return [('"[REDACTED]"' if _is_json(value) else "[REDACTED]", {OVERLOAD: 1})]
         if self._rules:
-            lengths = list(map(len, values)) if scanned is None else [len(item) for item in scanned]
-            hits.extend(self._rule_hits(buf, lengths))
+            hits.extend(self._rule_hits(buf, list(map(len, values)) if sizes is None else sizes))
         if hits:
             hits.sort(key=lambda h: (h.start, -(h.end - h.start), h.order))
-            sizes = map(len, values) if scanned is None else map(len, scanned)
-            offsets = [0, *accumulate(size + 1 for size in sizes)]
+            offsets = [0, *accumulate(size + 1 for size in (map(len, values) if sizes is None else sizes))]
+            if starts is None:
+                starts = offsets  # no views: the scanned text is the original
             index = 0
             last_end = -1
             per_value: dict[int, list[_Hit]] = {}
@@ -251,7 +263,7 @@ class Scanner:
                 per_value.setdefault(index, []).append(hit)
                 last_end = hit.end
             for i, value_hits in per_value.items():
-                value = buf[offsets[i] : offsets[i + 1] - 1] if encoded is None else encoded[i]
+                value = original[starts[i] : starts[i + 1] - 1] if encoded is None else encoded[i]
                 results[i] = self._rewrite(value, offsets[i], value_hits, views.get(i))
         if not decoded:
             self._scan_base64(values, results)
