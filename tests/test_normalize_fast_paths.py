@@ -126,3 +126,118 @@ def test_clear_row_restores_the_empty_values():
         columns[name][1] = "x"
     clear_row(columns, 1)
     assert all(columns[name][1] == columns[name][0] for name in LLM_COLUMNS)
+
+
+# --- the plain OpenInference chat shortcut (fast.py) --------------------------------------------------------
+
+_CHAT_VALUES = {
+    "openinference.span.kind": ["LLM", "LLM", "LLM", "llm", "CHAIN", ""],
+    "llm.provider": ["openai", "Azure", "", "acme.cloud", "x" * 300],
+    "llm.system": ["openai", "anthropic", ""],
+    "llm.model_name": ["gpt-4o-mini", "", "m" * 300],
+    "llm.invocation_parameters": [
+        '{"model": "gpt-4o", "temperature": 0.2, "max_tokens": 100, "top_p": 0.9}',
+        '{"temperature": "hot", "maxOutputTokens": 5.0, "topP": 1}',
+        "not json",
+        "[1]",
+        "",
+    ],
+    "llm.finish_reason": ["stop", "end_turn", "SAFETY", "weird", ""],
+    "llm.token_count.prompt": ["10", "3", "-1", "12.0", "abc", "18446744073709551616"],
+    "llm.token_count.completion": ["5", "0", "1e3"],
+    "llm.token_count.total": ["15", "x"],
+    "llm.token_count.prompt_details.cache_read": ["4", "20"],
+    "llm.token_count.prompt_details.cache_input": ["6"],
+    "llm.token_count.prompt_details.cache_write": ["2"],
+    "llm.token_count.completion_details.reasoning": ["1"],
+    "input.value": [
+        '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}',
+        "hi",
+    ],
+    "output.value": ['{"choices": [{"message": {"role": "assistant", "tool_calls": [{"id": "c", "function": {}}]}}]}'],
+    "output.mime_type": ["application/json", "text/plain"],
+    "session.id": ["s"],
+    "user.id": ["u"],
+    "error.type": ["Timeout"],
+    "http.route": ["/x"],
+    "llm.token_count.unknown": ["1"],
+    "tag.tags": ['["a"]'],
+}
+_ROLES = ["user", "assistant", "system", "developer", "Human", "  Tool ", "", "AI", "bot"]
+_CONTENTS = ["hi", "", "Be brief.", "x" * 140_000, '{"a": 1}']
+
+
+def _chat_span(rnd: random.Random) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    for key in rnd.sample(sorted(_CHAT_VALUES), rnd.randint(1, len(_CHAT_VALUES))):
+        if key in ("tag.tags", "llm.token_count.unknown") and rnd.random() < 0.8:
+            continue  # keys that send a span the long way: now and then
+        attrs[key] = rnd.choice(_CHAT_VALUES[key])
+    for prefix in ("llm.input_messages.", "llm.output_messages."):
+        for index in rnd.sample(["0", "1", "2", "10", "01", "3"], rnd.randint(0, 4)):
+            for rest, values in (("message.role", _ROLES), ("message.content", _CONTENTS)):
+                if rnd.random() < 0.85:
+                    attrs[f"{prefix}{index}.{rest}"] = rnd.choice(values)
+    items = list(attrs.items())
+    rnd.shuffle(items)
+    return dict(items)
+
+
+def test_the_plain_chat_shortcut_writes_what_the_mapper_and_finalize_write(monkeypatch):
+    from tracehouse.collector.stages.normalize import fast
+
+    rnd = random.Random(19)
+    spans = [{"attrs": _chat_span(rnd), "status": (rnd.choice(["ok", "error"]), "m")} for _ in range(400)]
+    taken = []
+    write = fast.FastPath.write
+
+    def counted(plan, attrs, out, row):
+        taken.append(write(plan, attrs, out, row))
+        return taken[-1]
+
+    monkeypatch.setattr(fast.FastPath, "write", staticmethod(counted))
+    shortcut = normalized_rows(spans * 3)  # each key set seen before: planned from its second sighting
+    assert sum(taken) > 100, "the corpus should take the shortcut"
+    monkeypatch.setattr(fast.FastPath, "plan", lambda self, keys: None)
+    assert shortcut == normalized_rows(spans * 3)
+
+
+def test_the_shortcut_skips_only_keys_the_mapper_never_reads():
+    # What extract reads, recorded over every pinned span: it must be declared in READ_KEYS or READ_PREFIXES, the
+    # lists by which fast.py decides that a key it does not read itself changes nothing.
+    import json
+    from pathlib import Path
+
+    from test_decode_normalize_pinned import _unpack
+
+    from tracehouse.collector.stages.normalize import openinference
+    from tracehouse.collector.stages.normalize.span import SpanView
+
+    read: set[str] = set()
+
+    class Recording(dict):
+        def get(self, key, default=None):
+            read.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+        def __contains__(self, key):
+            read.add(key)
+            return super().__contains__(key)
+
+    corpus = _unpack(json.loads((Path(__file__).parent / "data" / "normalize_corpus.json").read_text()))
+    specs = [spec for recorded in corpus for spec in recorded["spans"]] + [
+        {"attrs": _chat_span(random.Random(i))} for i in range(200)
+    ]
+    for spec in specs:
+        attrs = {k: v if isinstance(v, str) else json.dumps(v) for k, v in spec.get("attrs", {}).items()}
+        for kind in ("LLM", "TOOL", "RETRIEVER", "EMBEDDING", "CHAIN"):
+            recording = Recording({**attrs, "openinference.span.kind": kind})
+            openinference.extract(SpanView(recording, {}, 0, (), (), (), key_text(recording), ""))
+    undeclared = {
+        key for key in read if key not in openinference.READ_KEYS and not key.startswith(openinference.READ_PREFIXES)
+    }
+    assert not undeclared, f"extract reads keys fast.py does not know it reads: {sorted(undeclared)}"

@@ -80,8 +80,22 @@ def write_llm_columns(fields: Fields, out: Columns, row: int) -> None:
     if operation:
         out["LlmOperation"][row] = short(operation)
 
-    inputs = get("InputMessages")
-    instructions = get("SystemPrompt")
+    write_messages(
+        out, row, get("InputMessages"), get("SystemPrompt"), get("OutputMessages"), get("ToolCalls"), get("Tools")
+    )
+
+
+def write_messages(
+    out: Columns,
+    row: int,
+    inputs: list[dict[str, Any]] | None,
+    instructions: str | None,
+    outputs: list[dict[str, Any]] | None,
+    tool_calls: list[dict[str, Any]] | None,
+    tools: list[dict[str, Any]] | None,
+) -> None:
+    """The message columns of row `row`: system messages lifted into SystemPrompt, the rest serialized, ToolCalls
+    from the output messages unless the span gave its own."""
     lifted: list[str] = []
     if inputs:
         lifted, inputs = split_system(inputs)
@@ -89,12 +103,10 @@ def write_llm_columns(fields: Fields, out: Columns, row: int) -> None:
             out["InputMessages"][row] = dumps(inputs)
     if instructions or lifted:
         out["SystemPrompt"][row] = _system_prompt(instructions or "", lifted)
-    outputs = get("OutputMessages")
     if outputs:
         out["OutputMessages"][row] = dumps(outputs)
-    tool_calls = get("ToolCalls") or (tool_calls_of(outputs) if outputs else None)
+    tool_calls = tool_calls or (tool_calls_of(outputs) if outputs else None)
     if tool_calls:
         out["ToolCalls"][row] = dumps(tool_calls[: limits.MAX_TOOL_CALLS])
-    tools = get("Tools")
     if tools:
         out["Tools"][row] = dumps(tools[: limits.MAX_TOOLS])

@@ -238,6 +238,7 @@ _TOKEN_ATTRIBUTES = (
     ("InputAudioTokens", "llm.token_count.prompt_details.audio"),
     ("OutputAudioTokens", "llm.token_count.completion_details.audio"),
 )
+CACHE_READ_ATTRIBUTES = ("llm.token_count.prompt_details.cache_read", "llm.token_count.prompt_details.cache_input")
 _TEMPLATE_ATTRIBUTES = (
     ("PromptTemplate", "llm.prompt_template.template"),
     ("PromptVersion", "llm.prompt_template.version"),
@@ -260,9 +261,7 @@ def _token_fields(get: Callable[[str], str | None], fields: Fields) -> None:
             continue
         if 0 <= count <= UINT64_MAX:
             fields[field] = count
-    count = to_int(
-        get("llm.token_count.prompt_details.cache_read") or get("llm.token_count.prompt_details.cache_input")
-    )
+    count = to_int(get(CACHE_READ_ATTRIBUTES[0]) or get(CACHE_READ_ATTRIBUTES[1]))
     if count is not None:
         fields["CacheReadTokens"] = count
 
@@ -402,3 +401,42 @@ MAPPER = Mapper(
     # OpenInference's own llm.* keys, not OpenLLMetry's (llm.request.type, llm.usage.*).
     prefixes=("openinference.", "llm.token_count.", "llm.input_messages.", "llm.model_name"),
 )
+
+# What the shortcut for plain chat spans (fast.py) shares with extract: every attribute key extract reads (by
+# name, or by prefix: the indexed lists and the key-text tests), and the readers it reuses. A key added to extract
+# belongs here (tests/test_normalize_fast_paths.py records what extract reads over the pinned corpus).
+READ_KEYS = frozenset(
+    {
+        "openinference.span.kind",
+        "llm.provider",
+        "llm.system",
+        "llm.invocation_parameters",
+        "llm.model_name",
+        "embedding.model_name",
+        "reranker.model_name",
+        "llm.request.model_name",
+        "llm.response.model_name",
+        "llm.finish_reason",
+        "tag.tags",
+        "metadata",
+        *(key for _, key in _TOKEN_ATTRIBUTES),
+        *CACHE_READ_ATTRIBUTES,
+        *(key for _, key in _TEMPLATE_ATTRIBUTES),
+        attributes.PROMPT_TEMPLATE_NAME,
+        "prompt.id",
+        "input.value",
+        "output.value",
+        "output.mime_type",
+        "llm.function_call",
+        "tool.name",
+        "tool.id",
+        "tool.description",
+        "tool.parameters",
+        "tool_call.id",
+    }
+)
+READ_PREFIXES = (*_INDEXED, _TOKEN_KEYS[1:], _TEMPLATE_KEYS[1:])
+TOKEN_ATTRIBUTES = _TOKEN_ATTRIBUTES
+TOKEN_KEYS = _TOKEN_KEYS
+parameters = _parameters
+token_fields = _token_fields

@@ -25,15 +25,18 @@ from tracehouse.collector.columns import TENANT_ID
 from tracehouse.collector.stages.normalize.columns import clear_row, empty_columns
 from tracehouse.collector.stages.normalize.dispatch import Dispatch
 from tracehouse.collector.stages.normalize.errors import error_fields
+from tracehouse.collector.stages.normalize.fast import FastPath
 from tracehouse.collector.stages.normalize.finalize import write_llm_columns
 from tracehouse.collector.stages.normalize.identity import resolve_identity
 from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, key_text
+from tracehouse.collector.stages.normalize.openinference import MAPPER as OPENINFERENCE
 from tracehouse.collector.stages.normalize.registry import MAPPERS
 from tracehouse.collector.stages.normalize.span import SpanView
 
 log = logging.getLogger(__name__)
 
 _DISPATCH = Dispatch()
+_FAST = FastPath(OPENINFERENCE)
 
 
 def merged_fields(span: SpanView, mappers: Sequence[Mapper]) -> Fields:
@@ -68,12 +71,15 @@ def normalize(batch: SpanBatch) -> SpanBatch:
         mappers = _DISPATCH.applicable(MAPPERS, keys, event_keys)
         if mappers:
             try:
-                span = SpanView(
-                    attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys
-                )
-                fields = mappers[0].extract(span) if len(mappers) == 1 else merged_fields(span, mappers)
-                metadata = fields.get("Metadata")
-                write_llm_columns(fields, out, row)
+                # A plain OpenInference chat span: written straight into the columns (fast.py), no metadata.
+                plan = _FAST.plan(keys) if not names and len(mappers) == 1 and mappers[0] is _FAST.mapper else None
+                if plan is None or not _FAST.write(plan, attrs, out, row):
+                    span = SpanView(
+                        attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys
+                    )
+                    fields = mappers[0].extract(span) if len(mappers) == 1 else merged_fields(span, mappers)
+                    metadata = fields.get("Metadata")
+                    write_llm_columns(fields, out, row)
             except Exception:  # a bug here must cost one span its LLM fields, not the batch
                 log.exception("normalize: could not read the LLM fields of span %s", source["SpanId"][row])
                 metadata = None
