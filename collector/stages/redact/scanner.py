@@ -186,8 +186,19 @@ class Scanner:
         Values too short to hold any finding are not scanned at all, nor long ones this scanner found clean
         in a recent call (see CleanValues).
         """
-        distinct = dict.fromkeys(values)
         min_len, clean = self.min_len, self._clean
+        if len(values) == 1:  # redact_text and the like: nothing to deduplicate
+            value = values[0]
+            if len(value) < min_len:
+                return [None]
+            remember = clean is not None and len(value) >= MIN_REMEMBERED
+            if remember and clean.known(value):
+                return [None]
+            scanned = self._scan_distinct(values)
+            if remember and scanned[0] is None:
+                clean.add(value)
+            return scanned
+        distinct = dict.fromkeys(values)
         if clean is not None:
             known = clean.known
             todo = [v for v in distinct if len(v) >= min_len and (len(v) < MIN_REMEMBERED or not known(v))]
