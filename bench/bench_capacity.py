@@ -1,11 +1,12 @@
-"""The figures deploy/README.md's capacity arithmetic needs, from one run of bench/bench_ingest.py.
+"""The figures deploy/README.md's capacity arithmetic needs: CPU per span of the collector and of ClickHouse,
+bytes per span on disk, on bench/bench_ingest.py's span shape.
 
     .venv/bin/python bench/bench_capacity.py [bench_ingest.py options, e.g. --spans 100000 --connections 4]
     .venv/bin/python bench/bench_capacity.py --direct [--spans 100000]    # no network, no collector process
     .venv/bin/python bench/bench_capacity.py --no-store [--spans 51200] [--workers 0]
 
-Runs bench_ingest.py in this process (its load generator's CPU is this process's own), keeps its data dir,
-then prints:
+By default it runs bench_ingest.py in this process (its load generator's CPU is this process's own), keeps
+its data dir, then prints:
 - the collector's CPU seconds (user + system of the `tracehouse serve` process tree, embedded ClickHouse
   included) per 1,000 spans and the spans/s one core sustains at that cost, next to the wall-clock rates;
 - with --workers N, that CPU split by process: the worker processes' (parse, decode, stages, encode: what a
@@ -14,13 +15,14 @@ then prints:
 - the bytes on disk per span of otel_traces and of the tables its materialized views fill, from
   system.parts, as loaded and after OPTIMIZE ... FINAL (merged parts, as a store holds them a day later).
 --direct splits the work without the collector process: the pipeline (parse, decode, stages, encode) on
-bench_ingest.py's requests, then the writer's insert of those rows (format, table, a token per batch) into a
-fresh migrated chDB store, then OPTIMIZE FINAL, each timed by this process's CPU seconds (all its threads, the
-embedded ClickHouse's included): µs per span for a collector core and for ClickHouse.
+bench_ingest.py's requests (every span distinct), then the writer's insert of those rows (format, table, a
+token per batch) into a fresh migrated chDB store, then OPTIMIZE FINAL, each timed by this process's CPU
+seconds (all its threads, the embedded ClickHouse's included): µs per span for a collector core and for
+ClickHouse.
 --no-store runs `tracehouse serve` with its ClickHouse URL pointing at a closed port, so it only receives,
 processes and spools (acknowledging on fsync, as with a store that is away), and prints its CPU seconds per
-span: a collector's own work when ClickHouse runs elsewhere, less the insert's HTTP send. Keep --spans under
-what the spool budget (1 GiB) holds, ~13 KB a span.
+span: a collector's own work when ClickHouse runs elsewhere, less the insert's HTTP send. Every request is
+distinct; keep --spans under what the spool budget (1 GiB) holds, ~13 KB a span.
 CPU time, not wall-clock time, is the per-core figure: the machine may be shared, and CPU seconds are what
 another process steals least.
 """
@@ -161,10 +163,12 @@ def no_store(spans: int, batch: int, workers: int, connections: int = 4) -> None
     sys.path.insert(0, str(Path(__file__).parent))
     import random
 
-    from bench_ingest import EXPORT, MARK, llm_request
+    from bench_ingest import EXPORT, llm_request
 
+    # Every request distinct, texts included: the redactor remembers values it found clean (chats resend
+    # their history), and bench_ingest.py's 20 requests in a cycle would mostly be skipped.
     rng = random.Random(7)
-    payloads = [llm_request(rng, batch) for _ in range(20)]
+    payloads = [llm_request(rng, batch) for _ in range(spans // batch)]
     scratch = Path(tempfile.mkdtemp(prefix="tracehouse-capacity-"))
     data_dir = scratch / "data"
     environ = dict(os.environ, TRACEHOUSE_CLICKHOUSE_URL="http://127.0.0.1:9/default")  # discard port: closed
@@ -192,7 +196,7 @@ def no_store(spans: int, batch: int, workers: int, connections: int = 4) -> None
                         if i is None:
                             return
                         try:
-                            export(payloads[i % len(payloads)].replace(MARK.encode(), f"request-{i:012d}".encode()))
+                            export(payloads[i])
                         except grpc.RpcError as exc:
                             failures.append(exc.code().name)
 
