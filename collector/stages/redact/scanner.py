@@ -1,9 +1,10 @@
 """Finds and replaces PII in many strings at once: built-in detectors plus user rules on RE2.
 
-All strings of one call are encoded to UTF-8 and joined with NUL bytes, so a batch with nothing
-to redact costs one encode and one RE2 scan, whatever the number of strings. Values holding JSON
-`\\u00XX` or URL `%XX` escapes are scanned decoded, whole base64 values of text are scanned decoded
-(see encodings).
+All strings of one call are joined with NUL bytes and encoded to UTF-8 once, so a batch with nothing
+to redact costs one encode and one RE2 scan, whatever the number of strings; that RE2 pass is most of
+the cost (bench/bench_redact.py). Values holding JSON `\\u00XX` or URL `%XX` escapes are scanned decoded,
+whole base64 values of text are scanned decoded (see encodings). A scanner built with remember_clean
+(the stage's is) does not scan again long values it recently found nothing in (see CleanValues).
 """
 
 from __future__ import annotations
