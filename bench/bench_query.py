@@ -10,20 +10,26 @@ unpriced calls. The content columns stay empty: none of these questions reads th
 Then, on that store:
 1. engine: in a process of its own (chDB opens a store in one process at a time), each question's final
    statement run on a clickhouse-connect chDB client, without the endpoint, and the guard (`ReadOnlySql.prepare`:
-   formatQuerySingleLine, EXPLAIN AST and the check) alone, and `ReadOnlySql.run` (guard + query);
+   formatQuerySingleLine, EXPLAIN AST and the check) alone, its verdict cache off and on;
 2. endpoint: `tracehouse serve` on the store, and each request over one keep-alive connection:
    - `SELECT 1` with a plain HTTP client (http.client, TSV), shaped as clickhouse-go sends it (Native,
      client_protocol_version, Basic auth: the Grafana plugin), and with clickhouse-connect's `query`;
    - the Stage-7 questions, the dashboards' own SQL (dashboards/cost.py, dashboards/overview.py) expanded as the
      Grafana plugin expands it (collector/grafana_macros.py, every filter at All), shaped as clickhouse-go
      sends it: daily cost by feature, top users by spend and cost per call by model over 30 days, latency
-     p50/p95/p99 over the last 24 h.
+     p50/p95/p99 over the last 24 h; each once with the same text every time, once with the range's ends moving
+     on by a second from one request to the next, as a refreshing dashboard sends them (the guard's verdict
+     cache keys on the text but for its integer literals, so both hit);
+   - the endpoint alone (ReadOnlySql + QueryEndpoint, no receivers) with each lever off and on, and SELECT 1 on
+     the three variants interleaved (the shared machine's noise falls on all alike);
+3. with `--levers`, storage levers for the two 30-day span panels on scratch tables (column types; a daily
+   rollup with the partial days read from the spans, its answer checked equal to the panel's).
 
 Each figure is the median of `--requests` timed requests after 3 warm-up ones, per round; over `--rounds` rounds
 the best median and the spread of the medians (max - min) are printed. Targets (issue 19): SELECT 1 <= 2 ms,
 each Stage-7 question <= 20 ms, the percentiles over 24 h <= 10 ms.
 
-    .venv/bin/python bench/bench_query.py [--calls 1000000] [--rounds 3] [--requests 30] [--data-dir DIR]
+    .venv/bin/python bench/bench_query.py [--calls 1000000] [--rounds 3] [--requests 20] [--levers] [--data-dir DIR]
 
 With `--data-dir`, a store loaded there by an earlier run is reused (the load is skipped).
 """
@@ -162,8 +168,9 @@ def load(data_dir: Path, calls: int) -> None:
 # --- the questions, as the dashboards ask them -----------------------------------------------------------------
 
 
-def questions() -> dict[str, str]:
-    """The Stage-7 questions: each panel's SQL from the dashboards, expanded as the Grafana plugin does."""
+def questions(now: datetime | None = None) -> dict[str, str]:
+    """The Stage-7 questions: each panel's SQL from the dashboards, expanded as the Grafana plugin does for
+    a time range that ends `now`."""
     from tracehouse.collector.report import expand_for_report
     from tracehouse.dashboards.cost import cost
     from tracehouse.dashboards.overview import overview
@@ -172,7 +179,7 @@ def questions() -> dict[str, str]:
         (found,) = [p for p in board["panels"] if p.get("title") == title]
         return found["targets"][0]["rawSql"]
 
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = now or datetime.now(UTC).replace(microsecond=0)
     month, day = (now - timedelta(days=DAYS), now), (now - timedelta(hours=24), now)
     cost_board, overview_board = cost(), overview()
     asked = {
@@ -212,7 +219,7 @@ def _line(name: str, medians: list[float], target: float | None = None) -> str:
 
 def engine(data_dir: Path, rounds: int, requests: int) -> None:
     """The questions on the store itself, without the endpoint: the query alone, the guard's check, and the
-    guard with its verdict cached."""
+    guard with its verdict cached (for the same text, and for the texts of a moving time range)."""
     from tracehouse.collector import store
     from tracehouse.collector.query import QueryLimits, ReadOnlySql, VerdictCache
 
@@ -221,12 +228,18 @@ def engine(data_dir: Path, rounds: int, requests: int) -> None:
     cached = ReadOnlySql(lambda: store.connect(url), QueryLimits())
     client = uncached._acquire(5)  # one of the guard's own clients: readonly=1 and the limits
     print("engine (in process, no HTTP), median per request:")
-    for name, sql in {"SELECT 1": "SELECT 1", **questions()}.items():
+    now = datetime.now(UTC).replace(microsecond=0)
+    moving = [questions(now + timedelta(seconds=n)) for n in range(rounds * (requests + 3) + 1)]
+    for name, sql in {"SELECT 1": "SELECT 1", **questions(now)}.items():
         final, _fmt = uncached.prepare(client, sql, "Native", "bench")
         print(_line(f"{name}: query alone", _rounds(lambda f=final: client.raw_query(f, fmt=None), rounds, requests)))
         for label, runner in (("guard", uncached), ("guard, verdict cached", cached)):
             check = _rounds(lambda s=sql, r=runner: r.prepare(client, s, "Native", "bench"), rounds, requests)
             print(_line(f"{name}: {label}", check))
+        if name != "SELECT 1":  # the same verdict for the texts of a range moving on by a second each time
+            texts = iter(asked[name] for asked in moving)
+            check = _rounds(lambda t=texts: cached.prepare(client, next(t), "Native", "bench"), rounds, requests)
+            print(_line(f"{name}: guard, verdict cached, range moving", check))
     uncached._release(client)
     uncached.close()
     cached.close()
@@ -489,9 +502,14 @@ def endpoint(data_dir: Path, server: str, rounds: int, requests: int) -> None:
             )
         )
         connect.close()
-        for name, sql in questions().items():
+        now = datetime.now(UTC).replace(microsecond=0)
+        # As a dashboard refreshes: the range's ends move on by a second from one request to the next.
+        moving = [questions(now + timedelta(seconds=n)) for n in range(rounds * (requests + 3) + 1)]
+        for name, sql in questions(now).items():
             target = 10 if name.startswith("latency") else 20
             print(_line(name, _rounds(lambda s=sql: point.plugin(s), rounds, requests), target))
+            texts = iter(asked[name] for asked in moving)
+            print(_line(f"{name}, range moving", _rounds(lambda t=texts: point.plugin(next(t)), rounds, requests)))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -561,7 +579,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--data-dir", type=Path, help="keep the store here (and reuse one loaded before)")
     parser.add_argument("--only", choices=("engine", "endpoint"), help="run one half")
     parser.add_argument("--levers", action="store_true", help="also measure storage levers on scratch tables")

@@ -13,9 +13,9 @@ SETTINGS clause; only SAFE_TABLE_FUNCTIONS in FROM; no function that reads files
 server configuration; no system table outside READABLE_SYSTEM_TABLES. The query then runs with
 readonly=1 and fixed limits (QueryLimits) that ClickHouse enforces and readonly=1 keeps fixed.
 Running reads are tagged, so a client that goes away, Ctrl-C or shutdown stops them (KILL QUERY).
-An accepted verdict is kept per exact query text, format and row limit (VerdictCache, bounded): Grafana
-repeats its queries, and the check costs two engine round trips; a cache hit runs the statement that was
-checked, under a new tag.
+An accepted verdict is kept per query shape (the text but for its integer literals), format and row limit
+(VerdictCache, bounded): Grafana repeats its queries with a moving time range, and the check costs two engine
+round trips; a cache hit runs the checked statement with the query's own literals, under a new tag.
 
 The client half (`read_query`, for `tracehouse sql` and `tracehouse prices`) goes through the endpoint
 advertised in collector.json, else opens the store itself under the store lock (both in `runtime`).
@@ -481,45 +481,109 @@ def _check_function(node: Node, parent: Node | None, catalogue: Catalogue) -> No
 # --- running -------------------------------------------------------------------------------------
 
 
+# An unsigned integer literal in a query's code: ASCII digits, no leading zero, at most 18 (always a UInt64),
+# with no identifier character (any non-ASCII one counts: ClickHouse reads them in names), digit or dot on
+# either side, so it is never part of a name, a float or a tuple index.
+_NUMBER = r"(?<![A-Za-z0-9_.\x80-\U0010ffff])(?:0|[1-9][0-9]{0,17})(?![A-Za-z0-9_.\x80-\U0010ffff])"
+_QUERY_TOKENS = re.compile(
+    r"(?P<skip>'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\"|--[^\n]*)"
+    rf"|(?P<number>{_NUMBER})|(?P<open>['`\"])",
+    re.S,
+)
+
+
+def numbers_shape(sql: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """`sql` cut at its unsigned integer literals outside strings, quoted names and comments: the text
+    between them and the literals. None for a text this does not read for certain: a block, `#` or heredoc
+    comment or string (`/*`, `#`, `$`), a NUL, an unterminated quote."""
+    if "/*" in sql or any(char in sql for char in "#$\0"):
+        return None
+    pieces: list[str] = []
+    numbers: list[str] = []
+    at = 0
+    for match in _QUERY_TOKENS.finditer(sql):
+        if match.lastgroup == "open":
+            return None
+        if match.lastgroup == "number":
+            pieces.append(sql[at : match.start()])
+            numbers.append(match.group())
+            at = match.end()
+    pieces.append(sql[at:])
+    return tuple(pieces), tuple(numbers)
+
+
 @dataclass(frozen=True)
 class _Verdict:
-    """What the check made of one query: the checked statement (without tag and FORMAT) and its format."""
+    """What the check made of one query: the checked statement (without tag and FORMAT) cut at its integer
+    literals (`pieces`; one piece for a verdict on the exact text), the literals it has beyond the query's
+    own (the row limit's), and its output format."""
 
-    canonical: str
+    pieces: tuple[str, ...]
+    tail: tuple[str, ...]
     output: str
+
+    def canonical(self, numbers: tuple[str, ...]) -> str:
+        """The checked statement with the query's own literals in their places."""
+        filled = [self.pieces[0]]
+        for number, piece in zip((*numbers, *self.tail), self.pieces[1:], strict=True):
+            filled += (number, piece)
+        return "".join(filled)
 
 
 class VerdictCache:
-    """The guard's accepted verdicts, by the exact query text, the format asked for and the row limit.
+    """The guard's accepted verdicts, by query shape, the format asked for and the row limit.
 
-    Grafana sends the same few queries on every refresh; the check of one costs two engine round trips
-    (formatQuerySingleLine, EXPLAIN AST), more than a small query itself. A verdict is a function of the
-    key alone (the check reads the text, the format and the row limit, and the catalogue, fixed per
-    runner; bound parameters are part of the text), so reusing it runs the very statement that was
-    checked. Only accepted verdicts are kept: a refusal is always recomputed. Bounded: at most `entries`
-    verdicts of queries up to `max_query_chars` each, the least recently used dropped first."""
+    Grafana sends the same queries on every refresh, with the time range's ends as integer literals
+    (`toDateTime(1733300000)`) that move each time; the check of one costs two engine round trips
+    (formatQuerySingleLine, EXPLAIN AST), more than a small query itself. The check reads node kinds and
+    names, the format and the row limit, and the catalogue (fixed per runner), never the value of an
+    integer literal: a query whose text differs from a checked one only in such literals (numbers_shape:
+    the same text between them, each a plain decimal UInt64) gets the same verdict, and runs as the checked
+    statement with its own literals put back where formatQuerySingleLine printed the checked one's (which
+    must have been them, in order, or the verdict is kept for the exact text only). Bound parameters are
+    quoted in the text, so another value is another shape. Only accepted verdicts are kept: a refusal is
+    always recomputed. Bounded: at most `entries` verdicts of queries up to `max_query_chars` each, the
+    least recently used dropped first."""
 
     def __init__(self, entries: int = 512, max_query_chars: int = 16 << 10) -> None:
         self.entries, self.max_query_chars = entries, max_query_chars
-        self._verdicts: OrderedDict[tuple[str, str, int | None], _Verdict] = OrderedDict()
+        self._verdicts: OrderedDict[tuple[str, tuple[str, ...], str, int | None], _Verdict] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._verdicts)
 
-    def get(self, sql: str, fmt: str, row_limit: int | None) -> _Verdict | None:
+    def get(self, sql: str, fmt: str, row_limit: int | None) -> tuple[str, str] | None:
+        """The checked statement (without tag and FORMAT) and output format for `sql`, if its shape or its
+        exact text was accepted before."""
+        shape = numbers_shape(sql) if len(sql) <= self.max_query_chars else None
+        keys = [("shape", shape[0], fmt, row_limit)] if shape else []
+        keys.append(("text", (sql,), fmt, row_limit))
         with self._lock:
-            verdict = self._verdicts.get((sql, fmt, row_limit))
-            if verdict is not None:
-                self._verdicts.move_to_end((sql, fmt, row_limit))
-            return verdict
+            for key in keys:
+                verdict = self._verdicts.get(key)
+                if verdict is not None:
+                    self._verdicts.move_to_end(key)
+                    return verdict.canonical(shape[1] if key[0] == "shape" and shape else ()), verdict.output
+        return None
 
-    def put(self, sql: str, fmt: str, row_limit: int | None, verdict: _Verdict) -> None:
+    def put(self, sql: str, fmt: str, row_limit: int | None, canonical: str, output: str) -> None:
+        """Keep the verdict that `sql` runs as `canonical` in `output`: by shape when the literals of
+        `canonical` are those of `sql` (then any row limit's), in order; else by the exact text."""
         if self.entries <= 0 or len(sql) > self.max_query_chars:
             return
+        shape, checked = numbers_shape(sql), numbers_shape(canonical)
+        if shape and checked and checked[1][: len(shape[1])] == shape[1]:
+            tail = checked[1][len(shape[1]) :]
+            if tail == ((str(row_limit),) if row_limit is not None and tail else ()):
+                self._keep(("shape", shape[0], fmt, row_limit), _Verdict(checked[0], tail, output))
+                return
+        self._keep(("text", (sql,), fmt, row_limit), _Verdict((canonical,), (), output))
+
+    def _keep(self, key: tuple[str, tuple[str, ...], str, int | None], verdict: _Verdict) -> None:
         with self._lock:
-            self._verdicts[(sql, fmt, row_limit)] = verdict
-            self._verdicts.move_to_end((sql, fmt, row_limit))
+            self._verdicts[key] = verdict
+            self._verdicts.move_to_end(key)
             while len(self._verdicts) > self.entries:
                 self._verdicts.popitem(last=False)
 
@@ -616,7 +680,7 @@ class ReadOnlySql:
         cacheable = _PLAIN_TAG.fullmatch(tag) is not None  # a tag that cannot end the comment it sits in
         verdict = self.verdicts.get(sql, fmt, row_limit) if cacheable else None
         if verdict is not None:
-            return f"{_TAG.format(tag)}{verdict.canonical} FORMAT {verdict.output}", verdict.output
+            return f"{_TAG.format(tag)}{verdict[0]} FORMAT {verdict[1]}", verdict[1]
         try:
             canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
             canonical = canonical.result_rows[0][0]
@@ -644,7 +708,7 @@ class ReadOnlySql:
             raise QueryRefused(_read_only(canonical))
         check_ast(parse_ast(dump), canonical, output, self.catalogue(client))
         if cacheable:
-            self.verdicts.put(sql, fmt, row_limit, _Verdict(canonical, output))
+            self.verdicts.put(sql, fmt, row_limit, canonical, output)
         return final, output
 
     def check(self, sql: str, fmt: str = "TabSeparated") -> str:
