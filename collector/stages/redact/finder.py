@@ -33,10 +33,17 @@ def options() -> re2.Options:
     return opts
 
 
+# Memory for the trigger program's DFA. At RE2's default (8 MB) the DFA of all the triggers fills up and
+# is rebuilt again and again over a large batch: the pass runs at ~370 MB/s instead of ~525 (bench_redact,
+# one core). 16 MB holds it; growing to it costs ~6 MB of RSS. Results do not depend on it, only speed.
+FINDER_MAX_MEM = 16 << 20
+
+
 class Finder:
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
         opts = options()
         opts.never_capture = True
+        opts.max_mem = FINDER_MAX_MEM
         self._regex = re2.compile(finder_pattern(detectors).encode(), opts)
         self._span = self._fast_span() or self._public_span
 

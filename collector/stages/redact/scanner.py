@@ -108,6 +108,9 @@ class CleanValues:
         self._new[value] = None
         self._size += size
 
+    def clear(self) -> None:
+        self._new, self._old, self._size = {}, {}, 0
+
     @property
     def chars(self) -> int:
         """Characters held (both generations): at most the budget."""
