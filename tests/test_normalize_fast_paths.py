@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from normalize_support import mapper_failures, normalized, normalized_rows
 
 from tracehouse.collector.columns import LLM_COLUMNS
@@ -83,7 +84,14 @@ def test_the_short_way_to_read_an_openinference_message_agrees_with_the_long_way
 def test_dispatch_remembers_per_key_text_and_event_names():
     dispatch = Dispatch()
     keys = key_text(["gen_ai.operation.name"])
-    assert [m.name for m in dispatch.applicable(MAPPERS, keys, "")] == ["genai", "genai_legacy"]
+    # The deprecated forms share the gen_ai. prefix, but read none of the current keys: skipped without events.
+    assert [m.name for m in dispatch.applicable(MAPPERS, keys, "")] == ["genai"]
+    both = key_text(["gen_ai.operation.name", "gen_ai.system"])
+    assert [m.name for m in dispatch.applicable(MAPPERS, both, "")] == ["genai", "genai_legacy"]
+    assert [m.name for m in dispatch.applicable(MAPPERS, keys, key_text(["gen_ai.choice"]))] == [
+        "genai",
+        "genai_legacy",
+    ]
     assert dispatch.applicable(MAPPERS, keys, "") is dispatch.applicable(MAPPERS, keys, "")
     plain = key_text(["http.route"])
     assert dispatch.applicable(MAPPERS, plain, "") == ()
@@ -202,42 +210,70 @@ def test_the_plain_chat_shortcut_writes_what_the_mapper_and_finalize_write(monke
     assert shortcut == normalized_rows(spans * 3)
 
 
-def test_the_shortcut_skips_only_keys_the_mapper_never_reads():
-    # What extract reads, recorded over every pinned span: it must be declared in READ_KEYS or READ_PREFIXES, the
-    # lists by which fast.py decides that a key it does not read itself changes nothing.
+class _Recording(dict):
+    """Span attributes that note every key read from them."""
+
+    def __init__(self, attrs: dict[str, str], read: set[str]) -> None:
+        super().__init__(attrs)
+        self.read = read
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def _corpus_attrs() -> list[dict[str, str]]:
     import json
     from pathlib import Path
 
     from test_decode_normalize_pinned import _unpack
 
-    from tracehouse.collector.stages.normalize import openinference
+    corpus = _unpack(json.loads((Path(__file__).parent / "data" / "normalize_corpus.json").read_text()))
+    specs = [spec for recorded in corpus for spec in recorded["spans"]]
+    specs += [{"attrs": _chat_span(random.Random(i))} for i in range(200)]
+    return [{k: v if isinstance(v, str) else json.dumps(v) for k, v in spec.get("attrs", {}).items()} for spec in specs]
+
+
+def _undeclared_reads(mapper: Mapper, kind_key: str, kinds: tuple[str, ...]) -> set[str]:
     from tracehouse.collector.stages.normalize.span import SpanView
 
     read: set[str] = set()
+    for attrs in _corpus_attrs():
+        for kind in kinds:
+            recording = _Recording({**attrs, kind_key: kind}, read)
+            mapper.extract(SpanView(recording, {}, 0, (), (), (), key_text(recording), ""))
+    assert mapper.reads is not None
+    return {key for key in read if key not in mapper.reads and not key.startswith(mapper.read_prefixes)}
 
-    class Recording(dict):
-        def get(self, key, default=None):
-            read.add(key)
-            return super().get(key, default)
 
-        def __getitem__(self, key):
-            read.add(key)
-            return super().__getitem__(key)
+@pytest.mark.parametrize(
+    ("name", "kind_key", "kinds"),
+    [
+        ("genai_legacy", "traceloop.span.kind", ("", "tool", "workflow")),
+        ("openinference", "openinference.span.kind", ("LLM", "TOOL", "RETRIEVER", "EMBEDDING", "CHAIN")),
+    ],
+)
+def test_a_mapper_is_skipped_only_where_it_finds_nothing(name, kind_key, kinds):
+    # Dispatch skips a mapper on a span without events and without a key it declares it reads, and fast.py reads
+    # only what it needs of OpenInference's: the reads, recorded over every pinned span, are all declared, and on
+    # the spans cut to the keys a mapper does not read it finds nothing.
+    from tracehouse.collector.stages.normalize.span import SpanView
 
-        def __contains__(self, key):
-            read.add(key)
-            return super().__contains__(key)
-
-    corpus = _unpack(json.loads((Path(__file__).parent / "data" / "normalize_corpus.json").read_text()))
-    specs = [spec for recorded in corpus for spec in recorded["spans"]] + [
-        {"attrs": _chat_span(random.Random(i))} for i in range(200)
-    ]
-    for spec in specs:
-        attrs = {k: v if isinstance(v, str) else json.dumps(v) for k, v in spec.get("attrs", {}).items()}
-        for kind in ("LLM", "TOOL", "RETRIEVER", "EMBEDDING", "CHAIN"):
-            recording = Recording({**attrs, "openinference.span.kind": kind})
-            openinference.extract(SpanView(recording, {}, 0, (), (), (), key_text(recording), ""))
-    undeclared = {
-        key for key in read if key not in openinference.READ_KEYS and not key.startswith(openinference.READ_PREFIXES)
-    }
-    assert not undeclared, f"extract reads keys fast.py does not know it reads: {sorted(undeclared)}"
+    mapper = next(m for m in MAPPERS if m.name == name)
+    undeclared = _undeclared_reads(mapper, kind_key, kinds)
+    assert not undeclared, f"extract reads keys its Mapper does not declare: {sorted(undeclared)}"
+    cut = 0
+    for attrs in _corpus_attrs():
+        rest = {k: v for k, v in attrs.items() if k not in mapper.reads and not k.startswith(mapper.read_prefixes)}
+        assert not mapper.may_find(key_text(rest))
+        assert mapper.extract(SpanView(rest, {}, 0, (), (), (), key_text(rest), "")) == {}, rest
+        cut += len(rest) < len(attrs)
+    assert cut >= 5

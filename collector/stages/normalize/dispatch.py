@@ -23,7 +23,8 @@ def has_llm_keys(keys: str, event_keys: str) -> bool:
 
 
 class Dispatch:
-    """`applicable(mappers, keys, event_keys)`: the mappers, in order, whose `matches` is true."""
+    """`applicable(mappers, keys, event_keys)`: the mappers, in order, whose `matches` is true (and, on a span
+    without events, that may find something: `Mapper.may_find`)."""
 
     __slots__ = ("_mappers", "_memo", "_tuples")
 
@@ -41,7 +42,11 @@ class Dispatch:
         found = self._memo.get(memo_key)
         if found is None:
             found = (
-                tuple(mapper for mapper in mappers if mapper.matches(keys, event_keys))
+                tuple(
+                    mapper
+                    for mapper in mappers
+                    if mapper.matches(keys, event_keys) and (event_keys or mapper.may_find(keys))
+                )
                 if has_llm_keys(keys, event_keys)
                 else ()
             )

@@ -232,10 +232,31 @@ def extract(span: SpanView) -> Fields:
     return fields
 
 
+# Every key extract reads (tests/test_normalize_fast_paths.py records them over the pinned corpus): a current-GenAI
+# span has none of them, and is not read here at all.
+READ_KEYS = frozenset(
+    {
+        "traceloop.span.kind",
+        "llm.request.type",
+        *(key for _, key in _TEXTS),
+        *(key for _, key, fallback in _COUNTS for key in (key, fallback) if key),
+        "gen_ai.response.finish_reason",
+        "llm.response.finish_reason",
+        "llm.response.stop_reason",
+        *(key for _, key in _LLM_PARAMETERS),
+        "traceloop.entity.name",
+        "traceloop.entity.input",
+        "traceloop.entity.output",
+    }
+)
+READ_PREFIXES = (*_INDEXED, _ASSOCIATION)
+
 MAPPER = Mapper(
     name="genai_legacy",
     extract=extract,
     # OpenLLMetry's own llm.* keys, not OpenInference's (llm.token_count.*, llm.input_messages.*).
     prefixes=("gen_ai.", "traceloop.", "llm.usage.", "llm.request.type", "llm.request.functions."),
     event_prefixes=("gen_ai.",),
+    reads=READ_KEYS,
+    read_prefixes=READ_PREFIXES,
 )

@@ -41,6 +41,11 @@ class Mapper:
     extract: Callable[[SpanView], Fields]
     prefixes: tuple[str, ...]  # attribute-key prefixes whose presence means the convention may be there
     event_prefixes: tuple[str, ...] = ()  # the same for event names
+    # Every attribute key extract reads, by name and by prefix, when the mapper declares them (None: not declared).
+    # On a span without events and none of these keys, extract finds nothing: dispatch skips it (a mapper whose
+    # prefix matches a convention it only shares a namespace with, as GenAI's deprecated forms do the current ones).
+    reads: frozenset[str] | None = None
+    read_prefixes: tuple[str, ...] = ()
     _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _event_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
@@ -50,6 +55,15 @@ class Mapper:
 
     def applies(self, span: SpanView) -> bool:
         return self.matches(span.keys, span.event_keys)
+
+    def may_find(self, keys: str) -> bool:
+        """Whether a span with this key text and no events has a key extract reads (True when not declared). A key
+        holding the separator splits into pieces, the first of which starts as the key does: never a false no."""
+        reads = self.reads
+        if reads is None:
+            return True
+        prefixes = self.read_prefixes
+        return any(name in reads or name.startswith(prefixes) for name in keys.split(KEY_SEPARATOR))
 
     def matches(self, keys: str, event_keys: str) -> bool:
         """`applies`, from the span's key text and event-name text ('' when it has no events)."""

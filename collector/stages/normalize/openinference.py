@@ -395,13 +395,6 @@ def extract(span: SpanView) -> Fields:
     return fields
 
 
-MAPPER = Mapper(
-    name="openinference",
-    extract=extract,
-    # OpenInference's own llm.* keys, not OpenLLMetry's (llm.request.type, llm.usage.*).
-    prefixes=("openinference.", "llm.token_count.", "llm.input_messages.", "llm.model_name"),
-)
-
 # What the shortcut for plain chat spans (fast.py) shares with extract: every attribute key extract reads (by
 # name, or by prefix: the indexed lists and the key-text tests), and the readers it reuses. A key added to extract
 # belongs here (tests/test_normalize_fast_paths.py records what extract reads over the pinned corpus).
@@ -440,3 +433,13 @@ TOKEN_ATTRIBUTES = _TOKEN_ATTRIBUTES
 TOKEN_KEYS = _TOKEN_KEYS
 parameters = _parameters
 token_fields = _token_fields
+
+
+MAPPER = Mapper(
+    name="openinference",
+    extract=extract,
+    # OpenInference's own llm.* keys, not OpenLLMetry's (llm.request.type, llm.usage.*).
+    prefixes=("openinference.", "llm.token_count.", "llm.input_messages.", "llm.model_name"),
+    reads=READ_KEYS,
+    read_prefixes=READ_PREFIXES,
+)
