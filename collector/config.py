@@ -111,7 +111,8 @@ class Config:
     )
     cluster: str = setting(
         "",
-        "ClickHouse cluster name: migrations run ON CLUSTER with Replicated engines",
+        "ClickHouse cluster: NAME (migrations run ON CLUSTER with Replicated engines) or sharded:NAME"
+        " (also Distributed tables sharded by trace id, schema/sharded.sql)",
         commands=EVERY_COMMAND,
         shown="none",
     )
@@ -421,6 +422,13 @@ def _validate(config: Config, sources: dict[str, str]) -> None:
         _check_store_url(config.clickhouse_url, where("clickhouse_url"))
     if config.cluster and config.is_embedded:
         raise ConfigError("cluster needs a ClickHouse server: set clickhouse_url to one of the cluster's nodes")
+    if config.cluster:
+        from tracehouse.collector.store import cluster_name
+
+        try:
+            cluster_name(config.cluster)
+        except ValueError as exc:
+            raise ConfigError(f"{where('cluster')}: {exc} (NAME or sharded:NAME)") from None
     if config.query_read_key:
         _check_read_key(config.query_read_key, where("query_read_key"))
     if bool(config.tls_cert_file) != bool(config.tls_key_file):

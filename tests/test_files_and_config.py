@@ -287,6 +287,15 @@ def test_store_urls_are_checked(url, message):
         load_config(overrides={"clickhouse_url": url}, environ={})
 
 
+@pytest.mark.parametrize("cluster", ["bad name!", "sharded:", "sharded:a;DROP", "x'y"])
+def test_cluster_names_are_checked_when_the_config_loads(cluster):
+    """Not first at migrate, where the collector's writer would retry a bad name forever."""
+    with pytest.raises(ConfigError, match="is not a plain ClickHouse identifier.*NAME or sharded:NAME"):
+        load_config(overrides={"clickhouse_url": "http://u:p@ch:8123/db", "cluster": cluster}, environ={})
+    for good in ("tracehouse", "sharded:tracehouse", "{cluster}"):
+        assert load_config(overrides={"clickhouse_url": "http://u:p@ch:8123/db", "cluster": good}, environ={})
+
+
 def test_store_url_errors_do_not_show_the_password():
     with pytest.raises(ConfigError) as caught:
         load_config(overrides={"clickhouse_url": "htp://ingest:s3cret@ch:8123/db"}, environ={})
