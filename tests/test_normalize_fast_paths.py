@@ -195,12 +195,26 @@ def test_the_plain_chat_shortcut_writes_what_the_mapper_and_finalize_write(monke
     from tracehouse.collector.stages.normalize import fast
 
     rnd = random.Random(19)
-    spans = [{"attrs": _chat_span(rnd), "status": (rnd.choice(["ok", "error"]), "m")} for _ in range(400)]
+    events = [
+        ("First Token Stream Event", 120_000_000, {}),
+        ("First Token Stream Event", -5, {}),
+        ("exception", 3, {"exception.type": "E", "exception.message": "m"}),
+        ("gen_ai.choice", 4, {"message": "{}"}),
+        ("other", 5, {}),
+    ]
+    spans = [
+        {
+            "attrs": _chat_span(rnd),
+            "status": (rnd.choice(["ok", "error"]), "m"),
+            "events": rnd.sample(events, rnd.choice([0, 0, 1, 2])),
+        }
+        for _ in range(400)
+    ]
     taken = []
     write = fast.FastPath.write
 
-    def counted(plan, attrs, out, row):
-        taken.append(write(plan, attrs, out, row))
+    def counted(*args):
+        taken.append(write(*args))
         return taken[-1]
 
     monkeypatch.setattr(fast.FastPath, "write", staticmethod(counted))

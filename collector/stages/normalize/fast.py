@@ -1,5 +1,6 @@
 """A shortcut for the commonest LLM span: an OpenInference chat call (`openinference.span.kind` LLM) whose
-messages are plain role + content pairs, with no events, no tools, templates, tags or metadata.
+messages are plain role + content pairs, with no tools, templates, tags or metadata, and no events of another
+convention (a streamed call's first-token event is read as the mapper reads it).
 
 The general path reads such a span through a fields dict, a SpanView, the indexed-list grouping (one dict per
 message), the per-field conversion tables and a dozen lookups of keys the span does not have. Whether a span is
@@ -28,7 +29,8 @@ from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Mapper
 from tracehouse.collector.stages.normalize.memo import KeyTextMemo
 from tracehouse.collector.stages.normalize.messages import KNOWN_ROLES, Message, messages_from_payload, normalize_role
 from tracehouse.collector.stages.normalize.providers import normalize_provider
-from tracehouse.collector.stages.normalize.tokens import input_and_total
+from tracehouse.collector.stages.normalize.span import SpanView
+from tracehouse.collector.stages.normalize.tokens import UINT64_MAX, input_and_total
 from tracehouse.collector.stages.normalize.values import clip
 
 _MAX_TEXT = limits.MAX_TEXT_CHARS
@@ -135,14 +137,19 @@ class FastPath:
         return planned or None
 
     @staticmethod
-    def write(plan: Plan, attrs: Mapping[str, str], out: Columns, row: int) -> bool:
+    def write(plan: Plan, attrs: Mapping[str, str], out: Columns, row: int, events: SpanView | None = None) -> bool:
         """Write row `row` of the LLM columns for a span with the plan's keys; False (nothing written) when the span
-        is not an LLM span after all, or its keys are not the plan's."""
+        is not an LLM span after all, or its keys are not the plan's. `events`: the span, when it has events (the
+        mapper reads one of them, the first-token event of a streamed call)."""
         get = attrs.get
         if get("openinference.span.kind") != "LLM" or len(attrs) != plan.keys:
             return False
         out["LlmSpanKind"][row] = "LLM"
         out["LlmOperation"][row] = "chat"
+        if events is not None:
+            ttft = events.event_offset(openinference.FIRST_TOKEN_EVENT)
+            if ttft is not None:
+                out["TimeToFirstToken"][row] = min(ttft, UINT64_MAX)
         provider = get("llm.provider") or get("llm.system")
         if provider:
             out["LlmProvider"][row] = normalize_provider(provider)
