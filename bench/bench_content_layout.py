@@ -16,6 +16,7 @@ chDB store per variant and run, each in its own process (chDB opens one store pe
   d  no bloom-filter indexes on the attribute maps (keys and values, span and resource)
   d2 no bloom-filter index on mapValues(SpanAttributes) only
   e1 ZSTD(3) on SpanAttributes and the content columns (InputMessages, OutputMessages, ...)
+  e4 ZSTD(2) on the same
   e2 ZSTD(6) on the same
   e3 ZSTD(3) on SpanAttributes only
   and some combinations (b+d2, b+e3, ...).
@@ -70,6 +71,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], list[str]]] = {
     "d": ("no map bloom filters", (), [f"ALTER TABLE otel_traces DROP INDEX {i}" for i in MAP_INDEXES]),
     "d2": ("no mapValues(SpanAttributes) bloom", (), ["ALTER TABLE otel_traces DROP INDEX idx_span_attr_value"]),
     "e1": ("ZSTD(3) maps+content", (), _codec(("SpanAttributes", *CONTENT_CODEC_COLUMNS), 3)),
+    "e4": ("ZSTD(2) maps+content", (), _codec(("SpanAttributes", *CONTENT_CODEC_COLUMNS), 2)),
     "e2": ("ZSTD(6) maps+content", (), _codec(("SpanAttributes", *CONTENT_CODEC_COLUMNS), 6)),
     "e3": ("ZSTD(3) SpanAttributes", (), _codec(("SpanAttributes",), 3)),
     "b+c": ("no flattened, no *.value", FLAT_KEYS + VALUE_KEYS, []),
