@@ -169,7 +169,9 @@ _CHAT_VALUES = {
     "error.type": ["Timeout"],
     "http.route": ["/x"],
     "llm.token_count.unknown": ["1"],
-    "tag.tags": ['["a"]'],
+    "tag.tags": ['["a"]', "plain", "[]", '[1, "b"]'],
+    "metadata": ['{"user_id": "mu", "session_id": 7}', "{}", "[1]", "not json", '{"feature": "f", "tenant_id": "t"}'],
+    "llm.prompt_template.template": ["Hi {x}"],
 }
 _ROLES = ["user", "assistant", "system", "developer", "Human", "  Tool ", "", "AI", "bot"]
 _CONTENTS = ["hi", "", "Be brief.", "x" * 140_000, '{"a": 1}']
@@ -178,7 +180,7 @@ _CONTENTS = ["hi", "", "Be brief.", "x" * 140_000, '{"a": 1}']
 def _chat_span(rnd: random.Random) -> dict[str, str]:
     attrs: dict[str, str] = {}
     for key in rnd.sample(sorted(_CHAT_VALUES), rnd.randint(1, len(_CHAT_VALUES))):
-        if key in ("tag.tags", "llm.token_count.unknown") and rnd.random() < 0.8:
+        if key in ("llm.prompt_template.template", "llm.token_count.unknown") and rnd.random() < 0.8:
             continue  # keys that send a span the long way: now and then
         attrs[key] = rnd.choice(_CHAT_VALUES[key])
     for prefix in ("llm.input_messages.", "llm.output_messages."):
@@ -214,8 +216,9 @@ def test_the_plain_chat_shortcut_writes_what_the_mapper_and_finalize_write(monke
     write = fast.FastPath.write
 
     def counted(*args):
-        taken.append(write(*args))
-        return taken[-1]
+        result = write(*args)
+        taken.append(result is not fast.NOT_TAKEN)
+        return result
 
     monkeypatch.setattr(fast.FastPath, "write", staticmethod(counted))
     shortcut = normalized_rows(spans * 3)  # each key set seen before: planned from its second sighting

@@ -1,5 +1,5 @@
 """A shortcut for the commonest LLM span: an OpenInference chat call (`openinference.span.kind` LLM) whose
-messages are plain role + content pairs, with no tools, templates, tags or metadata, and no events of another
+messages are plain role + content pairs, with no tools or templates, and no events of another
 convention (a streamed call's first-token event is read as the mapper reads it).
 
 The general path reads such a span through a fields dict, a SpanView, the indexed-list grouping (one dict per
@@ -31,7 +31,7 @@ from tracehouse.collector.stages.normalize.messages import KNOWN_ROLES, Message,
 from tracehouse.collector.stages.normalize.providers import normalize_provider
 from tracehouse.collector.stages.normalize.span import SpanView
 from tracehouse.collector.stages.normalize.tokens import UINT64_MAX, input_and_total
-from tracehouse.collector.stages.normalize.values import clip
+from tracehouse.collector.stages.normalize.values import clip, dumps, json_object, string_list
 
 _MAX_TEXT = limits.MAX_TEXT_CHARS
 _MAX_SHORT = limits.MAX_SHORT_CHARS
@@ -51,6 +51,8 @@ _READ_HERE = frozenset(
         "input.value",
         "output.value",
         "output.mime_type",
+        "tag.tags",
+        "metadata",
         *(key for _, key in openinference.TOKEN_ATTRIBUTES),
         *openinference.CACHE_READ_ATTRIBUTES,
     }
@@ -117,6 +119,9 @@ def _message(attrs: Mapping[str, str], entry: Entry, default_role: str) -> Messa
     }
 
 
+NOT_TAKEN = object()  # what `FastPath.write` returns for a span it leaves to the long way
+
+
 class FastPath:
     """`plan(keys)` once per key text (None: the long way), `write(plan, attrs, out, row)` per span."""
 
@@ -137,13 +142,14 @@ class FastPath:
         return planned or None
 
     @staticmethod
-    def write(plan: Plan, attrs: Mapping[str, str], out: Columns, row: int, events: SpanView | None = None) -> bool:
-        """Write row `row` of the LLM columns for a span with the plan's keys; False (nothing written) when the span
-        is not an LLM span after all, or its keys are not the plan's. `events`: the span, when it has events (the
+    def write(plan: Plan, attrs: Mapping[str, str], out: Columns, row: int, events: SpanView | None = None) -> Any:
+        """Write row `row` of the LLM columns for a span with the plan's keys and return its metadata object (None
+        when it has none); NOT_TAKEN (nothing written) when the span is not an LLM span after all, or its keys are
+        not the plan's. `events`: the span, when it has events (the
         mapper reads one of them, the first-token event of a streamed call)."""
         get = attrs.get
         if get("openinference.span.kind") != "LLM" or len(attrs) != plan.keys:
-            return False
+            return NOT_TAKEN
         out["LlmSpanKind"][row] = "LLM"
         out["LlmOperation"][row] = "chat"
         if events is not None:
@@ -196,4 +202,14 @@ class FastPath:
         else:
             outputs = messages_from_payload(get("output.value"), "assistant")
         write_messages(out, row, inputs, None, outputs, None, None)
-        return True
+        raw_tags = get("tag.tags")
+        if raw_tags:
+            tags = string_list(raw_tags)
+            if tags:
+                out["Tags"][row] = tags
+        raw_metadata = get("metadata")
+        metadata = json_object(raw_metadata) if raw_metadata else None
+        if metadata:
+            out["Metadata"][row] = clip(dumps(metadata), _MAX_JSON)
+            return metadata
+        return None

@@ -25,7 +25,7 @@ from tracehouse.collector.columns import TENANT_ID
 from tracehouse.collector.stages.normalize.columns import clear_row, empty_columns
 from tracehouse.collector.stages.normalize.dispatch import Dispatch
 from tracehouse.collector.stages.normalize.errors import error_fields
-from tracehouse.collector.stages.normalize.fast import FastPath
+from tracehouse.collector.stages.normalize.fast import NOT_TAKEN, FastPath
 from tracehouse.collector.stages.normalize.finalize import write_llm_columns
 from tracehouse.collector.stages.normalize.identity import resolve_identity
 from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, key_text
@@ -71,14 +71,17 @@ def normalize(batch: SpanBatch) -> SpanBatch:
         mappers = _DISPATCH.applicable(MAPPERS, keys, event_keys)
         if mappers:
             try:
-                # A plain OpenInference chat span: written straight into the columns (fast.py), no metadata.
+                # A plain OpenInference chat span: written straight into the columns (fast.py).
                 span = (
                     SpanView(attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys)
                     if names
                     else None
                 )
                 plan = _FAST.plan(keys) if len(mappers) == 1 and mappers[0] is _FAST.mapper else None
-                if plan is None or not _FAST.write(plan, attrs, out, row, span):
+                taken = NOT_TAKEN if plan is None else _FAST.write(plan, attrs, out, row, span)
+                if taken is not NOT_TAKEN:
+                    metadata = taken  # type: ignore[assignment]
+                else:
                     if span is None:
                         span = SpanView(
                             attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys
