@@ -4,6 +4,7 @@ users, Grafana provisioning and Prometheus config agree with each other and with
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
@@ -11,6 +12,9 @@ import re
 import subprocess
 import sys
 import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -389,20 +393,13 @@ def test_grafana_reads_the_embedded_collector_with_the_provisioned_key(compose_e
             password=password,
             database=settings["defaultDatabase"],
         )
-        # The plugin sends its query timeout as max_execution_time with every query.
-        rows = client.query(
-            "SELECT service, model, prompt_tokens FROM llm_calls WHERE service = 'embedded-grafana'",
-            settings={"max_execution_time": settings["queryTimeout"]},
-        ).result_rows
-        assert rows == [("embedded-grafana", "gpt-4o-mini", 12)]
+        query = "SELECT service, model, prompt_tokens FROM llm_calls WHERE service = 'embedded-grafana'"
+        assert client.query(query).result_rows == [("embedded-grafana", "gpt-4o-mini", 12)]
         assert settings["traces"]["defaultTable"] in {r[0] for r in client.query("SHOW TABLES").result_rows}
         with pytest.raises(Exception, match="READONLY"):
             client.command("INSERT INTO otel_traces (SpanName) VALUES ('x')")
 
         def post(path: str, key: str) -> tuple[int, str]:
-            import urllib.error
-            import urllib.request
-
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}{path}", data=b"{}", headers={"X-ClickHouse-Key": key}, method="POST"
             )
@@ -411,6 +408,22 @@ def test_grafana_reads_the_embedded_collector_with_the_provisioned_key(compose_e
                     return response.status, response.read().decode()
             except urllib.error.HTTPError as error:
                 return error.code, error.read().decode()
+
+        # As the plugin's driver (clickhouse-go, HTTP) asks: Basic auth, the database and its query timeout as
+        # max_execution_time in the URL (clickhouse-connect would not send a setting the server calls readonly).
+        params = urllib.parse.urlencode(
+            {
+                "database": settings["defaultDatabase"],
+                "max_execution_time": settings["queryTimeout"],
+                "default_format": "JSONCompact",
+            }
+        )
+        basic = base64.b64encode(f"{settings['username']}:{password}".encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/?{params}", data=query.encode(), headers={"Authorization": f"Basic {basic}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["data"] == [["embedded-grafana", "gpt-4o-mini", 12]]
 
         status, body = post("/forget", password)
         assert status == 403 and "only reads" in body
