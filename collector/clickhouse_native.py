@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tracehouse.collector.sql_text import split_top_level
+
 # The Native format of a client that names its protocol revision (`client_protocol_version`, which
 # clickhouse-go sends on every request) carries what the TCP protocol's blocks do: a BlockInfo before each
 # block from revision 51903, a custom-serialization flag byte after each column's type from 54454. chDB
@@ -51,28 +53,7 @@ def split_type(text: str) -> tuple[str, list[str]]:
     open_at = text.find("(")
     if open_at < 0 or not text.endswith(")"):
         return text, []
-    args: list[str] = []
-    depth, start, quote = 0, open_at + 1, ""
-    i = open_at + 1
-    while i < len(text) - 1:
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'`\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-        i += 1
-    args.append(text[start : len(text) - 1].strip())
-    return text[:open_at], args
+    return text[:open_at], split_top_level(text[open_at + 1 : -1])
 
 
 def _element_type(element: str) -> str:

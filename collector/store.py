@@ -20,6 +20,7 @@ from tracehouse.collector import retention
 from tracehouse.collector.encryption import SHARED_MEMORY, EncryptionSettings
 from tracehouse.collector.retention import RetentionSettings
 from tracehouse.collector.settings import ConfigError
+from tracehouse.collector.sql_text import split_top_level
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def sharded_statements(statement: str, cluster: str, schema: Traversable | None 
         if table not in tables and commands.startswith("MODIFY QUERY "):  # a materialized view's query
             return (f"ALTER TABLE {table} {_local_reads(commands, tables)}",)
         on_local = f"ALTER TABLE {local(table)}" + statement[len(f"ALTER TABLE {table}") :]
-        kinds = {bool(_COLUMN_COMMAND.match(c) and not _TTL.search(c)) for c in _top_level(commands)}
+        kinds = {bool(_COLUMN_COMMAND.match(c) and not _TTL.search(c)) for c in split_top_level(commands) if c}
         if kinds == {True}:
             return on_local, statement
         if kinds == {False}:
@@ -243,30 +244,6 @@ def _local_reads(select: str, tables: dict[str, str]) -> str:
     return _READS.sub(
         lambda m: m.group(1) + m.group(2) + m.group(3) + (LOCAL_SUFFIX if m.group(3) in tables else ""), select
     )
-
-
-def _top_level(commands: str) -> list[str]:
-    """An ALTER's commands: split at the commas outside parentheses, quotes and backticks."""
-    parts, depth, start, quote, i = [], 0, 0, "", 0
-    while i < len(commands):
-        char = commands[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'`\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(commands[start:i].strip())
-            start = i + 1
-        i += 1
-    parts.append(commands[start:].strip())
-    return [part for part in parts if part]
 
 
 def _schema_root() -> Traversable:

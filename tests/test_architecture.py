@@ -38,7 +38,7 @@ LAYERS: tuple[Layer, ...] = (
         "shared",
         "contracts and helpers every layer may use: the SpanBatch and the column names stages exchange, "
         "the error vocabulary, the config section machinery, rate-limited logs, metrics, the encryption keys "
-        "and record sealing the storage layer and the config share",
+        "and record sealing the storage layer and the config share, SQL text split without a parser",
         (
             "__init__.py",
             "batch.py",
@@ -48,6 +48,7 @@ LAYERS: tuple[Layer, ...] = (
             "logs.py",
             "metrics.py",
             "encryption.py",
+            "sql_text.py",
         ),
     ),
     Layer(
