@@ -23,8 +23,9 @@ Conventions every query follows (tests/test_dashboards.py checks them):
   is followed by `)` before any `(`: every macro engine the plugin has shipped expands that the same way.
 - Panels that add up calls, tokens and cost read the daily rollup `llm_daily` (a few rows per day, so a
   year is as fast as a day) over whole days. The rollup has no user column: when a user is selected the
-  same panel reads the raw spans instead (see queries.daily). Percentiles, users, prompts and single
-  calls need the spans and read them over the exact time range.
+  same panel reads the raw spans instead (see queries.daily). Cost per call by model too: the rollup holds
+  the priced calls and a quantile state of their cost (schema/0022). Other percentiles, users, prompts and
+  single calls need the spans and read them over the exact time range.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .panels import LLM_VARIABLES, Layout, dashboard, stat, table, timeseries
-from .queries import FEATURE_NAME, MODEL, RAW_FILTERS, TOTAL_COST, UNPRICED_CALLS, daily, indent
+from .queries import FEATURE_NAME, RAW_FILTERS, TOTAL_COST, UNPRICED_CALLS, daily
 
 # What cached input saved per rollup row: the uncached input price of that row (input cost over uncached
 # input tokens) applied to the cached tokens, less what the cached tokens cost.
@@ -152,7 +152,7 @@ def cost() -> dict[str, Any]:
         12,
         8,
     )
-    g.row("Who and what (spans, exact time range)")
+    g.row("Who and what (users: spans, exact time range; the others: daily rollup, whole days)")
     g.add(
         table(
             "Top users by spend",
@@ -180,17 +180,16 @@ def cost() -> dict[str, Any]:
         table(
             "Cost per call by model",
             "Average and 95th percentile cost of one priced call, by provider and model",
-            f"""
-            SELECT provider, model, count() AS priced_calls, avg(cost) AS avg_cost_usd,
-              quantile(0.95)(cost) AS p95_cost_usd, sum(cost) AS cost_usd
-            FROM (
-              SELECT LlmProvider AS provider, {MODEL} AS model, toFloat64(CostUsd) AS cost
-              FROM otel_traces
-              WHERE $__timeFilter(Timestamp) AND CostUsd IS NOT NULL{indent(RAW_FILTERS, 2).lstrip(" ")}
-            )
-            GROUP BY provider, model
-            ORDER BY cost_usd DESC
-            """,
+            daily(
+                """
+                SELECT provider, model, sum(priced_calls) AS priced_calls, cost_usd / priced_calls AS avg_cost_usd,
+                  quantileMerge(0.95)(cost_p95_state) AS p95_cost_usd, toFloat64(sum(cost_usd)) AS cost_usd
+                FROM DAILY
+                GROUP BY provider, model
+                HAVING priced_calls > 0
+                ORDER BY cost_usd DESC
+                """
+            ),
             units={"avg_cost_usd": "currencyUSD", "p95_cost_usd": "currencyUSD", "cost_usd": "currencyUSD"},
         ),
         12,

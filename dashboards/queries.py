@@ -94,13 +94,17 @@ RAW_SUMS = {
     "output_cost_usd": "sum(ifNull(OutputCostUsd, 0))",
     "reasoning_cost_usd": "sum(ifNull(ReasoningCostUsd, 0))",
     "audio_cost_usd": "sum(ifNull(AudioCostUsd, 0))",
+    "priced_calls": "countIf(CostUsd IS NOT NULL)",
+    "cost_p95_state": "quantileState(0.95)(toFloat64(CostUsd))",
 }
 ROLLUP_SUMS = tuple(RAW_SUMS)
+# How the rollup's rows of one key combine: sum, but for the aggregate states (schema/0022), merged as states.
+ROLLUP_MERGES = {"cost_p95_state": "quantileMergeState(0.95)"}
 
 
 def daily_source(sums: tuple[str, ...] = ROLLUP_SUMS) -> str:
     """The daily rows with only the sums a panel uses."""
-    rollup = ",\n".join(f"  sum({name}) AS {name}" for name in sums)
+    rollup = ",\n".join(f"  {ROLLUP_MERGES.get(name, 'sum')}({name}) AS {name}" for name in sums)
     raw = ",\n".join(f"  {RAW_SUMS[name]} AS {name}" for name in sums)
     return (
         "-- llm_daily over whole days; the spans of the selected users when a user is selected\n"
