@@ -403,6 +403,7 @@ ROLLUP_PANELS = {
         "Cache hit ratio by model",
         "Unpriced models",
         "Unpriced calls per day",
+        "Cost per call by model",
     )
 }
 
@@ -1062,9 +1063,9 @@ def test_the_user_filter_reads_that_users_spans(loaded):
     assert one(loaded, "tracehouse-cost", "Total cost", both)["cost_usd"] == pytest.approx(0.006954, abs=1e-12)
     # Other filters keep reading the rollup.
     assert one(loaded, "tracehouse-overview", "Calls", {"service": ["search-api"]}) == {"calls": 24}
-    assert one(
-        loaded, "tracehouse-overview", "Calls", {"feature": ["summarize"], "model": ["claude-3-5-sonnet"]}
-    ) == {"calls": 20}
+    assert one(loaded, "tracehouse-overview", "Calls", {"feature": ["summarize"], "model": ["claude-3-5-sonnet"]}) == {
+        "calls": 20
+    }
 
 
 def test_cost_panels(loaded):

@@ -213,6 +213,21 @@ def test_rollup_view_and_rebuild_query_agree(env):
     ).result_rows
     assert from_view == rebuilt
     assert len(from_view) == 5  # the plain and the agent spans are not model calls
+    # The cost-per-call columns (schema/0022): priced calls and the p95 state, the same from both.
+    p95 = (
+        "SELECT {columns}, sum(priced_calls), round(quantileMerge(0.95)(cost_p95_state), 9) FROM {source} "
+        "GROUP BY {columns} ORDER BY {columns}"
+    )
+    from_view = client.query(p95.format(columns=columns, source="llm_daily")).result_rows
+    rebuilt = client.query(p95.format(columns=columns, source=f"({rebuild})")).result_rows
+    assert from_view == rebuilt, (from_view, rebuilt)
+    assert [(row[5], row[6], row[7] is None) for row in from_view] == [
+        ("house-model", 1, False),
+        ("house-model", 2, False),
+        ("mystery-model", 0, True),  # unpriced: no call in the cost-per-call average or its p95
+        ("gpt-4o-mini", 1, False),
+        ("mystery-model", 0, True),
+    ]
 
 
 def test_prices_unknown_lists_models_without_a_price(env):
