@@ -282,33 +282,23 @@ def _query_rows(config: Config, sql: str, err: IO[str]) -> list[dict[str, Any]] 
 
 
 def _reprice(args: argparse.Namespace, config: Config, out: IO[str], err: IO[str]) -> int:
-    from tracehouse.collector import store
     from tracehouse.collector.reprice import RepriceError, reprice
-    from tracehouse.collector.runtime import StoreBusy, lock_store
+    from tracehouse.collector.runtime import StoreBusy, migrated_store
 
     since = parse_when(args.since)
     pricer = _pricer(args, config)
+    if config.is_embedded and not config.store_dir.exists():
+        print(f"tracehouse: no store in {config.data_dir}", file=err)
+        return 1
     try:
-        lock = lock_store(config)
+        with migrated_store(config) as client:
+            result = reprice(client, pricer, since, ProgressBar(err))
     except StoreBusy as exc:
         print(f"tracehouse: {exc} (repricing rewrites the embedded store: stop it first)", file=err)
         return 1
-    try:
-        if config.is_embedded and not config.store_dir.exists():
-            print(f"tracehouse: no store in {config.data_dir}", file=err)
-            return 1
-        client = store.connect(config.store_url)
-        try:
-            store.migrate(client, config.cluster, retention_settings=config.retention)
-            result = reprice(client, pricer, since, ProgressBar(err))
-        except RepriceError as exc:
-            print(f"tracehouse: {exc}", file=err)
-            return 1
-        finally:
-            client.close()
-    finally:
-        if lock:
-            lock.close()
+    except RepriceError as exc:
+        print(f"tracehouse: {exc}", file=err)
+        return 1
     sources = ", ".join(f"{source} {count:,}" for source, count in sorted(result.by_source.items()))
     print(
         f"repriced {result.spans:,} spans on {len(result.days)} day(s) since {since:%Y-%m-%d %H:%M:%S} UTC; "

@@ -351,24 +351,15 @@ def _collector(config: Config) -> dict | None:
 def _prepare_store(config: Config) -> None:
     """Without a running collector, bring the store's schema up to date first (a store made before the
     registry has no prompt tables to read); a running collector did that at its start."""
-    from tracehouse.collector import store
-    from tracehouse.collector.runtime import StoreBusy, lock_store
+    from tracehouse.collector.runtime import StoreBusy, migrated_store
 
     if _collector(config) is not None:
         return
     try:
-        lock = lock_store(config)
+        with migrated_store(config):
+            pass
     except StoreBusy as exc:
         raise PromptsFailed(f"{exc}; and no collector answers on its endpoint; nothing written") from None
-    try:
-        client = store.connect(config.store_url)
-        try:
-            store.migrate(client, config.cluster, retention_settings=config.retention)
-        finally:
-            client.close()
-    finally:
-        if lock:
-            lock.close()
 
 
 def _write(config: Config, table: str, rows: list[dict[str, Any]]) -> str:
@@ -391,21 +382,11 @@ def _write(config: Config, table: str, rows: list[dict[str, Any]]) -> str:
 
 
 def _write_to_store(config: Config, table: str, values: list[list[Any]]) -> None:
-    from tracehouse.collector import store
     from tracehouse.collector.prompt_registry import insert_rows
-    from tracehouse.collector.runtime import StoreBusy, lock_store
+    from tracehouse.collector.runtime import StoreBusy, migrated_store
 
     try:
-        lock = lock_store(config)
+        with migrated_store(config) as client:
+            insert_rows(client, table, values)
     except StoreBusy as exc:
         raise PromptsFailed(f"{exc}; and no collector answers on its endpoint; nothing written") from None
-    try:
-        client = store.connect(config.store_url)
-        try:
-            store.migrate(client, config.cluster, retention_settings=config.retention)
-            insert_rows(client, table, values)
-        finally:
-            client.close()
-    finally:
-        if lock:
-            lock.close()

@@ -6,11 +6,13 @@ is in `query`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tracehouse.collector.config import Config
 
@@ -50,6 +52,25 @@ def lock_store(config: Config) -> IO[str] | None:
     handle.flush()
     clean_temp(config)
     return handle
+
+
+@contextlib.contextmanager
+def migrated_store(config: Config) -> Iterator[Any]:
+    """A client on the store with its schema up to date, for a command that works without a collector:
+    under the store lock (StoreBusy when another process holds it), closed and unlocked after."""
+    from tracehouse.collector import store
+
+    lock = lock_store(config)
+    try:
+        client = store.connect(config.store_url)
+        try:
+            store.migrate(client, config.cluster, retention_settings=config.retention)
+            yield client
+        finally:
+            client.close()
+    finally:
+        if lock:
+            lock.close()
 
 
 def read_runtime_info(config: Config) -> dict | None:
