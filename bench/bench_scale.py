@@ -1,0 +1,107 @@
+"""One run, one machine state: N LLM spans loaded through OTLP into a fresh collector, then the ingest, memory,
+disk and query figures of issue 19 printed together.
+
+    .venv/bin/python bench/bench_scale.py [--spans 1000000] [--connections 8] [--rate 5000] [--rounds 3]
+
+1. load: bench_ingest.py --spans N (every stage on, spool on, gRPC, 512-span requests; the texts of 20 requests
+   cycled, each request made distinct): spans/s acknowledged and request latency; the collector's peak RSS (its
+   serve process and any worker processes, sampled every 0.2 s from /proc) while it loads;
+2. acknowledgement latency at a fixed offered rate: bench_ingest.py --rate R --seconds 20, on a store of its own;
+3. queries on the loaded store through `tracehouse serve`, as Grafana asks (bench_query.py's endpoint():
+   SELECT 1 and the Stage-7 questions, the dashboards' own SQL). The loaded spans all fall in the last minutes
+   and carry no user or feature: for the questions on 1M calls spread over 30 days, bench_query.py;
+4. bytes on disk per span of the loaded store, as loaded and after OPTIMIZE FINAL (bench_capacity.py's figures).
+
+Time on the 2-core development machine: 1M spans load in ~2.6 min at ~6,400 spans/s and take ~1.8 GB of disk
+(~1,750 B per span of bench_ingest.py's ~9 KB span), plus ~1 min for the rest; 10M spans would take ~26 min and
+~18 GB, so `--spans 10000000` needs that much free space in $TMPDIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+
+class PeakRss:
+    """The largest RSS sum, in bytes, of the processes whose command line names `marker` (a data dir)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker, self.peak = marker, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            total = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                        continue
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                except OSError:
+                    continue
+            self.peak = max(self.peak, total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rate", type=int, default=5000, help="offered spans/s for the acknowledgement latency")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=20)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="tracehouse-scale-"))
+    os.environ["TMPDIR"] = str(scratch)  # bench_ingest.py makes its data dir here (and keeps it: --keep)
+    tempfile.tempdir = str(scratch)
+    try:
+        print(f"== 1. load {args.spans:,} LLM spans through OTLP/gRPC")
+        sys.argv = [str(BENCH / "bench_ingest.py"), "--spans", str(args.spans), "--keep"]
+        sys.argv += ["--connections", str(args.connections)]
+        with PeakRss(str(scratch)) as rss:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        print(f"collector peak RSS while loading: {rss.peak / 2**20:,.0f} MiB")
+        (data_dir,) = scratch.glob("tracehouse-bench-*/data")
+        spans = args.spans // 512 * 512
+
+        print(f"\n== 2. acknowledgement latency at {args.rate:,} spans/s offered (a store of its own)")
+        command = [sys.executable, str(BENCH / "bench_ingest.py"), "--rate", str(args.rate), "--seconds", "20"]
+        subprocess.run([*command, "--connections", "4"], check=True, env={**os.environ, "TMPDIR": str(scratch)})
+
+        print("\n== 3. the read endpoint on the loaded store (tracehouse serve), as Grafana asks")
+        import bench_query
+
+        bench_query.endpoint(data_dir, "tracehouse serve", args.rounds, args.requests)
+
+        print("\n== 4. disk")
+        import bench_capacity
+
+        bench_capacity._disk(data_dir / "clickhouse", spans)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
