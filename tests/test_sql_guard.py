@@ -291,13 +291,17 @@ def test_a_clickhouse_client_writing_gets_the_read_only_refusal(served):
 def test_endpoint_parameters_are_allow_listed(served):
     collector, _root = served
     for params, phrase in [
-        ({"max_execution_time": "0"}, "not accepted"),
         ({"readonly": "0"}, "not accepted"),
-        ({"max_result_rows": "0"}, "not accepted"),
+        ({"max_memory_usage": "0"}, "not accepted"),
         ({"database": "system"}, "serves 'default' only"),
     ]:
         status, text = _request(collector, "SELECT 1", params=params)
         assert status == 400 and phrase in text, (params, text)
+    # The limits a client may narrow: 0 ("no limit") is held to the endpoint's own, never lifted.
+    for params in ({"max_execution_time": "0"}, {"max_result_rows": "0"}):
+        assert _request(collector, "SELECT 1", params=params) == (200, "1\n"), params
+    status, text = _request(collector, "SELECT number FROM numbers(2000000)", params={"max_result_rows": "0"})
+    assert status == 400 and "396" in text, text  # the endpoint's 1,000,000 rows hold
     # Query parameters are bound, then the guard reads the bound query: a table name given as a parameter
     # is refused like the same name written in the SQL.
     status, text = _request(collector, "SELECT * FROM {t:Identifier}", params={"param_t": "system.processes"})
