@@ -151,6 +151,12 @@ class Config:
         1800.0, "seconds after which a gRPC connection is asked to reconnect", low=1
     )
     batch_max_rows: int = setting(50_000, "rows per ClickHouse insert", low=1)
+    batch_max_bytes: int = setting(
+        64 * MIB,
+        "encoded rows per ClickHouse insert, in bytes (an insert ends at whichever of this and batch_max_rows comes"
+        " first; a bigger single request is inserted alone)",
+        low=MIB,
+    )
     batch_linger_ms: int = setting(0, "hold a small batch back this long for companions", low=0)
     workers: int = setting(
         0,

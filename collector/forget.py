@@ -368,7 +368,15 @@ def _drain_left_behind(config: Config) -> int:
         if pending <= 0:
             return 0
         trace_store = TraceStore(config.store_url, cluster=config.cluster, retention=config.retention)
-        drainer = SpoolDrainer(spool, trace_store, CollectorMetrics(), config.batch_max_rows, 0, config.deadletter_dir)
+        drainer = SpoolDrainer(
+            spool,
+            trace_store,
+            CollectorMetrics(),
+            config.batch_max_rows,
+            0,
+            config.deadletter_dir,
+            max_bytes=config.batch_max_bytes,
+        )
         try:
             asyncio.run(_drain(spool, drainer))
         finally:

@@ -173,9 +173,12 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
             config.batch_linger_ms,
             config.deadletter_dir,
             fault_read_file=_fault_spool_read_file(config),
+            max_bytes=config.batch_max_bytes,
         )
     else:
-        sink = DirectWriter(trace_store, metrics, config.batch_max_rows, config.batch_linger_ms)
+        sink = DirectWriter(
+            trace_store, metrics, config.batch_max_rows, config.batch_linger_ms, max_bytes=config.batch_max_bytes
+        )
     pipeline = Pipeline(
         stages,
         metrics,

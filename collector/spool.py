@@ -373,12 +373,12 @@ class Spool:
         except TimeoutError:
             return
 
-    def read(self, start: int, max_rows: int, end: int | None = None) -> list[Record]:
+    def read(self, start: int, max_rows: int, end: int | None = None, max_bytes: int | None = None) -> list[Record]:
         """Durable records from `start` (a record boundary) of one table and one column layout, up to
-        max_rows (at least one record) or up to `end` exactly."""
+        max_rows and max_bytes of payload (at least one record) or up to `end` exactly."""
         limit = self._synced if end is None else end
         records: list[Record] = []
-        rows = 0
+        rows = size = 0
         position = start
         while position < limit:
             base = self._segment_for(position)
@@ -400,6 +400,7 @@ class Spool:
                         header != records[0].header
                         or table != records[0].table
                         or (end is None and rows + n > max_rows)
+                        or (end is None and max_bytes is not None and size + length > max_bytes)
                     ):
                         return records
                     end_pos = position + _PREFIX.size + length
@@ -408,6 +409,7 @@ class Spool:
                         payload = self._open_sealed(payload, position, names)
                     records.append(Record(position, end_pos, n, header, payload, digest, table))
                     rows += n
+                    size += length
                     position = end_pos
             if seg_end is None:
                 break

@@ -307,11 +307,13 @@ class SpoolDrainer:
         linger_ms: int,
         deadletter_dir: Path,
         fault_read_file: Path | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._spool = spool
         self._store = trace_store
         self._metrics = metrics
         self._max_rows = max_rows
+        self._max_bytes = max_bytes
         self._linger = linger_ms / 1000
         self._deadletter_dir = deadletter_dir
         self._fault_read_file = fault_read_file
@@ -389,7 +391,7 @@ class SpoolDrainer:
     def _read(self, start: int, max_rows: int, end: int | None = None) -> list[Record]:
         if self._fault_read_file is not None and self._fault_read_file.exists():
             raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), f"fault injected: {self._fault_read_file}")
-        return self._spool.read(start, max_rows, end=end)
+        return self._spool.read(start, max_rows, end=end, max_bytes=self._max_bytes)
 
     async def _run(self) -> None:
         """The drain loop. Its only state is on disk (checkpoint, intent), so the supervisor can restart it."""
@@ -442,7 +444,7 @@ class SpoolDrainer:
         deadline = time.monotonic() + self._linger
         while time.monotonic() < deadline and not self._stopping.is_set():
             records = self._read(self._spool.committed, self._max_rows)
-            if sum(r.rows for r in records) >= self._max_rows:
+            if sum(r.rows for r in records) >= self._max_rows or _full(records, self._max_bytes):
                 return
             await asyncio.sleep(min(0.02, self._linger))
 
@@ -560,10 +562,18 @@ class _Pending:
 class DirectWriter:
     """Spool off: a request's future resolves only after its rows are in ClickHouse."""
 
-    def __init__(self, trace_store: TraceStore, metrics: CollectorMetrics, max_rows: int, linger_ms: int) -> None:
+    def __init__(
+        self,
+        trace_store: TraceStore,
+        metrics: CollectorMetrics,
+        max_rows: int,
+        linger_ms: int,
+        max_bytes: int | None = None,
+    ) -> None:
         self._store = trace_store
         self._metrics = metrics
         self._max_rows = max_rows
+        self._max_bytes = max_bytes
         self._linger = linger_ms / 1000
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -638,7 +648,8 @@ class DirectWriter:
                 await self._wakeup.wait()
                 continue
             wait = self._pending[0].enqueued + self._linger - time.monotonic()
-            if wait > 0 and sum(p.rows for p in self._pending) < self._max_rows and not self._closing:
+            held = sum(p.rows for p in self._pending) < self._max_rows and not _full(self._pending, self._max_bytes)
+            if wait > 0 and held and not self._closing:
                 await asyncio.sleep(wait)
                 continue
             await self._flush()
@@ -646,16 +657,18 @@ class DirectWriter:
     async def _flush(self) -> None:
         header, table = self._pending[0].header, self._pending[0].table
         taken: list[_Pending] = []
-        rows = 0
+        rows = size = 0
         while (
             self._pending
             and self._pending[0].header == header
             and self._pending[0].table == table
             and (not taken or rows + self._pending[0].rows <= self._max_rows)
+            and (not taken or self._max_bytes is None or size + len(self._pending[0].payload) <= self._max_bytes)
         ):
             item = self._pending.pop(0)
             taken.append(item)
             rows += item.rows
+            size += len(item.payload)
         started = time.perf_counter()
         try:
             payload = b"".join(p.payload for p in taken)
@@ -683,6 +696,11 @@ class DirectWriter:
         for item in taken:
             if not item.future.done():
                 item.future.set_result(None)
+
+
+def _full(items: list[Record] | list[_Pending], max_bytes: int | None) -> bool:
+    """Half the byte cap held back is not a small batch waiting for companions: insert it."""
+    return max_bytes is not None and sum(len(item.payload) for item in items) * 2 >= max_bytes
 
 
 def _fail(taken: list[_Pending], exc: Exception) -> None:

@@ -379,3 +379,37 @@ def test_no_acknowledged_span_is_lost_across_drainer_errors_bad_timestamps_and_a
         assert "drainer failed, restarting" in collector.log()
     finally:
         collector.kill()
+
+
+def _counter(collector: CollectorProcess, name: str) -> float:
+    with urllib.request.urlopen(collector.http_endpoint + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+def test_a_drain_after_an_outage_inserts_at_most_batch_max_bytes_at_a_time(tmp_path):
+    """batch_max_bytes bounds what one insert holds in memory (50,000 rows of LLM spans are ~690 MB of
+    encoded rows): the spool gathers what arrived while the store was away, then drains it in inserts of at
+    most the cap, every row stored once."""
+    fault = tmp_path / "store-down"
+    fault.touch()
+    cap = 1 << 20
+    collector = CollectorProcess(
+        tmp_path / "data", "--batch-max-bytes", str(cap), env={"TRACEHOUSE_FAULT_STORE_UNAVAILABLE_FILE": str(fault)}
+    ).start()
+    try:
+        for seed in range(16):
+            assert _raw_export(collector.grpc_endpoint, _request("capped", 100, seed)) is None
+        spooled = spool_bytes(collector.http_endpoint)
+        assert spooled > 3 * cap
+        fault.unlink()
+        wait_drained(collector.data_dir)
+        inserts = _counter(collector, "tracehouse_insert_batches_total")
+        assert inserts >= spooled / cap, (inserts, spooled)  # one insert would hold it all without the cap
+        assert _counter(collector, "tracehouse_insert_rows_total") == 1600
+        (row,) = sql_rows(collector.data_dir, "SELECT count() AS n FROM otel_traces WHERE ServiceName = 'capped'")
+        assert int(row["n"]) == 1600
+    finally:
+        collector.stop()

@@ -99,6 +99,21 @@ def test_budget_refuses_until_data_is_sent(tmp_path):
     spool.append(HEADER, b"x" * 120, 1)
 
 
+def test_a_read_stops_at_the_byte_cap_but_takes_one_record_whatever_its_size(tmp_path):
+    """batch_max_bytes: an insert's records stay under the cap (a 50,000-row insert of LLM spans is ~690 MB of
+    rows held at once); a record bigger than the cap is read alone; a replay by `end` ignores the cap."""
+    spool = Spool(tmp_path, budget_bytes=1 << 22)
+    spool.open()
+    ends = _fill(spool, 10, size=1000)
+    record_bytes = ends[1] - ends[0]
+    capped = spool.read(0, max_rows=100, max_bytes=3 * record_bytes)
+    assert len(capped) == 3 and capped[-1].end == ends[2]
+    assert [r.end for r in spool.read(0, max_rows=100, max_bytes=1)] == [ends[0]]  # one record at least
+    assert spool.read(0, max_rows=2, max_bytes=10 * record_bytes)[-1].end == ends[1]  # rows still bound it
+    assert spool.read(0, max_rows=100, end=ends[6], max_bytes=1)[-1].end == ends[6]  # the intent's range, whole
+    assert len(spool.read(0, max_rows=100)) == 10
+
+
 def test_records_with_other_columns_are_read_separately(tmp_path):
     spool = Spool(tmp_path, budget_bytes=1 << 20)
     spool.open()
