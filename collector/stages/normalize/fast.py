@@ -18,7 +18,7 @@ reads). tests/test_decode_normalize_pinned.py pins the columns over a varied cor
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tracehouse.collector.stages.normalize import limits, openinference
@@ -106,6 +106,13 @@ def make_plan(keys: str) -> Plan | None:
     return Plan(len(names), inputs, outputs, tokens)
 
 
+def _messages(attrs: Mapping[str, str], entries: Sequence[Entry], role: str, payload: str | None) -> list[Message]:
+    """The flattened messages of one side, else those of its raw payload (`input.value` / `output.value`)."""
+    if entries:
+        return [_message(attrs, entry, role) for entry in entries]
+    return messages_from_payload(payload, role)
+
+
 def _message(attrs: Mapping[str, str], entry: Entry, default_role: str) -> Message:
     """openinference._message for an entry of a role and a content (or one of them)."""
     role_key, content_key = entry
@@ -187,20 +194,8 @@ class FastPath:
                 out["TopP"][row] = top_p
             if max_tokens is not None:
                 out["MaxTokens"][row] = max_tokens
-        entries = plan.inputs
-        if len(entries) == 1:
-            inputs = [_message(attrs, entries[0], "user")]
-        elif entries:
-            inputs = [_message(attrs, entry, "user") for entry in entries]
-        else:
-            inputs = messages_from_payload(get("input.value"), "user")
-        entries = plan.outputs
-        if len(entries) == 1:
-            outputs = [_message(attrs, entries[0], "assistant")]
-        elif entries:
-            outputs = [_message(attrs, entry, "assistant") for entry in entries]
-        else:
-            outputs = messages_from_payload(get("output.value"), "assistant")
+        inputs = _messages(attrs, plan.inputs, "user", get("input.value"))
+        outputs = _messages(attrs, plan.outputs, "assistant", get("output.value"))
         write_messages(out, row, inputs, None, outputs, None, None)
         raw_tags = get("tag.tags")
         if raw_tags:
