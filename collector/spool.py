@@ -375,7 +375,7 @@ class Spool:
 
     def read(self, start: int, max_rows: int, end: int | None = None, max_bytes: int | None = None) -> list[Record]:
         """Durable records from `start` (a record boundary) of one table and one column layout, up to
-        max_rows and max_bytes of payload (at least one record) or up to `end` exactly."""
+        max_rows and max_bytes of records (at least one record) or up to `end` exactly."""
         limit = self._synced if end is None else end
         records: list[Record] = []
         rows = size = 0
