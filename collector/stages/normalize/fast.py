@@ -29,7 +29,7 @@ from tracehouse.collector.stages.normalize.mapper import KEY_SEPARATOR, Mapper
 from tracehouse.collector.stages.normalize.memo import KeyTextMemo
 from tracehouse.collector.stages.normalize.messages import KNOWN_ROLES, Message, messages_from_payload, normalize_role
 from tracehouse.collector.stages.normalize.providers import normalize_provider
-from tracehouse.collector.stages.normalize.span import SpanView
+from tracehouse.collector.stages.normalize.span import event_offset
 from tracehouse.collector.stages.normalize.tokens import UINT64_MAX, input_and_total
 from tracehouse.collector.stages.normalize.values import clip, dumps, json_object, string_list
 
@@ -149,18 +149,25 @@ class FastPath:
         return planned or None
 
     @staticmethod
-    def write(plan: Plan, attrs: Mapping[str, str], out: Columns, row: int, events: SpanView | None = None) -> Any:
+    def write(
+        plan: Plan,
+        attrs: Mapping[str, str],
+        out: Columns,
+        row: int,
+        event_names: Sequence[str] = (),
+        event_times: Sequence[int] = (),
+        start: int = 0,
+    ) -> Any:
         """Write row `row` of the LLM columns for a span with the plan's keys and return its metadata object (None
         when it has none); NOT_TAKEN (nothing written) when the span is not an LLM span after all, or its keys are
-        not the plan's. `events`: the span, when it has events (the
-        mapper reads one of them, the first-token event of a streamed call)."""
+        not the plan's. Of the span's events it reads one, the first-token event of a streamed call."""
         get = attrs.get
         if get("openinference.span.kind") != "LLM" or len(attrs) != plan.keys:
             return NOT_TAKEN
         out["LlmSpanKind"][row] = "LLM"
         out["LlmOperation"][row] = "chat"
-        if events is not None:
-            ttft = events.event_offset(openinference.FIRST_TOKEN_EVENT)
+        if event_names:
+            ttft = event_offset(event_names, event_times, start, openinference.FIRST_TOKEN_EVENT)
             if ttft is not None:
                 out["TimeToFirstToken"][row] = min(ttft, UINT64_MAX)
         provider = get("llm.provider") or get("llm.system")

@@ -29,8 +29,13 @@ class SpanView(NamedTuple):
 
     def event_offset(self, name: str) -> int | None:
         """Nanoseconds from span start to the first event called `name` (None if absent or before start)."""
-        for index, event_name in enumerate(self.event_names):
-            if event_name == name and index < len(self.event_times):
-                offset = self.event_times[index] - self.start
-                return offset if offset >= 0 else None
-        return None
+        return event_offset(self.event_names, self.event_times, self.start, name)
+
+
+def event_offset(names: Sequence[str], times: Sequence[int], start: int, name: str) -> int | None:
+    """SpanView.event_offset for a caller that has not built a view (the normalize fast path)."""
+    for index, event_name in enumerate(names):
+        if event_name == name and index < len(times):
+            offset = times[index] - start
+            return offset if offset >= 0 else None
+    return None

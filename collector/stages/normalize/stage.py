@@ -72,20 +72,18 @@ def normalize(batch: SpanBatch) -> SpanBatch:
         if mappers:
             try:
                 # A plain OpenInference chat span: written straight into the columns (fast.py).
-                span = (
-                    SpanView(attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys)
-                    if names
-                    else None
-                )
                 plan = _FAST.plan(keys) if len(mappers) == 1 and mappers[0] is _FAST.mapper else None
-                taken = NOT_TAKEN if plan is None else _FAST.write(plan, attrs, out, row, span)
+                taken = (
+                    NOT_TAKEN
+                    if plan is None
+                    else _FAST.write(plan, attrs, out, row, names, event_times[row], starts[row])
+                )
                 if taken is not NOT_TAKEN:
                     metadata = taken  # type: ignore[assignment]
                 else:
-                    if span is None:
-                        span = SpanView(
-                            attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys
-                        )
+                    span = SpanView(
+                        attrs, resource, starts[row], names, event_attrs[row], event_times[row], keys, event_keys
+                    )
                     fields = mappers[0].extract(span) if len(mappers) == 1 else merged_fields(span, mappers)
                     metadata = fields.get("Metadata")
                     write_llm_columns(fields, out, row)
