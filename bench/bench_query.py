@@ -414,13 +414,12 @@ def serve(data_dir: Path, verdict_entries: int, inline_shape: bool) -> None:
     from tracehouse.collector import query, store
     from tracehouse.collector.query import QueryEndpoint, QueryLimits, ReadOnlySql, VerdictCache
 
-    if not inline_shape:
-        query.INLINE_SHAPE_BYTES = -1  # every answer shaped on a worker thread, as before the lever
     url = _store_url(data_dir)
 
     async def run() -> None:
         runner = ReadOnlySql(lambda: store.connect(url), QueryLimits(), VerdictCache(entries=verdict_entries))
-        point = QueryEndpoint(runner, "127.0.0.1", 0)
+        inline = query.INLINE_SHAPE_BYTES if inline_shape else -1  # -1: all on a worker thread, as before the lever
+        point = QueryEndpoint(runner, "127.0.0.1", 0, inline_shape_bytes=inline)
         await point.start()
         stopped = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)

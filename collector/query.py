@@ -1001,8 +1001,12 @@ class _HttpRefusal(Exception):
 class QueryEndpoint:
     """ClickHouse-HTTP-style read-only endpoint over the collector's own store."""
 
-    def __init__(self, sql: ReadOnlySql, host: str, port: int, read_key: str = "") -> None:
+    def __init__(
+        self, sql: ReadOnlySql, host: str, port: int, read_key: str = "", inline_shape_bytes: int = INLINE_SHAPE_BYTES
+    ) -> None:
+        """`inline_shape_bytes`: -1 shapes every answer on a worker thread (bench_query's lever off)."""
         self._sql = sql
+        self._inline_shape_bytes = inline_shape_bytes
         self._host = host
         self.port = port
         # A new key each start (collector.json) does everything; the operator's fixed `query_read_key`
@@ -1121,7 +1125,7 @@ class QueryEndpoint:
         )
         try:
             result = await asyncio.wait_for(asyncio.shield(task), options.timeout)
-            if len(result.body) <= INLINE_SHAPE_BYTES:  # microseconds of work: no second thread hop
+            if len(result.body) <= self._inline_shape_bytes:  # microseconds of work: no second thread hop
                 response = _shape_response(result, options, request.headers)
             else:
                 response = await asyncio.to_thread(_shape_response, result, options, request.headers)
