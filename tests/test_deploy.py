@@ -207,28 +207,44 @@ def test_users_sql_parses_with_clickhouse():
 
 
 def _manifests() -> dict[str, dict]:
+    """Every manifest by kind; the two Services by name ("Service": the ClusterIP one)."""
     found = {}
     for path in sorted(K8S.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if document and document.get("kind") != "Kustomization":
-                found[document["kind"]] = document
+                kind = document["kind"]
+                if kind == "Service" and document["spec"].get("clusterIP") == "None":
+                    kind = "HeadlessService"
+                assert kind not in found, f"two {kind} manifests"
+                found[kind] = document
     return found
 
 
 def test_kubernetes_manifests_parse_with_the_expected_kinds():
     manifests = _manifests()
-    assert set(manifests) == {"Namespace", "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service"}
+    assert set(manifests) == {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "StatefulSet",
+        "Service",
+        "HeadlessService",
+        "PodDisruptionBudget",
+    }
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(
         p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
     )
 
 
-def test_kubernetes_collector_deployment():
+def test_kubernetes_collectors_are_replicas_each_with_its_own_spool_volume():
     m = _manifests()
-    deployment = m["Deployment"]
-    spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # one spool volume, RWO
+    statefulset = m["StatefulSet"]
+    spec = statefulset["spec"]
+    assert spec["replicas"] >= 2 and spec["podManagementPolicy"] == "Parallel"
+    assert spec["serviceName"] == m["HeadlessService"]["metadata"]["name"]
+    # a replica scaled away keeps its claim, so its acknowledged spans are drained when it comes back
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenScaled": "Retain", "whenDeleted": "Retain"}
     pod = spec["template"]["spec"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     (container,) = pod["containers"]
@@ -243,8 +259,10 @@ def test_kubernetes_collector_deployment():
     mounts = {v["name"]: v["mountPath"] for v in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     spool = next(name for name, path in mounts.items() if path == data_dir)
-    assert volumes[spool]["persistentVolumeClaim"]["claimName"] == m["PersistentVolumeClaim"]["metadata"]["name"]
-    assert m["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # the data dir comes from the per-replica claim template, not a volume the replicas would share
+    assert spool not in volumes
+    (claim,) = [c for c in spec["volumeClaimTemplates"] if c["metadata"]["name"] == spool]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     env = {e["name"]: e for e in container["env"]}
     secret_ref = env["TRACEHOUSE_CLICKHOUSE_URL"]["valueFrom"]["secretKeyRef"]
     assert secret_ref["name"] == m["Secret"]["metadata"]["name"] and secret_ref["key"] in m["Secret"]["stringData"]
@@ -253,14 +271,21 @@ def test_kubernetes_collector_deployment():
     assert volumes[config_volume]["configMap"]["name"] == m["ConfigMap"]["metadata"]["name"]
     assert config_path.name in m["ConfigMap"]["data"]
     assert pod["terminationGracePeriodSeconds"] > 20  # longer than the collector's shutdown grace
+    budget = m["PodDisruptionBudget"]["spec"]
+    assert budget["maxUnavailable"] == 1 and budget["selector"]["matchLabels"].items() <= pod_labels(m).items()
 
 
-def test_kubernetes_service_exposes_both_receivers():
+def pod_labels(m: dict[str, dict]) -> dict[str, str]:
+    return m["StatefulSet"]["spec"]["template"]["metadata"]["labels"]
+
+
+def test_kubernetes_services_expose_both_receivers():
     m = _manifests()
-    service = m["Service"]["spec"]
-    pod_labels = m["Deployment"]["spec"]["template"]["metadata"]["labels"]
-    assert service["selector"].items() <= pod_labels.items()
-    assert {(p["port"], p["targetPort"]) for p in service["ports"]} == {(4317, "otlp-grpc"), (4318, "otlp-http")}
+    for name in ("Service", "HeadlessService"):
+        service = m[name]["spec"]
+        assert service["selector"].items() <= pod_labels(m).items(), name
+        assert {(p["port"], p["targetPort"]) for p in service["ports"]} == {(4317, "otlp-grpc"), (4318, "otlp-http")}
+    assert m["Service"]["spec"]["type"] == "ClusterIP"
 
 
 def test_kubernetes_configmap_is_a_valid_collector_config(tmp_path):
@@ -270,9 +295,10 @@ def test_kubernetes_configmap_is_a_valid_collector_config(tmp_path):
     config = load_config(config_file, environ={})
     assert tomllib.loads(config_file.read_text())["redaction"]["enabled"] is True
     assert config.redaction.enabled
-    volume = m["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"]
+    (claim,) = m["StatefulSet"]["spec"]["volumeClaimTemplates"]
+    volume = claim["spec"]["resources"]["requests"]["storage"]
     assert volume.endswith("Gi") and config.spool_budget_bytes < int(volume[:-2]) * 1024**3
-    assert config.shutdown_grace_seconds < m["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert config.shutdown_grace_seconds < m["StatefulSet"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 # --- the alert rule renderer ---------------------------------------------------------------------------
