@@ -8,7 +8,9 @@ one span carrying that user or session id, so a tool span without the id goes wi
 - the spool: spans acknowledged before the erasure are drained into the store first and erased there, then
   every spool segment already sent is deleted, so no copy stays on disk for retry detection;
 - dead letters holding any of those trace ids or the subject's id (whole files: they are refused data).
-The daily rollup `llm_daily` has no user, session or trace dimension: its costs stay as they were.
+- for a user, their rows of the daily rollup by user `llm_user_daily` (found by the stored forms of the id).
+The daily rollup `llm_daily` has no user, session or trace dimension: its costs stay as they were; so do the
+`llm_user_daily` rows of the other users of an erased trace or session (the rollup has no trace dimension).
 An `erasures` row records who asked, when, the subject's kind and the counts, never the erased values.
 
 How rows are found: the ids as sent and as the redaction stage stores them (a hashed user id is looked for
@@ -28,6 +30,7 @@ import getpass
 import json
 import logging
 import re
+import secrets
 import socket
 import sys
 import time
@@ -72,6 +75,7 @@ class ErasableTable:
     tenant_column: str = ""
     author_column: str = ""  # rows the subject wrote about any trace (a user's own scores)
     id_column: str = ""  # their ids: a mutation names rows by it, so its record never holds the user's id
+    user_column: str = ""  # rows of a user by their id itself (a rollup by user, no trace ids)
 
 
 TABLES = (
@@ -79,6 +83,7 @@ TABLES = (
     ErasableTable("otel_traces_trace_id_ts", "TraceId"),
     ErasableTable("scores", "TraceId", "TenantId", author_column="Author", id_column="ScoreId"),
     ErasableTable("reviews", "TraceId", "TenantId"),
+    ErasableTable("llm_user_daily", "", "tenant", user_column="user_id"),
 )
 
 
@@ -191,14 +196,29 @@ def _authored(client: Client, table: ErasableTable, subject: Subject, forms: lis
     return sorted(row[0] for row in client.query(sql, parameters={"forms": tuple(forms)}).result_rows)
 
 
+def _user_condition(client: Client, table: ErasableTable, subject: Subject, forms: list[str]) -> list[tuple[str, dict]]:
+    """For a table with a user column, the user's rows named by a keyed hash of the id (a random key for this
+    erasure; the engine hashes the forms): the mutation's record never holds the id as sent or stored."""
+    if not table.user_column or subject.kind != "user" or not forms:
+        return []
+    key = (secrets.randbits(64), secrets.randbits(64))
+    keyed = f"sipHash64Keyed((toUInt64({key[0]}), toUInt64({key[1]})), {{value}})"
+    rows = client.query(
+        f"SELECT DISTINCT {keyed.format(value='form')} FROM (SELECT arrayJoin(%(forms)s) AS form)",
+        parameters={"forms": list(forms)},
+    ).result_rows
+    hashes = ", ".join(str(int(row[0])) for row in rows)
+    return [(f"{keyed.format(value=table.user_column)} IN ({hashes})", {})]
+
+
 def _conditions(
-    table: ErasableTable, subject: Subject, traces: list[str], authored: list[str]
+    table: ErasableTable, subject: Subject, traces: list[str], authored: list[str], by_user: list[tuple[str, dict]]
 ) -> list[tuple[str, dict]]:
     """WHERE clauses (with their parameters) that together select the subject's rows of `table`; each
     names its parameters apart (`_n`), so they can also be joined with OR into one count."""
-    conditions = []
+    conditions = list(by_user)
     tenant = bool(subject.tenant and table.tenant_column)
-    for n, ids in enumerate(_chunks(traces)):
+    for n, ids in enumerate(_chunks(traces if table.trace_column else [])):
         conditions.append((f"{table.trace_column} IN %(ids_{n})s", {f"ids_{n}": ids}))
     for n, ids in enumerate(_chunks(authored)):
         conditions.append((f"{table.id_column} IN %(authored_{n})s", {f"authored_{n}": ids}))
@@ -234,7 +254,16 @@ def erase_on_store(client: Client, config: Config, subject: Subject, *, dry_run:
     erasure = Erasure(subject.kind, dry_run, route, notes=notes)
     traces = find_traces(client, subject, forms)
     plans = [
-        (table, _conditions(table, subject, traces, _authored(client, table, subject, forms)))
+        (
+            table,
+            _conditions(
+                table,
+                subject,
+                traces,
+                _authored(client, table, subject, forms),
+                _user_condition(client, table, subject, forms),
+            ),
+        )
         for table in _existing(client)
     ]
     erasure.rows = {table.name: _count(client, table, conditions) for table, conditions in plans}

@@ -14,7 +14,8 @@ keeps every row (and its content columns) where it is, cannot duplicate or lose 
 interrupted (each page is applied whole or not at all; run it again to finish), and leaves spans
 inserted meanwhile untouched. The
 Python pricer stays the single definition of a cost: no second implementation in SQL.
-A materialized view only sees inserts, so the `llm_daily` rows of the repriced days are rebuilt.
+A materialized view only sees inserts, so the rows of the repriced days in the daily rollups (`llm_daily`,
+`llm_user_daily`) are rebuilt from each view's stored query.
 
 Limits: the Join table lives on the node we talk to, so a Replicated / ON CLUSTER store is refused.
 """
@@ -47,6 +48,8 @@ TRACES = "otel_traces"
 # Spans priced and written per mutation: bounds memory (a page and its Join table) on busy days.
 PAGE_ROWS = 100_000
 ROLLUP = "llm_daily"
+# Each daily rollup and the materialized view that fills it: reprice rebuilds the repriced days of every one.
+ROLLUPS = {ROLLUP: "llm_daily_mv", "llm_user_daily": "llm_user_daily_mv"}
 # Spans the pricing stage prices: already priced, or stored before pricing existed and a model call
 # by the stage's rule (kind LLM / EMBEDDING, or unclassified with a model or tokens).
 LLM_CALL = (
@@ -54,18 +57,19 @@ LLM_CALL = (
     " OR (LlmSpanKind = '' AND (LlmRequestModel != '' OR LlmResponseModel != ''"
     " OR InputTokens IS NOT NULL OR OutputTokens IS NOT NULL)))"
 )
-ROLLUP_VIEW = "llm_daily_mv"
+ROLLUP_VIEW = ROLLUPS[ROLLUP]
 
 
-def rollup_select(client: Client, days: str) -> str:
-    """The rollup's aggregation for some days, taken from the materialized view itself (its stored
-    query), so schema/views/llm_daily_mv.sql stays the one definition."""
+def rollup_select(client: Client, days: str, rollup: str = ROLLUP) -> str:
+    """A rollup's aggregation for some days, taken from its materialized view itself (the stored query), so
+    the view's file in schema/views/ stays the one definition."""
+    view = ROLLUPS[rollup]
     rows = client.query(
         "SELECT as_select FROM system.tables WHERE database = currentDatabase() AND name = {view:String}",
-        parameters={"view": ROLLUP_VIEW},
+        parameters={"view": view},
     ).result_rows
     if not rows:
-        raise RepriceError(f"the rollup's materialized view {ROLLUP_VIEW} is missing: run `tracehouse migrate`")
+        raise RepriceError(f"the rollup's materialized view {view} is missing: run `tracehouse migrate`")
     return f"SELECT * FROM ({rows[0][0]}) WHERE day IN ({days})"
 
 
@@ -246,7 +250,10 @@ def _apply(client: Client, join: _JoinTable, partition_id: str, scope: str) -> N
 
 
 def rebuild_rollup(client: Client, days: list[date]) -> None:
-    """Recompute the llm_daily rows of these days from the spans (a materialized view only sees inserts)."""
+    """Recompute the rows of these days in every daily rollup from the spans (a materialized view only sees
+    inserts). Each view's query is read before anything is deleted, so a missing view changes nothing."""
     listed = ", ".join(f"'{d.isoformat()}'" for d in days)
-    client.command(f"ALTER TABLE {ROLLUP} DELETE WHERE day IN ({listed})", settings={"mutations_sync": 2})
-    client.command(f"INSERT INTO {ROLLUP} " + rollup_select(client, listed))
+    selects = {rollup: rollup_select(client, listed, rollup) for rollup in ROLLUPS}
+    for rollup, select in selects.items():
+        client.command(f"ALTER TABLE {rollup} DELETE WHERE day IN ({listed})", settings={"mutations_sync": 2})
+        client.command(f"INSERT INTO {rollup} " + select)

@@ -3,7 +3,7 @@
     [retention]
     content_days = 30        # prompts, responses, messages, tool calls, raw content attributes (0: as long as the row)
     metadata_days = 400      # the whole span: tokens, cost, latency, ids (0: forever)
-    rollup_days = 0          # the daily rollup llm_daily (0: forever)
+    rollup_days = 0          # the daily rollups llm_daily and llm_user_daily (0: forever)
 
     [[retention.override]]   # per service and/or feature; the first matching override wins
     service = "support-bot"

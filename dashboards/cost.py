@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .panels import LLM_VARIABLES, Layout, dashboard, stat, table, timeseries
-from .queries import FEATURE_NAME, RAW_FILTERS, TOTAL_COST, UNPRICED_CALLS, daily
+from .queries import FEATURE_NAME, RAW_FILTERS, TOTAL_COST, UNPRICED_CALLS, daily, indent, sql, where
 
 # What cached input saved per rollup row: the uncached input price of that row (input cost over uncached
 # input tokens) applied to the cached tokens, less what the cached tokens cost.
@@ -16,6 +16,55 @@ CACHE_SAVINGS = (
     " / (input_tokens - cache_read_tokens - cache_write_tokens - input_audio_tokens)\n"
     "      - toFloat64(cache_read_cost_usd),\n"
     "    0)"
+)
+
+
+# Top users by spend over the exact time range without reading a month of spans: the whole days inside the range
+# from the daily rollup by user (schema/0023), the two partial days at its ends from the spans, summed per user.
+# Both halves count the same calls (CostSource != '' AND UserId != '') with the same filters, so the answer is
+# the spans' own; costs are Decimal sums, exact in any order. The rollup answers only for the days after its
+# first one: on a store that had spans before the rollup existed, its first day is partial and the days before
+# it empty (until `tracehouse prices reprice` rebuilds them), so those days are read from the spans too.
+USER_ROLLUP_COLUMNS = {
+    "service": "service",
+    "feature": "feature",
+    "provider": "provider",
+    "model": "model",
+    "user": "user_id",
+}
+# The last day read from the spans at the range's start: its first day, or the rollup's first (2100: empty).
+SPANS_UNTIL = (
+    "greatest(toDate($__fromTime),\n"
+    "    (SELECT if(count() = 0, toDate('2100-01-01'), min(day)) FROM llm_user_daily)) AS spans_until"
+)
+USERS_WHOLE_DAYS = f"""
+-- llm_user_daily over the whole days inside the range that it covers
+SELECT user_id, sum(calls) AS calls, sum(cost_usd) AS cost, sum(input_tokens) AS input_sum,
+  sum(output_tokens) AS output_sum, sum(unpriced_calls) AS unpriced
+FROM llm_user_daily
+WHERE day > spans_until AND day < toDate($__toTime){where(USER_ROLLUP_COLUMNS)}
+GROUP BY user_id"""
+USERS_PARTIAL_DAYS = f"""
+-- the spans of the other days: the range's first (and any before the rollup's first day) and its last
+SELECT UserId AS user_id, count() AS calls, sum(ifNull(CostUsd, 0)) AS cost, sum(ifNull(InputTokens, 0)) AS input_sum,
+  sum(ifNull(OutputTokens, 0)) AS output_sum, countIf(CostSource = 'unknown') AS unpriced
+FROM otel_traces
+WHERE $__timeFilter(Timestamp)
+  AND (Timestamp < toDateTime(spans_until + 1) OR Timestamp >= toDateTime(toDate($__toTime)))
+  AND CostSource != '' AND UserId != ''{RAW_FILTERS}
+GROUP BY user_id"""
+TOP_USERS_BY_SPEND = (
+    f"WITH {SPANS_UNTIL}\n"
+    "SELECT user_id, sum(calls) AS calls, toFloat64(sum(cost)) AS cost_usd, sum(input_sum) AS input_tokens,\n"
+    "  sum(output_sum) AS output_tokens, sum(unpriced) AS unpriced_calls\n"
+    "FROM (\n"
+    f"{indent(sql(USERS_WHOLE_DAYS), 2)}\n"
+    "  UNION ALL\n"
+    f"{indent(sql(USERS_PARTIAL_DAYS), 2)}\n"
+    ")\n"
+    "GROUP BY user_id\n"
+    "ORDER BY cost_usd DESC, user_id\n"
+    "LIMIT 20"
 )
 
 
@@ -152,25 +201,12 @@ def cost() -> dict[str, Any]:
         12,
         8,
     )
-    g.row("Who and what (users: spans, exact time range; the others: daily rollup, whole days)")
+    g.row("Who and what (users: daily rollup by user, exact time range; the others: daily rollup, whole days)")
     g.add(
         table(
             "Top users by spend",
             "The 20 users with the highest spend; calls include unpriced ones",
-            f"""
-            SELECT
-              UserId AS user_id,
-              count() AS calls,
-              toFloat64(sum(ifNull(CostUsd, 0))) AS cost_usd,
-              sum(ifNull(InputTokens, 0)) AS input_tokens,
-              sum(ifNull(OutputTokens, 0)) AS output_tokens,
-              countIf(CostSource = 'unknown') AS unpriced_calls
-            FROM otel_traces
-            WHERE $__timeFilter(Timestamp) AND CostSource != '' AND UserId != ''{RAW_FILTERS}
-            GROUP BY user_id
-            ORDER BY cost_usd DESC, user_id
-            LIMIT 20
-            """,
+            TOP_USERS_BY_SPEND,
             units={"cost_usd": "currencyUSD"},
         ),
         12,

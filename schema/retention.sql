@@ -25,5 +25,7 @@ ALTER TABLE scores MODIFY COLUMN Comment {score_content};
 ALTER TABLE scores {score_rows};
 ALTER TABLE reviews MODIFY COLUMN Reason {score_content};
 ALTER TABLE reviews {score_rows};
--- The daily rollup keeps its own, longer period (rollup_days): cost accounting outlives the spans.
+-- The daily rollups keep their own, longer period (rollup_days): cost accounting outlives the spans. The one
+-- by user holds user ids as the spans stored them (after redaction); `tracehouse forget --user` erases them.
 ALTER TABLE llm_daily {rollup_rows};
+ALTER TABLE llm_user_daily {rollup_rows};

@@ -15,9 +15,9 @@
 --   view's lookups can skip the other shards (optimize_skip_unused_shards), a score or review stored twice
 --   collapses (ReplacingMergeTree merges within a shard only) and `tracehouse forget` finds a trace on one.
 -- - the ORDER BY key of the other ReplacingMergeTree tables (rows that must collapse meet on one shard).
--- - rand() for the rollups filled by the materialized views (llm_daily, prompt_observations): their rows
---   sit on the shard of the spans they count, not where a key would put them, and every read sums them
---   with GROUP BY; a key would let optimize_skip_unused_shards skip rows it does not know about.
+-- - rand() for the rollups filled by the materialized views (llm_daily, llm_user_daily, prompt_observations):
+--   their rows sit on the shard of the spans they count, not where a key would put them, and every read sums
+--   them with GROUP BY; a key would let optimize_skip_unused_shards skip rows it does not know about.
 --
 -- fsync_after_insert / fsync_directories: an insert that the collector acknowledges (its spool range is
 -- done) and that waits in a node's Distributed queue (distributed_foreground_insert = 0, the default) is on
@@ -33,6 +33,10 @@ SETTINGS fsync_after_insert = 1, fsync_directories = 1;
 
 CREATE TABLE IF NOT EXISTS llm_daily AS llm_daily_local
 ENGINE = Distributed({cluster}, currentDatabase(), llm_daily_local, rand())
+SETTINGS fsync_after_insert = 1, fsync_directories = 1;
+
+CREATE TABLE IF NOT EXISTS llm_user_daily AS llm_user_daily_local
+ENGINE = Distributed({cluster}, currentDatabase(), llm_user_daily_local, rand())
 SETTINGS fsync_after_insert = 1, fsync_directories = 1;
 
 CREATE TABLE IF NOT EXISTS scores AS scores_local

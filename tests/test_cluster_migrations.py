@@ -72,7 +72,7 @@ def test_every_view_has_its_cluster_statements():
     in-place query swap ON CLUSTER, the plain views their CREATE OR REPLACE ON CLUSTER."""
     views = {v.name: v for v in store.load_views()}
     plain = ("llm_calls", "traces", "llm_calls_scored", "traces_scored", "prompt_versions", "prompt_labels_current")
-    materialized = ("llm_daily_mv", "otel_traces_trace_id_ts_mv", "prompt_observations_mv")
+    materialized = ("llm_daily_mv", "otel_traces_trace_id_ts_mv", "prompt_observations_mv", "llm_user_daily_mv")
     assert set(views) == {*plain, *materialized}
     for name in materialized:
         create, modify = (store.cluster_variant(s, "c") for s in views[name].statements(exists=True))
@@ -108,6 +108,7 @@ SHARDING_KEYS = {
     "scores": "cityHash64(TraceId)",
     "reviews": "cityHash64(TraceId)",
     "llm_daily": "rand()",
+    "llm_user_daily": "rand()",
     "prompt_observations": "rand()",
     "prompts": "cityHash64(TenantId, Name, Version)",
     "prompt_labels": "cityHash64(TenantId, Name, Label)",
@@ -204,7 +205,7 @@ def test_the_sharded_layout_runs_on_chdb(sharded_store):
         *(f"{t}_local" for t in SHARDING_KEYS),
     }
     views = {v.name: v for v in store.load_views()}
-    for view in ("llm_daily_mv", "otel_traces_trace_id_ts_mv", "prompt_observations_mv"):
+    for view in ("llm_daily_mv", "otel_traces_trace_id_ts_mv", "prompt_observations_mv", "llm_user_daily_mv"):
         create = tables[view]["create"]
         assert re.search(r" TO default\.\w+_local ", create) and "FROM default.otel_traces_local" in create
         # What apply_views compares with the view file's TO table (+ _local) before a MODIFY QUERY.

@@ -33,6 +33,7 @@ VIEW_ENGINES = {
     "llm_calls_scored": "View",
     "traces_scored": "View",
     "llm_daily_mv": "MaterializedView",
+    "llm_user_daily_mv": "MaterializedView",
     "otel_traces_trace_id_ts_mv": "MaterializedView",
 }
 DAY = datetime(2025, 3, 1, 10, tzinfo=UTC)
@@ -208,6 +209,7 @@ def test_a_fresh_store_gets_every_view_of_schema_views(tmp_path):
         "prompt_versions": "",
         "prompt_labels_current": "",
         "prompt_observations_mv": "prompt_observations",
+        "llm_user_daily_mv": "llm_user_daily",
     }
     with _store(tmp_path / "store") as client:
         applied = store.migrate(client)
