@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -73,6 +74,38 @@ def use_encryption(data_dir: Path, settings: EncryptionSettings, embedded: bool)
         _chdb_options.update(encryption.chdb_options(data_dir, settings))
 
 
+# The embedded engine's MergeTree settings, for a lean collector (issue 19). A ClickHouse server's default merges
+# horizontally below 131,072 rows: every column of every part merged at once holds its read and write buffers, ~580
+# MiB for merges of the writer's ~5,000-row parts of LLM spans. A vertical merge reads the sorting key first, then
+# one column at a time: ~90 MiB, at the same insert rate (bench/bench_memory.py). A server's settings are its own.
+ENGINE_MERGE_TREE = {"vertical_merge_algorithm_min_rows_to_activate": "1"}
+ENGINE_CONFIG = "tracehouse-engine.xml"
+
+
+def engine_config() -> str:
+    """The embedded engine's configuration file: ENGINE_MERGE_TREE under <merge_tree>."""
+    settings = "".join(f"<{name}>{value}</{name}>" for name, value in ENGINE_MERGE_TREE.items())
+    return f"<clickhouse><merge_tree>{settings}</merge_tree></clickhouse>\n"
+
+
+def _engine_options(path: Path) -> dict[str, str]:
+    """chDB's options for the store at `path`: the encryption's (use_encryption) and the engine config. chDB takes
+    one config file; with encryption's, ours goes into its `<name>.d/` folder, which ClickHouse merges into it."""
+    options = dict(_chdb_options)
+    if "config-file" in options:
+        target = Path(options["config-file"]).with_suffix(".d") / ENGINE_CONFIG
+    else:
+        target = path.resolve() / ENGINE_CONFIG
+        options["config-file"] = str(target)
+    text = engine_config()
+    if not target.exists() or target.read_text() != text:
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the data dir is owner-only
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    return options
+
+
 def connect(url: str) -> Client:
     """Open a client for a `chdb:///path` or `http(s)://user:pass@host:port/db` URL."""
     options: dict = {}
@@ -80,8 +113,7 @@ def connect(url: str) -> Client:
         path = url.removeprefix("chdb://")
         if path and path != "memory" and not path.startswith(":memory:"):
             Path(path).mkdir(parents=True, exist_ok=True)
-            if _chdb_options:
-                options["chdb_options"] = _chdb_options
+            options["chdb_options"] = _engine_options(Path(path))
     try:
         return clickhouse_connect.get_client(dsn=url, **options)
     except (ClickHouseError, OSError) as exc:
