@@ -3,6 +3,12 @@ connections, against a real `tracehouse serve` on a fresh embedded store.
 
     .venv/bin/python bench/bench_ingest.py [--spans 100000] [--batch 512] [--connections 8] [--no-spool]
     .venv/bin/python bench/bench_ingest.py --rate 2000 --seconds 20      # ack latency at a fixed offered load
+    .venv/bin/python bench/bench_ingest.py --rate 5000 --connections 4 --workers 2 --seconds 15
+
+At a fixed rate the requests are evenly spaced (request i leaves at i * batch / rate, on whichever
+connection is free); `--burst` sends the connections' requests at the same instant instead, once per
+connections * batch / rate (the schedule of the figures before issue 19's ack-latency work), so the
+latency includes waiting behind the requests that arrived together.
 
 Prints spans/s acknowledged, request latency p50/p99, and checks the stored count.
 (The OTel SDK tops out near 6-7k spans/s per process, so it cannot be the load generator.)
@@ -112,6 +118,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=0, help="fixed offered load in spans/s (0: as fast as possible)")
     parser.add_argument("--seconds", type=float, default=20, help="duration of a --rate run")
     parser.add_argument("--distinct", type=int, default=20, help="distinct pre-built requests to cycle through")
+    parser.add_argument("--burst", action="store_true", help="with --rate: the connections send at the same instant")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     args = parser.parse_args()
 
@@ -152,7 +159,8 @@ def main() -> None:
                         return
                     payload = payloads[i % len(payloads)].replace(mark, f"request-{i:012d}".encode())
                     if interval:
-                        next_send = begin + (i // args.connections) * interval
+                        slot = i // args.connections if args.burst else i / args.connections
+                        next_send = begin + slot * interval
                         time.sleep(max(0.0, next_send - time.perf_counter()))
                     started = time.perf_counter()
                     try:
@@ -173,7 +181,9 @@ def main() -> None:
         acked = len(latencies) * args.batch
         latencies.sort()
         mode = "spool off (ack on insert)" if args.no_spool else "spool on (ack on fsync)"
-        offered = f"offered {args.rate:,} spans/s" if args.rate else "as fast as possible"
+        offered = (
+            f"offered {args.rate:,} spans/s{' in bursts' if args.burst else ''}" if args.rate else "as fast as possible"
+        )
         print(
             f"{mode}, {offered}: acknowledged {acked} spans in {elapsed:.2f}s: {acked / elapsed:,.0f} spans/s "
             f"({args.connections} connections, {args.batch} spans/request)"

@@ -64,6 +64,7 @@ class WorkerPool(Generic[R]):
         build: Callable[..., Any],
         build_args: Sequence[Any] = (),
     ) -> None:
+        self.count = count
         context = multiprocessing.get_context("forkserver")
         self._executor = ProcessPoolExecutor(
             max_workers=count,

@@ -1,0 +1,129 @@
+"""A large request processed in parts across worker processes (issue 19, ack latency): a real collector
+with `--workers 2`, raw OTLP/gRPC, the embedded store. Every span is stored exactly once, a trace's
+spans share one sampling decision, the partial-success answer counts every rejected span, a retry of the
+same body stores nothing, and the parts give what one process gives (the spans' rows, byte for byte)."""
+
+from __future__ import annotations
+
+import random
+
+import grpc
+import pytest
+from collector_process import sql_rows, wait_drained
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from tracehouse.collector.config import Config
+from tracehouse.collector.pipeline import PARTS_MIN_BYTES
+from tracehouse.collector.processing import keep_part, merge, process_body
+from tracehouse.collector.stages import default_stages
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+TRACES = 40
+SPANS_PER_TRACE = 4
+BAD_SPANS = 3
+
+
+def _request(rng: random.Random, service: str) -> tuple[bytes, dict[str, bool]]:
+    """Traces of LLM spans (~5 KB each), spread over two resources; one span in every fourth trace is an
+    error, so with content sampling at 0 exactly those traces keep content, every span of them. Plus
+    spans with a bad trace id, which decode rejects. Returns (body, {trace id hex: has an error})."""
+    request = ExportTraceServiceRequest()
+    scopes = []
+    for r in range(2):
+        resource_spans = request.resource_spans.add()
+        kv = resource_spans.resource.attributes.add()
+        kv.key, kv.value.string_value = "service.name", service
+        kv = resource_spans.resource.attributes.add()
+        kv.key, kv.value.string_value = "resource.index", str(r)
+        scope_spans = resource_spans.scope_spans.add()
+        scope_spans.scope.name = "openinference.instrumentation.openai"
+        scopes.append(scope_spans)
+    errors: dict[str, bool] = {}
+    now = 1_760_000_000_000_000_000
+    spans = []
+    for t in range(TRACES):
+        trace_id = rng.randbytes(16)
+        errors[trace_id.hex()] = t % 4 == 0
+        for s in range(SPANS_PER_TRACE):
+            spans.append((trace_id, s, t % 4 == 0 and s == 2))
+    rng.shuffle(spans)  # a trace's spans are not next to each other, nor in one resource
+    for i, (trace_id, s, failed) in enumerate(spans):
+        span = scopes[i % 2].spans.add()
+        span.trace_id, span.span_id = trace_id, rng.randbytes(8)
+        span.name = f"chat-{s}"
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
+        if failed:
+            span.status.code = 2
+        for key, value in (
+            ("openinference.span.kind", "LLM"),
+            ("llm.model_name", "gpt-4o-mini"),
+            ("input.value", "question " + "lorem ipsum " * 200),
+            ("output.value", "answer " + "dolor sit " * 200),
+        ):
+            kv = span.attributes.add()
+            kv.key, kv.value.string_value = key, value
+    for b in range(BAD_SPANS):
+        span = scopes[b % 2].spans.add()
+        span.trace_id, span.span_id = b"short", rng.randbytes(8)
+        span.name = f"bad-{b}"
+        span.start_time_unix_nano = now
+    return request.SerializeToString(), errors
+
+
+def test_parts_make_what_one_process_makes():
+    """The merged parts hold the same rows as the whole request, whatever the number of parts."""
+    body, _ = _request(random.Random(3), "parts-unit")
+    stages = default_stages(Config())
+    whole = process_body(stages, body, False, None)
+    for parts in (2, 3):
+        merged = merge([process_body(stages, body, False, None, i, parts) for i in range(parts)])
+        assert merged is not None
+        assert (merged.header, merged.rows, merged.rejected) == (whole.header, whole.rows, whole.rejected)
+        assert sorted(merged.payload.splitlines()) == sorted(whole.payload.splitlines())
+        assert merged.message.startswith(f"{BAD_SPANS} span(s) rejected: ")
+        assert merged.redactions == whole.redactions and merged.unpriced == whole.unpriced
+
+
+def test_keep_part_keeps_each_span_in_exactly_one_part():
+    body, _ = _request(random.Random(4), "parts-split")
+    seen: list[bytes] = []
+    for part in range(2):
+        request = ExportTraceServiceRequest.FromString(body)
+        keep_part(request, part, 2)
+        kept = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+        assert kept, "both parts get spans"
+        assert all(span.trace_id[-1] % 2 == part for span in kept if span.trace_id)
+        seen += [span.span_id for span in kept]
+    assert len(seen) == len(set(seen)) == TRACES * SPANS_PER_TRACE + BAD_SPANS
+
+
+@pytest.mark.timeout(180)
+def test_a_large_request_in_parts_is_stored_once_with_one_decision_per_trace(start_collector):
+    collector = start_collector("--workers", "2", migrated=True, env={"TRACEHOUSE_CONTENT_SHARE": "0"})
+    body, errors = _request(random.Random(5), "parts-e2e")
+    assert len(body) >= PARTS_MIN_BYTES  # the collector splits it
+    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+        export = channel.unary_unary(EXPORT)
+        response = ExportTraceServiceResponse.FromString(export(body, timeout=60))
+        assert response.partial_success.rejected_spans == BAD_SPANS
+        assert response.partial_success.error_message.startswith(f"{BAD_SPANS} span(s) rejected: ")
+        # The same body again: answered from the spool's digest, nothing stored twice.
+        again = ExportTraceServiceResponse.FromString(export(body, timeout=60))
+        assert again.partial_success.rejected_spans == 0
+    wait_drained(collector.data_dir)
+    rows = sql_rows(
+        collector.data_dir,
+        "SELECT TraceId, SpanId, ContentSampled AS sampled, SpanAttributes['input.value'] != '' AS has_content "
+        "FROM otel_traces WHERE ServiceName = 'parts-e2e'",
+    )
+    assert len(rows) == len({r["SpanId"] for r in rows}) == TRACES * SPANS_PER_TRACE
+    by_trace: dict[str, set[tuple[str, int]]] = {}
+    for r in rows:
+        by_trace.setdefault(r["TraceId"], set()).add((r["sampled"], int(r["has_content"])))
+    assert set(by_trace) == set(errors)
+    for trace_id, decisions in by_trace.items():
+        # The error span's trace keeps content on every span (its other spans went through the same part).
+        assert decisions == ({("error", 1)} if errors[trace_id] else {("dropped", 0)}), trace_id
