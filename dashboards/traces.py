@@ -19,7 +19,7 @@ from .panels import (
     timeseries,
     trace_links,
 )
-from .queries import CALLS_COLUMNS, where
+from .queries import CALLS_COLUMNS, FILTERS, where
 
 
 def traces() -> dict[str, Any]:
@@ -58,6 +58,17 @@ def traces() -> dict[str, Any]:
         "\n  AND $__conditionalAll(positionCaseInsensitive(root_name, ${search:singlequote}) > 0"
         " OR trace_id = ${search:singlequote}, $search)"
     )
+    # With every filter at All (the default), only the newest traces can be among the 200 shown: the lookup
+    # names them (a trace starts at the least Start of its lookup rows; WITH TIES keeps those that start in the
+    # same second as the 200th, whose order the spans' nanoseconds decide), and the traces view then reads
+    # their spans alone instead of every trace of the range: 10M spans, 6 h: 230 -> 110 ms
+    # (bench/bench_panels.py). A filter may drop some of them, so with one set it reads the whole range.
+    newest = (
+        "\n  AND (trace_id IN (SELECT TraceId FROM otel_traces_trace_id_ts"
+        " WHERE TraceId IN (SELECT TraceId FROM otel_traces_trace_id_ts WHERE $__timeFilter(Start))"
+        " GROUP BY TraceId ORDER BY min(Start) DESC LIMIT 200 WITH TIES)"
+        "\n    OR NOT (" + " AND ".join(f"$__conditionalAll(0, ${var})" for var in (*FILTERS, "search")) + "))"
+    )
     g.add(
         table(
             "Recent traces",
@@ -67,7 +78,7 @@ def traces() -> dict[str, Any]:
             SELECT start, trace_id, root_name, service, duration_ms, span_count, llm_call_count, total_tokens,
               toFloat64(cost_usd) AS cost_usd, unpriced_calls, has_error, user_id, feature
             FROM traces
-            WHERE {in_range}{by_trace}{by_call}{search}
+            WHERE {in_range}{by_trace}{by_call}{search}{newest}
             ORDER BY start DESC
             LIMIT 200
             """,

@@ -1369,6 +1369,71 @@ def test_traces_table_and_trace_detail(loaded):
     )
 
 
+# --- panels rewritten for speed (issue 19) give the answers of the SQL they replaced ----------------
+
+# The overview's percentile panels as they were: quantile(level) each, over the llm_calls view.
+OLD_PERCENTILES = {
+    "Latency p50 / p95 / p99": "SELECT\n  quantile(0.5)(latency_ms_total) AS p50_ms,\n"
+    "  quantile(0.95)(latency_ms_total) AS p95_ms,\n  quantile(0.99)(latency_ms_total) AS p99_ms\n"
+    "FROM llm_calls\nWHERE $__timeFilter(ts)",
+    "Time to first token p50 / p95": "SELECT\n  quantile(0.5)(latency_ms_first_token) AS ttft_p50_ms,\n"
+    "  quantile(0.95)(latency_ms_first_token) AS ttft_p95_ms\n"
+    "FROM llm_calls\nWHERE $__timeFilter(ts) AND latency_ms_first_token IS NOT NULL",
+}
+OLD_CALLS_FILTERS = (
+    "\n  AND $__conditionalAll(service IN (${service:singlequote}), $service)"
+    "\n  AND $__conditionalAll(feature IN (${feature:singlequote}), $feature)"
+    "\n  AND $__conditionalAll(provider IN (${provider:singlequote}), $provider)"
+    "\n  AND $__conditionalAll(model IN (${model:singlequote}), $model)"
+    "\n  AND $__conditionalAll(user_id IN (${user:singlequote}), $user)"
+)
+
+
+def test_the_spans_panels_read_as_calls_are_the_llm_calls_views():
+    from tracehouse.dashboards.queries import LLM_CALL
+
+    view = (REPO / "schema/views/llm_calls.sql").read_text()
+    assert f"WHERE {LLM_CALL[1:-1]};" in view  # the view's condition, word for word
+
+
+@pytest.mark.parametrize("selection", [None, ONE_EACH, SEVERAL, {"model": ["mystery-model"]}])
+@pytest.mark.parametrize("title", sorted(OLD_PERCENTILES))
+def test_overview_percentiles_are_those_of_the_llm_calls_view(loaded, title, selection):
+    """The panel reads otel_traces with one quantiles() state; its answer is the old panel's (the data has
+    fewer values than the sampler keeps, so both are exact)."""
+    dashboard, ctx = BY_UID["tracehouse-overview"], context(loaded)
+    found = variables(dashboard, loaded, ctx, selection)
+    old = loaded.store.query(gm.expand(OLD_PERCENTILES[title] + OLD_CALLS_FILTERS, found, ctx))
+    new = run(loaded, "tracehouse-overview", title, selection)
+    assert [name for name, _ in new[0]] == [name for name, _ in old[0]]
+    assert new[1] == old[1]
+    if selection is None:
+        assert any(value for value in new[1][0].values())  # real numbers, not an empty range
+
+
+# The Recent traces table as it was: every trace of the range from the traces view, newest first.
+OLD_RECENT_TRACES_WHERE = "\n  AND (trace_id IN (SELECT TraceId FROM otel_traces_trace_id_ts"
+
+
+@pytest.mark.parametrize("selection", [None, {"search": "SUMMARIZE"}, {"model": ["mystery-model"]}, ONE_EACH])
+@pytest.mark.parametrize("limit", [200, 5, 1])
+def test_recent_traces_are_the_newest_of_the_range(loaded, selection, limit):
+    """The newest-traces shortcut (with every filter at All) keeps the table's answer: with the table's limit
+    cut to 5 or 1 (so it bites on 64 traces) the rows are those of the old query over every trace."""
+    dashboard, ctx = BY_UID["tracehouse-traces"], context(loaded)
+    (panel,) = [p for p in all_panels(dashboard) if p["title"] == "Recent traces"]
+    sql = panel["targets"][0]["rawSql"].replace("LIMIT 200", f"LIMIT {limit}")
+    assert sql.count(f"LIMIT {limit}") == 2 and OLD_RECENT_TRACES_WHERE in sql
+    head, _, tail = sql.partition(OLD_RECENT_TRACES_WHERE)
+    old_sql = head + tail[tail.index("\nORDER BY start DESC") :]
+    found = variables(dashboard, loaded, ctx, selection)
+    new = loaded.store.query(gm.expand(sql, found, ctx))[1]
+    old = loaded.store.query(gm.expand(old_sql, found, ctx))[1]
+    assert new == old and len(new) == min(
+        limit, len(loaded.store.query(gm.expand(old_sql.replace(f"LIMIT {limit}", "LIMIT 1000"), found, ctx))[1])
+    )
+
+
 def test_batch_outcomes_are_the_attribute_contracts():
     from tracehouse.instrumentation.attributes import BATCH_OUTCOMES
 
