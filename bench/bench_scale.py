@@ -34,10 +34,16 @@ sys.path.insert(0, str(BENCH))
 
 
 class PeakRss:
-    """The largest RSS sum, in bytes, of the processes whose command line names `marker` (a data dir)."""
+    """The largest RSS sum, in bytes, of the processes whose command line names `marker` (a data dir), with its
+    anonymous, file-backed (mapped code: chDB's library alone is ~190 MiB) and shared parts at that sample; and
+    the last sample (the load drained, the collector idle)."""
+
+    _PARTS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
 
     def __init__(self, marker: str) -> None:
         self.marker, self.peak = marker, 0
+        self.at_peak: dict[str, int] = {}
+        self.last: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -51,17 +57,25 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            total = 0
+            sums = dict.fromkeys(self._PARTS, 0)
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
                         continue
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1]) * 1024
+                        name, _, value = line.partition(":")
+                        if name in sums:
+                            sums[name] += int(value.split()[0]) * 1024
                 except OSError:
                     continue
-            self.peak = max(self.peak, total)
+            if sums["VmRSS"]:
+                self.last = sums
+            if sums["VmRSS"] > self.peak:
+                self.peak, self.at_peak = sums["VmRSS"], sums
+
+    @staticmethod
+    def parts(sample: dict[str, int]) -> str:
+        return ", ".join(f"{name.removeprefix('Rss')} {value / 2**20:,.0f}" for name, value in sample.items())
 
 
 def main() -> None:
@@ -82,7 +96,8 @@ def main() -> None:
         sys.argv += ["--connections", str(args.connections)]
         with PeakRss(str(scratch)) as rss:
             runpy.run_path(sys.argv[0], run_name="__main__")
-        print(f"collector peak RSS while loading: {rss.peak / 2**20:,.0f} MiB")
+        print(f"collector peak RSS while loading: {rss.peak / 2**20:,.0f} MiB ({rss.parts(rss.at_peak)})")
+        print(f"collector RSS at the end, drained and idle: {rss.parts(rss.last)} MiB")
         (data_dir,) = scratch.glob("tracehouse-bench-*/data")
         spans = args.spans // 512 * 512
 

@@ -99,15 +99,18 @@ class TraceStore:
             self._client = client
         return self._client
 
-    def insert(self, header: bytes, payload: bytes, token: str | None = None, table: str = "") -> None:
-        """Insert encoded rows into `table` ("" for this store's spans table), with the deduplication token."""
+    def insert(self, header: bytes, payload: bytes | list[bytes], token: str | None = None, table: str = "") -> None:
+        """Insert encoded rows into `table` ("" for this store's spans table), with the deduplication token.
+        `payload` is the rows or a list of pieces of them (records, requests), sent as they are: a joined copy
+        would be one more insert's worth of memory (64 MiB by default), and the HTTP client makes another to put
+        the INSERT statement in front of bytes, not of pieces (it streams them)."""
         client = self.ensure_ready()
         settings = dict(_INSERT_SETTINGS, insert_deduplication_token=token) if token else _INSERT_SETTINGS
         try:
             client.raw_insert(
                 table or self._table,
                 column_names=header.decode().split(","),
-                insert_block=payload,
+                insert_block=iter(payload) if isinstance(payload, list) else payload,
                 settings=settings,
                 fmt=INSERT_FORMAT,
             )
@@ -455,7 +458,8 @@ class SpoolDrainer:
         rows = sum(r.rows for r in records)
         started = time.perf_counter()
         try:
-            await self._call(self._store.insert, records[0].header, _join(records), intent.token, records[0].table)
+            payload = [r.payload for r in records]
+            await self._call(self._store.insert, records[0].header, payload, intent.token, records[0].table)
         except BatchRejected as exc:
             self._metrics.insert_failures.labels("rejected").inc()
             await self._isolate_rejected(records, intent.token, str(exc))
@@ -480,8 +484,7 @@ class SpoolDrainer:
             group = pending.pop()
             group_token = _group_token(token, group)
             try:
-                payload = group[0].payload if len(group) == 1 else b"".join(u.payload for u in group)
-                await self._call(self._store.insert, header, payload, group_token, table)
+                await self._call(self._store.insert, header, [u.payload for u in group], group_token, table)
             except BatchRejected as exc:
                 self._metrics.insert_failures.labels("rejected").inc()
                 halves = _split(group)
@@ -543,10 +546,6 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-
-
-def _join(records: list[Record]) -> bytes:
-    return records[0].payload if len(records) == 1 else b"".join(r.payload for r in records)
 
 
 @dataclass
@@ -671,7 +670,7 @@ class DirectWriter:
             size += len(item.payload)
         started = time.perf_counter()
         try:
-            payload = b"".join(p.payload for p in taken)
+            payload = [p.payload for p in taken]
             await asyncio.to_thread(self._store.insert, header, payload, None, table)
         except (StoreUnavailable, BatchRejected) as exc:
             self.store_ready = False

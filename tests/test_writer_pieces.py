@@ -1,0 +1,132 @@
+"""What one insert holds (issue 19), on the real embedded store: the direct writer (spool off) and the spool
+drainer group requests / records into inserts of at most batch_max_bytes (a bigger one alone), and hand the
+store the pieces themselves, not a joined copy of them; every row is stored once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
+from tracehouse.collector.metrics import CollectorMetrics
+from tracehouse.collector.processing import encode_rows
+from tracehouse.collector.spool import Spool
+from tracehouse.collector.writer import DirectWriter, SpoolDrainer, TraceStore
+
+T0 = 1_700_000_000_000_000_000
+
+
+class RecordingStore(TraceStore):
+    """The real store, noting the pieces of every insert it is handed."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.inserts: list[list[bytes]] = []
+
+    def insert(self, header: bytes, payload: bytes | list[bytes], token: str | None = None, table: str = "") -> None:
+        self.inserts.append(payload if isinstance(payload, list) else [payload])
+        super().insert(header, payload, token, table)
+
+
+def _request(service: str, first: int, rows: int, pad: int = 2000) -> tuple[bytes, bytes]:
+    """Encoded rows of `rows` spans, each ~`pad` bytes (its status message), span ids from `first`."""
+    columns: dict[str, list] = {name: [] for name in OTEL_COLUMNS}
+    for i in range(first, first + rows):
+        row = {
+            "Timestamp": T0 + i,
+            "TraceId": "ab" * 16,
+            "SpanId": f"{i:016x}",
+            "ParentSpanId": "",
+            "TraceState": "",
+            "SpanName": "op",
+            "SpanKind": "Internal",
+            "ServiceName": service,
+            "ResourceAttributes": {},
+            "ScopeName": "",
+            "ScopeVersion": "",
+            "SpanAttributes": {},
+            "Duration": 1,
+            "StatusCode": "Unset",
+            "StatusMessage": "x" * pad,
+        }
+        for name in OTEL_COLUMNS:
+            columns[name].append(row.get(name, []))
+    return encode_rows(SpanBatch(columns))
+
+
+def _stored(store: TraceStore, service: str) -> tuple[int, int]:
+    client = store.ensure_ready()
+    query = "SELECT count(), uniqExact(SpanId) FROM otel_traces WHERE ServiceName = {s:String}"
+    ((count, distinct),) = client.query(query, parameters={"s": service}).result_rows
+    return count, distinct
+
+
+def test_the_direct_writer_inserts_at_most_the_byte_cap_and_the_requests_themselves(tmp_path):
+    """Spool off: requests waiting together go into inserts of at most max_bytes, in order; a bigger one alone."""
+    sizes = [10, 10, 40, 10, 10, 10, 10, 10]  # rows per request; the third is bigger than the cap by itself
+    requests, first = [], 0
+    for rows in sizes:
+        requests.append(_request("direct-capped", first, rows))
+        first += rows
+    small = len(requests[0][1])
+    cap = 3 * small + small // 2  # three small requests fit, a fourth does not
+
+    async def scenario(store: RecordingStore) -> None:
+        store.ensure_ready()
+        writer = DirectWriter(store, CollectorMetrics(), max_rows=10_000, linger_ms=300, max_bytes=cap)
+        writer.start()
+        await asyncio.sleep(0.05)
+        await asyncio.gather(
+            *(writer.write(header, payload, rows) for (header, payload), rows in zip(requests, sizes, strict=True))
+        )
+        await writer.stop(5)
+
+    store = RecordingStore(f"chdb://{tmp_path / 'store'}")
+    try:
+        asyncio.run(scenario(store))
+        groups = [
+            [next(i for i, r in enumerate(requests) if r[1] is piece) for piece in insert] for insert in store.inserts
+        ]
+        assert groups == [[0, 1], [2], [3, 4, 5], [6, 7]]  # identity: no joined copy
+        assert all(sum(map(len, insert)) <= cap for insert in store.inserts if len(insert) > 1)
+        assert _stored(store, "direct-capped") == (sum(sizes), sum(sizes))
+    finally:
+        store.close()
+
+
+def test_the_drainer_inserts_the_spool_records_as_read_within_the_byte_cap(tmp_path):
+    """Spool on: the drainer's inserts are runs of the spool's records, each run under max_bytes (which counts a
+    record's framing too: two fit, not three), every row once."""
+    header = b""
+    payloads = []
+
+    async def scenario(store: RecordingStore) -> None:
+        nonlocal header
+        spool = Spool(tmp_path / "spool", budget_bytes=64 << 20)
+        spool.open()
+        end = 0
+        for n in range(9):
+            header, payload = _request("drain-capped", n * 10, 10)
+            payloads.append(payload)
+            end = spool.append(header, payload, 10)
+        await spool.sync(end)
+        store.ensure_ready()
+        drainer = SpoolDrainer(
+            spool, store, CollectorMetrics(), 10_000, 0, tmp_path / "deadletter", max_bytes=len(payloads[0]) * 5 // 2
+        )
+        drainer.start()
+        for _ in range(400):
+            if spool.committed == end:
+                break
+            await asyncio.sleep(0.05)
+        await drainer.stop(1)
+        assert spool.committed == end
+        spool.close()
+
+    store = RecordingStore(f"chdb://{tmp_path / 'store'}")
+    try:
+        asyncio.run(scenario(store))
+        assert [len(insert) for insert in store.inserts] == [2, 2, 2, 2, 1]
+        assert [piece for insert in store.inserts for piece in insert] == payloads  # each record as it is
+        assert _stored(store, "drain-capped") == (90, 90)
+    finally:
+        store.close()
