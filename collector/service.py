@@ -159,6 +159,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         pool = WorkerPool(config.workers, process_body, default_stages, (config,))
     if pool is not None:
         running.callback(pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(pool.start)  # before the receivers: the first requests do not wait for it
     spool: Spool | None = None
     sink: SpoolDrainer | DirectWriter
     if config.spool:

@@ -47,6 +47,12 @@ def _initialize(
     _state = build(*build_args)
 
 
+def _ready() -> int:
+    """A task that keeps its worker a moment, so that `start`'s tasks land on different workers."""
+    time.sleep(0.05)
+    return os.getpid()
+
+
 def _call(*args: Any) -> Any:
     assert _function is not None, "worker process not initialized"
     return _function(_state, *args)
@@ -72,6 +78,15 @@ class WorkerPool(Generic[R]):
             initializer=_initialize,
             initargs=(os.getpid(), function, build, tuple(build_args)),
         )
+
+    def start(self, timeout: float = 120) -> None:
+        """Start every worker now (each builds its stages, ~1 s): the executor would start them on the first
+        requests, which would wait for it. Raises BrokenProcessPool when a worker cannot start."""
+        deadline = time.monotonic() + timeout
+        started: set[int] = set()
+        while len(started) < self.count and time.monotonic() < deadline:
+            tasks = [self._executor.submit(_ready) for _ in range(self.count)]
+            started.update(task.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks)
 
     def submit(self, *args: Any) -> Future[R]:
         """Raises BrokenProcessPool (here or from the future) when a worker died."""

@@ -6,6 +6,7 @@ same body stores nothing, and the parts give what one process gives (the spans' 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import grpc
 import pytest
@@ -127,3 +128,26 @@ def test_a_large_request_in_parts_is_stored_once_with_one_decision_per_trace(sta
     for trace_id, decisions in by_trace.items():
         # The error span's trace keeps content on every span (its other spans went through the same part).
         assert decisions == ({("error", 1)} if errors[trace_id] else {("dropped", 0)}), trace_id
+
+
+def _children(pid: int) -> list[int]:
+    """The process's descendants, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):  # a child belongs to the thread that forked it
+            try:
+                children += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        found += children
+        todo += children
+    return found
+
+
+def test_workers_are_started_before_the_collector_is_ready(start_collector):
+    """The pool starts its workers (each builds its stages, ~1 s) during start-up, not on the first requests,
+    which would otherwise wait for it: once collector.json is written, the forkserver and both workers run."""
+    collector = start_collector("--workers", "2", migrated=True)
+    assert len(_children(collector.proc.pid)) >= 3  # the forkserver and two workers, before any request
