@@ -1411,6 +1411,31 @@ def test_overview_percentiles_are_those_of_the_llm_calls_view(loaded, title, sel
         assert any(value for value in new[1][0].values())  # real numbers, not an empty range
 
 
+# The feedback panels that count rated calls, as they were: over llm_calls_scored and its joins.
+OLD_FEEDBACK = {
+    "Feedback rate": "SELECT countIf(user_feedback IS NOT NULL) / greatest(count(), 1) AS feedback_rate\n"
+    "FROM llm_calls_scored\nWHERE $__timeFilter(ts)" + OLD_CALLS_FILTERS,
+    "Feedback rate over time": "SELECT $__timeInterval(ts) AS time, countIf(user_feedback IS NOT NULL) / count()"
+    " AS feedback_rate\nFROM llm_calls_scored\nWHERE $__timeFilter(ts)"
+    + OLD_CALLS_FILTERS
+    + "\nGROUP BY time\nORDER BY time",
+}
+
+
+@pytest.mark.parametrize("selection", [None, ONE_EACH, SEVERAL, {"user": ["u-alice"]}])
+@pytest.mark.parametrize("title", sorted(OLD_FEEDBACK))
+def test_feedback_rates_are_those_of_the_scored_view(loaded, title, selection):
+    """A call has user feedback exactly when a user score of its tenant and trace exists: the panels count
+    those on llm_calls, without the view's joins, and give the old panels' answers."""
+    dashboard, ctx = BY_UID["tracehouse-feedback"], context(loaded)
+    found = variables(dashboard, loaded, ctx, selection)
+    old = loaded.store.query(gm.expand(OLD_FEEDBACK[title], found, ctx))
+    new = run(loaded, "tracehouse-feedback", title, selection)
+    assert new == old
+    if selection is None:
+        assert any(row["feedback_rate"] for row in new[1])  # rated calls in the data, not only zeros
+
+
 # The Recent traces table as it was: every trace of the range from the traces view, newest first.
 OLD_RECENT_TRACES_WHERE = "\n  AND (trace_id IN (SELECT TraceId FROM otel_traces_trace_id_ts"
 
