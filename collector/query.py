@@ -45,7 +45,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracehouse.collector.clickhouse_compressed import compressed_blocks
 from tracehouse.collector.clickhouse_native import NativeUnsupported, native_for_revision
@@ -512,6 +512,31 @@ def numbers_shape(sql: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     return tuple(pieces), tuple(numbers)
 
 
+_SENTINEL_BASE = 918273645500000000  # 18 digits: still a literal numbers_shape reads
+
+
+class Probe(NamedTuple):
+    """A query's integer literals replaced by `sentinels`, and the statement the check made of that text."""
+
+    sentinels: tuple[str, ...]
+    canonical: str
+
+
+def sentinel_probe(sql: str) -> tuple[str, tuple[str, ...]] | None:
+    """`sql` with a distinct sentinel for each integer literal, and the sentinels; None when it has no shape or
+    a sentinel's digits already occur in it (a sentinel must be recognisable wherever it lands)."""
+    shape = numbers_shape(sql)
+    if shape is None or not shape[1]:
+        return None
+    sentinels = tuple(str(_SENTINEL_BASE + index) for index in range(len(shape[1])))
+    if any(sentinel[:12] in sql for sentinel in sentinels):
+        return None
+    filled = [shape[0][0]]
+    for sentinel, piece in zip(sentinels, shape[0][1:], strict=True):
+        filled += (sentinel, piece)
+    return "".join(filled), sentinels
+
+
 @dataclass(frozen=True)
 class _Verdict:
     """What the check made of one query: the checked statement (without tag and FORMAT) cut at its integer
@@ -539,8 +564,9 @@ class VerdictCache:
     names, the format and the row limit, and the catalogue (fixed per runner), never the value of an
     integer literal: a query whose text differs from a checked one only in such literals (numbers_shape:
     the same text between them, each a plain decimal UInt64) gets the same verdict, and runs as the checked
-    statement with its own literals put back where formatQuerySingleLine printed the checked one's (which
-    must have been them, in order, or the verdict is kept for the exact text only). Bound parameters are
+    statement with its own literals put back where formatQuerySingleLine printed the checked one's (a probe
+    with a sentinel per literal must show that each stayed in its own slot, or the verdict is kept for the
+    exact text only). Bound parameters are
     quoted in the text, so another value is another shape. Only accepted verdicts are kept: a refusal is
     always recomputed. Bounded: at most `entries` verdicts of queries up to `max_query_chars` each, the
     least recently used dropped first."""
@@ -567,15 +593,26 @@ class VerdictCache:
                     return verdict.canonical(shape[1] if key[0] == "shape" and shape else ()), verdict.output
         return None
 
-    def put(self, sql: str, fmt: str, row_limit: int | None, canonical: str, output: str) -> None:
-        """Keep the verdict that `sql` runs as `canonical` in `output`: by shape when the literals of
-        `canonical` are those of `sql` (then any row limit's), in order; else by the exact text."""
+    def put(
+        self, sql: str, fmt: str, row_limit: int | None, canonical: str, output: str, probe: Probe | None = None
+    ) -> None:
+        """Keep the verdict that `sql` runs as `canonical` in `output`: by shape when `probe` (the same query
+        with a sentinel for each literal, checked the same way) shows that each literal of `sql` lands in its
+        own slot of `canonical`, the rest of which is the same (then any row limit's); else by the exact text.
+        Equal literals are not enough: the formatter moves some (`LIMIT a OFFSET b` prints as `LIMIT b, a`,
+        `FROM t SELECT x` as `SELECT x FROM t`) and hides others in strings (`x::Decimal(9)`)."""
         if self.entries <= 0 or len(sql) > self.max_query_chars:
             return
         shape, checked = numbers_shape(sql), numbers_shape(canonical)
-        if shape and checked and checked[1][: len(shape[1])] == shape[1]:
-            tail = checked[1][len(shape[1]) :]
-            if tail == ((str(row_limit),) if row_limit is not None and tail else ()):
+        probed = numbers_shape(probe.canonical) if probe is not None else None
+        if shape and checked and probe is not None and probed and probed[0] == checked[0]:
+            count = len(shape[1])
+            tail = checked[1][count:]
+            if (
+                checked[1][:count] == shape[1]
+                and probed[1] == (*probe.sentinels, *tail)
+                and tail == ((str(row_limit),) if row_limit is not None and tail else ())
+            ):
                 self._keep(("shape", shape[0], fmt, row_limit), _Verdict(checked[0], tail, output))
                 return
         self._keep(("text", (sql,), fmt, row_limit), _Verdict((canonical,), (), output))
@@ -681,6 +718,24 @@ class ReadOnlySql:
         verdict = self.verdicts.get(sql, fmt, row_limit) if cacheable else None
         if verdict is not None:
             return f"{_TAG.format(tag)}{verdict[0]} FORMAT {verdict[1]}", verdict[1]
+        canonical, output = self._canonical(client, sql, output, row_limit)
+        final = f"{_TAG.format(tag)}{canonical} FORMAT {output}"
+        try:
+            dump = client.raw_query("EXPLAIN AST " + final, fmt=None).decode()
+        except ClickHouseError as exc:
+            raise _refused(exc) from None
+        if not dump[:1].isupper():  # a header line: the FORMAT bound to EXPLAIN, so no statement takes one
+            raise QueryRefused(_read_only(canonical))
+        check_ast(parse_ast(dump), canonical, output, self.catalogue(client))
+        if cacheable:
+            self.verdicts.put(sql, fmt, row_limit, canonical, output, self._probe(client, sql, output, row_limit))
+        return final, output
+
+    def _canonical(self, client: Client, sql: str, output: str, row_limit: int | None) -> tuple[str, str]:
+        """`sql` as ClickHouse prints it back (formatQuerySingleLine), its own FORMAT taken off (and made the
+        output format), refused if it writes a file, wrapped in the row limit."""
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
         try:
             canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
             canonical = canonical.result_rows[0][0]
@@ -699,17 +754,20 @@ class ReadOnlySql:
             raise QueryRefused("INTO OUTFILE is not allowed: the SQL surface is read-only")
         if row_limit is not None and _SELECT_START.match(canonical):
             canonical = f"SELECT * FROM ({canonical}) LIMIT {int(row_limit)}"
-        final = f"{_TAG.format(tag)}{canonical} FORMAT {output}"
+        return canonical, output
+
+    def _probe(self, client: Client, sql: str, output: str, row_limit: int | None) -> Probe | None:
+        """Where formatQuerySingleLine puts each integer literal of `sql`: the query with a distinct sentinel
+        in each literal's place, canonicalized as the query was (VerdictCache.put keeps a verdict by shape only
+        when every sentinel comes back in its own slot)."""
+        probe = sentinel_probe(sql)
+        if probe is None:
+            return None
+        text, sentinels = probe
         try:
-            dump = client.raw_query("EXPLAIN AST " + final, fmt=None).decode()
-        except ClickHouseError as exc:
-            raise _refused(exc) from None
-        if not dump[:1].isupper():  # a header line: the FORMAT bound to EXPLAIN, so no statement takes one
-            raise QueryRefused(_read_only(canonical))
-        check_ast(parse_ast(dump), canonical, output, self.catalogue(client))
-        if cacheable:
-            self.verdicts.put(sql, fmt, row_limit, canonical, output)
-        return final, output
+            return Probe(sentinels, self._canonical(client, text, output, row_limit)[0])
+        except QueryRefused:
+            return None
 
     def check(self, sql: str, fmt: str = "TabSeparated") -> str:
         """The statement `run` would run (for tests and tools)."""

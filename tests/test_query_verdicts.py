@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from tracehouse.collector.query import VerdictCache, numbers_shape
+from tracehouse.collector.query import Probe, VerdictCache, numbers_shape, sentinel_probe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,10 +75,16 @@ def test_a_cached_verdict_never_lets_a_refused_query_through(start_collector):
     assert "Traceback" not in collector.log()
 
 
+def _probe(sql: str, wrap: str = "{}") -> Probe | None:
+    """The probe of a query the formatter prints back as it is (in `wrap`, the row limit's statement)."""
+    probe = sentinel_probe(sql)
+    return None if probe is None else Probe(probe[1], wrap.format(probe[0]))
+
+
 def test_the_cache_is_bounded_least_recently_used_first():
     cache = VerdictCache(entries=4, max_query_chars=100)
     for n in range(4):
-        cache.put(f"SELECT {n}", "TSV", None, f"SELECT {n}", "TSV")
+        cache.put(f"SELECT {n}", "TSV", None, f"SELECT {n}", "TSV", _probe(f"SELECT {n}"))
     assert cache.get("SELECT x", "TSV", None) is None
     assert cache.get("SELECT 0", "TSV", None) == ("SELECT 0", "TSV")  # one shape: all four are one verdict
     assert len(cache) == 1
@@ -100,13 +106,9 @@ def test_the_cache_is_bounded_least_recently_used_first():
 
 def test_a_verdict_is_shared_only_by_texts_that_differ_in_integer_literals():
     cache = VerdictCache()
-    cache.put(
-        "SELECT x FROM t WHERE ts >= toDateTime(17) LIMIT 5",
-        "TSV",
-        9,
-        "SELECT * FROM (SELECT x FROM t WHERE ts >= toDateTime(17) LIMIT 5) LIMIT 9",
-        "TSV",
-    )
+    query = "SELECT x FROM t WHERE ts >= toDateTime(17) LIMIT 5"
+    wrap = "SELECT * FROM ({}) LIMIT 9"
+    cache.put(query, "TSV", 9, wrap.format(query), "TSV", _probe(query, wrap))
     assert cache.get("SELECT x FROM t WHERE ts >= toDateTime(18) LIMIT 6", "TSV", 9) == (
         "SELECT * FROM (SELECT x FROM t WHERE ts >= toDateTime(18) LIMIT 6) LIMIT 9",
         "TSV",
@@ -126,9 +128,49 @@ def test_a_verdict_is_shared_only_by_texts_that_differ_in_integer_literals():
     for unread in ("SELECT 1 /* 2 */", "SELECT 'open 1", "SELECT $$ 1 $$", "SELECT 1 # 2", "SELECT 1\0"):
         assert numbers_shape(unread) is None, unread
     # A checked statement whose literals are not the text's, in order, is kept for the exact text only.
-    cache.put("SELECT 1 + 2", "TSV", None, "SELECT 3", "TSV")
+    cache.put("SELECT 1 + 2", "TSV", None, "SELECT 3", "TSV", _probe("SELECT 1 + 2"))
     assert cache.get("SELECT 1 + 2", "TSV", None) == ("SELECT 3", "TSV")
     assert cache.get("SELECT 1 + 3", "TSV", None) is None
+    # Equal literals that the formatter moved (LIMIT 3 OFFSET 3 prints as LIMIT 3, 3): the probe's sentinels
+    # come back swapped, so only the exact text is kept; so is a verdict without a probe.
+    swapped = sentinel_probe("SELECT n FROM t LIMIT 3 OFFSET 3")
+    assert swapped is not None
+    first, second = swapped[1]
+    cache.put(
+        "SELECT n FROM t LIMIT 3 OFFSET 3",
+        "TSV",
+        None,
+        "SELECT n FROM t LIMIT 3, 3",
+        "TSV",
+        Probe(swapped[1], f"SELECT n FROM t LIMIT {second}, {first}"),
+    )
+    assert cache.get("SELECT n FROM t LIMIT 2 OFFSET 40", "TSV", None) is None
+    assert cache.get("SELECT n FROM t LIMIT 3 OFFSET 3", "TSV", None) == ("SELECT n FROM t LIMIT 3, 3", "TSV")
+    cache.put("SELECT 7 AS n", "TSV", None, "SELECT 7 AS n", "TSV")
+    assert cache.get("SELECT 8 AS n", "TSV", None) is None
+
+
+def test_a_verdict_never_answers_another_query_whose_literals_the_formatter_moves(start_collector):
+    """Found by an attacker's try: queries whose literals formatQuerySingleLine moves or hides, each sent first
+    with equal literals (as if the cache keyed on values alone), then with others: each answers its own rows."""
+    collector = start_collector(migrated=True)
+
+    def rows(sql: str, **params: str) -> list[str]:
+        status, body = _get(collector, sql, **params)
+        assert status == 200, body
+        return body.split()
+
+    for _ in range(2):
+        assert rows("SELECT number FROM numbers(100) LIMIT 3 OFFSET 3") == ["3", "4", "5"]
+        assert rows("SELECT number FROM numbers(100) LIMIT 2 OFFSET 40") == ["40", "41"]
+        assert rows("FROM numbers(3) SELECT 3") == ["3", "3", "3"]
+        assert rows("FROM numbers(1) SELECT 42") == ["42"]
+        typed = "SELECT number FROM numbers(50) WHERE toString(number::Decimal({})) != ''"
+        assert rows(typed.format(9), limit="9") == [str(n) for n in range(9)]
+        assert rows(typed.format(30), limit="9") == [str(n) for n in range(9)]
+    # the moving Grafana time range still shares one verdict (the lever stays on)
+    for n in (3, 5, 2):
+        assert rows(f"SELECT number FROM numbers({n}) WHERE number < {n + 10}") == [str(i) for i in range(n)]
 
 
 def test_a_cache_hit_runs_the_checked_statement_under_its_own_tag(tmp_path):
