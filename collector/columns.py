@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
+from typing import Any
 
 from tracehouse.instrumentation import attributes
 
@@ -291,6 +292,20 @@ CONTENT_KEYS: tuple[str, ...] = (
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 
 
+# What a per-key answer cache holds (keys repeat across spans): keys up to this long, this many of them; when
+# full it starts again. A client sending ever new, long keys must not grow the collector.
+KEY_CACHE_ENTRIES = 50_000
+KEY_CACHE_KEY_CHARS = 256
+
+
+def remember_for_key(cache: dict[str, Any], key: str, answer: Any) -> None:
+    if len(key) > KEY_CACHE_KEY_CHARS:
+        return
+    if len(cache) >= KEY_CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = answer
+
+
 class ContentKeys:
     """Whether an attribute key holds content: CONTENT_KEYS plus the operator's own globs. Answers are
     cached per key (keys repeat across spans), so the check is a dict look-up on the hot path."""
@@ -303,8 +318,7 @@ class ContentKeys:
         found = self._cache.get(key)
         if found is None:
             found = any(fnmatchcase(key, glob) for glob in self.globs)
-            if len(self._cache) < 100_000:
-                self._cache[key] = found
+            remember_for_key(self._cache, key, found)
         return found
 
 

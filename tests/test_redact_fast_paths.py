@@ -248,3 +248,39 @@ def test_remembered_clean_values_stay_within_their_budget():
         assert scanner._clean.chars <= 10_000
     value = values[-1]
     assert scanner._clean.known(value)
+
+
+def test_remembered_keys_and_key_sets_stay_within_their_budget(monkeypatch):
+    """Found by an attacker's try: a client sending ever new, long attribute keys made the redactor keep every
+    clean key and key set (95 MB held after 50 batches of two 1 MB keys). Long keys are not remembered, and the
+    memories start again at their character budgets; a key with a finding is redacted whatever was forgotten."""
+    import os
+    import tracemalloc
+
+    from tracehouse.collector.stages.redact import stage
+
+    redactor = Redactor(parse_settings({}, environ={}))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            attrs = {os.urandom(8).hex() + "k" * 1_000_000: "v" for _ in range(2)}
+            out = redactor(make_batch([{"SpanAttributes": attrs}])).columns["SpanAttributes"][0]
+            assert set(out) == set(attrs)
+            del attrs, out
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 24 << 20, f"{held >> 20} MB held after the batches"
+
+    monkeypatch.setattr(stage, "_MAX_CLEAN_KEY_CHARS", 2_000)
+    monkeypatch.setattr(stage, "_MAX_SHAPES", 5)
+    small = Redactor(parse_settings({}, environ={}))
+    for n in range(300):  # restarts both memories many times over
+        keys = {f"app.attribute.{n}.{i}": "v" for i in range(3)}
+        assert set(small(make_batch([{"SpanAttributes": keys}])).columns["SpanAttributes"][0]) == set(keys)
+        assert small._clean_key_chars <= 2_000 and len(small._shapes) <= 5
+    leaked = {"app.attribute.1.0": "v", "owner.alice@example.com": "v"}
+    for _ in range(2):
+        out = small(make_batch([{"SpanAttributes": leaked}])).columns["SpanAttributes"][0]
+        assert "app.attribute.1.0" in out and not any("alice@example.com" in key for key in out), out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from tracehouse.collector.columns import COPIED_FROM, ContentKeys
+from tracehouse.collector.columns import COPIED_FROM, ContentKeys, remember_for_key
 
 KEEP, SCAN, REDACT, HASH, DROP = "keep", "scan", "redact", "hash", "drop"
 
@@ -54,8 +54,7 @@ class KeyPolicies:
         found = self._cache.get(key)
         if found is None:
             found = self._resolve(key)
-            if len(self._cache) < 100_000:
-                self._cache[key] = found
+            remember_for_key(self._cache, key, found)
         return found
 
     def _resolve(self, key: str) -> str:

@@ -26,12 +26,17 @@ MASK = "[REDACTED]"
 # Count keys for whole values handled by a policy rather than found by a detector.
 DROPPED, HASHED, MASKED, CONTENT_DROPPED = "dropped", "hashed", "masked", "content_dropped"
 _POLICY_COUNTS = {DROP: DROPPED, HASH: HASHED, REDACT: MASKED}
-# Attribute keys known to hold nothing, remembered across batches (keys repeat in every span).
-_MAX_CLEAN_KEYS = 100_000
+# Attribute keys known to hold nothing, remembered across batches (keys repeat in every span): at most this many
+# characters of them, a key no longer than the second figure (a client that sends ever new, long keys must not
+# grow the collector); when full, the memory starts again.
+_MAX_CLEAN_KEY_CHARS = 4 << 20
+_MAX_REMEMBERED_KEY_CHARS = 256
 # Characters of clean values the scanner remembers across batches (see scanner.CleanValues): ~8 MB of ASCII text.
 _REMEMBER_CLEAN_CHARS = 8 << 20
-# Key sets remembered with their policies (see _Shape).
+# Key sets remembered with their policies (see _Shape): at most this many, of at most this many key characters
+# in all; when either is reached, the memory starts again.
 _MAX_SHAPES = 10_000
+_MAX_SHAPE_CHARS = 8 << 20
 
 
 def _add(target: Counts | None, counts: Counts) -> Counts:
@@ -66,7 +71,7 @@ class _Shape:
         # Keys that are scanned themselves: a dropped entry's key goes with it.
         dropped = {key for key, policy in fixed if policy is None or policy == DROP}
         self.scanned_keys = tuple(key for key in keys if key not in dropped)
-        self.keys_clean = False  # every scanned key is known clean; stays so (the clean set only grows)
+        self.keys_clean = False  # every scanned key is known clean (a property of the keys' text)
 
 
 class _MapJob:
@@ -133,7 +138,31 @@ class Redactor:
         self._cf_services = settings.content_free_services
         self._cf_features = settings.content_free_features
         self._clean_keys: set[str] = set()
+        self._clean_key_chars = 0
         self._shapes: dict[tuple[tuple[str, ...], bool], _Shape] = {}
+        self._shape_chars = 0
+
+    def remember_clean_key(self, key: str) -> None:
+        if len(key) > _MAX_REMEMBERED_KEY_CHARS:
+            return
+        if self._clean_key_chars + len(key) > _MAX_CLEAN_KEY_CHARS:
+            self._clean_keys.clear()
+            self._clean_key_chars = 0
+        self._clean_keys.add(key)
+        self._clean_key_chars += len(key)
+
+    def remember_shape(self, keys: tuple[str, ...], content_free: bool, shape: _Shape) -> None:
+        chars = sum(map(len, keys))
+        if chars > _MAX_SHAPE_CHARS:
+            return
+        if len(self._shapes) >= _MAX_SHAPES or self._shape_chars + chars > _MAX_SHAPE_CHARS:
+            self._forget_shapes()
+        self._shapes[(keys, content_free)] = shape
+        self._shape_chars += chars
+
+    def _forget_shapes(self) -> None:
+        self._shapes.clear()
+        self._shape_chars = 0
 
     def redact_text(self, text: str) -> tuple[str, Counts]:
         """Built-in detectors and user rules over one string (no key policies)."""
@@ -358,8 +387,7 @@ class _Run:
         shape = shapes.get((keys, content_free))
         if shape is None:
             shape = _Shape(keys, self.r._policies, content_free)
-            if len(shapes) < _MAX_SHAPES:
-                shapes[(keys, content_free)] = shape
+            self.r.remember_shape(keys, content_free, shape)
         return shape
 
     def _plan_map(self, source: dict[str, str], content_free: bool) -> _MapJob:
@@ -397,14 +425,13 @@ class _Run:
                     index = slots[key] = len(values)
                     values.append(key)
                 pending.append((key, index))
-            elif len(clean) < _MAX_CLEAN_KEYS:
-                clean.add(key)
+            else:
+                r.remember_clean_key(key)
         if not pending:
             shape.keys_clean = True
         return pending
 
     def _apply_maps(self, results: list[Result]) -> None:
-        clean = self.r._clean_keys
         key_results: dict[_Shape, tuple[dict[str, str], Counts | None]] = {}
         for shape, pending in self.shape_keys.items():
             renames: dict[str, str] = {}
@@ -412,8 +439,7 @@ class _Run:
             for key, index in pending:
                 result = results[index]
                 if result is None:
-                    if len(clean) < _MAX_CLEAN_KEYS:
-                        clean.add(key)
+                    self.r.remember_clean_key(key)
                 else:
                     renames[key] = result[0]
                     counts = _add(counts, result[1])
