@@ -12,8 +12,10 @@ the collector-health Prometheus panels are not the store's. The annotation queri
 The store: bench/bench_query.py's loader (imported and run as its `--step load` child, not copied): `tracehouse
 migrate`, then N spans as LLM calls (4 per trace with a CHAIN root span: calls = spans * 4 / 5) over 30 days,
 inserted with INSERT ... SELECT FROM numbers() in 50k-call batches (the daily rollup's view runs on each), then
-OPTIMIZE ... FINAL. The content columns stay empty; the scores, reviews and batch spans are absent, so the
-feedback and batches panels read the spans (and their joins) with no matches.
+OPTIMIZE ... FINAL. Then (this bench's own step) what users and reviewers said: a `user` score (thumbs up or down,
+by span) on 2% of the calls, a whole-trace `user` score on 1% of the traces, a review (approved, flagged, rejected
+or pending) on 0.5% of the calls, inserted into scores and reviews from the stored calls' ids. The content columns
+stay empty and the batch spans are absent (the batches panels find no batch).
 
 Each request goes over one keep-alive connection to `tracehouse serve` on the store, shaped as clickhouse-go
 sends it (Native, client_protocol_version, Basic auth). Per panel: one warm-up request, then `--rounds` rounds of
@@ -22,10 +24,12 @@ spread of the medians, the rows returned (the same SQL once more as TSV) and SLO
 
     flock /tmp/tracehouse-bench.lock .venv/bin/python bench/bench_panels.py [--spans 10000000]
         [--data-dir /tmp/bench-panels-10m] [--rounds 3] [--requests 5] [--dashboard cost] [--panel Latency]
+        [--time-from now-24h]
 
 With `--data-dir`, a store loaded there by an earlier run with the same --spans is reused (the load is skipped).
-Load time on this 2-core machine (shared with other work): 1M spans (800k calls) ~35 s load + ~10 s merge;
-10M spans (8M calls) ~6 min load + ~2.5 min merge (the figure of each run is printed).
+Load time on this 2-core machine (shared with other work; each run prints its own): 1M spans (800k calls) 12 s
+load + 8 s OPTIMIZE FINAL; 10M spans (8M calls) 68 s load + 22 s OPTIMIZE FINAL, ~1.5 s for the scores and reviews;
+~2 GB on disk. A whole run over the 10M store (every dashboard, 3 rounds of 3 requests) then takes ~4 min.
 """
 
 from __future__ import annotations
@@ -89,9 +93,9 @@ def grafana_interval_ms(start: datetime, end: datetime) -> int:
     return 604_800_000
 
 
-def default_range(board: dict, now: datetime) -> tuple[datetime, datetime]:
-    """The dashboard's default time range (`now-7d` to `now`) ending at `now`."""
-    text = board["time"]["from"]
+def default_range(board: dict, now: datetime, time_from: str | None = None) -> tuple[datetime, datetime]:
+    """The dashboard's default time range (`now-7d` to `now`), or from `time_from`, ending at `now`."""
+    text = time_from or board["time"]["from"]
     assert board["time"]["to"] == "now" and text.startswith("now-"), board["time"]
     amount, unit = int(text[4:-1]), text[-1]
     return now - timedelta(seconds=amount * UNITS[unit]), now
@@ -104,12 +108,14 @@ def clickhouse_targets(panel: dict) -> list[tuple[str, str]]:
     return [(f"{panel['title']} [{t['refId']}]", t["rawSql"]) for t in targets]
 
 
-def dashboard_queries(board: dict, point: bench_query.Endpoint, now: datetime, trace_id: str) -> list[Query]:
+def dashboard_queries(
+    board: dict, point: bench_query.Endpoint, now: datetime, trace_id: str, time_from: str | None = None
+) -> list[Query]:
     """The variable queries (in order, each expanded with the ones before it), then every panel's and annotation's
     SQL, expanded as Grafana sends them with every variable at All."""
     from tracehouse.collector import grafana_macros as gm
 
-    start, end = default_range(board, now)
+    start, end = default_range(board, now, time_from)
     ctx = gm.QueryContext(start, end, interval_ms=grafana_interval_ms(start, end))
     name = board["uid"].removeprefix("tracehouse-")
     found: dict[str, gm.Variable] = {}
@@ -171,7 +177,7 @@ def run_panels(data_dir: Path, args: argparse.Namespace) -> None:
             board = build()
             if args.dashboard and args.dashboard not in (file_name, board["uid"].removeprefix("tracehouse-")):
                 continue
-            for query in dashboard_queries(board, point, now, trace_id):
+            for query in dashboard_queries(board, point, now, trace_id, args.time_from):
                 if args.panel and args.panel.lower() not in query.title.lower():
                     continue
                 if args.show_sql:
@@ -193,6 +199,46 @@ def run_panels(data_dir: Path, args: argparse.Namespace) -> None:
             proc.wait()
 
 
+# What users and reviewers said about some of the loaded calls (their ids, tenants and times from otel_traces).
+USER_SCORES = """
+INSERT INTO scores (Timestamp, TenantId, TraceId, SpanId, ScoreId, Name, Value, ValueType, Source, Author)
+SELECT Timestamp + toIntervalSecond(30), TenantId, TraceId, SpanId, concat('s-', SpanId), 'user',
+    cityHash64(SpanId, 'score') % 3 > 0, 'bool', 'user', UserId
+FROM otel_traces WHERE LlmSpanKind = 'LLM' AND cityHash64(SpanId) % 50 = 0
+"""
+TRACE_SCORES = """
+INSERT INTO scores (Timestamp, TenantId, TraceId, SpanId, ScoreId, Name, Value, ValueType, Source, Author)
+SELECT Timestamp + toIntervalSecond(60), TenantId, TraceId, '', concat('t-', TraceId), 'user',
+    cityHash64(TraceId, 'score') % 4 > 0, 'bool', 'user', UserId
+FROM otel_traces WHERE ParentSpanId = '' AND cityHash64(TraceId) % 100 = 0
+"""
+REVIEWS = """
+INSERT INTO reviews (Timestamp, TenantId, TraceId, SpanId, ReviewId, State, Reason, Reviewer)
+SELECT Timestamp + toIntervalHour(1), TenantId, TraceId, SpanId, concat('r-', SpanId),
+    ['approved', 'approved', 'flagged', 'rejected', 'pending'][1 + cityHash64(SpanId, 'review') % 5],
+    'bench', 'reviewer-1'
+FROM otel_traces WHERE LlmSpanKind = 'LLM' AND cityHash64(SpanId) % 200 = 7
+"""
+FEEDBACK = "bench-panels-feedback.json"
+
+
+def add_feedback(data_dir: Path) -> None:
+    """Scores and reviews for some of the loaded calls (run in a process of its own: chDB's one-process rule)."""
+    from tracehouse.collector import store
+
+    client = store.connect(bench_query._store_url(data_dir))
+    started = time.perf_counter()
+    for statement in (USER_SCORES, TRACE_SCORES, REVIEWS):
+        client.command(statement)
+    client.command("OPTIMIZE TABLE scores FINAL")
+    client.command("OPTIMIZE TABLE reviews FINAL")
+    scores = client.query("SELECT count() FROM scores").result_rows[0][0]
+    reviews = client.query("SELECT count() FROM reviews").result_rows[0][0]
+    client.close()
+    info = {"scores": scores, "reviews": reviews, "seconds": round(time.perf_counter() - started, 1)}
+    (data_dir / FEEDBACK).write_text(json.dumps(info))
+
+
 def ensure_store(data_dir: Path, calls: int) -> dict:
     """bench_query's store of `calls` calls in `data_dir`, loaded (by bench_query.py's own load step) unless one
     of that size is there."""
@@ -204,7 +250,10 @@ def ensure_store(data_dir: Path, calls: int) -> dict:
         print(f"store: migrated in {time.perf_counter() - started:.1f} s", end="; ")
         load = [sys.executable, bench_query.__file__, "--step", "load", "--data-dir", str(data_dir)]
         subprocess.run([*load, "--calls", str(calls)], check=True)
-    return json.loads(loaded.read_text())
+        (data_dir / FEEDBACK).unlink(missing_ok=True)
+    if not (data_dir / FEEDBACK).exists():
+        subprocess.run([sys.executable, __file__, "--step", "feedback", "--data-dir", str(data_dir)], check=True)
+    return json.loads(loaded.read_text()) | {"feedback": json.loads((data_dir / FEEDBACK).read_text())}
 
 
 def main() -> None:
@@ -215,8 +264,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="keep the store here (and reuse one loaded before)")
     parser.add_argument("--dashboard", help="only this dashboard (its file name or its uid without tracehouse-)")
     parser.add_argument("--panel", help="only panels whose title contains this")
+    parser.add_argument("--time-from", help="every dashboard's range from this (now-24h) instead of its default")
     parser.add_argument("--show-sql", action="store_true", help="print each expanded query")
+    parser.add_argument("--step", choices=("feedback",), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.step == "feedback":
+        return add_feedback(args.data_dir)
     per_trace = bench_query.CALLS_PER_TRACE
     calls = args.spans * per_trace // (per_trace + 1) // per_trace * per_trace
     with tempfile.TemporaryDirectory(prefix="bench-panels-") as tmp:
@@ -227,6 +280,8 @@ def main() -> None:
             f" {info['seconds']} s, OPTIMIZE ... FINAL {info['merged']} s ({info['parts']} parts);"
             f" cpus {os.cpu_count()}, machine shared"
         )
+        said = info["feedback"]
+        print(f"{said['scores']:,} scores and {said['reviews']:,} reviews added in {said['seconds']} s")
         run_panels(data_dir, args)
 
 
