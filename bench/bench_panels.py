@@ -29,7 +29,8 @@ spread of the medians, the rows returned (the same SQL once more as TSV) and SLO
 With `--data-dir`, a store loaded there by an earlier run with the same --spans is reused (the load is skipped).
 Load time on this 2-core machine (shared with other work; each run prints its own): 1M spans (800k calls) 12 s
 load + 8 s OPTIMIZE FINAL; 10M spans (8M calls) 68 s load + 22 s OPTIMIZE FINAL, ~1.5 s for the scores and reviews;
-~2 GB on disk. A whole run over the 10M store (every dashboard, 3 rounds of 3 requests) then takes ~4 min.
+~440 MB on disk (content columns empty). A whole run over the 10M store (every dashboard, 3 rounds of 3
+requests) then takes ~4 min.
 """
 
 from __future__ import annotations
