@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -49,6 +50,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracehouse.collector.clickhouse_compressed import compressed_blocks
 from tracehouse.collector.clickhouse_native import NativeUnsupported, native_for_revision
+from tracehouse.collector.logs import LogLimiter
+from tracehouse.collector.receivers.connections import AiohttpLog, ConnectionPool
 from tracehouse.collector.runtime import StoreBusy, lock_store, read_runtime_info
 
 if TYPE_CHECKING:
@@ -57,8 +60,12 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     from tracehouse.collector.config import Config
+    from tracehouse.collector.receivers.limits import ConnectionLimits
 
 log = logging.getLogger(__name__)
+_limited = LogLimiter(log)
+# Connections the query endpoint holds at most (each SQL client pools a few; Grafana's plugin ~10).
+QUERY_MAX_CONNECTIONS = 256
 
 # --- output formats and results --------------------------------------------------------------------
 
@@ -336,6 +343,8 @@ class QueryLimits:
             "max_result_rows": str(self.max_result_rows),
             "max_result_bytes": str(self.max_result_bytes),
             "result_overflow_mode": "throw",
+            # chDB turns these on (addressToLine answers the library's path on disk); ClickHouse has them off.
+            "allow_introspection_functions": "0",
             # Last: once set, no setting can change, in this client or in the query.
             "readonly": "1",
         }
@@ -1060,9 +1069,25 @@ class QueryEndpoint:
     """ClickHouse-HTTP-style read-only endpoint over the collector's own store."""
 
     def __init__(
-        self, sql: ReadOnlySql, host: str, port: int, read_key: str = "", inline_shape_bytes: int = INLINE_SHAPE_BYTES
+        self,
+        sql: ReadOnlySql,
+        host: str,
+        port: int,
+        read_key: str = "",
+        inline_shape_bytes: int = INLINE_SHAPE_BYTES,
+        limits: ConnectionLimits | None = None,
     ) -> None:
-        """`inline_shape_bytes`: -1 shapes every answer on a worker thread (bench_query's lever off)."""
+        """`inline_shape_bytes`: -1 shapes every answer on a worker thread (bench_query's lever off). `limits`:
+        the receivers' connection limits (handshake and idle timeouts, header size), at most
+        QUERY_MAX_CONNECTIONS connections whatever they say: SQL clients keep a few each, and the port must not
+        take the file descriptors the receivers, the spool and the store need."""
+        from tracehouse.collector.receivers.limits import ConnectionLimits
+
+        limits = limits or ConnectionLimits()
+        cap = min(QUERY_MAX_CONNECTIONS, limits.connection_cap())
+        self._limits = dataclasses.replace(limits, max_connections=cap)
+        self.connections: ConnectionPool | None = None
+        self._server: asyncio.Server | None = None
         self._sql = sql
         self._inline_shape_bytes = inline_shape_bytes
         self._host = host
@@ -1072,24 +1097,43 @@ class QueryEndpoint:
         self.key = secrets.token_urlsafe(24)
         self._read_key = read_key
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
         # Local administration (POST /forget): the same key, handlers that return a response.
         self.admin_routes: dict[str, Callable[[web.Request], Any]] = {}
 
     async def start(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=1 << 20)
+        app = web.Application(client_max_size=1 << 20, middlewares=[self._track])
         app.router.add_route("*", "/", self._query)
         app.router.add_get("/ping", self._ping)
         for path, handler in self.admin_routes.items():
             app.router.add_post(path, self._admin(handler))
         # handler_cancellation: a client that hangs up cancels its handler, which stops its query.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        limits = self._limits
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            keepalive_timeout=limits.idle_timeout_seconds,
+            max_field_size=limits.max_header_bytes,
+            # after an answer to a body that stalled, aiohttp reads on up to this long before closing
+            lingering_time=2.0,
+            logger=AiohttpLog(_limited, "query endpoint", "query"),
+        )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self._host, self.port)
-        await self._site.start()
-        self.port = self._site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # Counted from accept, the idle ones closed first at the cap, the first request's headers due within
+        # the handshake timeout: as on the OTLP/HTTP port (receivers/connections.py).
+        self.connections = ConnectionPool(
+            self._runner.server, limits.max_connections, limits.handshake_timeout_seconds, _limited, "query endpoint"
+        )
+        try:
+            self._server = await asyncio.get_running_loop().create_server(
+                self.connections, self._host, self.port, backlog=min(limits.backlog, 128)
+            )
+        except OSError:
+            await self._runner.cleanup()
+            raise
+        self.port = self._server.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -1099,9 +1143,29 @@ class QueryEndpoint:
         """Stop running reads first (they need no draining), then the server, then the clients."""
         self._sql._closing = True
         await asyncio.to_thread(self._sql.cancel_all)
+        if self._server is not None:
+            self._server.close()
         if self._runner:
             await self._runner.cleanup()
+        if self.connections is not None:
+            self.connections.close_all()
         await asyncio.to_thread(self._sql.close)
+
+    @property
+    def _track(self) -> Callable[..., Any]:
+        """A connection with a request in progress is busy: neither closed as idle nor timed out."""
+        from aiohttp import web
+
+        @web.middleware
+        async def track(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+            assert self.connections is not None
+            self.connections.request_started(request.protocol)
+            try:
+                return await handler(request)
+            finally:
+                self.connections.request_finished(request.protocol)
+
+        return track
 
     async def _ping(self, _request: web.Request) -> web.Response:
         from aiohttp import web
@@ -1168,7 +1232,10 @@ class QueryEndpoint:
             options = self._parameters(request)
             sql, not_sql = await self._read_sql(request)
         except _HttpRefusal as exc:
-            return _ch_error(exc.status, exc.code, str(exc))
+            response = _ch_error(exc.status, exc.code, str(exc))
+            if exc.status == 408:
+                response.force_close()  # the rest of a stalled body is not worth waiting for
+            return response
         if not_sql is not None:
             return await self._refuse_data(sql, not_sql)
         values = {name[len("param_") :]: value for name, value in request.query.items() if name.startswith("param_")}
@@ -1220,7 +1287,8 @@ class QueryEndpoint:
         A body that is not all SQL (not UTF-8, or over MAX_QUERY_BYTES: an INSERT's rows, the way
         ClickHouse clients send them) comes back as the SQL before it, with the refusal it gets unless
         that SQL is a write (`_refuse_data`). The rest of such a body is never read."""
-        raw, more = await _read_body(request) if request.method == "POST" else (b"", False)
+        idle = self._limits.idle_timeout_seconds
+        raw, more = await _read_body(request, idle) if request.method == "POST" else (b"", False)
         not_sql = None
         try:
             body = raw.decode("utf-8")
@@ -1338,8 +1406,9 @@ MAX_QUERY_BYTES = 1 << 20
 _BODY_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd", "lz4"})
 
 
-async def _read_body(request: web.Request) -> tuple[bytes, bool]:
-    """Up to MAX_QUERY_BYTES of a request's body, decoded, and whether there was more."""
+async def _read_body(request: web.Request, idle_seconds: float) -> tuple[bytes, bool]:
+    """Up to MAX_QUERY_BYTES of a request's body, decoded, and whether there was more; a body that stops
+    arriving for `idle_seconds` is refused (a half-sent body must not hold its connection forever)."""
     from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
     from aiohttp.web_protocol import RequestPayloadError
 
@@ -1354,8 +1423,16 @@ async def _read_body(request: web.Request) -> tuple[bytes, bool]:
     size = 0
     try:
         while size < limit:
-            chunk = await request.content.readany()
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    chunk = await request.content.readany()
+            except TimeoutError:
+                raise _HttpRefusal(
+                    408, 209, f"no part of the request body arrived for {idle_seconds:g} seconds"
+                ) from None
             if not chunk:
+                if lz4 is not None:
+                    lz4.finish()
                 break
             if lz4 is not None:
                 chunk = lz4.decompress(chunk, limit - size)
@@ -1383,16 +1460,18 @@ class _Lz4Frames:
             raise _HttpRefusal(415, 89, "Content-Encoding lz4 is not available here") from None
         self._new = lz4.frame.LZ4FrameDecompressor
         self._frame = self._new()
+        self._in_frame = False  # bytes of the current frame were read and its end was not
 
     def decompress(self, data: bytes, at_most: int) -> bytes:
         """What `data` decodes to, at most `at_most` bytes (the rest stays buffered, never expanded)."""
         out = bytearray()
         try:
             while len(out) < at_most:
+                self._in_frame = self._in_frame or bool(data)
                 out += self._frame.decompress(data, max_length=at_most - len(out))
                 data = b""
                 if self._frame.eof:  # the next frame starts in what is left
-                    data, self._frame = self._frame.unused_data, self._new()
+                    data, self._frame, self._in_frame = self._frame.unused_data, self._new(), False
                     if not data:
                         break
                 elif self._frame.needs_input:
@@ -1400,6 +1479,11 @@ class _Lz4Frames:
         except RuntimeError:
             raise _HttpRefusal(400, 271, "the body is not lz4 data as its Content-Encoding says") from None
         return bytes(out)
+
+    def finish(self) -> None:
+        """At the end of the body: a frame cut short is an error, not the query's first part."""
+        if self._in_frame:
+            raise _HttpRefusal(400, 271, "the lz4 body ends inside a frame: it was cut short")
 
 
 # ClickHouse's names of the error codes the endpoint answers with itself.
@@ -1414,6 +1498,7 @@ _ERROR_NAMES = {
     159: "TIMEOUT_EXCEEDED",
     164: "READONLY",
     202: "TOO_MANY_SIMULTANEOUS_QUERIES",
+    209: "SOCKET_TIMEOUT",
     210: "NETWORK_ERROR",
     271: "CANNOT_DECOMPRESS",
     307: "TOO_MANY_BYTES",
@@ -1425,10 +1510,15 @@ _ERROR_NAMES = {
 _ERROR_NAME = re.compile(r"\((?=[A-Z0-9_]*[A-Z]{3})[A-Z0-9_]+\)")
 
 
+_MAX_ERROR_CHARS = 4096
+
+
 def _ch_error(status: int, code: int, message: str, query_id: str | None = None) -> web.Response:
     from aiohttp import web
 
     text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
+    if len(text) > _MAX_ERROR_CHARS:  # ClickHouse quotes the query in some errors: not a megabyte of it
+        text = text[: _MAX_ERROR_CHARS // 2] + " ... " + text[-_MAX_ERROR_CHARS // 2 :]
     name = _ERROR_NAMES.get(code)
     if name and not _ERROR_NAME.search(text):  # ClickHouse's messages end with it; clients parse it
         text += f" ({name})"

@@ -24,6 +24,7 @@ from tracehouse.collector.encryption import sealer_for
 from tracehouse.collector.errors import Invalid, PipelineError
 from tracehouse.collector.forget import ROUTE_PATH as FORGET_PATH
 from tracehouse.collector.forget import ForgetRoute
+from tracehouse.collector.logs import LogLimiter
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.pipeline import Pipeline
 from tracehouse.collector.processing import Processed, process_body
@@ -40,6 +41,7 @@ from tracehouse.collector.workers import WorkerPool
 from tracehouse.collector.writer import DirectWriter, SpoolDrainer, StoreUnavailable, TraceStore
 
 log = logging.getLogger("tracehouse")
+_limited = LogLimiter(log)
 FAULT_SPOOL_READ_ENV = "TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE"
 
 
@@ -136,8 +138,18 @@ async def serve(config: Config) -> None:
         await _serve(config, running)
 
 
+def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """asyncio logs every failed accept when the process is out of file descriptors (hundreds of lines a
+    second per listener, each retry): one line a minute says it."""
+    if context.get("message", "").startswith("socket.accept() out of system resource"):
+        _limited.warning("accept-out-of-resources", "a listener cannot accept: %s", context.get("exception"))
+        return
+    loop.default_exception_handler(context)
+
+
 async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     raise_open_file_limit()  # idle connections must not starve the spool and the store of descriptors
+    asyncio.get_running_loop().set_exception_handler(_loop_errors)
     lock = lock_store(config)
     if lock:
         running.callback(lock.close)
@@ -207,7 +219,9 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     )
     http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
     read_only = ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config))
-    query_endpoint = QueryEndpoint(read_only, config.query_host, config.query_port, config.query_read_key)
+    query_endpoint = QueryEndpoint(
+        read_only, config.query_host, config.query_port, config.query_read_key, limits=limits
+    )
     query_endpoint.admin_routes[FORGET_PATH] = ForgetRoute(config, spool, sink).handle
     query_endpoint.admin_routes[REVIEW_ROUTE] = _review_route(pipeline)
     query_endpoint.admin_routes[SPANS_ROUTE] = _spans_route(pipeline)

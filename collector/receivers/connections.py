@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from tracehouse.collector.logs import LogLimiter
 
@@ -25,8 +26,10 @@ class ConnectionPool:
         cap: int,
         handshake_timeout: float,
         limiter: LogLimiter,
+        surface: str = "OTLP/HTTP",
     ) -> None:
         self._factory = factory
+        self._surface = surface
         self.cap = cap
         self._handshake_timeout = handshake_timeout
         self._limiter = limiter
@@ -62,7 +65,10 @@ class ConnectionPool:
         if len(self._open) >= self.cap and not self._evict_idle():
             self.refused += 1
             self._limiter.warning(
-                "http-connection-refused", "OTLP/HTTP: %d connections, all busy: refusing a new one with 503", self.cap
+                "http-connection-refused",
+                "%s: %d connections, all busy: refusing a new one with 503",
+                self._surface,
+                self.cap,
             )
             return False
         self._open[connection] = None
@@ -71,13 +77,18 @@ class ConnectionPool:
 
     def _evict_idle(self) -> bool:
         for candidate in self._open:
-            if candidate.busy == 0 and candidate.transport is not None:
+            if candidate.busy == 0:
                 self._forget(candidate)
-                candidate.close()
+                if candidate.transport is None:
+                    # accepted in the same burst, not yet made: it gets the refusal when it is
+                    candidate.refused = True
+                else:
+                    candidate.close()
                 self.evicted += 1
                 self._limiter.warning(
                     "http-connection-evicted",
-                    "OTLP/HTTP: at the cap of %d connections: closing the one idle the longest",
+                    "%s: at the cap of %d connections: closing the one idle the longest",
+                    self._surface,
                     self.cap,
                 )
                 return True
@@ -156,3 +167,23 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._admitted:
             self.inner.resume_writing()
+
+
+class AiohttpLog:
+    """aiohttp's server logger, rate-limited: malformed requests are the client's problem, one line each.
+    `surface` names the listener in the lines, `key` their rate limits."""
+
+    def __init__(self, limiter: LogLimiter, surface: str, key: str) -> None:
+        self._limiter, self._surface, self._key = limiter, surface, key
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def exception(self, message: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        if isinstance(exc_info, HttpProcessingError | ConnectionError):
+            text = " ".join(str(exc_info).split())[:200]
+            self._limiter.warning(f"{self._key}-bad-request", "%s: bad request from a client: %s", self._surface, text)
+        else:
+            self._limiter.error(f"{self._key}-internal", f"{self._surface}: " + message, *args, exc_info=exc_info)

@@ -18,7 +18,6 @@ import errno
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import grpc
 import orjson
@@ -30,7 +29,7 @@ from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.errors import Invalid, PipelineError, TooLarge
 from tracehouse.collector.logs import LogLimiter
 from tracehouse.collector.pipeline import Pipeline
-from tracehouse.collector.receivers.connections import ConnectionPool
+from tracehouse.collector.receivers.connections import AiohttpLog, ConnectionPool
 from tracehouse.collector.receivers.encoding import UnsupportedEncoding, clip, content_coding, decompress
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
 from tracehouse.collector.receivers.otlp import OtlpError, export_response, internal_error, to_json, wire_error
@@ -55,25 +54,6 @@ class _ClientGone(Exception):
 def _request_timeout(seconds: float) -> OtlpError:
     """A body that stopped arriving: a matter of this transport only, so it is a wire status from the start."""
     return OtlpError(grpc.StatusCode.DEADLINE_EXCEEDED, 408, f"no request body data for {seconds:g} s")
-
-
-class _AiohttpLog:
-    """aiohttp's server logger, rate-limited: malformed requests are the client's problem, one line each."""
-
-    def __init__(self, limiter: LogLimiter) -> None:
-        self._limiter = limiter
-
-    def debug(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def exception(self, message: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
-        from aiohttp.http_exceptions import HttpProcessingError
-
-        if isinstance(exc_info, HttpProcessingError | ConnectionError):
-            text = " ".join(str(exc_info).split())[:200]
-            self._limiter.warning("http-bad-request", "OTLP/HTTP: bad request from a client: %s", text)
-        else:
-            self._limiter.error("http-internal", "OTLP/HTTP: " + message, *args, exc_info=exc_info)
 
 
 class HttpReceiver:
@@ -121,7 +101,7 @@ class HttpReceiver:
             access_log=None,
             keepalive_timeout=limits.idle_timeout_seconds,
             max_field_size=limits.max_header_bytes,
-            logger=_AiohttpLog(limited),
+            logger=AiohttpLog(limited, "OTLP/HTTP", "http"),
             shutdown_timeout=5,
         )
         await self._runner.setup()
