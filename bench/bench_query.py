@@ -23,10 +23,12 @@ Then, on that store:
      cache keys on the text but for its integer literals, so both hit);
    - the endpoint alone (ReadOnlySql + QueryEndpoint, no receivers) with each lever off and on, and SELECT 1 on
      the three variants interleaved (the shared machine's noise falls on all alike);
-3. with `--levers`, storage levers for the 30-day span panel (top users by spend) on scratch tables (column types;
-   a daily rollup by user with the partial days read from the spans, its answer checked equal to the panel's).
-   Cost per call by model reads the daily rollup llm_daily (its priced calls and p95 state, schema/0022) over
-   whole days, as the other 30-day cost panels do: its figure is the engine's and the endpoint's.
+3. with `--levers`, the panel of top users by spend as it was before the daily rollup by user (every span of the
+   range), its answer checked equal to the panel's, and storage levers for both on scratch tables (column types).
+   Top users by spend reads the daily rollup by user llm_user_daily (schema/0023) over whole days and the spans
+   of the range's two partial days; cost per call by model reads llm_daily (its priced calls and p95 state,
+   schema/0022) over whole days, as the other 30-day cost panels do: their figures are the engine's and the
+   endpoint's.
 
 Each figure is the median of `--requests` timed requests after 3 warm-up ones, per round; over `--rounds` rounds
 the best median and the spread of the medians (max - min) are printed. Targets (issue 19): SELECT 1 <= 2 ms,
@@ -152,6 +154,7 @@ def load(data_dir: Path, calls: int) -> None:
     # not depend on how far the background merges got (they go on in whichever process opens the store).
     client.command("OPTIMIZE TABLE otel_traces FINAL")
     client.command("OPTIMIZE TABLE llm_daily FINAL")
+    client.command("OPTIMIZE TABLE llm_user_daily FINAL")
     merged = time.perf_counter() - started - seconds
     spans = client.query("SELECT count() FROM otel_traces").result_rows[0][0]
     parts = client.query("SELECT count() FROM system.parts WHERE active AND table = 'otel_traces'").result_rows
@@ -281,33 +284,13 @@ LEVERS = {
 }
 
 
-# Rollup levers: whole days from a rollup, the two partial days at the range's ends from the spans, so the
-# answer stays that of the exact time range. {f} and {t} are the range's ends as Grafana's macros give them.
-EDGES = (
-    "((Timestamp >= {f} AND Timestamp < toDateTime(toDate({f}) + 1))"
-    " OR (Timestamp >= toDateTime(toDate({t})) AND Timestamp <= {t}))"
-)
-USERS_ROLLUP = """
-CREATE TABLE bench_levers.daily_users (day Date, UserId String, calls UInt64, cost Decimal(38, 12),
-    input_tokens UInt64, output_tokens UInt64, unpriced UInt64)
-ENGINE = SummingMergeTree ORDER BY (day, UserId)
-"""
-USERS_ROLLUP_FILL = """
-INSERT INTO bench_levers.daily_users SELECT toDate(Timestamp), UserId, count(), sum(ifNull(CostUsd, 0)),
-    sum(ifNull(InputTokens, 0)), sum(ifNull(OutputTokens, 0)), countIf(CostSource = 'unknown')
-FROM otel_traces WHERE CostSource != '' AND UserId != '' GROUP BY toDate(Timestamp), UserId
-"""
-USERS_FROM_ROLLUP = """
-SELECT user_id, sum(calls) AS calls, toFloat64(sum(cost)) AS cost_usd, sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens, sum(unpriced) AS unpriced_calls
-FROM (
-    SELECT UserId AS user_id, calls, cost, input_tokens, output_tokens, unpriced
-    FROM bench_levers.daily_users WHERE day > toDate({f}) AND day < toDate({t})
-    UNION ALL
-    SELECT UserId, count(), sum(ifNull(CostUsd, 0)), sum(ifNull(InputTokens, 0)), sum(ifNull(OutputTokens, 0)),
-        countIf(CostSource = 'unknown')
-    FROM otel_traces WHERE {edges} AND CostSource != '' AND UserId != '' GROUP BY UserId
-)
+# Top users by spend before the daily rollup by user (schema/0023): every span of the range.
+SPANS_ONLY_TOP_USERS = """
+SELECT UserId AS user_id, count() AS calls, toFloat64(sum(ifNull(CostUsd, 0))) AS cost_usd,
+    sum(ifNull(InputTokens, 0)) AS input_tokens, sum(ifNull(OutputTokens, 0)) AS output_tokens,
+    countIf(CostSource = 'unknown') AS unpriced_calls
+FROM otel_traces
+WHERE Timestamp >= {f} AND Timestamp <= {t} AND CostSource != '' AND UserId != ''
 GROUP BY user_id ORDER BY cost_usd DESC, user_id LIMIT 20
 """
 
@@ -335,35 +318,31 @@ def _range_ends(sql: str) -> tuple[str, str]:
 
 
 def levers(data_dir: Path, rounds: int, requests: int) -> None:
-    """The 30-day span panels on scratch tables that differ from otel_traces in one column type each, and top users
-    by spend from a daily rollup by user."""
+    """Top users by spend as it was before the rollup by user (its answer checked equal to the panel's), then the
+    span questions on scratch tables that differ from otel_traces in one column type each."""
     from tracehouse.collector import store
 
     client = store.connect(_store_url(data_dir))
-    asked = {name: sql for name, sql in questions().items() if "FROM otel_traces" in sql and "llm_daily" not in sql}
+    name = "top users by spend, 30 d"
+    panel = questions()[name]
+    f, to = _range_ends(panel)
+    before = SPANS_ONLY_TOP_USERS.format(f=f, t=to)
+    asked = {f"{name} (panel)": panel, f"{name} (spans only, before schema/0023)": before}
+    same, old = client.query(panel).result_rows, client.query(before).result_rows
+    assert _close(same, old), (same[:3], old[:3])  # the rollup answers as the spans do
+    print("storage levers (engine, in process), median per request:")
+    timed = _rounds(lambda: client.raw_query(before, fmt=None), rounds, requests)
+    print(_line(f"{name}: spans only (before schema/0023), otel_traces", timed))
     client.command("DROP DATABASE IF EXISTS bench_levers")
     client.command("CREATE DATABASE bench_levers")
-    print("storage levers (engine, in process), median per request:")
     try:
         for n, (lever, (user, cost)) in enumerate(LEVERS.items()):
             client.command(LEVER_TABLE.format(name=f"t{n}", user=user, cost=cost))
             client.command(f"INSERT INTO bench_levers.t{n} SELECT {LEVER_COLUMNS} FROM otel_traces")
-            for name, sql in asked.items():
+            for question, sql in asked.items():
                 moved = sql.replace("FROM otel_traces", f"FROM bench_levers.t{n}")
-                print(
-                    _line(f"{name}: {lever}", _rounds(lambda s=moved: client.raw_query(s, fmt=None), rounds, requests))
-                )
-        f, to = _range_ends(asked["top users by spend, 30 d"])
-        edges = EDGES.format(f=f, t=to)
-        # Cost per call by model reads llm_daily itself (schema/0022: priced calls, p95 state): the engine figures.
-        name = "top users by spend, 30 d"
-        client.command(USERS_ROLLUP)
-        client.command(USERS_ROLLUP_FILL)
-        sql = USERS_FROM_ROLLUP.format(f=f, t=to, edges=edges)
-        same, panel = client.query(sql).result_rows, client.query(asked[name]).result_rows
-        assert _close(same, panel), (same[:3], panel[:3])  # the same answer as the panel's
-        label = f"{name}: daily rollup + the partial days' spans"
-        print(_line(label, _rounds(lambda s=sql: client.raw_query(s, fmt=None), rounds, requests)))
+                timed = _rounds(lambda s=moved: client.raw_query(s, fmt=None), rounds, requests)
+                print(_line(f"{question}: {lever}", timed))
     finally:
         client.command("DROP DATABASE IF EXISTS bench_levers")
         client.close()

@@ -19,12 +19,14 @@ CACHE_SAVINGS = (
 )
 
 
-# Top users by spend over the exact time range without reading a month of spans: the whole days inside the range
-# from the daily rollup by user (schema/0023), the two partial days at its ends from the spans, summed per user.
-# Both halves count the same calls (CostSource != '' AND UserId != '') with the same filters, so the answer is
-# the spans' own; costs are Decimal sums, exact in any order. The rollup answers only for the days after its
-# first one: on a store that had spans before the rollup existed, its first day is partial and the days before
-# it empty (until `tracehouse prices reprice` rebuilds them), so those days are read from the spans too.
+# Top users by spend over the exact time range without reading a month of spans. The rollup by user (schema/0023)
+# answers for a run of whole days R; the spans correct it at the range's ends: plus the calls in the range on days
+# outside R, minus the calls in R outside the range (one scan, a sign per span). An end day is in R when less than
+# half of it lies outside the range, so at most half a day of spans is read at each end (none at "now"). Both
+# sources count the same calls (CostSource != '' AND UserId != '') under the same filters, in exact sums (Decimal
+# costs, integer counts), so the answer is the spans' own. R never starts before the day after the rollup's first:
+# on a store that had spans before the rollup existed, that day is partial and the days before it empty (until
+# `tracehouse prices reprice` rebuilds them), so they are read from the spans.
 USER_ROLLUP_COLUMNS = {
     "service": "service",
     "feature": "feature",
@@ -32,37 +34,47 @@ USER_ROLLUP_COLUMNS = {
     "model": "model",
     "user": "user_id",
 }
-# The last day read from the spans at the range's start: its first day, or the rollup's first (2100: empty).
-SPANS_UNTIL = (
-    "greatest(toDate($__fromTime),\n"
-    "    (SELECT if(count() = 0, toDate('2100-01-01'), min(day)) FROM llm_user_daily)) AS spans_until"
-)
+ROLLUP_DAYS = """
+WITH
+  (SELECT if(count() = 0, toDate('2100-01-01'), min(day)) FROM llm_user_daily) AS rollup_first,
+  greatest(if(toHour($__fromTime) < 12, toDate($__fromTime), toDate($__fromTime) + 1), rollup_first + 1)
+    AS rollup_from,
+  if(toHour($__toTime) >= 12, toDate($__toTime), toDate($__toTime) - 1) AS rollup_to,
+  toDateTime(rollup_from) AS rollup_start,
+  toDateTime(rollup_to + 1) AS rollup_end"""
 USERS_WHOLE_DAYS = f"""
--- llm_user_daily over the whole days inside the range that it covers
-SELECT user_id, sum(calls) AS calls, sum(cost_usd) AS cost, sum(input_tokens) AS input_sum,
-  sum(output_tokens) AS output_sum, sum(unpriced_calls) AS unpriced
+-- llm_user_daily over the days R
+SELECT user_id, toInt64(sum(calls)) AS calls, sum(cost_usd) AS cost, toInt64(sum(input_tokens)) AS input_sum,
+  toInt64(sum(output_tokens)) AS output_sum, toInt64(sum(unpriced_calls)) AS unpriced
 FROM llm_user_daily
-WHERE day > spans_until AND day < toDate($__toTime){where(USER_ROLLUP_COLUMNS)}
+WHERE day >= rollup_from AND day <= rollup_to{where(USER_ROLLUP_COLUMNS)}
 GROUP BY user_id"""
-USERS_PARTIAL_DAYS = f"""
--- the spans of the other days: the range's first (and any before the rollup's first day) and its last
-SELECT UserId AS user_id, count() AS calls, sum(ifNull(CostUsd, 0)) AS cost, sum(ifNull(InputTokens, 0)) AS input_sum,
-  sum(ifNull(OutputTokens, 0)) AS output_sum, countIf(CostSource = 'unknown') AS unpriced
-FROM otel_traces
-WHERE $__timeFilter(Timestamp)
-  AND (Timestamp < toDateTime(spans_until + 1) OR Timestamp >= toDateTime(toDate($__toTime)))
-  AND CostSource != '' AND UserId != ''{RAW_FILTERS}
+USERS_AT_THE_ENDS = f"""
+-- the spans in the range outside R (weight 1) and in R outside the range (-1), near the range's two ends
+SELECT UserId AS user_id, sum(weight) AS calls, sum(weight * ifNull(CostUsd, 0)) AS cost,
+  sum(weight * ifNull(InputTokens, 0)) AS input_sum, sum(weight * ifNull(OutputTokens, 0)) AS output_sum,
+  sum(weight * (CostSource = 'unknown')) AS unpriced
+FROM (
+  SELECT UserId, CostUsd, InputTokens, OutputTokens, CostSource, if($__timeFilter(Timestamp), 1, -1) AS weight
+  FROM otel_traces
+  WHERE (Timestamp >= least($__fromTime, rollup_start) AND Timestamp <= greatest($__fromTime, rollup_start)
+      OR Timestamp >= least($__toTime, rollup_end) AND Timestamp <= greatest($__toTime, rollup_end))
+    AND ($__timeFilter(Timestamp)) != (Timestamp >= rollup_start AND Timestamp < rollup_end)
+    AND CostSource != '' AND UserId != ''{RAW_FILTERS.replace(chr(10), chr(10) + "  ")}
+)
 GROUP BY user_id"""
 TOP_USERS_BY_SPEND = (
-    f"WITH {SPANS_UNTIL}\n"
-    "SELECT user_id, sum(calls) AS calls, toFloat64(sum(cost)) AS cost_usd, sum(input_sum) AS input_tokens,\n"
-    "  sum(output_sum) AS output_tokens, sum(unpriced) AS unpriced_calls\n"
+    f"{sql(ROLLUP_DAYS)}\n"
+    "SELECT user_id, toUInt64(sum(calls)) AS calls, toFloat64(sum(cost)) AS cost_usd,\n"
+    "  toUInt64(sum(input_sum)) AS input_tokens, toUInt64(sum(output_sum)) AS output_tokens,\n"
+    "  toUInt64(sum(unpriced)) AS unpriced_calls\n"
     "FROM (\n"
     f"{indent(sql(USERS_WHOLE_DAYS), 2)}\n"
     "  UNION ALL\n"
-    f"{indent(sql(USERS_PARTIAL_DAYS), 2)}\n"
+    f"{indent(sql(USERS_AT_THE_ENDS), 2)}\n"
     ")\n"
     "GROUP BY user_id\n"
+    "HAVING calls > 0\n"
     "ORDER BY cost_usd DESC, user_id\n"
     "LIMIT 20"
 )

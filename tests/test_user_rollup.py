@@ -188,6 +188,10 @@ RANGES = [
     ("2025-03-02 12:00:00", "2025-03-03 12:00:00"),  # two adjacent partial days, no whole day
     ("2025-03-01 23:59:59", "2025-03-05 00:00:01"),  # one second of each end day
     ("2025-02-20 00:00:00", "2025-03-10 00:00:00"),  # past the data on both sides
+    ("2025-03-04 13:00:00", "2025-03-04 14:30:00"),  # within one afternoon
+    ("2025-03-04 06:00:00", "2025-03-04 10:00:00"),  # within one morning
+    ("2025-03-01 12:00:00", "2025-03-05 11:59:59"),  # the ends at the half day: one side in R, the other not
+    ("2025-03-01 11:59:59", "2025-03-05 12:00:00"),
 ]
 FILTERS = [
     {},
@@ -214,7 +218,7 @@ def test_the_panel_answers_as_the_spans_do_for_every_range_and_filter(env, start
     # All filters at All: a real answer (not two empty ones), users of both tenants summed by id as before.
     new, _ = _answers(client, _context(start, end), _variables())
     if start.startswith("2025-03"):
-        assert len(new) >= 5 and any(row[5] for row in new) and any(row[2] > 0 for row in new)
+        assert len(new) >= 3 and any(row[5] for row in new) and any(row[2] > 0 for row in new)
 
 
 def test_a_store_with_spans_from_before_the_rollup_answers_as_the_spans_do(env):
