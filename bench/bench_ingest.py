@@ -10,7 +10,8 @@ connection is free); `--burst` sends the connections' requests at the same insta
 connections * batch / rate (the schedule of the figures before issue 19's ack-latency work), so the
 latency includes waiting behind the requests that arrived together.
 
-Prints spans/s acknowledged, request latency p50/p99, and checks the stored count.
+Prints spans/s acknowledged, request latency p50/p99, the collector's peak memory (its own RSS, and
+the PSS of it with its worker processes, sampled from /proc), and checks the stored count.
 (The OTel SDK tops out near 6-7k spans/s per process, so it cannot be the load generator.)
 Every request is distinct (a counter in a resource attribute), so the spool's retry
 deduplication does not flatter the figures.
@@ -108,6 +109,48 @@ def _spool_bytes(http_endpoint: str) -> float:
     return 0.0
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (the forkserver and the worker processes under it)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):  # a child belongs to the thread that forked it
+            try:
+                todo += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
+def _memory_kb(pid: int, field: str, file: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of the collector process and peak PSS of its whole tree (shared pages counted once)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_rss_kb = self.peak_tree_pss_kb = self.processes = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.25):
+            tree = _tree(self.pid)
+            self.processes = max(self.processes, len(tree))
+            self.peak_rss_kb = max(self.peak_rss_kb, _memory_kb(self.pid, "VmRSS", "status"))
+            pss = sum(_memory_kb(pid, "Pss", "smaps_rollup") for pid in tree)
+            self.peak_tree_pss_kb = max(self.peak_tree_pss_kb, pss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=100_000)
@@ -139,6 +182,9 @@ def main() -> None:
         while not info_path.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         info = json.loads(info_path.read_text())
+        ready = time.monotonic() - (deadline - 60)
+        memory = MemorySampler(collector.pid)
+        memory.start()
         requests_total = args.spans // args.batch if not args.rate else int(args.rate * args.seconds / args.batch)
         interval = args.batch * args.connections / args.rate if args.rate else 0.0
         latencies: list[float] = []
@@ -191,6 +237,11 @@ def main() -> None:
         print(
             f"request latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms; errors: {len(errors)}"
+        )
+        memory.stopped.set()
+        print(
+            f"collector ready {ready:.1f}s after start; peak RSS {memory.peak_rss_kb / 1024:.0f} MB (main process), "
+            f"peak PSS {memory.peak_tree_pss_kb / 1024:.0f} MB with its {memory.processes - 1} helper process(es)"
         )
         drain_started = time.perf_counter()
         while _spool_bytes(info["http_endpoint"]) > 0:
