@@ -1,11 +1,13 @@
-"""The embedded engine's memory settings (store.ENGINE_MERGE_TREE, issue 19) are the ones the real engine runs
-with, read back through the collector's own client path (store.connect) in a fresh process (chDB takes its
-options once per process), with the data dir plain and encrypted (chDB takes one config file: ours is merged
-into the encryption's)."""
+"""The collector's memory settings (issue 19). The embedded engine's (store.ENGINE_MERGE_TREE, ENGINE_JEMALLOC) are
+the ones the real engine runs with, read back through the collector's own client path (store.connect) in a fresh
+process (chDB takes its options and its allocator's once per process), with the data dir plain and encrypted
+(chDB takes one config file: ours is merged into the encryption's). The writer's glibc tuning
+(writer.tune_allocator) is seen in what a freed insert-sized buffer leaves on the heap."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -29,15 +31,16 @@ print(json.dumps({name: [value, changed] for name, value, changed in rows}))
 """
 
 
-def _engine_merge_tree(data_dir: Path, config: Path | None = None) -> dict[str, list]:
-    result = subprocess.run(
-        [sys.executable, "-c", _READ_BACK, str(data_dir), str(config or "")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _fresh(code: str, *args: str) -> str:
+    """The last line `code` prints in a fresh interpreter, without a JE_MALLOC_CONF of the caller's."""
+    env = {k: v for k, v in os.environ.items() if k != "JE_MALLOC_CONF"}
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])
+    return result.stdout.splitlines()[-1]
+
+
+def _engine_merge_tree(data_dir: Path, config: Path | None = None) -> dict[str, list]:
+    return json.loads(_fresh(_READ_BACK, str(data_dir), str(config or "")))
 
 
 def test_the_embedded_store_merges_vertically(tmp_path):
@@ -61,3 +64,46 @@ def test_an_encrypted_store_keeps_both_its_disk_policy_and_the_memory_settings(t
     from tracehouse.collector.encryption import STORAGE_POLICY
 
     assert settings["storage_policy"] == [STORAGE_POLICY, 1]
+
+
+_JEMALLOC = """
+import re, sys
+from tracehouse.collector import store
+client = store.connect("chdb://" + sys.argv[1])
+stats = client.query("SELECT stats FROM system.jemalloc_stats").result_rows[0][0]
+print(re.search(r"opt.dirty_decay_ms: (-?\\d+)", stats).group(1))
+"""
+
+
+def test_the_engine_allocator_returns_freed_pages_after_a_second(tmp_path):
+    assert store.ENGINE_JEMALLOC == "dirty_decay_ms:1000"
+    assert _fresh(_JEMALLOC, str(tmp_path / "store")) == "1000"  # chDB's own default is 5000
+
+
+_HEAP = """
+import sys
+from pathlib import Path
+from tracehouse.collector import writer
+
+
+def heap():
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("[heap]"))
+    return next(int(line.split()[1]) for line in lines[start:] if line.startswith("Rss:")) * 1024
+
+
+if sys.argv[1] == "tuned":
+    assert writer.tune_allocator()
+before, kept = heap(), []
+for _ in range(20):
+    block = bytes(8 << 20)  # an insert-sized buffer, freed at once
+    kept.append(bytes(1000))
+    del block
+print((heap() - before) >> 20)
+"""
+
+
+def test_the_writer_hands_freed_insert_buffers_back_to_the_os():
+    """Untuned, glibc serves the second 8 MiB buffer from the heap and keeps it there freed; tuned, it does not."""
+    assert int(_fresh(_HEAP, "plain")) >= 6
+    assert int(_fresh(_HEAP, "tuned")) <= 2
