@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -112,6 +113,22 @@ def _engine_options(path: Path) -> dict[str, str]:
     return options
 
 
+def _load_engine() -> None:
+    """Import chDB without pyarrow and the numpy it brings (~45 MiB of RSS, a third of it anonymous): chDB imports
+    it when it loads, for Arrow-shaped results (`chdb.state.sqlitelike`, where it is optional) that the collector
+    never asks for. A pyarrow already imported stays; once chDB is loaded, pyarrow imports as usual for whoever
+    wants it."""
+    if "chdb.state.sqlitelike" in sys.modules or "pyarrow" in sys.modules:
+        return
+    sys.modules["pyarrow"] = None  # type: ignore[assignment]  # `import pyarrow` raises ImportError meanwhile
+    try:
+        import chdb.state.sqlitelike  # noqa: F401  (what chdb.connect loads, with its `import pyarrow`)
+    except ImportError:
+        pass  # clickhouse-connect says what is missing
+    finally:
+        del sys.modules["pyarrow"]
+
+
 def connect(url: str) -> Client:
     """Open a client for a `chdb:///path` or `http(s)://user:pass@host:port/db` URL."""
     options: dict = {}
@@ -120,6 +137,7 @@ def connect(url: str) -> Client:
         if path and path != "memory" and not path.startswith(":memory:"):
             Path(path).mkdir(parents=True, exist_ok=True)
             options["chdb_options"] = _engine_options(Path(path))
+        _load_engine()
     try:
         return clickhouse_connect.get_client(dsn=url, **options)
     except (ClickHouseError, OSError) as exc:

@@ -107,3 +107,18 @@ def test_the_writer_hands_freed_insert_buffers_back_to_the_os():
     """Untuned, glibc serves the second 8 MiB buffer from the heap and keeps it there freed; tuned, it does not."""
     assert int(_fresh(_HEAP, "plain")) >= 6
     assert int(_fresh(_HEAP, "tuned")) <= 2
+
+
+_IMPORTS = """
+import sys
+from tracehouse.collector import store
+client = store.connect("chdb://" + sys.argv[1])
+assert client.query("SELECT 41 + 1").result_rows == [(42,)]
+loaded = sorted(m for m in ("pyarrow", "numpy") if m in sys.modules)
+import pyarrow  # still there for whoever wants it
+print(",".join(loaded) or "none")
+"""
+
+
+def test_the_engine_loads_without_pyarrow_and_numpy(tmp_path):
+    assert _fresh(_IMPORTS, str(tmp_path / "store")) == "none"
