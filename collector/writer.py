@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import errno
 import json
 import logging
@@ -52,29 +51,6 @@ PERMANENT_ERROR_CODES = frozenset(
 _INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
 
 
-# glibc mallopt() parameters.
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
-MMAP_THRESHOLD = 1 << 20
-_allocator_tuned = False
-
-
-def tune_allocator() -> bool:
-    """glibc's malloc for a process that holds insert-sized buffers for a moment each (requests of MBs, spool
-    records, inserts of up to batch_max_bytes). By default, freeing a big block raises glibc's mmap threshold to
-    its size, so the next big ones come from the heap and per-thread arenas and stay resident once freed (~100 MiB
-    idle after a load, bench/bench_scale.py). A fixed 1 MiB threshold hands each back to the OS when freed; two
-    arenas bound what the threads' arenas keep. Once per process; False where the C library is not glibc."""
-    global _allocator_tuned
-    if _allocator_tuned:
-        return True
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    _allocator_tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_ARENA_MAX, 2))
-    return _allocator_tuned
-
-
 class StoreUnavailable(Exception):
     """The store did not take the rows this time; try again later."""
 
@@ -105,7 +81,6 @@ class TraceStore:
         self._fault_file = fault_file
         self._table = table
         self._client: Client | None = None
-        tune_allocator()
 
     def _check_fault(self) -> None:
         if self._fault_file is not None and self._fault_file.exists():

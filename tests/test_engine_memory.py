@@ -1,8 +1,7 @@
 """The collector's memory settings (issue 19). The embedded engine's (store.ENGINE_MERGE_TREE, ENGINE_JEMALLOC) are
 the ones the real engine runs with, read back through the collector's own client path (store.connect) in a fresh
 process (chDB takes its options and its allocator's once per process), with the data dir plain and encrypted
-(chDB takes one config file: ours is merged into the encryption's). The writer's glibc tuning
-(writer.tune_allocator) is seen in what a freed insert-sized buffer leaves on the heap."""
+(chDB takes one config file: ours is merged into the encryption's). And chDB loads without pyarrow."""
 
 from __future__ import annotations
 
@@ -78,35 +77,6 @@ print(re.search(r"opt.dirty_decay_ms: (-?\\d+)", stats).group(1))
 def test_the_engine_allocator_returns_freed_pages_after_a_second(tmp_path):
     assert store.ENGINE_JEMALLOC == "dirty_decay_ms:1000"
     assert _fresh(_JEMALLOC, str(tmp_path / "store")) == "1000"  # chDB's own default is 5000
-
-
-_HEAP = """
-import sys
-from pathlib import Path
-from tracehouse.collector import writer
-
-
-def heap():
-    lines = Path("/proc/self/smaps").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.endswith("[heap]"))
-    return next(int(line.split()[1]) for line in lines[start:] if line.startswith("Rss:")) * 1024
-
-
-if sys.argv[1] == "tuned":
-    assert writer.tune_allocator()
-before, kept = heap(), []
-for _ in range(20):
-    block = bytes(8 << 20)  # an insert-sized buffer, freed at once
-    kept.append(bytes(1000))
-    del block
-print((heap() - before) >> 20)
-"""
-
-
-def test_the_writer_hands_freed_insert_buffers_back_to_the_os():
-    """Untuned, glibc serves the second 8 MiB buffer from the heap and keeps it there freed; tuned, it does not."""
-    assert int(_fresh(_HEAP, "plain")) >= 6
-    assert int(_fresh(_HEAP, "tuned")) <= 2
 
 
 _IMPORTS = """
