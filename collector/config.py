@@ -137,7 +137,7 @@ class Config:
     max_request_bytes: int = setting(64 * MIB, "largest OTLP request after decompression", low=1)
     max_connections: int = setting(
         0,
-        "connections each OTLP listener holds",
+        "connections each OTLP listener holds, and the SQL endpoint up to 256",
         note="0: 40% of the open-file limit, at most 10000",
         low=0,
     )
@@ -145,7 +145,7 @@ class Config:
         10.0, "seconds a new connection has to finish TLS and send its first request (HTTP) or SETTINGS (gRPC)", low=0.1
     )
     idle_timeout_seconds: float = setting(
-        60.0, "seconds after which an OTLP connection with no request in progress is closed", low=0.1
+        60.0, "seconds after which an OTLP or SQL-endpoint connection with no request in progress is closed", low=0.1
     )
     max_connection_age_seconds: float = setting(
         1800.0, "seconds after which a gRPC connection is asked to reconnect", low=1
