@@ -404,6 +404,15 @@ def _stored_target(client: Client, view: str) -> str:
     return match.group(1) if match else ""
 
 
+def _record_view(client: Client, name: str, digest: str) -> None:
+    """One bookkeeping row, as a statement: clickhouse-connect's insert() imports pandas (and numpy, pyarrow: ~90
+    MiB of RSS) to ask whether the rows are a DataFrame."""
+    client.command(
+        f"INSERT INTO {VIEWS_TABLE} (name, digest) VALUES ({{name:String}}, {{digest:String}})",
+        parameters={"name": name, "digest": digest},
+    )
+
+
 def apply_views(client: Client, cluster: str = "", schema: Traversable | None = None) -> list[str]:
     """(Re-)apply every view whose text differs from the one recorded, or that the store lacks; the
     others are left alone. Runs after the numbered migrations, which create every table a view reads."""
@@ -427,7 +436,7 @@ def apply_views(client: Client, cluster: str = "", schema: Traversable | None = 
         for statement in view.statements(exists):
             for part in _for_store(statement, cluster, schema):
                 client.command(part)
-        client.insert(VIEWS_TABLE, [[view.name, view.digest]], column_names=["name", "digest"])
+        _record_view(client, view.name, view.digest)
         log.info("applied view %s", view.file)
         applied.append(view.file)
     return applied
@@ -466,7 +475,7 @@ def apply_retention(
                     if "REMOVE TTL" not in part or not _NO_TTL_TO_REMOVE.search(str(exc)):
                         raise
         log.info("retention applied (ALTER TABLE ... MODIFY TTL): %s", settings.summary())
-    client.insert(VIEWS_TABLE, [[retention.DOCUMENT, digest]], column_names=["name", "digest"])
+    _record_view(client, retention.DOCUMENT, digest)
     return bool(recorded) or not retention.keeps_everything(settings)
 
 
@@ -491,7 +500,10 @@ def migrate(
         for statement in migration.statements:
             for part in _for_store(statement, cluster, schema):
                 client.command(part)
-        client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
+        client.command(
+            f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES ({{version:UInt32}}, {{name:String}})",
+            parameters={"version": migration.version, "name": migration.name},
+        )
         log.info("applied migration %s", migration.name)
         applied.append(migration.name)
     applied += apply_views(client, cluster, schema)

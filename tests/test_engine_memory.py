@@ -83,12 +83,13 @@ _IMPORTS = """
 import sys
 from tracehouse.collector import store
 client = store.connect("chdb://" + sys.argv[1])
+assert store.migrate(client)  # a new store: every migration and view recorded
 assert client.query("SELECT 41 + 1").result_rows == [(42,)]
-loaded = sorted(m for m in ("pyarrow", "numpy") if m in sys.modules)
+loaded = sorted(m for m in ("pyarrow", "numpy", "pandas") if m in sys.modules)
 import pyarrow  # still there for whoever wants it
 print(",".join(loaded) or "none")
 """
 
 
-def test_the_engine_loads_without_pyarrow_and_numpy(tmp_path):
+def test_the_store_opens_and_migrates_without_pandas_pyarrow_and_numpy(tmp_path):
     assert _fresh(_IMPORTS, str(tmp_path / "store")) == "none"
