@@ -20,6 +20,7 @@ deduplication does not flatter the figures.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import random
 import shutil
@@ -237,6 +238,11 @@ def main() -> None:
         print(
             f"request latency p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms; errors: {len(errors)}"
+            + (
+                " (" + ", ".join(f"{code} x{n}" for code, n in collections.Counter(errors).most_common()) + ")"
+                if errors
+                else ""
+            )
         )
         memory.stopped.set()
         print(
