@@ -432,6 +432,7 @@ class Spool:
             self.commit(self._synced)
 
     def write_intent(self, intent: Intent) -> None:
+        """A file written and fsynced, no state of this object touched: safe to run in a thread."""
         _write_atomic(self.directory / "intent", json.dumps(intent.__dict__).encode())
 
     def read_intent(self) -> Intent | None:
@@ -442,9 +443,16 @@ class Spool:
             return None
         return intent if intent.start == self._committed and intent.end <= self._synced else None
 
-    def commit(self, upto: int) -> None:
-        """Everything before `upto` is in the store: move the checkpoint and drop whole segments."""
+    def write_checkpoint(self, upto: int) -> None:
+        """The durable part of `commit` (a file written and fsynced, no state of this object touched), so the
+        drainer can run it in a thread, off the event loop the receivers' appends run on."""
         _write_atomic(self.directory / "checkpoint", str(upto).encode())
+
+    def commit(self, upto: int, checkpoint_written: bool = False) -> None:
+        """Everything before `upto` is in the store: move the checkpoint and drop whole segments.
+        `checkpoint_written`: write_checkpoint(upto) has already run."""
+        if not checkpoint_written:
+            self.write_checkpoint(upto)
         self._committed = upto
         (self.directory / "intent").unlink(missing_ok=True)
         self._drop_committed_segments()

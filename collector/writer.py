@@ -424,7 +424,7 @@ class SpoolDrainer:
                     continue
                 start, end = records[0].start, records[-1].end
                 planned = Intent(start, end, f"tracehouse-spool-{self._spool.instance_id}-{start}-{end}")
-                self._spool.write_intent(planned)
+                await asyncio.to_thread(self._spool.write_intent, planned)  # two fsyncs: off the event loop
                 intent = planned  # only once it is on disk: a replay must use exactly this range and token
             except StoreUnavailable as exc:
                 self.store_ready = False
@@ -468,7 +468,8 @@ class SpoolDrainer:
             self._metrics.insert_batches.inc()
             self._metrics.insert_rows.inc(rows)
         self._store_up()
-        self._spool.commit(intent.end)
+        await asyncio.to_thread(self._spool.write_checkpoint, intent.end)  # two fsyncs: off the event loop
+        self._spool.commit(intent.end, checkpoint_written=True)
         self._last_progress = time.monotonic()
         self.health.succeeded()
         self._metrics.spool_bytes.set(self._spool.pending_bytes)
