@@ -221,7 +221,8 @@ def _read_in_process(config: Config, sql: str, fmt: str) -> QueryResult:
             worker.join(0.1)
     except KeyboardInterrupt:
         runner.cancel_all()
-        worker.join(10)
+        with contextlib.suppress(RuntimeError):  # Ctrl-C inside start(): no thread to wait for
+            worker.join(10)
         runner.close()
         raise QueryCancelled() from None
     runner.close()
