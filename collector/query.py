@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from tracehouse.collector.clickhouse_compressed import compressed_blocks
 from tracehouse.collector.clickhouse_native import NativeUnsupported, native_for_revision
 from tracehouse.collector.logs import LogLimiter
-from tracehouse.collector.receivers.connections import AiohttpLog, ConnectionPool
+from tracehouse.collector.receivers.connections import AiohttpLog, ConnectionPool, tracking_middleware
 from tracehouse.collector.runtime import StoreBusy, lock_store, read_runtime_info
 
 if TYPE_CHECKING:
@@ -1104,7 +1104,7 @@ class QueryEndpoint:
     async def start(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=1 << 20, middlewares=[self._track])
+        app = web.Application(client_max_size=1 << 20, middlewares=[tracking_middleware(lambda: self.connections)])
         app.router.add_route("*", "/", self._query)
         app.router.add_get("/ping", self._ping)
         for path, handler in self.admin_routes.items():
@@ -1151,22 +1151,6 @@ class QueryEndpoint:
         if self.connections is not None:
             self.connections.close_all()
         await asyncio.to_thread(self._sql.close)
-
-    @property
-    def _track(self) -> Callable[..., Any]:
-        """A connection with a request in progress is busy: neither closed as idle nor timed out."""
-        from aiohttp import web
-
-        @web.middleware
-        async def track(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
-            assert self.connections is not None
-            self.connections.request_started(request.protocol)
-            try:
-                return await handler(request)
-            finally:
-                self.connections.request_finished(request.protocol)
-
-        return track
 
     async def _ping(self, _request: web.Request) -> web.Response:
         from aiohttp import web

@@ -57,7 +57,6 @@ LLM_CALL = (
     " OR (LlmSpanKind = '' AND (LlmRequestModel != '' OR LlmResponseModel != ''"
     " OR InputTokens IS NOT NULL OR OutputTokens IS NOT NULL)))"
 )
-ROLLUP_VIEW = ROLLUPS[ROLLUP]
 
 
 def rollup_select(client: Client, days: str, rollup: str = ROLLUP) -> str:

@@ -187,3 +187,21 @@ class AiohttpLog:
             self._limiter.warning(f"{self._key}-bad-request", "%s: bad request from a client: %s", self._surface, text)
         else:
             self._limiter.error(f"{self._key}-internal", f"{self._surface}: " + message, *args, exc_info=exc_info)
+
+
+def tracking_middleware(pool: Callable[[], ConnectionPool | None]) -> Callable[..., Any]:
+    """An aiohttp middleware marking a connection busy while it has a request in progress (neither closed as
+    idle nor timed out). `pool` returns the listener's pool, made after the application it serves."""
+    from aiohttp import web
+
+    @web.middleware
+    async def track(request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        connections = pool()
+        assert connections is not None
+        connections.request_started(request.protocol)
+        try:
+            return await handler(request)
+        finally:
+            connections.request_finished(request.protocol)
+
+    return track

@@ -29,7 +29,7 @@ from tracehouse.collector.auth import Authenticator
 from tracehouse.collector.errors import Invalid, PipelineError, TooLarge
 from tracehouse.collector.logs import LogLimiter
 from tracehouse.collector.pipeline import Pipeline
-from tracehouse.collector.receivers.connections import AiohttpLog, ConnectionPool
+from tracehouse.collector.receivers.connections import AiohttpLog, ConnectionPool, tracking_middleware
 from tracehouse.collector.receivers.encoding import UnsupportedEncoding, clip, content_coding, decompress
 from tracehouse.collector.receivers.limits import ConnectionLimits, raise_open_file_limit
 from tracehouse.collector.receivers.otlp import OtlpError, export_response, internal_error, to_json, wire_error
@@ -85,7 +85,7 @@ class HttpReceiver:
     async def start(self) -> None:
         raise_open_file_limit()
         limits = self._limits
-        app = web.Application(client_max_size=self._max, middlewares=[self._track])
+        app = web.Application(client_max_size=self._max, middlewares=[tracking_middleware(lambda: self.connections)])
         for path in (TRACES_PATH, TRACES_PATH + "/"):
             app.router.add_route("*", path, self._traces)
         for path in (SCORES_PATH, SCORES_PATH + "/"):
@@ -131,16 +131,6 @@ class HttpReceiver:
             await self._runner.cleanup()
         if self.connections is not None:
             self.connections.close_all()
-
-    @web.middleware
-    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
-        """A connection with a request in progress is busy: neither idle-evicted nor timed out."""
-        assert self.connections is not None
-        self.connections.request_started(request.protocol)
-        try:
-            return await handler(request)
-        finally:
-            self.connections.request_finished(request.protocol)
 
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
