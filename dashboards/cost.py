@@ -132,7 +132,8 @@ def cost() -> dict[str, Any]:
         stat(
             "Cache savings",
             "What the cached input tokens would have cost at the uncached input price, less what they cost",
-            daily(f"SELECT sum({CACHE_SAVINGS}) AS cache_savings_usd FROM DAILY"),
+            # a ratio per row: one row per key
+            daily(f"SELECT sum({CACHE_SAVINGS}) AS cache_savings_usd FROM DAILY", per_key=True),
             "currencyUSD",
         ),
         5,

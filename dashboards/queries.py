@@ -79,9 +79,13 @@ def rollup_values(column: str, only: tuple[str, ...]) -> str:
 
 # --- the daily rollup -------------------------------------------------------------------------------
 
-# One row per (day, service, feature, provider, model) with the rollup's sums: from llm_daily over whole
+# Rows of (day, service, feature, provider, model) with the rollup's sums: from llm_daily over whole
 # days, or, when a user is selected ($__conditionalAll(0, $user) is 0), from the spans of that user with
 # the rollup's own definition of a call (CostSource != '': the spans the pricing stage priced or tried to).
+# llm_daily's rows come as stored, not merged per key first: a key can have several rows (parts not merged
+# yet), so a query over them sums (or -Merges the states); merging per key first cost ~10 of ~30 ms for
+# the cost states on 1M calls (bench/bench_query.py). A query whose expression is not additive over rows
+# (a ratio per row) asks for one row per key (`per_key`).
 # The keys are llm_daily's sum columns; the values compute the same sums from the spans.
 RAW_SUMS = {
     "calls": "count()",
@@ -106,21 +110,26 @@ RAW_SUMS = {
 ROLLUP_SUMS = tuple(RAW_SUMS)
 # How the rollup's rows of one key combine: sum, but for the aggregate states (schema/0022), merged as states.
 ROLLUP_MERGES = {"cost_p95_state": "quantileMergeState(0.95)"}
+ROLLUP_KEY = "day, service, feature, provider, model"
 
 
-def daily_source(sums: tuple[str, ...] = ROLLUP_SUMS) -> str:
-    """The daily rows with only the sums a panel uses."""
-    rollup = ",\n".join(f"  {ROLLUP_MERGES.get(name, 'sum')}({name}) AS {name}" for name in sums)
+def daily_source(sums: tuple[str, ...] = ROLLUP_SUMS, per_key: bool = False) -> str:
+    """The daily rows with only the sums a panel uses (one per key with `per_key`)."""
+    if per_key:
+        rollup = ",\n".join(f"  {ROLLUP_MERGES.get(name, 'sum')}({name}) AS {name}" for name in sums)
+    else:
+        rollup = ",\n".join(f"  {name}" for name in sums)
     raw = ",\n".join(f"  {RAW_SUMS[name]} AS {name}" for name in sums)
+    group = f"GROUP BY {ROLLUP_KEY}\n" if per_key else ""
     return (
         "-- llm_daily over whole days; the spans of the selected users when a user is selected\n"
-        "SELECT day, service, feature, provider, model,\n"
+        f"SELECT {ROLLUP_KEY},\n"
         f"{rollup}\n"
         "FROM llm_daily\n"
         "WHERE $__dateFilter(day)"
         f"{where(ROLLUP_COLUMNS)}\n"
         "  AND $__conditionalAll(0, $user)\n"
-        "GROUP BY day, service, feature, provider, model\n"
+        f"{group}"
         "UNION ALL\n"
         "SELECT toDate(Timestamp) AS day, ServiceName AS service, Feature AS feature, LlmProvider AS provider,\n"
         f"  {MODEL} AS model,\n"
@@ -130,16 +139,16 @@ def daily_source(sums: tuple[str, ...] = ROLLUP_SUMS) -> str:
         "  AND CostSource != ''"
         f"{RAW_FILTERS}\n"
         "  AND NOT ($__conditionalAll(0, $user))\n"
-        "GROUP BY day, service, feature, provider, model"
+        f"GROUP BY {ROLLUP_KEY}"
     )
 
 
-def daily(select: str) -> str:
+def daily(select: str, per_key: bool = False) -> str:
     """A query over the daily rows: `select` reads `FROM DAILY`, which becomes the rollup-or-spans
-    subquery with the sums the select names."""
+    subquery with the sums the select names; it aggregates them, unless `per_key` gives one row per key."""
     head, _, tail = sql(select).partition("FROM DAILY")
     used = tuple(name for name in ROLLUP_SUMS if re.search(rf"\b{name}\b", head + tail))
-    return f"{head}FROM (\n{indent(daily_source(used or ('calls',)), 2)}\n){tail}"
+    return f"{head}FROM (\n{indent(daily_source(used or ('calls',), per_key), 2)}\n){tail}"
 
 
 # --- fragments and queries more than one panel uses --------------------------------------------------
