@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracehouse.collector.auth import API_KEYS, ApiKeys
+from tracehouse.collector.auth import API_KEYS, READ_KEYS, ApiKeys, TenantReadKeys
 from tracehouse.collector.encryption import ENCRYPTION, SHARED_MEMORY, EncryptionSettings
 from tracehouse.collector.retention import RETENTION, RetentionSettings
 from tracehouse.collector.settings import ConfigError, Section, as_bool, check_keys, did_you_mean
@@ -36,7 +36,7 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STORE_SCHEMES = ("chdb", "http", "https")
 # The config file's tables, each parsed beside the stage (or, for api_keys, the module) that reads it.
-SECTIONS: tuple[Section[Any], ...] = (API_KEYS, SAMPLING, PRICING, REDACTION, RETENTION, ENCRYPTION)
+SECTIONS: tuple[Section[Any], ...] = (API_KEYS, READ_KEYS, SAMPLING, PRICING, REDACTION, RETENTION, ENCRYPTION)
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 # TRACEHOUSE_* variables that are not a top-level setting: the config file's path and the sections'.
 SECTION_ENV = (CONFIG_ENV, *(name for section in SECTIONS for name in section.env))
@@ -180,6 +180,7 @@ class Config:
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", commands=EVERY_COMMAND)
     # The sections: one typed object per config-file table, parsed by its owner.
     api_keys: ApiKeys = field(default_factory=ApiKeys)
+    query_read_keys: TenantReadKeys = field(default_factory=TenantReadKeys)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     redaction: RedactionSettings = field(default_factory=RedactionSettings)

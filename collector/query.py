@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import queue
 import re
 import secrets
 import threading
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+    from tracehouse.collector.auth import TenantReadKeys
     from tracehouse.collector.config import Config
     from tracehouse.collector.receivers.limits import ConnectionLimits
 
@@ -645,7 +645,10 @@ class ReadOnlySql:
         self.verdicts = verdicts if verdicts is not None else VerdictCache()
         self._connect = connect
         self.limits = limits or QueryLimits()
-        self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
+        # Idle clients by scope: None reads everything, a tenant's name only its rows (tenant_reads.py).
+        self._idle: dict[str | None, list[Client]] = {}
+        self._idle_lock = threading.Lock()
+        self._store_tables: list[tuple[str, str, frozenset[str]]] | None = None
         self._slots = threading.BoundedSemaphore(self.limits.concurrent_queries)
         self._all: list[Client] = []
         self._catalogue: Catalogue | None = None
@@ -656,9 +659,12 @@ class ReadOnlySql:
 
     # clients
 
-    def _new_client(self) -> Client:
+    def _new_client(self, tenant: str | None = None) -> Client:
         try:
             client = self._connect()
+            if tenant is not None:
+                # Before readonly=1 (the limits' last setting), so no query can change it.
+                client.set_client_setting("additional_table_filters", self._tenant_filters(client, tenant))
             for name, value in self.limits.settings().items():
                 client.set_client_setting(name, value)
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unreachable" to the user
@@ -666,23 +672,37 @@ class ReadOnlySql:
         self._all.append(client)
         return client
 
-    def _acquire(self, wait: float) -> Client:
+    def _tenant_filters(self, client: Client, tenant: str) -> str:
+        from tracehouse.collector.tenant_reads import CATALOGUE_SQL, filters_setting, table_filters
+
+        if self._store_tables is None:
+            rows = client.query(CATALOGUE_SQL).result_rows
+            self._store_tables = [(name, engine, frozenset(columns)) for name, engine, columns in rows]
+        return filters_setting(table_filters(self._store_tables, tenant))
+
+    def _acquire(self, wait: float, tenant: str | None = None) -> Client:
         if self._closing or not self._slots.acquire(timeout=wait):
             why = "the collector is shutting down" if self._closing else "too many queries at once"
             raise QueryRefused(f"{why}; try again (TOO_MANY_SIMULTANEOUS_QUERIES)", 202)
+        with self._idle_lock:
+            idle = self._idle.get(tenant)
+            if idle:
+                return idle.pop()
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        try:
-            return self._new_client()
+            return self._new_client(tenant)
         except QueryRefused:
             self._slots.release()
             raise
 
-    def _release(self, client: Client, healthy: bool = True) -> None:
+    def _release(self, client: Client, healthy: bool = True, tenant: str | None = None) -> None:
         if healthy:
-            self._idle.put(client)
+            with self._idle_lock:
+                self._idle[tenant] = [*self._idle.pop(tenant, []), client]  # the scope used last goes last
+                surplus = self._surplus_idle()
+            for extra in surplus:
+                with contextlib.suppress(Exception):
+                    self._all.remove(extra)
+                    extra.close()
         else:
             # chDB answers the next call on a connection whose query was stopped with a stray error
             # (measured on 26.9 after TIMEOUT_EXCEEDED): such a connection is closed, not reused.
@@ -690,6 +710,19 @@ class ReadOnlySql:
                 self._all.remove(client)
                 client.close()
         self._slots.release()
+
+    def _surplus_idle(self) -> list[Client]:
+        """Idle clients past twice the concurrency, from the scopes used longest ago (many tenants' Grafanas
+        must not keep a client each open forever)."""
+        surplus = []
+        total = sum(len(idle) for idle in self._idle.values())
+        for scope in list(self._idle):
+            while total > 2 * self.limits.concurrent_queries and self._idle[scope]:
+                surplus.append(self._idle[scope].pop(0))
+                total -= 1
+            if not self._idle[scope]:
+                del self._idle[scope]
+        return surplus
 
     def close(self) -> None:
         self._closing = True
@@ -788,15 +821,22 @@ class ReadOnlySql:
             self._release(client)
 
     def run(
-        self, sql: str, fmt: str = "table", tag: str | None = None, wait: float = 5, row_limit: int | None = None
+        self,
+        sql: str,
+        fmt: str = "table",
+        tag: str | None = None,
+        wait: float = 5,
+        row_limit: int | None = None,
+        tenant: str | None = None,
     ) -> QueryResult:
+        """Check and run `sql`; with `tenant`, on a client that reads that tenant's rows only."""
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         tag = tag or uuid.uuid4().hex
         done = threading.Event()
         self._running[tag] = done
         try:
-            client = self._acquire(wait)
+            client = self._acquire(wait, tenant)
             healthy = False
             try:
                 final, output = self.prepare(client, sql, fmt, tag, row_limit)
@@ -811,7 +851,7 @@ class ReadOnlySql:
                 healthy = exc.code == 164 and not str(exc).startswith("Code:")  # refused by the guard itself
                 raise
             finally:
-                self._release(client, healthy)
+                self._release(client, healthy, tenant)
         finally:
             self._running.pop(tag, None)
             done.set()
@@ -1077,6 +1117,7 @@ class QueryEndpoint:
         read_key: str = "",
         inline_shape_bytes: int = INLINE_SHAPE_BYTES,
         limits: ConnectionLimits | None = None,
+        tenant_keys: TenantReadKeys | None = None,
     ) -> None:
         """`inline_shape_bytes`: -1 shapes every answer on a worker thread (bench_query's lever off). `limits`:
         the receivers' connection limits (handshake and idle timeouts, header size), at most
@@ -1097,6 +1138,8 @@ class QueryEndpoint:
         # (a provisioned Grafana's password) only reads: it cannot reach the administration routes.
         self.key = secrets.token_urlsafe(24)
         self._read_key = read_key
+        # `[query_read_keys]`: read keys that see one tenant's rows (tenant_reads.py).
+        self._tenant_keys = tenant_keys
         self._runner: web.AppRunner | None = None
         # Local administration (POST /forget): the same key, handlers that return a response.
         self.admin_routes: dict[str, Callable[[web.Request], Any]] = {}
@@ -1167,7 +1210,8 @@ class QueryEndpoint:
 
         return authorized
 
-    def _authorize(self, request: web.Request, administration: bool = False) -> None:
+    def _authorize(self, request: web.Request, administration: bool = False) -> str | None:
+        """The tenant whose rows the request reads (None: every row), or _HttpRefusal."""
         supplied = request.headers.get("X-ClickHouse-Key") or request.query.get("password") or ""
         authorization = request.headers.get("Authorization", "")
         if not supplied and authorization[:6].lower() == "basic ":
@@ -1180,13 +1224,22 @@ class QueryEndpoint:
             supplied = decoded.partition(":")[2]
         given = supplied.encode("utf-8", "surrogateescape")
         if secrets.compare_digest(given, self.key.encode()):
-            return
+            return None
         if self._read_key and secrets.compare_digest(given, self._read_key.encode()):
             if administration:
                 raise _HttpRefusal(
                     403, 497, "the read key (query_read_key) only reads: use collector.json's key (ACCESS_DENIED)"
                 )
-            return
+            return None
+        tenant = self._tenant_keys.tenant(given) if self._tenant_keys is not None else None
+        if tenant is not None:
+            if administration:
+                raise _HttpRefusal(
+                    403,
+                    497,
+                    "a tenant's read key (query_read_keys) only reads: use collector.json's key (ACCESS_DENIED)",
+                )
+            return tenant
         raise _HttpRefusal(403, 516, "Authentication failed: pass the key from collector.json (AUTHENTICATION_FAILED)")
 
     def _parameters(self, request: web.Request) -> _RequestOptions:
@@ -1213,7 +1266,7 @@ class QueryEndpoint:
 
         started = time.monotonic_ns()
         try:
-            self._authorize(request)
+            tenant = self._authorize(request)
             options = self._parameters(request)
             sql, not_sql = await self._read_sql(request)
         except _HttpRefusal as exc:
@@ -1231,7 +1284,7 @@ class QueryEndpoint:
         tag = uuid.uuid4().hex
         query_id = options.query_id or str(uuid.UUID(tag))
         task = asyncio.ensure_future(
-            asyncio.to_thread(self._sql.run, sql, options.fmt, tag, row_limit=options.row_limit)
+            asyncio.to_thread(self._sql.run, sql, options.fmt, tag, row_limit=options.row_limit, tenant=tenant)
         )
         try:
             result = await asyncio.wait_for(asyncio.shield(task), options.timeout)

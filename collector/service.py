@@ -220,7 +220,12 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
     read_only = ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config))
     query_endpoint = QueryEndpoint(
-        read_only, config.query_host, config.query_port, config.query_read_key, limits=limits
+        read_only,
+        config.query_host,
+        config.query_port,
+        config.query_read_key,
+        limits=limits,
+        tenant_keys=config.query_read_keys,
     )
     query_endpoint.admin_routes[FORGET_PATH] = ForgetRoute(config, spool, sink).handle
     query_endpoint.admin_routes[REVIEW_ROUTE] = _review_route(pipeline)

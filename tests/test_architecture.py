@@ -88,8 +88,9 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "data dir and queries",
         "what a collector keeps in its data dir (private files, the store lock, collector.json) and the "
-        "read-only SQL surface with its client and the ClickHouse wire formats it speaks (Native, compressed blocks)",
-        ("files.py", "runtime.py", "query.py", "clickhouse_native.py", "clickhouse_compressed.py"),
+        "read-only SQL surface with its client, the ClickHouse wire formats it speaks (Native, compressed blocks) "
+        "and the per-table filters of a tenant's read key",
+        ("files.py", "runtime.py", "query.py", "clickhouse_native.py", "clickhouse_compressed.py", "tenant_reads.py"),
     ),
     Layer(
         "erasure",
