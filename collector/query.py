@@ -635,6 +635,10 @@ class VerdictCache:
                 self._verdicts.popitem(last=False)
 
 
+# How often a tenant's read checks that the store's tables are the ones its filters were built from.
+TENANT_TABLES_CHECK_SECONDS = 5.0
+
+
 class ReadOnlySql:
     """Checks and runs read-only queries on clients of its own: a few, since chDB runs queries of
     several connections at once, so one slow read does not queue the others behind it."""
@@ -649,6 +653,11 @@ class ReadOnlySql:
         self._idle: dict[str | None, list[Client]] = {}
         self._idle_lock = threading.Lock()
         self._store_tables: list[tuple[str, str, frozenset[str]]] | None = None
+        # The tenant filters' catalogue: checked against the store's tables at most every few seconds (another
+        # collector's migration may add one); clients built from an older catalogue are closed, not reused.
+        self._tables_checked = 0.0
+        self._generation = 0
+        self._client_generation: dict[int, int] = {}
         self._slots = threading.BoundedSemaphore(self.limits.concurrent_queries)
         self._all: list[Client] = []
         self._catalogue: Catalogue | None = None
@@ -665,6 +674,7 @@ class ReadOnlySql:
             if tenant is not None:
                 # Before readonly=1 (the limits' last setting), so no query can change it.
                 client.set_client_setting("additional_table_filters", self._tenant_filters(client, tenant))
+                self._client_generation[id(client)] = self._generation
             for name, value in self.limits.settings().items():
                 client.set_client_setting(name, value)
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unreachable" to the user
@@ -684,6 +694,12 @@ class ReadOnlySql:
         if self._closing or not self._slots.acquire(timeout=wait):
             why = "the collector is shutting down" if self._closing else "too many queries at once"
             raise QueryRefused(f"{why}; try again (TOO_MANY_SIMULTANEOUS_QUERIES)", 202)
+        try:
+            if tenant is not None:
+                self._check_store_tables()
+        except QueryRefused:
+            self._slots.release()
+            raise
         with self._idle_lock:
             idle = self._idle.get(tenant)
             if idle:
@@ -694,21 +710,52 @@ class ReadOnlySql:
             self._slots.release()
             raise
 
+    def _check_store_tables(self) -> None:
+        """Rebuild the tenant filters when the store's tables changed since they were built."""
+        now = time.monotonic()
+        if self._store_tables is None or now - self._tables_checked < TENANT_TABLES_CHECK_SECONDS:
+            return
+        from tracehouse.collector.tenant_reads import TABLE_NAMES_SQL
+
+        try:
+            with self._control_lock:
+                if self._control is None:
+                    self._control = self._connect()
+                    self._control.set_client_setting("readonly", "1")
+                names = self._control.query(TABLE_NAMES_SQL).result_rows[0][0]
+        except Exception as exc:  # noqa: BLE001 - any failure to ask is "unreachable" to the user
+            raise QueryRefused(f"store unreachable: {_clickhouse_message(exc)}", 210) from None
+        self._tables_checked = now
+        if sorted(names) == sorted(name for name, _, _ in self._store_tables):
+            return
+        log.info("the store's tables changed: tenant read filters rebuilt")
+        with self._idle_lock:
+            self._store_tables = None
+            self._generation += 1
+            stale = [client for scope, idle in self._idle.items() if scope is not None for client in idle]
+            self._idle = {scope: idle for scope, idle in self._idle.items() if scope is None}
+        for client in stale:
+            self._discard(client)
+
+    def _discard(self, client: Client) -> None:
+        self._client_generation.pop(id(client), None)
+        with contextlib.suppress(Exception):
+            self._all.remove(client)
+            client.close()
+
     def _release(self, client: Client, healthy: bool = True, tenant: str | None = None) -> None:
+        if tenant is not None and self._client_generation.get(id(client)) != self._generation:
+            healthy = False  # built from an older catalogue
         if healthy:
             with self._idle_lock:
                 self._idle[tenant] = [*self._idle.pop(tenant, []), client]  # the scope used last goes last
                 surplus = self._surplus_idle()
             for extra in surplus:
-                with contextlib.suppress(Exception):
-                    self._all.remove(extra)
-                    extra.close()
+                self._discard(extra)
         else:
             # chDB answers the next call on a connection whose query was stopped with a stray error
             # (measured on 26.9 after TIMEOUT_EXCEEDED): such a connection is closed, not reused.
-            with contextlib.suppress(Exception):
-                self._all.remove(client)
-                client.close()
+            self._discard(client)
         self._slots.release()
 
     def _surplus_idle(self) -> list[Client]:

@@ -7,8 +7,10 @@ subquery, view()). A table with a tenant column keeps the tenant's rows (and, fo
 shared rows of tenant ''); the schema bookkeeping keeps its rows; any other table, whose rows belong to
 every tenant with nothing to tell them apart, reads as empty. A materialized view is filtered under its own
 name: reading one reads its target without the target's filter. Plain views need none.
-The filters are built from the store's catalogue (system.columns) when the first tenant read opens a
-connection; tables created later read as they are until the collector restarts (migrations run at start).
+The filters are built from the store's catalogue (system.tables, system.columns) when a tenant read opens a
+connection; a tenant read checks at most every few seconds that the store's tables are still those
+(ReadOnlySql._check_store_tables): when another collector's migration added one, the filters are rebuilt
+and the clients built before are closed.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def filters_setting(filters: Mapping[str, str]) -> str:
     return "{" + ", ".join(entries) + "}"
 
 
+TABLE_NAMES_SQL = "SELECT groupArray(name) FROM system.tables WHERE database = currentDatabase()"
 CATALOGUE_SQL = (
     "SELECT t.name, t.engine, groupArray(c.name) FROM system.tables AS t"
     " LEFT JOIN system.columns AS c ON c.database = t.database AND c.table = t.name"

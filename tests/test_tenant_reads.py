@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -174,3 +175,37 @@ def test_a_weak_tenant_read_key_stops_the_collector(tmp_path):
     assert result.returncode != 0
     assert "query_read_keys: a key must be at least 16 printable ASCII characters" in result.stderr
     assert not Path(tmp_path / "d" / "collector.json").exists()
+
+
+def test_a_table_created_later_is_filtered_for_tenant_reads(tmp_path):
+    """Another collector's migration may add a table while this one serves tenant reads (server layout): within
+    the check interval the filters are rebuilt, and the clients built before are not reused."""
+    script = textwrap.dedent(
+        f"""
+        from tracehouse.collector import query, store
+        from tracehouse.collector.query import ReadOnlySql
+
+        url = "chdb://{tmp_path / "store"}"
+        admin = store.connect(url)
+        admin.command("CREATE TABLE spans_a (TenantId String, v UInt8) ENGINE = MergeTree ORDER BY v")
+        admin.command("INSERT INTO spans_a VALUES ('alpha', 1), ('beta', 2)")
+        runner = ReadOnlySql(lambda: store.connect(url))
+
+        def rows(sql):
+            return runner.run(sql, "TSV", tenant="alpha").body.decode().split()
+
+        assert rows("SELECT v FROM spans_a") == ["1"]
+        admin.command("CREATE TABLE spans_b (TenantId String, v UInt8) ENGINE = MergeTree ORDER BY v")
+        admin.command("CREATE TABLE shared_c (v UInt8) ENGINE = MergeTree ORDER BY v")
+        admin.command("INSERT INTO spans_b VALUES ('alpha', 3), ('beta', 4)")
+        admin.command("INSERT INTO shared_c VALUES (5)")
+        query.TENANT_TABLES_CHECK_SECONDS = 0
+        assert rows("SELECT v FROM spans_b") == ["3"]
+        assert rows("SELECT count() FROM shared_c") == ["0"]
+        assert rows("SELECT v FROM spans_a") == ["1"]
+        assert runner.run("SELECT count() FROM shared_c", "TSV").body.decode().split() == ["1"]
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split()[-1:] == ["ok"], result.stderr[-3000:]
