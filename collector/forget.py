@@ -287,8 +287,23 @@ def erase_on_store(client: Client, config: Config, subject: Subject, *, dry_run:
 
 def record(client: Client, erasure: Erasure, subject: Subject, requested_by: str) -> None:
     """The audit row, once everything is erased (its spool part included)."""
-    client.insert(
+    from tracehouse.collector.store import insert_values
+
+    insert_values(
+        client,
         AUDIT_TABLE,
+        [
+            "Timestamp",
+            "ErasureId",
+            "RequestedBy",
+            "SubjectKind",
+            "TenantId",
+            "Traces",
+            "Rows",
+            "SpoolBytes",
+            "DeadLetterFiles",
+            "Route",
+        ],
         [
             [
                 datetime.now(UTC),
@@ -302,18 +317,6 @@ def record(client: Client, erasure: Erasure, subject: Subject, requested_by: str
                 erasure.dead_letter_files,
                 erasure.route,
             ]
-        ],
-        column_names=[
-            "Timestamp",
-            "ErasureId",
-            "RequestedBy",
-            "SubjectKind",
-            "TenantId",
-            "Traces",
-            "Rows",
-            "SpoolBytes",
-            "DeadLetterFiles",
-            "Route",
         ],
     )
 

@@ -156,7 +156,7 @@ def with_key_tenant(batch: SpanBatch, key_tenant: str | None) -> SpanBatch:
 # --- encoding: columns into the rows the store takes --------------------------------------------
 
 
-def _ns_text(ns: int) -> str:
+def ns_text(ns: int) -> str:
     """DateTime64(9) as JSON text: ten digits of seconds, then nine of nanoseconds.
 
     The width matters: ClickHouse reads a string of ten digits as a Unix timestamp, but a shorter
@@ -166,7 +166,7 @@ def _ns_text(ns: int) -> str:
     return f"{ns // 1_000_000_000:010d}.{ns % 1_000_000_000:09d}"
 
 
-def _json_default(value: object) -> str | None:
+def json_default(value: object) -> str | None:
     if isinstance(value, Decimal):
         # A cost beyond the column (a span claiming 1e30 USD) is NULL in the typed column; the span's
         # raw attribute keeps what it said.
@@ -179,11 +179,11 @@ def encode_rows(batch: SpanBatch) -> tuple[bytes, bytes]:
     columns = dict(batch.columns)
     for name in _NS_COLUMNS:
         if name in columns:
-            columns[name] = [_ns_text(ns) for ns in columns[name]]
+            columns[name] = [ns_text(ns) for ns in columns[name]]
     for name in _NS_ARRAY_COLUMNS:
         if name in columns:
-            columns[name] = [[_ns_text(ns) for ns in values] if values else values for values in columns[name]]
+            columns[name] = [[ns_text(ns) for ns in values] if values else values for values in columns[name]]
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     rows = zip(*columns.values(), strict=True)
-    payload = b"".join([dumps(row, default=_json_default, option=option) for row in rows])
+    payload = b"".join([dumps(row, default=json_default, option=option) for row in rows])
     return ",".join(columns).encode(), payload

@@ -130,8 +130,10 @@ def _convert(where: str, value: Any, kind: str) -> Any:
 
 
 def insert_rows(client: Any, table: str, values: list[list[Any]]) -> None:
-    """One insert of checked rows (check_rows) into a prompt table."""
-    client.insert(table, values, column_names=list(TABLES[table]))
+    """One insert of checked rows (check_rows) into a prompt table (store.insert_values: no pandas)."""
+    from tracehouse.collector.store import insert_values
+
+    insert_values(client, table, list(TABLES[table]), values)
 
 
 class PromptsRoute:

@@ -42,6 +42,7 @@ from tracehouse.collector.columns import (
     TOKEN_COLUMNS,
 )
 from tracehouse.collector.stages.price.pricer import CALL_KINDS, Pricer
+from tracehouse.collector.store import insert_values
 from tracehouse.instrumentation.attributes import BATCH_ID
 
 TRACES = "otel_traces"
@@ -219,7 +220,7 @@ def _price_page(client: Client, pricer: Pricer, join: _JoinTable, page: list[tup
     pricer.price(batch)
     new = [batch.columns[name] for name in PRICE_COLUMNS]
     rows = [[trace, span, 1, *values] for trace, span, *values in zip(columns[0], columns[1], *new, strict=True)]
-    client.insert(join.name, rows, column_names=["TraceId", "SpanId", "Hit", *PRICE_COLUMNS], database=join.database)
+    insert_values(client, join.sql, ["TraceId", "SpanId", "Hit", *PRICE_COLUMNS], rows)
     for old_cost, old_source, new_cost, new_source in zip(
         old_costs, old_sources, new[0], batch.columns[COST_SOURCE], strict=True
     ):

@@ -9,9 +9,11 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
@@ -404,13 +406,42 @@ def _stored_target(client: Client, view: str) -> str:
     return match.group(1) if match else ""
 
 
+def insert_values(client: Client, table: str, column_names: list[str], rows: list[list[Any]]) -> None:
+    """Rows of Python values into `table` (SQL: a name this code chose, maybe `db`.`t`) as one insert in the
+    writer's format (INSERT_FORMAT, JSON arrays encoded by orjson as encode_rows does): every value travels
+    escaped as JSON in the body, never in the SQL. The one insert path for the small tables (bookkeeping,
+    prompts, erasures, a repricing's join table): clickhouse-connect's insert() imports pandas (and numpy,
+    pyarrow: ~90 MiB of RSS) to ask whether the rows are a DataFrame. Values: str, int, float, bool, None,
+    list, dict (a Map), Decimal (NULL beyond Decimal(38, 12)), datetime (naive means UTC)."""
+    import orjson
+
+    from tracehouse.collector.processing import INSERT_FORMAT
+
+    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
+    payload = b"".join([dumps(row, default=_insert_default, option=option) for row in rows])
+    client.raw_insert(table, column_names=column_names, insert_block=payload, fmt=INSERT_FORMAT)
+
+
+def _insert_default(value: object) -> str | None:
+    from tracehouse.collector.processing import json_default, ns_text
+
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return ns_text((aware - _EPOCH) // timedelta(microseconds=1) * 1000)
+    return json_default(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _record_view(client: Client, name: str, digest: str) -> None:
-    """One bookkeeping row, as a statement: clickhouse-connect's insert() imports pandas (and numpy, pyarrow: ~90
-    MiB of RSS) to ask whether the rows are a DataFrame."""
-    client.command(
-        f"INSERT INTO {VIEWS_TABLE} (name, digest) VALUES ({{name:String}}, {{digest:String}})",
-        parameters={"name": name, "digest": digest},
-    )
+    """One bookkeeping row: the text a view (or the retention policy) was applied with."""
+    insert_values(client, VIEWS_TABLE, ["name", "digest"], [[name, digest]])
+
+
+def _record_migration(client: Client, migration: Migration) -> None:
+    """One bookkeeping row: a numbered migration applied."""
+    insert_values(client, MIGRATIONS_TABLE, ["version", "name"], [[migration.version, migration.name]])
 
 
 def apply_views(client: Client, cluster: str = "", schema: Traversable | None = None) -> list[str]:
@@ -500,10 +531,7 @@ def migrate(
         for statement in migration.statements:
             for part in _for_store(statement, cluster, schema):
                 client.command(part)
-        client.command(
-            f"INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES ({{version:UInt32}}, {{name:String}})",
-            parameters={"version": migration.version, "name": migration.name},
-        )
+        _record_migration(client, migration)
         log.info("applied migration %s", migration.name)
         applied.append(migration.name)
     applied += apply_views(client, cluster, schema)
