@@ -208,10 +208,11 @@ def labels_sql(name: str, tenant: str | None) -> str:
 
 
 _VERSION_COLUMNS = "name, version_number, version, template, front_matter, source, toString(first_seen) AS first_seen"
+_CONTENT_COLUMNS = "template, front_matter, source, toString(first_seen) AS first_seen"
 
 
 def lookup(
-    rows: Callable[[str], list[dict[str, Any]]],
+    rows: Callable[[str, str | None], list[dict[str, Any]]],
     tenant: str | None,
     name: str,
     label: str | None,
@@ -219,9 +220,10 @@ def lookup(
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of GET /v1/prompts/NAME: the labelled version, or number N, or the latest.
 
-    `rows` runs a read query and returns its rows (the collector's read-only SQL)."""
+    `rows(sql, scope)` runs a read query and returns its rows (the collector's read-only SQL): scope None reads
+    every tenant's rows, a tenant's name that tenant's and the shared ones (tenant_reads.py)."""
     visible = visible_to(tenant)
-    labels = effective_labels(rows(labels_sql(name, tenant)), tenant)
+    labels = effective_labels(rows(labels_sql(name, tenant), None), tenant)
     if label is not None:
         found = labels.get(label)
         if found is None:
@@ -235,7 +237,19 @@ def lookup(
         f"SELECT {_VERSION_COLUMNS} FROM prompt_versions WHERE name = {quote(name)} AND {visible} AND {where} "
         "ORDER BY version_number DESC LIMIT 1"
     )
-    found_rows = rows(sql)
+    found_rows = rows(sql, None)
+    if found_rows and tenant is not None:
+        # Numbers are everyone's, the content the tenant's own (or the shared sync's): an observed version is
+        # keyed by the app's name and version, which another tenant may use for another template.
+        content = rows(
+            f"SELECT {_CONTENT_COLUMNS} FROM prompt_versions WHERE name = {quote(name)} "
+            f"AND version = {quote(found_rows[0]['version'])}",
+            tenant,
+        )
+        if not content:
+            found_rows = []
+        else:
+            found_rows[0].update(content[0])
     if not found_rows:
         if label is not None:
             return 404, {"error": f"prompt {name!r}: label {label!r} points to a version this tenant does not have"}
@@ -257,11 +271,11 @@ def lookup(
     }
 
 
-def query_rows(read: Callable[[str, str], Any]) -> Callable[[str], list[dict[str, Any]]]:
-    """`rows` for lookup() from a read-only runner: ReadOnlySql.run(sql, fmt) -> QueryResult."""
+def query_rows(read: Callable[..., Any]) -> Callable[[str, str | None], list[dict[str, Any]]]:
+    """`rows` for lookup() from a read-only runner: ReadOnlySql.run(sql, fmt, tenant=...) -> QueryResult."""
 
-    def rows(sql: str) -> list[dict[str, Any]]:
-        body = read(sql, "jsonl").body
+    def rows(sql: str, scope: str | None = None) -> list[dict[str, Any]]:
+        body = read(sql, "jsonl", tenant=scope).body
         return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
     return rows

@@ -302,6 +302,9 @@ _SHOW_TABLES_FORMS = re.compile(r"^SHOW (?:FULL )?(?:TEMPORARY )?(?:TABLES|DATAB
 _FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+(\w+)$")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\"")
 _OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+# An explicit PREWHERE runs on every row read, before additional_table_filters narrows them to a tenant's: an
+# expression that fails on another tenant's row would name its value in the error (tenant_reads.py).
+_PREWHERE = re.compile(r"\bPREWHERE\b", re.IGNORECASE)
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _TAG = "/* tracehouse-read {} */ "
 _PLAIN_TAG = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -669,11 +672,15 @@ class ReadOnlySql:
     # clients
 
     def _new_client(self, tenant: str | None = None) -> Client:
+        from tracehouse.collector.tenant_reads import CONNECTION_SETTINGS
+
         try:
             client = self._connect()
             if tenant is not None:
                 # Before readonly=1 (the limits' last setting), so no query can change it.
                 client.set_client_setting("additional_table_filters", self._tenant_filters(client, tenant))
+                for name, value in CONNECTION_SETTINGS.items():
+                    client.set_client_setting(name, value)
                 self._client_generation[id(client)] = self._generation
             for name, value in self.limits.settings().items():
                 client.set_client_setting(name, value)
@@ -887,6 +894,8 @@ class ReadOnlySql:
             healthy = False
             try:
                 final, output = self.prepare(client, sql, fmt, tag, row_limit)
+                if tenant is not None and _PREWHERE.search(_QUOTED.sub("''", final.removeprefix(_TAG.format(tag)))):
+                    raise QueryRefused("PREWHERE is not allowed with a tenant's read key: use WHERE", 164)
                 if done.is_set():  # cancelled while being checked
                     raise QueryRefused("Query was cancelled. (QUERY_WAS_CANCELLED)", 394)
                 try:

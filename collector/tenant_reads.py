@@ -23,6 +23,11 @@ SHARED_TENANT_TABLES = frozenset({"prompts", "prompt_labels"})
 SCHEMA_TABLES = frozenset({"tracehouse_migrations", "tracehouse_views"})
 TENANT_COLUMNS = ("TenantId", "tenant")
 LOCAL_SUFFIX = "_local"  # the sharded layout's per-node tables (schema/sharded.sql)
+# Set with the filters on a tenant's connections. optimize_move_to_prewhere merges a query's WHERE with the
+# filter into one PREWHERE and, by default, orders the conditions by the columns' sizes: a query's condition
+# could then run first, on other tenants' rows, and an error name their values. In the order written, the
+# filter's step runs first and the rest only on the rows it kept. (An explicit PREWHERE is refused.)
+CONNECTION_SETTINGS = {"allow_reorder_prewhere_conditions": 0}
 
 
 def _literal(text: str) -> str:
