@@ -45,7 +45,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from tracehouse.collector.clickhouse_compressed import compressed_blocks
 from tracehouse.collector.clickhouse_native import NativeUnsupported, native_for_revision
@@ -1162,6 +1162,9 @@ class _HttpRefusal(Exception):
         self.status, self.code = status, code
 
 
+_ADMIN_BODY_BYTES = 1 << 20  # the largest body an administration route reads (aiohttp's client_max_size)
+
+
 class QueryEndpoint:
     """ClickHouse-HTTP-style read-only endpoint over the collector's own store."""
 
@@ -1203,7 +1206,9 @@ class QueryEndpoint:
     async def start(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=1 << 20, middlewares=[tracking_middleware(lambda: self.connections)])
+        app = web.Application(
+            client_max_size=_ADMIN_BODY_BYTES, middlewares=[tracking_middleware(lambda: self.connections)]
+        )
         app.router.add_route("*", "/", self._query)
         app.router.add_get("/ping", self._ping)
         for path, handler in self.admin_routes.items():
@@ -1214,6 +1219,7 @@ class QueryEndpoint:
             app,
             access_log=None,
             handler_cancellation=True,
+            auto_decompress=False,  # _read_body decodes, and refuses a compressed body cut short
             keepalive_timeout=limits.idle_timeout_seconds,
             max_field_size=limits.max_header_bytes,
             # after an answer to a body that stalled, aiohttp reads on up to this long before closing
@@ -1260,6 +1266,12 @@ class QueryEndpoint:
         async def authorized(request: web.Request) -> web.StreamResponse:
             try:
                 self._authorize(request, administration=True)
+                if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
+                    # aiohttp decodes no body on this port: the handler's request.read() gets it decoded here
+                    body, more = await _read_body(request, self._limits.idle_timeout_seconds, _ADMIN_BODY_BYTES)
+                    if more:
+                        raise _HttpRefusal(413, 307, f"the body is larger than {_ADMIN_BODY_BYTES >> 20} MiB")
+                    request._read_bytes = body
             except _HttpRefusal as refusal:
                 return _ch_error(refusal.status, refusal.code, str(refusal))
             return await handler(request)
@@ -1495,15 +1507,16 @@ def string_literal(text: str) -> str:
 # The SQL one request may carry. A body beyond it is data (an INSERT's rows): its first bytes are read
 # to find the statement, the rest never.
 MAX_QUERY_BYTES = 1 << 20
-# Content-Encodings of request bodies: aiohttp decodes gzip, deflate, br and zstd itself; lz4 (what
-# clickhouse-connect compresses inserts with by default) is decoded here.
+# Content-Encodings of request bodies, all decoded here: aiohttp's own decoding is off on this port (it ran a
+# gzip body cut short as the prefix it decoded to). Each decoder expands no more than the body's limit wants
+# and, at the body's end, checks that its stream ended there too.
 _BODY_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd", "lz4"})
 
 
-async def _read_body(request: web.Request, idle_seconds: float) -> tuple[bytes, bool]:
-    """Up to MAX_QUERY_BYTES of a request's body, decoded, and whether there was more; a body that stops
+async def _read_body(request: web.Request, idle_seconds: float, limit: int = MAX_QUERY_BYTES) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of a request's body, decoded, and whether there was more; a body that stops
     arriving for `idle_seconds` is refused (a half-sent body must not hold its connection forever)."""
-    from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+    from aiohttp.http_exceptions import HttpProcessingError
     from aiohttp.web_protocol import RequestPayloadError
 
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
@@ -1511,12 +1524,12 @@ async def _read_body(request: web.Request, idle_seconds: float) -> tuple[bytes, 
         raise _HttpRefusal(
             415, 89, f"Content-Encoding {encoding!r} is not supported: gzip, deflate, br, zstd, lz4 or none"
         )
-    lz4 = _Lz4Frames() if encoding == "lz4" else None
-    limit = MAX_QUERY_BYTES + 1
+    decoder = _body_decoder(encoding)
+    ceiling = limit + 1
     chunks: list[bytes] = []
     size = 0
     try:
-        while size < limit:
+        while size < ceiling:
             try:
                 async with asyncio.timeout(idle_seconds):
                     chunk = await request.content.readany()
@@ -1525,23 +1538,165 @@ async def _read_body(request: web.Request, idle_seconds: float) -> tuple[bytes, 
                     408, 209, f"no part of the request body arrived for {idle_seconds:g} seconds"
                 ) from None
             if not chunk:
-                if lz4 is not None:
-                    lz4.finish()
+                if decoder is not None:
+                    decoder.finish()
                 break
-            if lz4 is not None:
-                chunk = lz4.decompress(chunk, limit - size)
+            if decoder is not None:
+                chunk = decoder.decompress(chunk, ceiling - size)
             chunks.append(chunk)
             size += len(chunk)
     except (RequestPayloadError, HttpProcessingError) as exc:
-        if isinstance(exc, ContentEncodingError) or isinstance(exc.__cause__, ContentEncodingError):
-            raise _HttpRefusal(400, 271, f"the body is not {encoding} data as its Content-Encoding says") from None
         log.info("query endpoint: a request body that ended early (%s)", type(exc).__name__)
         raise _HttpRefusal(400, 62, "incomplete request body") from None
     except (ConnectionError, OSError) as exc:
         log.info("query endpoint: client went away while sending its query (%s)", type(exc).__name__)
         raise _HttpRefusal(400, 62, "incomplete request body") from None
     body = b"".join(chunks)
-    return body[:MAX_QUERY_BYTES], size > MAX_QUERY_BYTES
+    return body[:limit], size > limit
+
+
+class _BodyDecoder(Protocol):
+    def decompress(self, data: bytes, at_most: int) -> bytes:
+        """What `data` decodes to, at most `at_most` bytes (the rest stays buffered, never expanded)."""
+        ...
+
+    def finish(self) -> None:
+        """At the end of the body: a stream cut short is an error, not the query's first part."""
+        ...
+
+
+def _body_decoder(encoding: str) -> _BodyDecoder | None:
+    if encoding in ("", "identity"):
+        return None
+    if encoding == "lz4":
+        return _Lz4Frames()
+    if encoding in ("gzip", "deflate"):
+        return _ZlibMembers(encoding)
+    if encoding == "zstd":
+        return _ZstdFrames()
+    return _BrotliStream()
+
+
+def _not_encoded(encoding: str) -> _HttpRefusal:
+    return _HttpRefusal(400, 271, f"the body is not {encoding} data as its Content-Encoding says")
+
+
+def _cut_short(encoding: str) -> _HttpRefusal:
+    return _HttpRefusal(400, 271, f"the {encoding} body ends inside its stream: it was cut short")
+
+
+class _ZlibMembers:
+    """gzip (concatenated members, as gzip(1) reads them) or deflate (the zlib format HTTP names so, or raw
+    deflate, which some clients send under that name and aiohttp took), one stream, nothing after it."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._stream: Any = None  # the current member's zlib.decompressobj
+        self._ended = False  # deflate: the stream ended, nothing may follow
+        self._tail = b""  # input not decoded yet (past a limit, or a zlib header's first byte)
+
+    def _new(self, head: bytes) -> Any:
+        import zlib
+
+        if self._encoding == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)
+        wrapped = head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0  # RFC 1950's header check
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+
+    def decompress(self, data: bytes, at_most: int) -> bytes:
+        import zlib
+
+        data, self._tail = self._tail + data, b""
+        out = bytearray()
+        try:
+            while data and len(out) < at_most:
+                if self._ended:
+                    raise zlib.error("bytes after the end of the deflate stream")
+                if self._stream is None:
+                    if len(data) < 2 and self._encoding == "deflate":
+                        break
+                    self._stream = self._new(data)
+                out += self._stream.decompress(data, at_most - len(out))
+                data = self._stream.unconsumed_tail
+                if self._stream.eof:  # gzip: the next member starts in what is left
+                    data = self._stream.unused_data + data
+                    self._stream, self._ended = None, self._encoding == "deflate"
+        except zlib.error:
+            raise _not_encoded(self._encoding) from None
+        self._tail = data
+        return bytes(out)
+
+    def finish(self) -> None:
+        if self._stream is not None or self._tail:
+            raise _cut_short(self._encoding)
+
+
+# zstd input is decoded this many bytes at a time: the library's decompressobj has no output limit, and a
+# zstd block (128 KiB at most) takes 4 bytes or more, so one step expands to a few MiB at most.
+_ZSTD_STEP = 128
+
+
+class _ZstdFrames:
+    """Concatenated zstd frames (as zstd(1) reads them), each checked to end whole."""
+
+    def __init__(self) -> None:
+        try:
+            import zstandard
+        except ImportError:  # clickhouse-connect depends on it, so the collector extra has it
+            raise _HttpRefusal(415, 89, "Content-Encoding zstd is not available here") from None
+        self._error = zstandard.ZstdError
+        self._context = zstandard.ZstdDecompressor()
+        self._frame: Any = None
+        self._tail = b""
+
+    def decompress(self, data: bytes, at_most: int) -> bytes:
+        data, self._tail = self._tail + data, b""
+        out = bytearray()
+        try:
+            while data and len(out) < at_most:
+                if self._frame is None:
+                    self._frame = self._context.decompressobj()
+                step, data = data[:_ZSTD_STEP], data[_ZSTD_STEP:]
+                out += self._frame.decompress(step)
+                if self._frame.eof:  # the next frame starts in what is left
+                    data, self._frame = self._frame.unused_data + data, None
+        except self._error:
+            raise _not_encoded("zstd") from None
+        self._tail = data
+        return bytes(out[:at_most])
+
+    def finish(self) -> None:
+        if self._frame is not None or self._tail:
+            raise _cut_short("zstd")
+
+
+class _BrotliStream:
+    """One brotli stream, with the Brotli package's output limit (1.2 and later); refused without it."""
+
+    def __init__(self) -> None:
+        try:
+            import brotli
+        except ImportError:
+            brotli = None
+        decompressor = getattr(brotli, "Decompressor", None)
+        if decompressor is None or not hasattr(decompressor, "can_accept_more_data"):
+            raise _HttpRefusal(415, 89, "Content-Encoding br is not available here: use gzip, zstd or lz4")
+        self._error = brotli.error
+        self._stream = decompressor()
+        self._started = False
+
+    def decompress(self, data: bytes, at_most: int) -> bytes:
+        self._started = True
+        try:
+            if self._stream.is_finished():
+                raise self._error("bytes after the end of the brotli stream")
+            return self._stream.process(data, output_buffer_limit=at_most)
+        except self._error:
+            raise _not_encoded("br") from None
+
+    def finish(self) -> None:
+        if self._started and not self._stream.is_finished():
+            raise _cut_short("br")
 
 
 class _Lz4Frames:
