@@ -10,8 +10,13 @@ connection is free); `--burst` sends the connections' requests at the same insta
 connections * batch / rate (the schedule of the figures before issue 19's ack-latency work), so the
 latency includes waiting behind the requests that arrived together.
 
-Prints spans/s acknowledged, request latency p50/p99, the collector's peak memory (its own RSS, and
-the PSS of it with its worker processes, sampled from /proc), and checks the stored count.
+Prints spans/s acknowledged, request latency p50/p99 (from the first attempt to the acknowledgement,
+retries included), the collector's peak memory (its own RSS, and the PSS of it with its worker processes,
+sampled from /proc), the event loop's responsiveness (the latency of GET /healthz, polled every 20 ms
+on the OTLP/HTTP port, which the same loop serves), and checks the stored count.
+A retryable refusal (UNAVAILABLE, RESOURCE_EXHAUSTED, ... the codes the OTel SDK's exporter retries) is
+retried as that exporter does: after the RetryInfo delay when the collector gives one, else after an
+exponential backoff with jitter (1, 2, 4 ... s), at most --retries times; the retries are counted.
 (The OTel SDK tops out near 6-7k spans/s per process, so it cannot be the load generator.)
 Every request is distinct (a counter in a resource attribute), so the spool's retry
 deduplication does not flatter the figures.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import random
 import shutil
@@ -35,10 +41,21 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 MARK = "request-000000000000"
+# The codes the OTel SDK's OTLP/gRPC exporter retries (opentelemetry.exporter.otlp.proto.grpc.exporter).
+RETRYABLE = {
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+}
 WORDS = "the quick brown fox jumps over a lazy dog while models answer questions about invoices and code".split()
 
 
@@ -134,6 +151,31 @@ def _memory_kb(pid: int, field: str, file: str) -> int:
     return 0
 
 
+def _retry_delay(exc: grpc.RpcError, attempt: int) -> float:
+    """The RetryInfo delay of the refusal (its `google.rpc.retryinfo-bin` trailer), else the SDK's backoff."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == "google.rpc.retryinfo-bin":
+            info = error_details_pb2.RetryInfo.FromString(value)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return 2**attempt * random.uniform(0.8, 1.2)
+
+
+class LoopProbe(threading.Thread):
+    """GET /healthz every 20 ms: its latency is how long the collector's event loop takes to answer."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(daemon=True)
+        self.endpoint = endpoint
+        self.latencies: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.02):
+            started = time.perf_counter()
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.endpoint + "/healthz", timeout=30):
+                self.latencies.append(time.perf_counter() - started)
+
+
 class MemorySampler(threading.Thread):
     """Peak RSS of the collector process and peak PSS of its whole tree (shared pages counted once)."""
 
@@ -164,6 +206,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=20, help="distinct pre-built requests to cycle through")
     parser.add_argument("--burst", action="store_true", help="with --rate: the connections send at the same instant")
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
+    parser.add_argument("--retries", type=int, default=6, help="retries of a retryable refusal (the SDK: 6)")
     args = parser.parse_args()
 
     rng = random.Random(7)
@@ -186,10 +229,13 @@ def main() -> None:
         ready = time.monotonic() - (deadline - 60)
         memory = MemorySampler(collector.pid)
         memory.start()
+        probe = LoopProbe(info["http_endpoint"])
+        probe.start()
         requests_total = args.spans // args.batch if not args.rate else int(args.rate * args.seconds / args.batch)
         interval = args.batch * args.connections / args.rate if args.rate else 0.0
         latencies: list[float] = []
         errors: list[str] = []
+        retried: collections.Counter[str] = collections.Counter()
         lock = threading.Lock()
         counter = iter(range(requests_total))
         mark = MARK.encode()
@@ -210,10 +256,20 @@ def main() -> None:
                         next_send = begin + slot * interval
                         time.sleep(max(0.0, next_send - time.perf_counter()))
                     started = time.perf_counter()
-                    try:
-                        export(payload, timeout=120)
-                    except grpc.RpcError as exc:
-                        errors.append(exc.code().name)
+                    acknowledged = False
+                    for attempt in range(args.retries + 1):
+                        try:
+                            export(payload, timeout=120)
+                            acknowledged = True
+                            break
+                        except grpc.RpcError as exc:
+                            if exc.code() not in RETRYABLE or attempt == args.retries:
+                                errors.append(exc.code().name)
+                                break
+                            with lock:
+                                retried[exc.code().name] += 1
+                            time.sleep(_retry_delay(exc, attempt))
+                    if not acknowledged:
                         continue
                     with lock:
                         latencies.append(time.perf_counter() - started)
@@ -244,6 +300,19 @@ def main() -> None:
                 else ""
             )
         )
+        print(
+            f"retries: {sum(retried.values())}"
+            + (" (" + ", ".join(f"{code} x{n}" for code, n in retried.most_common()) + ")" if retried else "")
+            + " (a retried request's latency runs from its first attempt)"
+        )
+        probe.stopped.set()
+        lags = sorted(probe.latencies)
+        if lags:
+            print(
+                f"event loop: GET /healthz p50 {statistics.median(lags) * 1000:.1f} ms, "
+                f"p99 {lags[max(0, int(len(lags) * 0.99) - 1)] * 1000:.1f} ms, max {lags[-1] * 1000:.0f} ms "
+                f"({len(lags)} probes)"
+            )
         memory.stopped.set()
         print(
             f"collector ready {ready:.1f}s after start; peak RSS {memory.peak_rss_kb / 1024:.0f} MB (main process), "

@@ -17,6 +17,11 @@ carry no table (as every record did before scores existed), so a spool written b
 drains into the spans' table unchanged. A torn or corrupt tail (crash mid-write) is cut off at start,
 with a warning, never a crash loop.
 
+The file writes (a record of 512 LLM spans is ~7 MB: its CRC, its sealing, the write, a rotation's two
+fsyncs) run in one writer thread, in the order the records were appended, off the event loop: `append`
+only reserves the record's offsets (budget, digest, age accounting stay on the loop) and queues the write;
+`sync(end)` waits for the write, then for an fsync that covers it.
+
 A failed write or fsync (disk full, I/O error) fails the requests waiting for it, never acknowledges
 them: after a failed fsync the kernel may have dropped the pages, so everything after the last good
 sync is cut off and the spool goes on in a new segment at an offset no earlier record was given (the
@@ -33,14 +38,17 @@ last two segments stay on disk even when already sent) and rebuilt at start.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import os
 import secrets
 import struct
+import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +139,20 @@ class SpoolWriteFailed(OSError):
     """A record could not be made durable; its request must be refused (retryably), not acknowledged."""
 
 
+class _Broken(OSError):
+    """A write queued behind a failed one: refused until the failed tail is cut."""
+
+
+@dataclass
+class _Job:
+    """A write (or a cut after a failure) queued to the writer thread; `end` is the record's end offset (the
+    new segment's base for a cut)."""
+
+    end: int
+    future: Future[None]
+    cut: bool = False
+
+
 class Spool:
     def __init__(
         self, directory: Path, budget_bytes: int, segment_bytes: int = 64 << 20, sealer: RecordSealer | None = None
@@ -140,9 +162,8 @@ class Spool:
         self.sealer = sealer
         self.budget_bytes = budget_bytes
         self.segment_bytes = segment_bytes
-        self._segments: list[int] = []  # bases, ascending
-        self._file = None  # the open last segment
-        self._written = 0  # global end of what was written
+        self._segments: list[int] = []  # bases, ascending (the writer thread appends, the loop drops the first)
+        self._written = 0  # global end of the offsets handed out (records queued to the writer included)
         self._synced = 0  # global end of what is on disk for sure
         self._committed = 0  # global offset up to which the store has everything
         self._sync_task: asyncio.Future[None] | None = None
@@ -150,7 +171,18 @@ class Spool:
         self._append_times: list[tuple[int, float]] = []  # (record start, wall time) for the age gauge
         self._digests: dict[bytes, int] = {}  # request digest -> end offset of its record
         self._lost: list[tuple[int, int]] = []  # offset ranges cut off after a failed write or fsync
-        self._broken = False  # a failure could not be cleaned up yet: appends retry the clean-up first
+        # Queued to the writer thread, in offset order; reaped (failures handled) on the caller's side.
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._writer: ThreadPoolExecutor | None = None
+        self._cuts_pending = 0  # cuts queued after a failure: no fsync result counts until they are done
+        self._generation = 0  # bumped by every failure: an fsync begun before it does not count
+        # The writer thread's side; `_io_lock` guards the swap of `_file` and the published offsets.
+        self._io_lock = threading.Lock()
+        self._file = None  # the open last segment
+        self._disk_base = 0  # base of the open segment
+        self._disk_end = 0  # global end of what is written to the files (flushed to the kernel)
+        self._disk_durable = 0  # global end of what a rotation fsynced
+        self._disk_broken = False  # a write failed: later writes are refused until the tail is cut
         self.sync_error = ""  # the last write or fsync failure, until a sync succeeds again
         self.sync_failures = 0
         self.truncated_bytes = 0
@@ -189,6 +221,8 @@ class Spool:
         self._written = self._synced = valid_end
         self._committed = min(max(self._committed, self._segments[0]), valid_end)
         self._file = _open_private(path, os.O_WRONLY | os.O_APPEND)
+        self._disk_base, self._disk_end, self._disk_durable = last, valid_end, valid_end
+        self._disk_broken = False
         self._drop_committed_segments()
 
     def _load_instance_id(self) -> str:
@@ -216,10 +250,19 @@ class Spool:
         return base + offset
 
     def close(self) -> None:
+        """Finish the queued writes, fsync and close."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        self._reap()
         if self._file:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            if self._disk_broken:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+            else:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
             self._file = None
 
     # --- appending --------------------------------------------------------------------------------
@@ -249,110 +292,186 @@ class Spool:
         return self._digests.get(digest)
 
     def append(self, header: bytes, payload: bytes, rows: int, digest: bytes = NO_DIGEST, table: str = "") -> int:
-        """Write one record (not yet durable: await `sync(end)`) of rows for `table` ("" for the spans');
-        return its end offset. Raises SpoolFull at the budget, SpoolWriteFailed (an OSError) when the disk
-        fails."""
+        """Queue one record of rows for `table` ("" for the spans') to the writer thread and return its end
+        offset: it is durable once `await sync(end)` returns. Raises SpoolFull at the budget; a write that
+        fails (disk full, I/O error) raises SpoolWriteFailed (an OSError) from `sync`."""
+        self._reap()
         if self.full:
             raise SpoolFull(f"spool holds {self.pending_bytes} unsent bytes (budget {self.budget_bytes})")
         assert self._file is not None, "spool is not open"
         assert len(digest) == DIGEST_BYTES
-        if self._broken:
-            self._cut_unsynced()
         names = _table_prefix(table) + header
-        start = self._written
         if self.sealer is not None:
             names = _SEALED_MARK + names
-            payload = self.sealer.seal(payload, self._associated(start, names))
         head = _HEADER_LEN.pack(DIGEST_BYTES + len(names)) + digest + names
-        length = len(head) + len(payload)
-        crc = zlib.crc32(payload, _crc(rows, head))
-        size = _PREFIX.size + length
-        try:
-            if start > self._segments[-1] and start - self._segments[-1] + size > self.segment_bytes:
-                self._rotate()
-            self._file.write(_PREFIX.pack(length, crc, rows))
-            self._file.write(head)
-            self._file.write(payload)
-        except OSError as exc:
-            self._failed(exc, start + size)
-            raise SpoolWriteFailed(exc.errno, f"spool write failed: {exc.strerror or exc}") from exc
+        start = self._written
+        size = _PREFIX.size + len(head) + len(payload) + (self.sealer.overhead if self.sealer is not None else 0)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracehouse-spool")
+        future = self._writer.submit(self._write, start, size, head, names, payload, rows)
+        self._jobs.append(_Job(start + size, future))
         self._written = start + size
         self._append_times.append((start, time.time()))
         self._remember(digest, self._written)
         return self._written
 
+    # --- the writer thread ------------------------------------------------------------------------
+
+    def _write(self, start: int, size: int, head: bytes, names: bytes, payload: bytes, rows: int) -> None:
+        """In the writer thread: seal, checksum, rotate if due, write and flush one record at `start`."""
+        if self._disk_broken:
+            raise _Broken(0, "an earlier write failed")
+        assert start == self._disk_end, f"spool: record at {start} written at {self._disk_end}"
+        if self.sealer is not None:
+            payload = self.sealer.seal(payload, self._associated(start, names))
+        assert _PREFIX.size + len(head) + len(payload) == size
+        crc = zlib.crc32(payload, _crc(rows, head))
+        assert self._file is not None
+        try:
+            if start > self._disk_base and start - self._disk_base + size > self.segment_bytes:
+                self._rotate()
+            self._file.write(_PREFIX.pack(size - _PREFIX.size, crc, rows))
+            self._file.write(head)
+            self._file.write(payload)
+            self._file.flush()
+        except OSError:
+            self._disk_broken = True
+            raise
+        with self._io_lock:
+            self._disk_end = start + size
+
     def _rotate(self) -> None:
+        """Fsync and close the open segment, go on in a new one at the end of what is written. In the writer
+        thread, or on the caller's side when nothing is queued (`drop_sent_segments`)."""
         assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
-        self._synced = self._written
-        self._start_segment(self._written)
-
-    def _start_segment(self, base: int) -> None:
-        self._file = _open_private(self._segment_path(base), os.O_WRONLY | os.O_APPEND)
+        base = self._disk_end
+        new = _open_private(self._segment_path(base), os.O_WRONLY | os.O_APPEND)
+        with self._io_lock:
+            old, self._file = self._file, new
+            self._disk_base = self._disk_durable = base
+        old.close()
         self._segments.append(base)
         _fsync_dir(self.directory)
+
+    def _cut(self, keep: int, base: int) -> None:
+        """In the writer thread, after a failure: drop everything written after `keep` (the last durable
+        offset) and go on in a new segment at `base` (past every offset handed out)."""
+        with self._io_lock, contextlib.suppress(OSError):
+            self._file.close()  # may try to flush the failed buffer again; what it writes is cut below
+        while len(self._segments) > 1 and self._segments[-1] > keep:  # segments begun after the last sync
+            self._segment_path(self._segments.pop()).unlink(missing_ok=True)
+        last = self._segments[-1]
+        with open(self._segment_path(last), "r+b") as fh:
+            fh.truncate(keep - last)
+            os.fsync(fh.fileno())
+        new = _open_private(self._segment_path(base if base > keep else last), os.O_WRONLY | os.O_APPEND)
+        with self._io_lock:
+            self._file = new
+            self._disk_base = base if base > keep else last
+            self._disk_end = self._disk_durable = base
+        if base > keep:
+            self._segments.append(base)
+            _fsync_dir(self.directory)
+        self._disk_broken = False
+
+    # --- the caller's side of the queue -----------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Take the finished jobs off the queue, in order; a failed write fails every record not yet
+        durable (the first one to fail, that is: those queued behind it are in the range it cut)."""
+        while self._jobs and self._jobs[0].future.done():
+            job = self._jobs.popleft()
+            exc = job.future.exception()
+            if job.cut:
+                self._cuts_pending -= 1
+                if exc is None:
+                    self._synced = max(self._synced, job.end)
+                else:
+                    log.error("spool: cannot cut the failed tail yet (retried on the next write): %s", exc)
+            elif exc is not None and not self._is_lost(job.end):
+                with self._io_lock:
+                    durable = self._disk_durable  # a rotation fsynced everything before the open segment
+                self._failed(exc, max(self._synced, durable))
+
+    def _is_lost(self, end: int) -> bool:
+        return any(start < end <= stop for start, stop in self._lost)
 
     async def sync(self, upto: int) -> None:
         """Return once everything up to `upto` is on disk; concurrent callers share one fsync.
         Raises SpoolWriteFailed when the record ending at `upto` could not be made durable."""
-        while self._synced < upto:
+        while True:
+            self._reap()
+            if self._lost and self._is_lost(upto):
+                cuts = [job.future for job in self._jobs if job.cut]
+                if cuts:  # refused once the failed tail is cut: the spool goes on past it meanwhile
+                    with contextlib.suppress(Exception):
+                        await asyncio.wrap_future(cuts[-1])
+                    self._reap()
+                raise SpoolWriteFailed(0, f"spool write failed: {self.sync_error or 'record was cut off'}")
+            if self._synced >= upto:
+                return
+            if self._disk_end < upto:  # not written yet: wait for the writer thread (its first job, then again)
+                if not self._jobs:
+                    raise SpoolWriteFailed(0, "spool write failed: the record is not queued")
+                with contextlib.suppress(Exception):  # a failure is handled by _reap, above
+                    await asyncio.wrap_future(self._jobs[0].future)
+                continue
             if self._sync_task is None:
                 self._sync_task = asyncio.ensure_future(self._sync_once())
+            before = self._synced
             await asyncio.shield(self._sync_task)
-        if self._lost and any(start < upto <= end for start, end in self._lost):
-            raise SpoolWriteFailed(0, f"spool write failed: {self.sync_error or 'record was cut off'}")
+            if self._synced == before and self._synced < upto and not self._is_lost(upto):
+                await asyncio.sleep(0.001)  # an fsync overtaken by a failure: look again
 
     async def _sync_once(self) -> None:
         try:
-            assert self._file is not None
-            target = self._written
+            generation = self._generation
+            with self._io_lock:
+                target = self._disk_end
+                try:  # a descriptor of its own: the writer thread may rotate or cut meanwhile
+                    fd = os.dup(self._file.fileno()) if self._file is not None else -1
+                except (OSError, ValueError):
+                    fd = -1
+            if fd < 0 or self._cuts_pending:
+                if fd >= 0:
+                    os.close(fd)
+                return
             try:
-                self._file.flush()
-                await asyncio.to_thread(os.fsync, self._file.fileno())
+                await asyncio.to_thread(os.fsync, fd)
             except OSError as exc:
-                self._failed(exc, self._written)
+                if generation != self._generation:
+                    return  # a failure cut this file meanwhile: the sync loop looks again
+                self._failed(exc, self._synced)
                 raise SpoolWriteFailed(exc.errno, f"spool fsync failed: {exc.strerror or exc}") from exc
-            self._synced = max(self._synced, target)
-            self.sync_error = ""
-            self._appended.set()
+            finally:
+                os.close(fd)
+            if generation == self._generation and not self._cuts_pending:
+                self._synced = max(self._synced, target)
+                self.sync_error = ""
+                self._appended.set()
         finally:
             self._sync_task = None
 
-    def _failed(self, exc: OSError, attempted_end: int) -> None:
-        """Forget everything after the last good sync (its requests are being refused) and go on past it."""
+    def _failed(self, exc: BaseException, keep: int) -> None:
+        """Forget everything after `keep`, the last durable offset (its requests are being refused), and
+        have the writer thread cut it off and go on past every offset handed out."""
         self.sync_failures += 1
+        self._generation += 1
         self.sync_error = f"{type(exc).__name__}: {exc}"[:300]
-        end = max(self._written, attempted_end)
-        if end > self._synced:
-            self._lost.append((self._synced, end))
-        self._written = end  # offsets up to `end` were handed out: never give them to another record
-        for digest in [d for d, record_end in self._digests.items() if record_end > self._synced]:
+        end = self._written  # offsets up to here were handed out: never give them to another record
+        if end > keep:
+            self._lost.append((keep, end))
+        self._synced = max(self._synced, keep)
+        for digest in [d for d, record_end in self._digests.items() if record_end > keep]:
             del self._digests[digest]
-        self._append_times = [(start, t) for start, t in self._append_times if start < self._synced]
+        self._append_times = [(start, t) for start, t in self._append_times if start < keep]
         log.error("spool: write or fsync failed, the requests waiting for it are refused: %s", self.sync_error)
-        self._broken = True
-        try:
-            self._cut_unsynced()
-        except OSError as cleanup:
-            log.error("spool: cannot cut the failed tail yet (retried on the next write): %s", cleanup)
-
-    def _cut_unsynced(self) -> None:
-        """Truncate the last segment to what is durable and continue in a new segment at `_written`."""
-        assert self._file is not None
-        last = self._segments[-1]
-        with contextlib.suppress(OSError):
-            self._file.close()  # may try to flush the failed buffer again; what it writes is cut below
-        with open(self._segment_path(last), "r+b") as fh:
-            fh.truncate(self._synced - last)
-            os.fsync(fh.fileno())
-        self._file = _open_private(self._segment_path(last), os.O_WRONLY | os.O_APPEND)
-        if self._written > self._synced:
-            self._file.close()
-            self._start_segment(self._written)
-        self._synced = self._written
-        self._broken = False
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracehouse-spool")
+        self._cuts_pending += 1
+        self._jobs.append(_Job(end, self._writer.submit(self._cut, keep, end), cut=True))
 
     # --- draining ---------------------------------------------------------------------------------
 
@@ -362,6 +481,7 @@ class Spool:
 
     @property
     def synced(self) -> int:
+        self._reap()
         return self._synced
 
     async def wait_for_data(self, timeout: float | None = None) -> None:
@@ -381,8 +501,9 @@ class Spool:
         rows = size = 0
         position = start
         while position < limit:
-            base = self._segment_for(position)
-            seg_end = self._segments[self._segments.index(base) + 1] if base != self._segments[-1] else None
+            segments = list(self._segments)  # the writer thread may append one meanwhile
+            base = self._segment_for(position, segments)
+            seg_end = segments[segments.index(base) + 1] if base != segments[-1] else None
             with open(self._segment_path(base), "rb") as fh:
                 fh.seek(position - base)
                 while position < limit and (seg_end is None or position < seg_end):
@@ -462,8 +583,14 @@ class Spool:
         (the spool goes on in a new one), and return the bytes removed. `tracehouse forget` calls it after
         an erasure so that no sent copy of the erased spans stays on disk; the request digests of the
         dropped records stay in memory, so until a restart a retried request is still answered from them."""
-        # Not while an fsync of the open file runs in its thread: it would be closed under it.
-        if self._committed >= self._written > self._segments[-1] and not self._broken and self._sync_task is None:
+        self._reap()
+        # Only with nothing queued to the writer thread (it is idle then) and nothing failed.
+        if (
+            self._committed >= self._written > self._segments[-1]
+            and not self._jobs
+            and not self._disk_broken
+            and not self._cuts_pending
+        ):
             self._rotate()
         removed = 0
         while len(self._segments) > 1 and self._segments[1] <= self._committed:
@@ -479,9 +606,9 @@ class Spool:
         while len(self._segments) > _KEPT_SEGMENTS and self._segments[1] <= self._committed:
             self._segment_path(self._segments.pop(0)).unlink(missing_ok=True)
 
-    def _segment_for(self, position: int) -> int:
-        base = self._segments[0]
-        for candidate in self._segments:
+    def _segment_for(self, position: int, segments: list[int]) -> int:
+        base = segments[0]
+        for candidate in segments:
             if candidate <= position:
                 base = candidate
             else:
