@@ -34,9 +34,11 @@ sys.path.insert(0, str(BENCH))
 
 
 class PeakRss:
-    """The largest RSS sum, in bytes, of the processes whose command line names `marker` (a data dir), with its
-    anonymous, file-backed (mapped code: chDB's library alone is ~190 MiB) and shared parts at that sample; and
-    the last sample (the load drained, the collector idle)."""
+    """The largest RSS sum, in bytes, of the collector (the `serve` process whose command line names `marker`, a
+    data dir) and its descendants (worker processes), with its anonymous, file-backed (mapped code: chDB's
+    library alone is ~190 MiB) and shared parts at that sample; and the last sample (the load drained, the
+    collector idle). Other processes on the data dir (the bench's `tracehouse sql` count, which opens a chDB
+    of its own) are not the collector's and are left out."""
 
     _PARTS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
 
@@ -58,10 +60,8 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.wait(0.2):
             sums = dict.fromkeys(self._PARTS, 0)
-            for pid in filter(str.isdigit, os.listdir("/proc")):
+            for pid in self._collector_tree():
                 try:
-                    if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                        continue
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         name, _, value = line.partition(":")
                         if name in sums:
@@ -72,6 +72,29 @@ class PeakRss:
                 self.last = sums
             if sums["VmRSS"] > self.peak:
                 self.peak, self.at_peak = sums["VmRSS"], sums
+
+    def _collector_tree(self) -> list[str]:
+        """The collector's pid and its descendants' (from /proc/PID/stat's parent pid)."""
+        parents: dict[str, str] = {}
+        roots = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                parents[pid] = stat[stat.rindex(")") + 2 :].split()[1]
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if b"serve" in argv and any(self.marker.encode() in arg for arg in argv):
+                roots.append(pid)
+        tree = set(roots)
+        grew = True
+        while grew:
+            grew = False
+            for pid, parent in parents.items():
+                if parent in tree and pid not in tree:
+                    tree.add(pid)
+                    grew = True
+        return sorted(tree)
 
     @staticmethod
     def parts(sample: dict[str, int]) -> str:
