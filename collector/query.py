@@ -311,6 +311,11 @@ _PLAIN_TAG = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _SELECT_START = re.compile(r"^(?:SELECT|WITH)\b")
 
 
+def _identifier(name: str) -> str:
+    """A column name as a back-quoted ClickHouse identifier."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 def _read_only(canonical: str) -> str:
     """The refusal of a statement that is not a read, naming its first two words."""
     return (
@@ -804,7 +809,7 @@ class ReadOnlySql:
     def prepare(self, client: Client, sql: str, fmt: str, tag: str, row_limit: int | None = None) -> tuple[str, str]:
         """The exact statement to run, and its output format: checked, tagged, FORMAT at the end. A
         `row_limit` (a client's `limit` setting) caps a SELECT's rows as ClickHouse's `limit` does: the
-        checked statement is then `SELECT * FROM (<the query>) LIMIT n`."""
+        checked statement is then `SELECT * FROM (<the query>) LIMIT n` (other statements are cut in `run`)."""
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         try:
@@ -898,8 +903,12 @@ class ReadOnlySql:
                     raise QueryRefused("PREWHERE is not allowed with a tenant's read key: use WHERE", 164)
                 if done.is_set():  # cancelled while being checked
                     raise QueryRefused("Query was cancelled. (QUERY_WAS_CANCELLED)", 394)
+                statement = final.removeprefix(_TAG.format(tag)).removesuffix(f" FORMAT {output}")
                 try:
-                    body = client.raw_query(final, fmt=None)
+                    if row_limit is None or _SELECT_START.match(statement):  # a SELECT's limit is in `final`
+                        body = client.raw_query(final, fmt=None)
+                    else:
+                        body = self._first_rows(client, final, statement, output, tag, row_limit)
                 except ClickHouseError as exc:
                     raise _refused(exc) from None
                 healthy = True
@@ -918,6 +927,24 @@ class ReadOnlySql:
                 396,
             )
         return QueryResult(body, output)
+
+    def _first_rows(self, client: Client, final: str, statement: str, output: str, tag: str, limit: int) -> bytes:
+        """A checked statement that takes no `SELECT * FROM (...) LIMIT n` around it (SHOW, DESCRIBE, EXISTS,
+        EXPLAIN), cut to its first `limit` rows as ClickHouse's `limit` setting cuts a SELECT's: its answer
+        read as JSON rows, the first ones given back in `output` by a SELECT of them (names and types as the
+        statement answered them; the rows a parameter, never SQL text)."""
+        if limit <= 0:
+            return client.raw_query(final, fmt=None)
+        raw = client.raw_query(f"{_TAG.format(tag)}{statement} FORMAT JSONCompactEachRowWithNamesAndTypes", fmt=None)
+        lines = raw.decode(errors="replace").split("\n")
+        if len(lines) <= 2 + limit or not lines[2 + limit]:  # no more rows than the limit: the answer as it is
+            return client.raw_query(final, fmt=None)
+        names, types = json.loads(lines[0]), json.loads(lines[1])
+        columns = ", ".join(f"tupleElement(r, {i + 1}) AS {_identifier(name)}" for i, name in enumerate(names))
+        rows_type = string_literal(f"Array(Tuple({', '.join(types)}))")
+        rows = f"arrayJoin(JSONExtract({{rows:String}}, {rows_type}))"
+        first = f"{_TAG.format(tag)}SELECT {columns} FROM (SELECT {rows} AS r) FORMAT {output}"
+        return client.raw_query(first, fmt=None, parameters={"rows": f"[{','.join(lines[2 : 2 + limit])}]"})
 
     # cancel
 

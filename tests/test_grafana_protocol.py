@@ -598,6 +598,12 @@ def test_clickhouse_connect_with_compression_and_settings(served, compress):
         )
         assert result.result_rows == [(n, str(n), [n]) for n in range(10, 14)]
         assert result.summary.get("result_rows") == "4"
+        # and every statement's, as ClickHouse's `limit` caps a SELECT's: SHOW, DESCRIBE, EXPLAIN in Native
+        for sql in ("SHOW TABLES", "DESCRIBE TABLE otel_traces", "EXPLAIN PIPELINE SELECT 1 + number FROM numbers(9)"):
+            whole = client.query(sql)
+            cut = client.query(sql, settings={"limit": 2})
+            assert len(whole.result_rows) > 2 and cut.result_rows == whole.result_rows[:2], sql
+            assert cut.column_names == whole.column_names and cut.column_types == whole.column_types, sql
         assert client.query("SELECT count() FROM numbers(60000)").result_rows == [(60000,)]
     finally:
         client.close()

@@ -1,10 +1,12 @@
 """Edges of the SQL read endpoint, through a real collector on 127.0.0.1: compressed bodies are decoded whole
-or refused (a gzip or zstd stream cut short once ran as the prefix it decoded to)."""
+or refused (a gzip or zstd stream cut short once ran as the prefix it decoded to), the client's `limit` caps
+the rows of every statement (SHOW, DESCRIBE, EXPLAIN, EXISTS as well as SELECT)."""
 
 from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import urllib.parse
 import zlib
 
@@ -84,6 +86,46 @@ def test_a_body_that_decodes_past_the_limit_is_not_expanded(served):
         status, text, _ = _request(served, bomb, {"Content-Encoding": encoding})
         assert status == 413 and text.startswith("Code: 307."), (encoding, text)
     assert _request(served, b"SELECT 5")[:2] == (200, "5\n")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SHOW TABLES",
+        "SHOW DATABASES",
+        "DESCRIBE TABLE otel_traces",
+        "DESC otel_traces",
+        "EXPLAIN SELECT number FROM numbers(10) WHERE number > 1 ORDER BY number",
+        "EXPLAIN PIPELINE SELECT number FROM numbers(10) ORDER BY number",
+        "SELECT number FROM numbers(10)",
+        "WITH 1 AS x SELECT number + x FROM numbers(10)",
+    ],
+)
+def test_the_limit_setting_caps_every_statement(served, sql):
+    status, text, _ = _request(served, sql.encode(), default_format="TSV")
+    assert status == 200, text
+    every = text.splitlines()
+    assert len(every) > 2, text
+    for limit in ("1", "2"):
+        status, text, headers = _request(served, sql.encode(), default_format="TSV", limit=limit)
+        assert status == 200, (limit, text)
+        assert text.splitlines() == every[: int(limit)], (limit, text)
+        # the same query again: the verdict cache keeps the limit it was checked with
+        assert _request(served, sql.encode(), default_format="TSV", limit=limit)[1] == text
+    assert _request(served, sql.encode(), default_format="TSV")[1].splitlines() == every  # and no limit: all rows
+    assert _request(served, sql.encode(), default_format="TSV", limit="0")[1].splitlines() == every
+    # in a typed format, the same columns with their types, and the first rows
+    whole = json.loads(_request(served, sql.encode(), default_format="JSONCompact")[1])
+    status, text, _ = _request(served, sql.encode(), default_format="JSONCompact", limit="2")
+    cut = json.loads(text)
+    assert status == 200 and cut["meta"] == whole["meta"] and cut["data"] == whole["data"][:2], text
+    assert cut["rows"] == 2
+
+
+def test_the_limit_setting_caps_exists_and_show_create(served):
+    for sql in ("EXISTS TABLE otel_traces", "SHOW CREATE TABLE otel_traces"):
+        status, text, _ = _request(served, sql.encode(), default_format="TSV", limit="1")
+        assert status == 200 and len(text.splitlines()) == 1, (sql, text)
 
 
 def test_administration_routes_read_compressed_bodies_decoded(served):
