@@ -1041,6 +1041,15 @@ _CONTENT_TYPES = {
 }
 
 
+# What the narrowing settings take: a count of rows or bytes is ClickHouse's UInt64 in decimal digits, a time
+# its seconds in decimal (ClickHouse keeps them as microseconds in an Int64). Anything else (1e300, -1, 0x10,
+# 1_000, inf, a number past the type's end) is a 400 naming the setting, never a number ClickHouse refuses.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,20}")
+_SECONDS = re.compile(r"[0-9]{1,13}(?:\.[0-9]{1,9})?")
+_MAX_UINT64 = (1 << 64) - 1
+_MAX_SECONDS = ((1 << 63) - 1) // 10**6
+
+
 def _setting_number(request: web.Request, name: str, ceiling: float | None = None) -> float | None:
     """A narrowing setting's value: None when not given (or, for `limit`, 0: no limit). A value above
     the endpoint's own `ceiling`, or 0 for a setting that has one (ClickHouse's "no limit"), is the
@@ -1048,13 +1057,22 @@ def _setting_number(request: web.Request, name: str, ceiling: float | None = Non
     text = request.query.get(name)
     if text is None or text == "":
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or (name != "max_execution_time" and not value.is_integer()):
-        unit = "seconds" if name == "max_execution_time" else "bytes" if name.endswith("bytes") else "rows"
-        raise _HttpRefusal(400, 72, f"setting {name}={text[:40]!r}: not a number of {unit} (CANNOT_PARSE_NUMBER)")
+    value: float
+    if name == "max_execution_time":
+        if not _SECONDS.fullmatch(text) or (value := float(text)) > _MAX_SECONDS:
+            raise _HttpRefusal(
+                400,
+                72,
+                f"setting {name}={text[:40]!r}: not a number of seconds from 0 to {_MAX_SECONDS}, in decimal"
+                " (CANNOT_PARSE_NUMBER)",
+            )
+    elif not _WHOLE_NUMBER.fullmatch(text) or (value := int(text)) > _MAX_UINT64:
+        unit = "bytes" if name.endswith("bytes") else "rows"
+        raise _HttpRefusal(
+            400,
+            72,
+            f"setting {name}={text[:40]!r}: not a whole number of {unit} from 0 to {_MAX_UINT64} (CANNOT_PARSE_NUMBER)",
+        )
     if ceiling is not None and (value == 0 or value > ceiling):
         # Held to the endpoint's limit, as a ClickHouse `max` constraint would not: the Grafana plugin sends its
         # query timeout (60 s by default) as max_execution_time with every query, and a refusal fails them all.

@@ -1,6 +1,7 @@
 """Edges of the SQL read endpoint, through a real collector on 127.0.0.1: compressed bodies are decoded whole
 or refused (a gzip or zstd stream cut short once ran as the prefix it decoded to), the client's `limit` caps
-the rows of every statement (SHOW, DESCRIBE, EXPLAIN, EXISTS as well as SELECT)."""
+the rows of every statement (SHOW, DESCRIBE, EXPLAIN, EXISTS as well as SELECT), and a numeric setting that
+is not a number the endpoint accepts gets a 400 naming it."""
 
 from __future__ import annotations
 
@@ -126,6 +127,26 @@ def test_the_limit_setting_caps_exists_and_show_create(served):
     for sql in ("EXISTS TABLE otel_traces", "SHOW CREATE TABLE otel_traces"):
         status, text, _ = _request(served, sql.encode(), default_format="TSV", limit="1")
         assert status == 200 and len(text.splitlines()) == 1, (sql, text)
+
+
+@pytest.mark.parametrize("name", ["limit", "max_result_rows", "max_result_bytes", "max_execution_time"])
+@pytest.mark.parametrize(
+    "value", ["1e300", "-1", "abc", "99999999999999999999999", "inf", "nan", "1e3", "0x10", "1_000"]
+)
+def test_numeric_settings_refuse_what_is_not_a_number_they_accept(served, name, value):
+    status, text, headers = _request(served, b"SELECT 1", default_format="Native", **{name: value})
+    assert status == 400 and headers["X-ClickHouse-Exception-Code"] == "72", (name, value, text)
+    assert text.startswith("Code: 72.") and f"setting {name}=" in text, text
+    assert "a whole number" in text or "seconds" in text, text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("limit", "3"), ("limit", "0"), ("max_execution_time", "1.5"), ("max_execution_time", "60"), ("limit", "")],
+)
+def test_numeric_settings_take_the_numbers_they_always_took(served, name, value):
+    status, text, _ = _request(served, b"SELECT 1", default_format="TSV", **{name: value})
+    assert (status, text) == (200, "1\n"), (name, value, text)
 
 
 def test_administration_routes_read_compressed_bodies_decoded(served):
