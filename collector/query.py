@@ -1735,7 +1735,7 @@ class _BrotliStream:
         try:
             if self._stream.is_finished():
                 raise self._error("bytes after the end of the brotli stream")
-            return self._stream.process(data, output_buffer_limit=at_most)
+            return self._stream.process(data, max_output_length=at_most)
         except self._error:
             raise _not_encoded("br") from None
 

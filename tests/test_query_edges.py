@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import importlib.util
 import json
 import urllib.parse
 import zlib
@@ -168,3 +169,12 @@ def test_administration_routes_read_compressed_bodies_decoded(served):
         text = response.read().decode(errors="replace")
         conn.close()
         assert response.status == 400 and expected in text, (encoding, response.status, text)
+
+
+def test_brotli_bodies_without_a_bounded_brotli_are_refused_as_unsupported(served):
+    """br is decoded only with a Brotli package whose decoder takes an output limit (1.2 and later); without
+    one a br body is 415 (UNKNOWN_COMPRESSION_METHOD), never run undecoded."""
+    if importlib.util.find_spec("brotli") is not None:
+        pytest.skip("a Brotli package is installed")
+    status, text, headers = _request(served, b"\x1b\x07\x00\xf8\xa5\x40\x02", {"Content-Encoding": "br"})
+    assert status == 415 and headers["X-ClickHouse-Exception-Code"] == "89" and "br" in text, text
