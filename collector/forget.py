@@ -464,11 +464,11 @@ class ForgetRoute:
         self._sink = sink
         self._lock = asyncio.Lock()  # one erasure at a time: each waits for the spool, then mutates
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, _request: web.Request, raw: bytes) -> web.Response:
         from aiohttp import web
 
         try:
-            body = json.loads(await request.read())
+            body = json.loads(raw)
             subject = Subject.parse(str(body.get("kind", "")), str(body.get("value", "")), str(body.get("tenant", "")))
             dry_run = bool(body.get("dry_run", False))
             requested_by = str(body.get("requested_by", "") or "unknown")[:256]

@@ -143,13 +143,13 @@ class PromptsRoute:
     def __init__(self, config: Config) -> None:
         self._config = config
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, _request: web.Request, raw: bytes) -> web.Response:
         from aiohttp import web
 
         from tracehouse.collector import store
 
         try:
-            body = json.loads(await request.read())
+            body = json.loads(raw)
             if not isinstance(body, dict):
                 raise RowsRefused("the body: an object with 'table' and 'rows'")
             table = str(body.get("table", ""))

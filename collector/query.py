@@ -1246,7 +1246,8 @@ class QueryEndpoint:
         self._tenant_keys = tenant_keys
         self._runner: web.AppRunner | None = None
         # Local administration (POST /forget): the same key, handlers that return a response.
-        self.admin_routes: dict[str, Callable[[web.Request], Any]] = {}
+        # Administration routes: handler(request, body), the body read and decoded here (as a query's is).
+        self.admin_routes: dict[str, Callable[[web.Request, bytes], Any]] = {}
 
     async def start(self) -> None:
         from aiohttp import web
@@ -1307,19 +1308,16 @@ class QueryEndpoint:
 
         return web.Response(text="Ok.\n")
 
-    def _admin(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+    def _admin(self, handler: Callable[[web.Request, bytes], Any]) -> Callable[[web.Request], Any]:
         async def authorized(request: web.Request) -> web.StreamResponse:
             try:
                 self._authorize(request, administration=True)
-                if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
-                    # aiohttp decodes no body on this port: the handler's request.read() gets it decoded here
-                    body, more = await _read_body(request, self._limits.idle_timeout_seconds, _ADMIN_BODY_BYTES)
-                    if more:
-                        raise _HttpRefusal(413, 307, f"the body is larger than {_ADMIN_BODY_BYTES >> 20} MiB")
-                    request._read_bytes = body
+                body, more = await _read_body(request, self._limits.idle_timeout_seconds, _ADMIN_BODY_BYTES)
+                if more:
+                    raise _HttpRefusal(413, 307, f"the body is larger than {_ADMIN_BODY_BYTES >> 20} MiB")
             except _HttpRefusal as refusal:
                 return _ch_error(refusal.status, refusal.code, str(refusal))
-            return await handler(request)
+            return await handler(request, body)
 
         return authorized
 

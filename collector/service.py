@@ -45,13 +45,13 @@ _limited = LogLimiter(log)
 FAULT_SPOOL_READ_ENV = "TRACEHOUSE_FAULT_SPOOL_READ_ERROR_FILE"
 
 
-def _spans_route(pipeline: Pipeline) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _spans_route(pipeline: Pipeline) -> Callable[[web.Request, bytes], Awaitable[web.Response]]:
     """POST /spans on the local query endpoint (its key): OTLP/JSON spans the collector's own commands make
     (`tracehouse replay`), into the same pipeline as any span, for the tenant given (`?tenant=`)."""
 
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request, body: bytes) -> web.Response:
         try:
-            result = await pipeline.export(await request.read(), True, "replay", request.query.get("tenant") or None)
+            result = await pipeline.export(body, True, "replay", request.query.get("tenant") or None)
         except Invalid as exc:
             return web.json_response({"error": str(exc)}, status=400)
         except PipelineError as exc:
@@ -61,13 +61,13 @@ def _spans_route(pipeline: Pipeline) -> Callable[[web.Request], Awaitable[web.Re
     return handle
 
 
-def _review_route(pipeline: Pipeline) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _review_route(pipeline: Pipeline) -> Callable[[web.Request, bytes], Awaitable[web.Response]]:
     """POST /reviews on the local query endpoint (its key, so the operator's, not a tenant's): `tracehouse
     review set` writes through the pipeline, redacted and durable like POST /v1/reviews."""
 
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(_request: web.Request, body: bytes) -> web.Response:
         try:
-            ids = await pipeline.export_reviews(await request.read(), None)
+            ids = await pipeline.export_reviews(body, None)
         except Invalid as exc:
             return web.json_response({"error": str(exc)}, status=400)
         except PipelineError as exc:
