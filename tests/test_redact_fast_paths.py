@@ -284,3 +284,15 @@ def test_remembered_keys_and_key_sets_stay_within_their_budget(monkeypatch):
     for _ in range(2):
         out = small(make_batch([{"SpanAttributes": leaked}])).columns["SpanAttributes"][0]
         assert "app.attribute.1.0" in out and not any("alice@example.com" in key for key in out), out
+
+
+def test_an_ip_at_the_start_of_a_value_does_not_depend_on_the_value_before_it():
+    """The IPv4 check looks back a few bytes for words like "version" (a version string is no address); in a
+    batch the values are joined, and that look-back stopped reaching into the previous value."""
+    scanner = Scanner()
+    value = "10.20.30.40 is the gateway of the office"
+    alone = scanner.scan(value)
+    assert alone is not None and alone[1] == {"ip": 1}
+    for before in ("release", "build", "chrome/", "app version"):
+        assert scanner.scan_values([before, value]) == [None, alone], before
+    assert scanner.scan("version 10.20.30.40 of the firmware") is None  # in the value itself it still counts

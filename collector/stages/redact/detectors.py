@@ -297,7 +297,8 @@ def _ipv4(buf: bytes, m: re.Match[bytes], p: int) -> Span | None:
     end = m.end()
     if _number_precedes(buf, p) or _number_continues(buf, end):
         return None
-    before = buf[max(0, p - 12) : p].lower()
+    before = buf[max(0, p - 12) : p]
+    before = before[before.rfind(b"\x00") + 1 :].lower()  # this value's own text: values are NUL-joined
     if any(word in before for word in _VERSION_WORDS):
         return None
     return (p, end) if v.ipv4_ok(m.group().decode()) else None
