@@ -27,7 +27,7 @@ import bench_redact as br
 
 from tracehouse.collector.stages.redact import Redactor, parse_settings
 from tracehouse.collector.stages.redact.detectors import BUILTINS
-from tracehouse.collector.stages.redact.finder import _ESCAPES, _HEX, _WORD, BOUNDARY
+from tracehouse.collector.stages.redact.finder import BOUNDARY, starts_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,28 +107,6 @@ def _collect(id_: int, start: int, end: int, flags: int, ends: list[int]) -> Non
     ends.append(end)
 
 
-def _starts_at(buf: bytes, start: int) -> tuple[int, ...]:
-    """Finder.starts after its RE2 call found a match at start (the same code)."""
-    first = buf[start]
-    if start == 0 and first in _WORD:
-        return (0,)
-    if first == 92:
-        nxt = buf[start + 1] if start + 1 < len(buf) else 0
-        if nxt == 117 and all(b in _HEX for b in buf[start + 2 : start + 6]) and start + 6 <= len(buf):
-            after = start + 6
-        elif nxt in _ESCAPES:
-            after = start + 2
-        else:
-            after = start + 1
-    elif first >= 0xC0:
-        after = start + (2 if first < 0xE0 else 3 if first < 0xF0 else 4)
-    else:
-        after = start + 1
-    if start == 0:
-        return (0, after) if after < len(buf) else (0,)
-    return (after,) if after < len(buf) else ()
-
-
 def install(scanner, prefilter: Prefilter) -> None:
     """Make this scanner run its built-in pass only over what the prefilter flags (bench only)."""
     finder = scanner._finder
@@ -159,7 +137,7 @@ def install(scanner, prefilter: Prefilter) -> None:
             while True:
                 s = match(unanchored, b, pos, hi)[0][0]
                 if s >= 0:
-                    return _starts_at(b, s)  # the boundary logic as today, from the match's start
+                    return starts_at(b, s)  # the boundary logic as today, from the match's start
                 i += 1
                 state["i"] = i
                 if i == len(ranges):

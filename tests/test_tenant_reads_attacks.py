@@ -24,18 +24,13 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from test_tenant_reads import ALPHA_READ, ENV, SPANS  # the same two tenants and keys
 
 from tracehouse.collector import grafana_macros as gm
 from tracehouse.dashboards.build import DASHBOARDS
 
 pytestmark = pytest.mark.timeout(240)
 
-ALPHA_READ = "alpha-reads-0123456789abcdef"
-ENV = {
-    "TRACEHOUSE_API_KEYS": "key-alpha=alpha, key-beta=beta",
-    "TRACEHOUSE_QUERY_READ_KEYS": f"{ALPHA_READ}=alpha",
-}
-SPANS = {"alpha": 3, "beta": 5}
 # Every value of beta's contains "beta" (its tenant id, service, span name, user, content, prompt, comments):
 # alpha's answers must never hold that word, whatever they read.
 MARKER = "beta"

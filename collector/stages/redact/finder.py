@@ -73,21 +73,26 @@ class Finder:
         start = self._span(buf, pos)[0]
         if start < 0:
             return ()
-        first = buf[start]
-        if start == 0 and first in _WORD:
-            return (0,)  # the boundary was the start of the text
-        if first == 92:  # backslash: a JSON escape is the boundary
-            nxt = buf[start + 1] if start + 1 < len(buf) else 0
-            if nxt == 117 and all(b in _HEX for b in buf[start + 2 : start + 6]) and start + 6 <= len(buf):
-                after = start + 6
-            elif nxt in _ESCAPES:
-                after = start + 2
-            else:
-                after = start + 1
-        elif first >= 0xC0:  # a non-ASCII character (one code point, 2-4 bytes) is the boundary
-            after = start + (2 if first < 0xE0 else 3 if first < 0xF0 else 4)
+        return starts_at(buf, start)
+
+
+def starts_at(buf: bytes, start: int) -> tuple[int, ...]:
+    """Where detectors start for a boundary match at `start` (Finder.starts; the prefilter bench reuses it)."""
+    first = buf[start]
+    if start == 0 and first in _WORD:
+        return (0,)  # the boundary was the start of the text
+    if first == 92:  # backslash: a JSON escape is the boundary
+        nxt = buf[start + 1] if start + 1 < len(buf) else 0
+        if nxt == 117 and all(b in _HEX for b in buf[start + 2 : start + 6]) and start + 6 <= len(buf):
+            after = start + 6
+        elif nxt in _ESCAPES:
+            after = start + 2
         else:
             after = start + 1
-        if start == 0:
-            return (0, after) if after < len(buf) else (0,)
-        return (after,) if after < len(buf) else ()
+    elif first >= 0xC0:  # a non-ASCII character (one code point, 2-4 bytes) is the boundary
+        after = start + (2 if first < 0xE0 else 3 if first < 0xF0 else 4)
+    else:
+        after = start + 1
+    if start == 0:
+        return (0, after) if after < len(buf) else (0,)
+    return (after,) if after < len(buf) else ()
