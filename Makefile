@@ -39,9 +39,11 @@ $(DEV_STAMP): pyproject.toml tests/requirements-conformance.txt $(NODE_LOCKS) | 
 run: $(COLLECTOR_STAMP)
 	$(BIN)/tracehouse serve $(ARGS)
 
+# Test files run in parallel, one worker per core (TEST_WORKERS=0 runs them in this process).
+TEST_WORKERS ?= auto
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
