@@ -263,10 +263,19 @@ def test_a_store_of_the_schema_before_view_files_upgrades_to_a_fresh_stores_defi
             "batch_submitted_at",
             "price_variant",
             "standard_cost_usd",
+            "trace_key",
         ]
         after = _contents(client)
         no_batch = ("", "", "", "", "", None, "", None)
-        assert [row[-len(added) :] for row in after["llm_calls"]] == [no_batch] * len(before["llm_calls"])
+        assert [row[-len(added) : -1] for row in after["llm_calls"]] == [no_batch] * len(before["llm_calls"])
+        # trace_key of rows stored before 0026: computed when read, the digest of their tenant and trace id.
+        keys = _rows(client, "SELECT id, trace_key FROM llm_calls ORDER BY id")
+        digests = _rows(
+            client,
+            "SELECT SpanId, reinterpretAsUInt128(sipHash128(TenantId, TraceId)) FROM otel_traces"
+            " WHERE SpanId IN (SELECT id FROM llm_calls) ORDER BY 1",
+        )
+        assert keys == digests and len({key for _, key in keys}) == len({row[1] for row in after["llm_calls"]}) > 1
         after["llm_calls"] = [row[: -len(added)] for row in after["llm_calls"]]
         assert after == before
         assert _rows(client, "SELECT SpanId, LlmModel FROM otel_traces ORDER BY 1") == [
@@ -302,7 +311,7 @@ def test_a_changed_view_file_is_reapplied_and_unchanged_ones_are_not(tmp_path):
         client.command("CREATE OR REPLACE VIEW traces AS SELECT 'left alone' AS marker")
 
         llm_calls = views / "llm_calls.sql"
-        last = "StandardCostUsd AS standard_cost_usd\n"
+        last = "TraceKey AS trace_key\n"
         llm_calls.write_text(
             llm_calls.read_text().replace(last, last.rstrip() + ",\n    LlmOperation = 'chat' AS is_chat\n")
         )
@@ -314,8 +323,8 @@ def test_a_changed_view_file_is_reapplied_and_unchanged_ones_are_not(tmp_path):
 
         assert store.migrate(client, schema=schema) == ["views/llm_calls.sql", "views/llm_daily_mv.sql"]
         assert [name for name, _ in _columns(client, "llm_calls")][-3:] == [
-            "price_variant",
             "standard_cost_usd",
+            "trace_key",
             "is_chat",
         ]
         assert _rows(client, "SELECT marker FROM traces") == [("left alone",)]

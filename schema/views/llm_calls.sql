@@ -10,6 +10,8 @@
 -- expired, canceled); id, purpose and outcome read otel_traces' Batch* columns (schema/0020), not the map.
 -- price_variant is 'batch' when the call was priced at batch rates, and standard_cost_usd what it would have
 -- cost at live rates (NULL when no variant applied).
+-- trace_key is the 128-bit digest of tenant_id and trace_id (otel_traces.TraceKey, schema/0026) that joins a call
+-- to its trace's scores and reviews (llm_calls_scored).
 CREATE OR REPLACE VIEW llm_calls AS
 SELECT
     SpanId AS id,
@@ -69,6 +71,7 @@ SELECT
     BatchOutcome AS batch_outcome,
     toDateTime64(toFloat64OrNull(SpanAttributes['tracehouse.batch.submitted_at']), 3, 'UTC') AS batch_submitted_at,
     PriceVariant AS price_variant,
-    StandardCostUsd AS standard_cost_usd
+    StandardCostUsd AS standard_cost_usd,
+    TraceKey AS trace_key
 FROM otel_traces
 WHERE LlmSpanKind = 'LLM' OR LlmOperation IN ('chat', 'text_completion', 'generate_content');

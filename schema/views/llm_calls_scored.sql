@@ -6,7 +6,8 @@
 -- scores holds the latest value of each score name (every source): the call's own, else the latest of the
 -- scores about its whole trace (sent without span_id); scores of other spans (a sibling call) stay theirs.
 -- A score joins only spans of its own tenant; a score stored before its span joins once the span lands.
--- One join per call on (tenant, trace): the subquery holds, per trace, its latest user score and its
+-- One join per call on trace_key (the digest of tenant and trace id, schema/0026: one number to hash per call
+-- instead of two strings): the subquery holds, per trace, its latest user score and its
 -- whole-trace scores, and per span of it the span's own (traces_scored computes user_feedback the same way,
 -- keep them in step).
 -- review_state is the call's latest review (reviews, POST /v1/reviews or `tracehouse review set`): approved,
@@ -29,8 +30,7 @@ SELECT
 FROM llm_calls AS call
 LEFT ANY JOIN (
     SELECT
-        TenantId AS score_tenant_id,
-        TraceId AS score_trace_id,
+        TraceKey AS score_trace_key,
         argMaxIf(span_user_feedback, span_user_at, span_user_feedback IS NOT NULL) AS user_feedback,
         mapApply((name, latest) -> (name, latest.3), anyIf(span_latest, SpanId = '')) AS whole_trace_scores,
         mapFromArrays(
@@ -43,30 +43,28 @@ LEFT ANY JOIN (
         ) AS scores_by_span
     FROM (
         SELECT
-            TenantId,
-            TraceId,
+            TraceKey,
             SpanId,
             argMaxIf(toNullable(Value), (Timestamp, ScoreId), Source = 'user') AS span_user_feedback,
             maxIf((Timestamp, ScoreId), Source = 'user') AS span_user_at,
             maxMap(map(CAST(Name, 'String'), (Timestamp, ScoreId, Value))) AS span_latest
         FROM scores
-        GROUP BY TenantId, TraceId, SpanId
+        GROUP BY TraceKey, SpanId
     )
-    GROUP BY TenantId, TraceId
-) AS score ON call.tenant_id = score.score_tenant_id AND call.trace_id = score.score_trace_id
+    GROUP BY TraceKey
+) AS score ON call.trace_key = score.score_trace_key
 LEFT ANY JOIN (
     SELECT
-        TenantId AS review_tenant_id,
-        TraceId AS review_trace_id,
+        TraceKey AS review_trace_key,
         SpanId AS review_span_id,
         argMax(State, (Timestamp, ReviewId)) AS latest_state,
         argMax(Reviewer, (Timestamp, ReviewId)) AS latest_reviewer,
         argMax(Reason, (Timestamp, ReviewId)) AS latest_reason,
         max(Timestamp) AS latest_at
     FROM reviews
-    GROUP BY TenantId, TraceId, SpanId
+    GROUP BY TraceKey, SpanId
 ) AS review
-    ON call.tenant_id = review.review_tenant_id AND call.trace_id = review.review_trace_id AND call.id = review.review_span_id
+    ON call.trace_key = review.review_trace_key AND call.id = review.review_span_id
 LEFT ANY JOIN (
     SELECT name AS prompt_join_name, version AS prompt_join_version, toNullable(version_number) AS version_number
     FROM prompt_versions
