@@ -41,44 +41,54 @@ QUEUE_REASONS = ("error", "refusal", "low score", "cost outlier")
 NO_RULE = "no rule (random share)"  # the pending calls the queue samples from
 
 
-def _queue_why() -> str:
-    """The pending calls of the range with the queue's reason for each (`why`, '' when no rule picks it)."""
+def _queue_by_model() -> str:
+    """Per model, the pending calls of the range and how many the queue's rules pick, rule by rule. One pass
+    over the view grouped by model, no window: the model's median cost is an aggregate of its group and the
+    costs of the calls no earlier rule picks are compared with it afterwards (`review list --queue` takes the
+    median with a window over the same calls; here, 10M spans, 7 days, 1.9M pending calls: 1.64-1.87 s -> 1.38-1.50
+    s, the same answers; the rest is the view's joins of every pending call)."""
+    earlier_rules = (
+        f"multiIf(status = 'Error' OR error != '', 1, finish_reason = 'content_filter', 2,\n"
+        f"      user_feedback IS NOT NULL AND user_feedback <= {LOW_SCORE!r}, 3, 0)"
+    )
     return sql(
         f"""
-        SELECT multiIf(status = 'Error' OR error != '', 'error',
-            finish_reason = 'content_filter', 'refusal',
-            user_feedback IS NOT NULL AND user_feedback <= {LOW_SCORE!r}, 'low score',
-            cost_usd > 0 AND cost_usd >= {COST_OUTLIER_FACTOR!r} * model_median_cost, 'cost outlier',
-            '') AS why
+        SELECT model,
+          count() AS pending,
+          countIf(rule = 1) AS queued_error,
+          countIf(rule = 2) AS queued_refusal,
+          countIf(rule = 3) AS queued_low_score,
+          arrayCount(cost -> cost > 0 AND cost >= {COST_OUTLIER_FACTOR!r} * median(toFloat64(cost_usd)),
+            groupArrayIf(cost_usd, rule = 0)) AS queued_cost_outlier
         FROM (
-          SELECT status, error, finish_reason, user_feedback, cost_usd,
-            median(toFloat64(cost_usd)) OVER (PARTITION BY model) AS model_median_cost
+          SELECT model, cost_usd,
+            {earlier_rules} AS rule
           FROM {SCORED}
           WHERE review_state = 'pending' AND {CALLS_IN_RANGE}
         )
+        GROUP BY model
         """
     )
 
 
+QUEUED = ("queued_error", "queued_refusal", "queued_low_score", "queued_cost_outlier")  # QUEUE_REASONS' order
+
+
 def _queue_by_reason() -> str:
     """One row per rule (zero included, so an empty rule shows as such), then the calls no rule picks."""
-    counted = [(reason, "queued_" + reason.replace(" ", "_")) for reason in QUEUE_REASONS]
-    counted.append((NO_RULE, "unpicked"))
-    counts = ",\n    ".join(
-        f"countIf(why = '{reason if reason != NO_RULE else ''}') AS {name}" for reason, name in counted
-    )
-    reasons = ", ".join(f"'{reason}'" for reason, _ in counted)
-    columns = ", ".join(name for _, name in counted)
+    sums = ",\n    ".join(f"sum({name}) AS {name}" for name in QUEUED)
+    reasons = ", ".join(f"'{reason}'" for reason in (*QUEUE_REASONS, NO_RULE))
     return (
         "-- the rules of `tracehouse review list --queue` (collector/review_cli.py queue_sql), in its order\n"
         "SELECT reason, pending\n"
         "FROM (\n"
-        f"  SELECT {counts}\n"
+        f"  SELECT {sums},\n"
+        f"    toUInt64(sum(pending) - ({' + '.join(QUEUED)})) AS unpicked\n"
         "  FROM (\n"
-        f"{indent(_queue_why(), 4)}\n"
+        f"{indent(_queue_by_model(), 4)}\n"
         "  )\n"
         ")\n"
-        f"ARRAY JOIN [{reasons}] AS reason, [{columns}] AS pending"
+        f"ARRAY JOIN [{reasons}] AS reason, [{', '.join((*QUEUED, 'unpicked'))}] AS pending"
     )
 
 
@@ -151,7 +161,8 @@ def feedback() -> dict[str, Any]:
         stat(
             "Review queue",
             "Pending calls that a rule of the review queue picks: errors, refusals, low scores, cost outliers",
-            f"SELECT countIf(why != '') AS queued\nFROM (\n{indent(_queue_why(), 2)}\n)",
+            f"SELECT {' + '.join(f'sum({name})' for name in QUEUED)} AS queued\n"
+            f"FROM (\n{indent(_queue_by_model(), 2)}\n)",
             "short",
         ),
         6,

@@ -1300,8 +1300,11 @@ def test_review_panels(loaded):
     assert recent[1]["review_reason"].startswith("refused a fair question from") and EMAIL not in str(recent)
 
 
-def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded):
-    """The panel is SQL of its own: it must count what `tracehouse review list --queue` would pick."""
+@pytest.mark.parametrize("outlier", [False, True], ids=["as-loaded", "with-a-cost-outlier"])
+def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded, outlier):
+    """The panel is SQL of its own: it must count what `tracehouse review list --queue` would pick. The data has
+    no cost outlier, so a second run reads the view with one pending call that no earlier rule picks made to cost
+    100x as much (in both queries): that call, and only it, is a cost outlier in both."""
     from tracehouse.collector import review_cli
 
     feedback = importlib.import_module("tracehouse.dashboards.feedback")
@@ -1312,13 +1315,37 @@ def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded):
     ctx = context(loaded)
     window = [f"ts >= toDateTime({ctx.from_s})", f"ts <= toDateTime({ctx.to_s})"]
     queue = review_cli.queue_sql(window, review_cli.DEFAULT_LOW_SCORE)
-    sql = f"SELECT why, count() AS calls FROM ({queue}) GROUP BY why"
-    by_rule = {r["why"]: r["calls"] for r in loaded.store.query(sql)[1]}
-    panel = {r["reason"]: r["pending"] for r in rows_of(loaded, "tracehouse-feedback", "Review queue by reason")}
+    dashboard = BY_UID["tracehouse-feedback"]
+    (panel_target,) = [p for p in all_panels(dashboard) if p["title"] == "Review queue by reason"]
+    (stat_target,) = [p for p in all_panels(dashboard) if p["title"] == "Review queue"]
+    found = variables(dashboard, loaded, ctx)
+    panel_sql = gm.expand(panel_target["targets"][0]["rawSql"], found, ctx)
+    stat_sql = gm.expand(stat_target["targets"][0]["rawSql"], found, ctx)
+    if outlier:
+        unpicked = loaded.store.query(
+            f"SELECT span_id FROM ({queue}) WHERE why = '' AND cost_usd > 0 ORDER BY ts, span_id LIMIT 1"
+        )[1]
+        (picked,) = [row["span_id"] for row in unpicked]
+        costlier = (
+            f"(SELECT * REPLACE (if(id = '{picked}', cost_usd * 100, cost_usd) AS cost_usd) FROM llm_calls_scored)"
+        )
+        assert queue.count("FROM llm_calls_scored") == panel_sql.count("FROM llm_calls_scored") == 1
+        queue, panel_sql, stat_sql = (
+            text.replace("FROM llm_calls_scored", f"FROM {costlier}") for text in (queue, panel_sql, stat_sql)
+        )
+    by_rule = {
+        r["why"]: r["calls"] for r in loaded.store.query(f"SELECT why, count() AS calls FROM ({queue}) GROUP BY why")[1]
+    }
+    panel = {r["reason"]: r["pending"] for r in loaded.store.query(panel_sql)[1]}
     assert {reason: panel[reason] for reason in feedback.QUEUE_REASONS if panel[reason]} == {
         why: calls for why, calls in by_rule.items() if why
     }
     assert panel[feedback.NO_RULE] == by_rule[""]
+    assert panel["cost outlier"] == (1 if outlier else 0)
+    assert loaded.store.query(stat_sql)[1] == [{"queued": sum(calls for why, calls in by_rule.items() if why)}]
+    if outlier:
+        outliers = loaded.store.query(f"SELECT span_id FROM ({queue}) WHERE why = 'cost outlier'")[1]
+        assert outliers == [{"span_id": picked}]
 
 
 def test_traces_table_and_trace_detail(loaded):

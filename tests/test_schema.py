@@ -272,7 +272,7 @@ def test_a_store_of_the_schema_before_view_files_upgrades_to_a_fresh_stores_defi
         keys = _rows(client, "SELECT id, trace_key FROM llm_calls ORDER BY id")
         digests = _rows(
             client,
-            "SELECT SpanId, reinterpretAsUInt128(sipHash128(TenantId, TraceId)) FROM otel_traces"
+            "SELECT SpanId, reinterpretAsUUID(sipHash128(TenantId, TraceId)) FROM otel_traces"
             " WHERE SpanId IN (SELECT id FROM llm_calls) ORDER BY 1",
         )
         assert keys == digests and len({key for _, key in keys}) == len({row[1] for row in after["llm_calls"]}) > 1
