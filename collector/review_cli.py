@@ -184,7 +184,7 @@ def queue_sql(conditions: list[str], low_score: float) -> str:
         indexOf(['error', 'refusal', 'low score', 'cost outlier'], why) AS priority
     FROM (
         SELECT {_LIST_COLUMNS},
-            median(toFloat64(cost_usd)) OVER (PARTITION BY model) AS model_median_cost
+            medianExact(toFloat64(cost_usd)) OVER (PARTITION BY model) AS model_median_cost
         FROM llm_calls_scored
         WHERE {where}
     )"""

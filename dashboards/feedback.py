@@ -2,9 +2,9 @@
 /v1/scores), by feature, model and prompt version, the worst-rated calls, and the reviewers' side: the review
 queue by reason, the flagged rate, the calls by review state and the latest flags and rejections.
 
-Every panel reads `llm_calls_scored` (llm_calls joined with the scores and reviews tables) over the time
-range of the calls: the join costs more than llm_calls alone (schema/views/llm_calls_scored.sql), so these
-panels read the calls of the range, never a rollup.
+The panels read `llm_calls_scored` (llm_calls joined with the scores and reviews tables) over the time range
+of the calls, never a rollup; the feedback rates read llm_calls with HAS_USER_SCORE instead, without the view's
+joins. The join costs more than llm_calls alone (schema/views/llm_calls_scored.sql).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ RATED_CALLS = f"{CALLS_IN_RANGE}\n  AND user_feedback IS NOT NULL"
 # The same test on llm_calls without the view's joins: a call has user feedback exactly when a `user` score of
 # its tenant and trace exists (of the call, of another span of the trace, or of the whole trace), i.e. of its
 # trace_key (the digest of both, schema/0026). The panels that only count rated calls use it: 10M spans, 7 days,
-# 180k scores: ~1.4 s through the view, ~0.3 s on (tenant_id, trace_id), ~0.15 s on trace_key (bench/bench_panels.py).
+# 180k scores: ~1.4 s through the view, 214 ms on (tenant_id, trace_id), 87-104 ms on trace_key (bench/bench_panels.py).
 HAS_USER_SCORE = "trace_key IN (SELECT TraceKey FROM scores WHERE Source = 'user')"
 # The calls of the range made from a prompt template, all and rated (calls of no template have no version).
 PROMPT_CALLS = f"{CALLS_IN_RANGE}\n  AND prompt_name != ''"
@@ -45,8 +45,9 @@ def _queue_by_model() -> str:
     """Per model, the pending calls of the range and how many the queue's rules pick, rule by rule. One pass
     over the view grouped by model, no window: the model's median cost is an aggregate of its group and the
     costs of the calls no earlier rule picks are compared with it afterwards (`review list --queue` takes the
-    median with a window over the same calls; here, 10M spans, 7 days, 1.9M pending calls: 1.64-1.87 s -> 1.38-1.50
-    s, the same answers; the rest is the view's joins of every pending call)."""
+    median with a window over the same calls; both take the exact median, as `median` samples past 8,192 values
+    and the two forms then disagree). 10M spans, 7 days, 1.9M pending calls: the window took ~20% longer; the
+    rest is the view's joins of every pending call (bench/bench_panels.py)."""
     earlier_rules = (
         f"multiIf(status = 'Error' OR error != '', 1, finish_reason = 'content_filter', 2,\n"
         f"      user_feedback IS NOT NULL AND user_feedback <= {LOW_SCORE!r}, 3, 0)"
@@ -58,7 +59,7 @@ def _queue_by_model() -> str:
           countIf(rule = 1) AS queued_error,
           countIf(rule = 2) AS queued_refusal,
           countIf(rule = 3) AS queued_low_score,
-          arrayCount(cost -> cost > 0 AND cost >= {COST_OUTLIER_FACTOR!r} * median(toFloat64(cost_usd)),
+          arrayCount(cost -> cost > 0 AND cost >= {COST_OUTLIER_FACTOR!r} * medianExact(toFloat64(cost_usd)),
             groupArrayIf(cost_usd, rule = 0)) AS queued_cost_outlier
         FROM (
           SELECT model, cost_usd,
@@ -76,19 +77,20 @@ QUEUED = ("queued_error", "queued_refusal", "queued_low_score", "queued_cost_out
 
 def _queue_by_reason() -> str:
     """One row per rule (zero included, so an empty rule shows as such), then the calls no rule picks."""
-    sums = ",\n    ".join(f"sum({name}) AS {name}" for name in QUEUED)
+    totals = [f"total_{name}" for name in QUEUED]
+    sums = ",\n    ".join(f"sum({name}) AS {total}" for name, total in zip(QUEUED, totals, strict=True))
     reasons = ", ".join(f"'{reason}'" for reason in (*QUEUE_REASONS, NO_RULE))
     return (
         "-- the rules of `tracehouse review list --queue` (collector/review_cli.py queue_sql), in its order\n"
         "SELECT reason, pending\n"
         "FROM (\n"
         f"  SELECT {sums},\n"
-        f"    toUInt64(sum(pending) - ({' + '.join(QUEUED)})) AS unpicked\n"
+        f"    toUInt64(sum(pending) - ({' + '.join(totals)})) AS unpicked\n"
         "  FROM (\n"
         f"{indent(_queue_by_model(), 4)}\n"
         "  )\n"
         ")\n"
-        f"ARRAY JOIN [{reasons}] AS reason, [{', '.join((*QUEUED, 'unpicked'))}] AS pending"
+        f"ARRAY JOIN [{reasons}] AS reason, [{', '.join((*totals, 'unpicked'))}] AS pending"
     )
 
 

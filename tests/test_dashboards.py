@@ -1300,11 +1300,13 @@ def test_review_panels(loaded):
     assert recent[1]["review_reason"].startswith("refused a fair question from") and EMAIL not in str(recent)
 
 
-@pytest.mark.parametrize("outlier", [False, True], ids=["as-loaded", "with-a-cost-outlier"])
-def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded, outlier):
+@pytest.mark.parametrize("variant", ["as-loaded", "with-a-cost-outlier", "past-the-median-sample"])
+def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded, variant):
     """The panel is SQL of its own: it must count what `tracehouse review list --queue` would pick. The data has
     no cost outlier, so a second run reads the view with one pending call that no earlier rule picks made to cost
-    100x as much (in both queries): that call, and only it, is a cost outlier in both."""
+    100x as much (in both queries): that call, and only it, is a cost outlier in both. A third reads every call
+    400 times over as one model, a fifth of the copies within 0.05% of 3x the median: more pending calls than `median`
+    samples (8,192), where a sampled median would differ between the panel's aggregate and the CLI's window."""
     from tracehouse.collector import review_cli
 
     feedback = importlib.import_module("tracehouse.dashboards.feedback")
@@ -1321,6 +1323,23 @@ def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded, outli
     found = variables(dashboard, loaded, ctx)
     panel_sql = gm.expand(panel_target["targets"][0]["rawSql"], found, ctx)
     stat_sql = gm.expand(stat_target["targets"][0]["rawSql"], found, ctx)
+    outlier = variant == "with-a-cost-outlier"
+    if variant == "past-the-median-sample":
+        # One model, every pending call 400 times over: four fifths at costs spread over [0.001, 0.002), a fifth
+        # within 0.05% of 3x the exact median (the median is that of the spread ones: the fifth is above them all).
+        def copies(near: str) -> str:
+            spread = "0.001 * (1 + ((copy * 7919 + cityHash64(id)) % 10007) / 10007)"
+            return (
+                f"(SELECT * REPLACE ('synthetic' AS model, if(copy % 5 = 0, {near}, {spread}) AS cost_usd)"
+                " FROM llm_calls_scored ARRAY JOIN range(400) AS copy)"
+            )
+
+        placed = queue.replace("FROM llm_calls_scored", f"FROM {copies('1.0')}")
+        (median,) = [row["m"] for row in loaded.store.query(f"SELECT any(model_median_cost) AS m FROM ({placed})")[1]]
+        near = f"{3 * median!r} * (1 + ((copy * 31) % 201 - 100) / 200000)"
+        queue, panel_sql, stat_sql = (
+            text.replace("FROM llm_calls_scored", f"FROM {copies(near)}") for text in (queue, panel_sql, stat_sql)
+        )
     if outlier:
         unpicked = loaded.store.query(
             f"SELECT span_id FROM ({queue}) WHERE why = '' AND cost_usd > 0 ORDER BY ts, span_id LIMIT 1"
@@ -1341,7 +1360,13 @@ def test_review_queue_panel_applies_the_rules_of_review_list_queue(loaded, outli
         why: calls for why, calls in by_rule.items() if why
     }
     assert panel[feedback.NO_RULE] == by_rule[""]
-    assert panel["cost outlier"] == (1 if outlier else 0)
+    if variant == "past-the-median-sample":
+        largest = loaded.store.query(
+            f"SELECT max(calls) AS calls FROM (SELECT count() AS calls FROM ({queue}) GROUP BY model)"
+        )
+        assert largest[1][0]["calls"] > 8192 and panel["cost outlier"] > 0
+    else:
+        assert panel["cost outlier"] == (1 if outlier else 0)
     assert loaded.store.query(stat_sql)[1] == [{"queued": sum(calls for why, calls in by_rule.items() if why)}]
     if outlier:
         outliers = loaded.store.query(f"SELECT span_id FROM ({queue}) WHERE why = 'cost outlier'")[1]

@@ -405,6 +405,23 @@ def _batch_span(span: str, operation: str, outcome: str = "") -> dict[str, Any]:
     return row
 
 
+def test_the_trace_key_is_a_fixed_digest_of_tenant_and_trace(tmp_path):
+    """0026's TraceKey is stored: if the engine's sipHash128 ever changed, spans and scores stored after an upgrade
+    would silently stop joining those stored before. These are the digests this engine stores (UUIDs as text)."""
+    with _store(tmp_path / "store") as client:
+        store.migrate(client)
+        _insert(client, [_span("chat", TRACE_A, "00000000000000a1"), {**_span("chat", TRACE_A, "a2"), "TenantId": ""}])
+        assert _rows(client, "SELECT SpanId, toString(TraceKey) FROM otel_traces ORDER BY SpanId") == [
+            ("00000000000000a1", "a01fc1d7-d4cb-0c9b-9621-1fd2f3dc6da1"),
+            ("a2", "16321da9-ce43-5f7a-0400-a7e86e1d08da"),
+        ]
+        assert _rows(client, "SELECT toString(trace_key) FROM llm_calls WHERE id = 'a2'") == [
+            ("16321da9-ce43-5f7a-0400-a7e86e1d08da",)
+        ]
+        kinds = _rows(client, "SELECT table, type, default_kind FROM system.columns WHERE name = 'TraceKey' ORDER BY 1")
+        assert kinds == [(table, "UUID", "MATERIALIZED") for table in ("otel_traces", "reviews", "scores")]
+
+
 def test_the_batch_columns_are_copied_from_the_attributes_on_old_and_new_rows(tmp_path):
     """0020's MATERIALIZED Batch* columns: a span stored before the migration reads them computed from its
     attributes, a span stored after has them written on insert; neither the writer's insert nor SELECT *

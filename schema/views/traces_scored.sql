@@ -3,7 +3,8 @@
 -- user_feedback is the latest `user` score of the trace (of the trace as a whole or of any of its spans),
 -- NULL when there is none; scores the latest value of each score name, every source. A score joins only
 -- the trace of its own tenant, and joins once the trace's spans land (the subquery repeats the trace part
--- of llm_calls_scored, keep them in step).
+-- of llm_calls_scored, keep them in step). It joins on (tenant, trace id), not on llm_calls_scored's trace_key:
+-- traces has one row per trace id, with the trace's tenant, and no TraceKey column; the rows joined are the same.
 CREATE OR REPLACE VIEW traces_scored AS
 SELECT
     trace.*,
