@@ -39,6 +39,7 @@ LOW_SCORE = 0.5  # user feedback at or below this is low (a thumbs down is 0)
 COST_OUTLIER_FACTOR = 3.0  # cost at least this times the median cost of the model's pending calls
 QUEUE_REASONS = ("error", "refusal", "low score", "cost outlier")
 NO_RULE = "no rule (random share)"  # the pending calls the queue samples from
+QUEUED = tuple("queued_" + reason.replace(" ", "_") for reason in QUEUE_REASONS)  # a column per rule, in order
 
 
 def _queue_by_model() -> str:
@@ -52,15 +53,15 @@ def _queue_by_model() -> str:
         f"multiIf(status = 'Error' OR error != '', 1, finish_reason = 'content_filter', 2,\n"
         f"      user_feedback IS NOT NULL AND user_feedback <= {LOW_SCORE!r}, 3, 0)"
     )
+    # rule n is QUEUE_REASONS[n - 1]; 0: none of the three, so a cost outlier if its cost says so
+    counted = ",\n          ".join(f"countIf(rule = {n}) AS {name}" for n, name in enumerate(QUEUED[:3], 1))
     return sql(
         f"""
         SELECT model,
           count() AS pending,
-          countIf(rule = 1) AS queued_error,
-          countIf(rule = 2) AS queued_refusal,
-          countIf(rule = 3) AS queued_low_score,
+          {counted},
           arrayCount(cost -> cost > 0 AND cost >= {COST_OUTLIER_FACTOR!r} * medianExact(toFloat64(cost_usd)),
-            groupArrayIf(cost_usd, rule = 0)) AS queued_cost_outlier
+            groupArrayIf(cost_usd, rule = 0)) AS {QUEUED[3]}
         FROM (
           SELECT model, cost_usd,
             {earlier_rules} AS rule
@@ -70,9 +71,6 @@ def _queue_by_model() -> str:
         GROUP BY model
         """
     )
-
-
-QUEUED = ("queued_error", "queued_refusal", "queued_low_score", "queued_cost_outlier")  # QUEUE_REASONS' order
 
 
 def _queue_by_reason() -> str:
