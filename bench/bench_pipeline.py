@@ -1,6 +1,7 @@
 """Per-stage cost of the pipeline on LLM-sized spans, in one process (no network, no store).
 
     .venv/bin/python bench/bench_pipeline.py [--requests 10] [--batch 512] [--repeat 3] [--clock cpu]
+        [--raw-messages drop]
 
 Prints µs per span for each step: protobuf parse, decode, normalize, price, redact, encode, and the
 total, which bounds what one core can ingest (the ClickHouse insert runs with the GIL released). Each step's
@@ -8,6 +9,8 @@ figure is the median of the repeats, with the best and the worst beside it: on a
 the steadiest figure, and the spread says how loaded the machine was. `--clock cpu` counts the process's
 CPU time instead of the wall clock: on a machine whose cores other processes share, the wall clock also
 counts the time the process waited for a core (several times the work itself at a load of 8 on 2 cores).
+`--raw-messages drop` runs the pipeline with `[content_copies] raw_messages = "drop"` (its RawMessages stage
+before the redactor).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--raw-messages", choices=("keep", "drop"), default="keep", help="[content_copies]")
     args = parser.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     rng = random.Random(11)
     payloads = [llm_request(rng, args.batch) for _ in range(args.requests)]
-    stages = default_stages(load_config(environ={}))
+    stages = default_stages(load_config(environ={"TRACEHOUSE_RAW_MESSAGES": args.raw_messages}))
     names = ["parse", "decode", *[getattr(s, "__name__", type(getattr(s, "__self__", s)).__name__) for s in stages]]
     names.append("encode")
     runs: dict[str, list[float]] = {name: [] for name in names}

@@ -288,6 +288,28 @@ CONTENT_KEYS: tuple[str, ...] = (
     "tool_calls",
 )
 
+# The attributes a span's typed message columns restate, per side (globs):
+# what `[content_copies] raw_messages = "drop"` leaves out of SpanAttributes once the typed columns hold the
+# side whole (stages/content_copies.py). The input side's typed columns are InputMessages and SystemPrompt,
+# the output side's OutputMessages (and ToolCalls, derived from it).
+RAW_INPUT_MESSAGE_KEYS: tuple[str, ...] = (
+    "input.value",
+    "input.mime_type",
+    "llm.input_messages.[0-9]*",
+    "gen_ai.input.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.prompt",
+    "gen_ai.prompt.[0-9]*",  # OpenLLMetry's numbered prompts, not gen_ai.prompt.name (the template's name)
+)
+RAW_OUTPUT_MESSAGE_KEYS: tuple[str, ...] = (
+    "output.value",
+    "output.mime_type",
+    "llm.output_messages.[0-9]*",
+    "gen_ai.output.messages",
+    "gen_ai.completion",
+    "gen_ai.completion.[0-9]*",
+)
+
 # Normalized columns that hold prompts and responses.
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 

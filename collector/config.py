@@ -25,6 +25,7 @@ from tracehouse.collector.auth import API_KEYS, READ_KEYS, ApiKeys, TenantReadKe
 from tracehouse.collector.encryption import ENCRYPTION, SHARED_MEMORY, EncryptionSettings
 from tracehouse.collector.retention import RETENTION, RetentionSettings
 from tracehouse.collector.settings import ConfigError, Section, as_bool, check_keys, did_you_mean
+from tracehouse.collector.stages.content_copies import CONTENT_COPIES, ContentCopiesSettings
 from tracehouse.collector.stages.price.settings import PRICING, PricingSettings
 from tracehouse.collector.stages.redact.settings import REDACTION, RedactionSettings
 from tracehouse.collector.stages.sample import SAMPLING, SamplingSettings
@@ -36,7 +37,16 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 STORE_SCHEMES = ("chdb", "http", "https")
 # The config file's tables, each parsed beside the stage (or, for api_keys, the module) that reads it.
-SECTIONS: tuple[Section[Any], ...] = (API_KEYS, READ_KEYS, SAMPLING, PRICING, REDACTION, RETENTION, ENCRYPTION)
+SECTIONS: tuple[Section[Any], ...] = (
+    API_KEYS,
+    READ_KEYS,
+    SAMPLING,
+    CONTENT_COPIES,
+    PRICING,
+    REDACTION,
+    RETENTION,
+    ENCRYPTION,
+)
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 # TRACEHOUSE_* variables that are not a top-level setting: the config file's path and the sections'.
 SECTION_ENV = (CONFIG_ENV, *(name for section in SECTIONS for name in section.env))
@@ -182,6 +192,7 @@ class Config:
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     query_read_keys: TenantReadKeys = field(default_factory=TenantReadKeys)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    content_copies: ContentCopiesSettings = field(default_factory=ContentCopiesSettings)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)

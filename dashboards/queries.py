@@ -217,11 +217,24 @@ def trace_window(trace_literal: str) -> str:
     )
 
 
+# A span still has its raw input / output messages in SpanAttributes (collector/columns.py RAW_INPUT_MESSAGE_KEYS,
+# RAW_OUTPUT_MESSAGE_KEYS): `[content_copies] raw_messages = "drop"` leaves them out where the typed columns
+# hold them, and the trace view then shows the typed ones.
+RAW_INPUT_PRESENT = (
+    "arrayExists(k -> k IN ('input.value', 'gen_ai.input.messages', 'gen_ai.prompt')"
+    " OR match(k, '^(llm[.]input_messages|gen_ai[.]prompt)[.][0-9]'), mapKeys(SpanAttributes))"
+)
+RAW_OUTPUT_PRESENT = (
+    "arrayExists(k -> k IN ('output.value', 'gen_ai.output.messages', 'gen_ai.completion')"
+    " OR match(k, '^(llm[.]output_messages|gen_ai[.]completion)[.][0-9]'), mapKeys(SpanAttributes))"
+)
+
+
 def trace_spans(trace_literal: str) -> str:
     """Every span of one trace in the columns Grafana's trace view reads (traceID, spanID, parentSpanID,
     serviceName, operationName, startTime and duration in ms, tags, serviceTags, ...), narrowed to the
     trace's time range. The normalized LLM fields join the span tags, so the view shows each call's
-    model, tokens and cost."""
+    model, tokens and cost, and its typed messages where the raw ones were not stored."""
     return sql(
         f"""
         {trace_window(trace_literal)}
@@ -246,7 +259,10 @@ def trace_spans(trace_literal: str) -> str:
               ('llm.user', UserId),
               ('llm.feature', toString(Feature)),
               ('llm.prompt', toString(PromptTemplateName)),
-              ('llm.prompt_version', toString(PromptVersion))
+              ('llm.prompt_version', toString(PromptVersion)),
+              ('llm.system_prompt', if({RAW_INPUT_PRESENT}, '', SystemPrompt)),
+              ('llm.input_messages', if({RAW_INPUT_PRESENT}, '', InputMessages)),
+              ('llm.output_messages', if({RAW_OUTPUT_PRESENT}, '', OutputMessages))
             ])),
             arrayMap(key -> map('key', toString(key), 'value', SpanAttributes[key]), mapKeys(SpanAttributes))
           ) AS tags,

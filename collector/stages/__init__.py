@@ -18,14 +18,16 @@ Stage = Callable[[SpanBatch], SpanBatch]
 
 
 def default_stages(config: Config) -> list[Stage]:
-    """The stages a collector runs, in order: normalize -> price -> sample content -> redact -> retain.
+    """The stages a collector runs, in order: normalize -> price -> sample content -> content copies -> redact
+    -> retain.
 
-    Sampling only decides; redaction, last, removes dropped content. The redactor must stay last: it
-    scans every column of the final row, so whatever a stage before it derives or copies is covered.
+    Sampling only decides; redaction, last, removes dropped content. Content copies (off by default) leaves out
+    the raw message attributes the typed columns restate, so redaction scans one copy. The redactor must stay
+    last: it scans every column of the final row, so whatever a stage before it derives or copies is covered.
     Sampling before redaction spares scanning what is dropped. Retain, after it, only copies what
     redaction left in SpanAttributes (its metadata keys, for when content expires).
     """
-    from tracehouse.collector.stages import normalize, price, redact, retain, sample
+    from tracehouse.collector.stages import content_copies, normalize, price, redact, retain, sample
 
-    built = (stage.build(config) for stage in (normalize, price, sample, redact, retain))
+    built = (stage.build(config) for stage in (normalize, price, sample, content_copies, redact, retain))
     return [stage for stage in built if stage is not None]

@@ -1,0 +1,207 @@
+"""Content copies: with `raw_messages = "drop"`, a prompt and its answer are stored once, in the typed columns.
+
+An OpenInference chat span carries each message three times: in the request JSON (`input.value`), in the
+flattened `llm.input_messages.*` keys, and in the typed InputMessages column normalize writes; likewise the
+answer. By default SpanAttributes keeps what the app sent (the OTel ClickHouse exporter's schema). With
+
+    [content_copies]
+    raw_messages = "drop"   # env TRACEHOUSE_RAW_MESSAGES; default "keep"
+
+a span whose typed columns hold a side whole (input: InputMessages, with SystemPrompt; output: OutputMessages)
+stores that side's raw message attributes (columns.RAW_INPUT_MESSAGE_KEYS / RAW_OUTPUT_MESSAGE_KEYS) nowhere
+else. A side stays as sent when its typed form is not the whole of it: a text or inline media that normalize
+cut (its note `…[N chars truncated]` / `…[N chars omitted]`), more than 256 messages, or more than 63 parts or
+tool calls in a message (normalize keeps 64; with messages as JSON, as OTel GenAI and OpenLLMetry send them,
+64 parts or calls in all keep the side's raw copy). Spans without typed messages
+(chains, tools, retrievers) keep every attribute. It runs before redaction, which then scans one copy, not three.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+from tracehouse.collector.batch import SpanBatch
+from tracehouse.collector.columns import (
+    RAW_INPUT_MESSAGE_KEYS,
+    RAW_OUTPUT_MESSAGE_KEYS,
+    remember_for_key,
+)
+from tracehouse.collector.settings import ConfigError, Section, check_keys
+
+if TYPE_CHECKING:
+    from tracehouse.collector.config import Config
+
+ENV_RAW_MESSAGES = "TRACEHOUSE_RAW_MESSAGES"
+KEEP, DROP = "keep", "drop"
+_KEYS = {"raw_messages"}
+
+# What normalize writes where its typed form is not the whole of the raw one (stages/normalize/values.clip,
+# messages.media_part, messages.omitted_marker): tests/test_content_copies.py drives each.
+_CUT_NOTE = "…["
+_OMITTED_MESSAGES = '"role":"truncated"'
+# Normalize keeps 256 messages per list, 64 parts and 64 tool calls per message (stages/normalize/limits), and
+# cuts parts and calls without a note. OpenInference's flattened keys say how many a message has
+# (llm.input_messages.<n>.message.contents.<m>.…, ….message.tool_calls.<m>.…): a key set with a message index
+# past 255, or a part or call index past 62 (a `message.content` string comes before the parts), may have been
+# cut. Where messages come as JSON (OTel GenAI, OpenLLMetry), a side with 64 parts or calls in all may have been.
+MAX_MESSAGES, MAX_PARTS, MAX_TOOL_CALLS = 256, 64, 64
+_FLATTENED = re.compile(r"llm\.(?:input|output)_messages\.(\d+)\.message\.(?:(contents|tool_calls)\.(\d+)\.)?")
+_PART_KEY, _TOOL_CALL_KEY = '"type":', '"arguments":'  # a key inside a text is escaped (\"type\"): not counted
+# Below these lengths a typed text cannot hold what is looked for, and the scan is skipped: 257 messages of at
+# least `{"role":"","content":[]}`, 64 parts of at least `{"type":"x"}`, 64 calls of `{"id":"","name":"","arguments":`.
+_MIN_OMITTED_CHARS = 257 * 24
+_MIN_PARTS_CHARS = MAX_PARTS * 12
+_MIN_CALLS_CHARS = MAX_TOOL_CALLS * 32
+
+_NONE, _INPUT, _OUTPUT = 0, 1, 2
+PLAN_ENTRIES = 4_096  # key sets remembered; when full it starts again (a client sending ever new ones)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side's raw keys in a key set, and how to tell whether its typed form is whole."""
+
+    keys: tuple[str, ...]
+    flattened: bool  # OpenInference's flattened messages: their keys tell what normalize cut
+    past_limits: bool  # those keys have more messages, parts or calls than normalize keeps
+
+
+_NO_SIDE = _Side((), False, False)
+
+
+def _side_of(keys: list[str]) -> _Side:
+    if not keys:
+        return _NO_SIDE
+    flattened, past = False, False
+    for key in keys:
+        found = _FLATTENED.match(key)
+        if found is None:
+            continue
+        flattened = True
+        message, listed, index = found.groups()
+        if int(message) >= MAX_MESSAGES or (listed and int(index) >= MAX_PARTS - 1):
+            past = True
+    return _Side(tuple(keys), flattened, past)
+
+
+@dataclass(frozen=True)
+class ContentCopiesSettings:
+    """The `[content_copies]` section; the default keeps the raw attributes beside the typed columns."""
+
+    raw_messages: str = KEEP
+
+    @property
+    def drops_raw(self) -> bool:
+        return self.raw_messages == DROP
+
+
+def parse_content_copies(table: Mapping[str, Any], environ: Mapping[str, str]) -> ContentCopiesSettings:
+    check_keys(table, _KEYS, "[content_copies]")
+    value = environ.get(ENV_RAW_MESSAGES) or table.get("raw_messages", KEEP)
+    if value not in (KEEP, DROP):
+        raise ConfigError(f'content_copies.raw_messages must be "keep" or "drop", got {value!r}')
+    return ContentCopiesSettings(value)
+
+
+CONTENT_COPIES = Section(
+    "content_copies",
+    (ENV_RAW_MESSAGES,),
+    parse_content_copies,
+    "content copies: keep the raw message attributes beside the typed message columns, or store messages once",
+)
+
+
+def noted_whole(typed: str) -> bool:
+    """Whether a typed text (message JSON or system prompt) carries none of normalize's notes of a cut."""
+    return _CUT_NOTE not in typed and (len(typed) < _MIN_OMITTED_CHARS or _OMITTED_MESSAGES not in typed)
+
+
+def counted_whole(typed: str) -> bool:
+    """noted_whole, and fewer parts and tool calls in all than one message may keep."""
+    if not noted_whole(typed):
+        return False
+    size = len(typed)
+    if size >= _MIN_PARTS_CHARS and typed.count(_PART_KEY) >= MAX_PARTS:
+        return False
+    return size < _MIN_CALLS_CHARS or typed.count(_TOOL_CALL_KEY) < MAX_TOOL_CALLS
+
+
+def _holds(side: _Side, typed: str) -> bool:
+    """Whether the typed text holds all of this side's raw keys say."""
+    if side.flattened:
+        return not side.past_limits and noted_whole(typed)
+    return counted_whole(typed)
+
+
+class RawMessages:
+    """The stage: SpanAttributes without the raw message attributes of the sides the typed columns hold."""
+
+    def __init__(self) -> None:
+        self._sides: dict[str, int] = {}  # key -> the side it restates (answers cached: keys repeat)
+        self._plans: dict[tuple[str, ...], tuple[_Side, _Side]] = {}  # a key set -> its two sides
+
+    def _side(self, key: str) -> int:
+        side = self._sides.get(key)
+        if side is None:
+            if any(fnmatchcase(key, glob) for glob in RAW_INPUT_MESSAGE_KEYS):
+                side = _INPUT
+            elif any(fnmatchcase(key, glob) for glob in RAW_OUTPUT_MESSAGE_KEYS):
+                side = _OUTPUT
+            else:
+                side = _NONE
+            remember_for_key(self._sides, key, side)
+        return side
+
+    def _plan(self, keys: tuple[str, ...]) -> tuple[_Side, _Side]:
+        """A key set's two sides (spans of one instrumentation share their key sets)."""
+        plan = self._plans.get(keys)
+        if plan is None:
+            sides = [self._side(key) for key in keys]
+            plan = (
+                _side_of([k for k, s in zip(keys, sides, strict=True) if s == _INPUT]),
+                _side_of([k for k, s in zip(keys, sides, strict=True) if s == _OUTPUT]),
+            )
+            if len(self._plans) >= PLAN_ENTRIES:
+                self._plans.clear()
+            self._plans[keys] = plan
+        return plan
+
+    def __call__(self, batch: SpanBatch) -> SpanBatch:
+        cols = batch.columns
+        attributes = cols.get("SpanAttributes")
+        inputs, system, outputs = cols.get("InputMessages"), cols.get("SystemPrompt"), cols.get("OutputMessages")
+        if not attributes or (not inputs and not outputs):
+            return batch
+        n = len(batch)
+        inputs, system, outputs = inputs or [""] * n, system or [""] * n, outputs or [""] * n
+        out: list[Any] | None = None
+        for i in range(n):
+            attrs = attributes[i]
+            typed_in, typed_out = inputs[i], outputs[i]
+            if not attrs or not (typed_in or typed_out):
+                continue
+            raw_in, raw_out = self._plan(tuple(attrs))
+            drop: list[str] = []
+            if raw_in.keys and typed_in and _holds(raw_in, typed_in) and noted_whole(system[i]):
+                drop.extend(raw_in.keys)
+            if raw_out.keys and typed_out and _holds(raw_out, typed_out):
+                drop.extend(raw_out.keys)
+            if drop:
+                kept = dict(attrs)
+                for key in drop:
+                    del kept[key]
+                if out is None:
+                    out = list(attributes)
+                out[i] = kept
+        if out is not None:
+            cols["SpanAttributes"] = out
+        return batch
+
+
+def build(config: Config) -> RawMessages | None:
+    """The stage when raw messages are dropped; None by default (SpanAttributes as sent)."""
+    return RawMessages() if config.content_copies.drops_raw else None
