@@ -310,6 +310,12 @@ RAW_OUTPUT_MESSAGE_KEYS: tuple[str, ...] = (
     "gen_ai.completion.[0-9]*",
 )
 
+# How much of a message list normalize keeps in the typed columns (stages/normalize/limits re-exports them):
+# content_copies reads them to tell whether a side's typed form is the whole of its raw attributes.
+MAX_MESSAGES = 256  # per InputMessages / OutputMessages list; the first few and the latest are kept
+MAX_PARTS = 64  # content parts per message
+MAX_TOOL_CALLS = 64  # per message, and in ToolCalls
+
 # Normalized columns that hold prompts and responses.
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import textwrap
 
+from tracehouse.collector.columns import RAW_INPUT_MESSAGE_KEYS, RAW_OUTPUT_MESSAGE_KEYS
+
 # The model of a call: the one that answered, else the one requested (as llm_calls and llm_daily say).
 MODEL = "LlmModel"  # the model column of otel_traces (schema/0011_llm_model.sql): response model, else request model
 
@@ -220,14 +222,23 @@ def trace_window(trace_literal: str) -> str:
 # A span still has its raw input / output messages in SpanAttributes (collector/columns.py RAW_INPUT_MESSAGE_KEYS,
 # RAW_OUTPUT_MESSAGE_KEYS): `[content_copies] raw_messages = "drop"` leaves them out where the typed columns
 # hold them, and the trace view then shows the typed ones.
-RAW_INPUT_PRESENT = (
-    "arrayExists(k -> k IN ('input.value', 'gen_ai.input.messages', 'gen_ai.prompt')"
-    " OR match(k, '^(llm[.]input_messages|gen_ai[.]prompt)[.][0-9]'), mapKeys(SpanAttributes))"
-)
-RAW_OUTPUT_PRESENT = (
-    "arrayExists(k -> k IN ('output.value', 'gen_ai.output.messages', 'gen_ai.completion')"
-    " OR match(k, '^(llm[.]output_messages|gen_ai[.]completion)[.][0-9]'), mapKeys(SpanAttributes))"
-)
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def _any_key_matches(globs: tuple[str, ...]) -> str:
+    """SQL: whether SpanAttributes holds a key one of the globs matches. Each glob is a key or a
+    `prefix[0-9]*` (the forms columns.py uses); any other shape is refused so the SQL cannot drift."""
+    keys = [glob for glob in globs if not glob.endswith("[0-9]*")]
+    prefixes = [glob.removesuffix("[0-9]*") for glob in globs if glob.endswith("[0-9]*")]
+    if not all(_PLAIN_KEY.fullmatch(name) for name in keys + prefixes):
+        raise ValueError(f"raw message key globs must be keys or prefix[0-9]*: {globs!r}")
+    listed = ", ".join(f"'{key}'" for key in keys)
+    alternatives = "|".join(prefix.replace(".", "[.]") for prefix in prefixes)
+    return f"arrayExists(k -> k IN ({listed}) OR match(k, '^({alternatives})[0-9]'), mapKeys(SpanAttributes))"
+
+
+RAW_INPUT_PRESENT = _any_key_matches(RAW_INPUT_MESSAGE_KEYS)
+RAW_OUTPUT_PRESENT = _any_key_matches(RAW_OUTPUT_MESSAGE_KEYS)
 
 
 def trace_spans(trace_literal: str) -> str:

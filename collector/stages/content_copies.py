@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.columns import (
+    MAX_MESSAGES,
+    MAX_PARTS,
+    MAX_TOOL_CALLS,
     RAW_INPUT_MESSAGE_KEYS,
     RAW_OUTPUT_MESSAGE_KEYS,
     remember_for_key,
@@ -43,12 +46,11 @@ _KEYS = {"raw_messages"}
 # messages.media_part, messages.omitted_marker): tests/test_content_copies.py drives each.
 _CUT_NOTE = "…["
 _OMITTED_MESSAGES = '"role":"truncated"'
-# Normalize keeps 256 messages per list, 64 parts and 64 tool calls per message (stages/normalize/limits), and
-# cuts parts and calls without a note. OpenInference's flattened keys say how many a message has
+# Normalize keeps MAX_MESSAGES messages per list, MAX_PARTS parts and MAX_TOOL_CALLS tool calls per message
+# (columns.py), and cuts parts and calls without a note. OpenInference's flattened keys say how many a message has
 # (llm.input_messages.<n>.message.contents.<m>.…, ….message.tool_calls.<m>.…): a key set with a message index
 # past 255, or a part or call index past 62 (a `message.content` string comes before the parts), may have been
 # cut. Where messages come as JSON (OTel GenAI, OpenLLMetry), a side with 64 parts or calls in all may have been.
-MAX_MESSAGES, MAX_PARTS, MAX_TOOL_CALLS = 256, 64, 64
 _FLATTENED = re.compile(r"llm\.(?:input|output)_messages\.(\d+)\.message\.(?:(contents|tool_calls)\.(\d+)\.)?")
 _PART_KEY, _TOOL_CALL_KEY = '"type":', '"arguments":'  # a key inside a text is escaped (\"type\"): not counted
 # Below these lengths a typed text cannot hold what is looked for, and the scan is skipped: 257 messages of at
