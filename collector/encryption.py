@@ -157,7 +157,7 @@ class RecordSealer:
             raise SealFailed(f"{where} is sealed with key {key_id.hex()}, which is not among the keys given")
         nonce = bytes(blob[FINGERPRINT_BYTES : FINGERPRINT_BYTES + NONCE_BYTES])
         try:
-            return cipher.decrypt(nonce, bytes(blob[FINGERPRINT_BYTES + NONCE_BYTES :]), associated)
+            return cipher.decrypt(nonce, memoryview(blob)[FINGERPRINT_BYTES + NONCE_BYTES :], associated)  # no copy
         except InvalidTag:
             raise SealFailed(f"{where} does not open with key {key_id.hex()}: altered or moved") from None
 

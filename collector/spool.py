@@ -493,9 +493,19 @@ class Spool:
         except TimeoutError:
             return
 
-    def read(self, start: int, max_rows: int, end: int | None = None, max_bytes: int | None = None) -> list[Record]:
+    def read(
+        self,
+        start: int,
+        max_rows: int,
+        end: int | None = None,
+        max_bytes: int | None = None,
+        payloads: bool = True,
+    ) -> list[Record]:
         """Durable records from `start` (a record boundary) of one table and one column layout, up to
-        max_rows and max_bytes of records (at least one record) or up to `end` exactly."""
+        max_rows and max_bytes of records (at least one record) or up to `end` exactly. With payloads=False
+        only their framing is read (payload b""): what the drainer plans a range by, a few bytes a record
+        instead of up to an insert's worth (64 MiB). It holds no state a writer thread changes but the
+        segment list, which it copies, so the drainer reads payloads in a thread, off the event loop."""
         limit = self._synced if end is None else end
         records: list[Record] = []
         rows = size = 0
@@ -511,10 +521,11 @@ class Spool:
                     if len(prefix) < _PREFIX.size:
                         break
                     length, _checksum, n = _PREFIX.unpack(prefix)
-                    body = fh.read(length)
-                    (header_len,) = _HEADER_LEN.unpack_from(body, 0)
-                    digest = body[2 : 2 + DIGEST_BYTES]
-                    names = body[2 + DIGEST_BYTES : 2 + header_len]
+                    head = fh.read(_HEADER_LEN.size)
+                    (header_len,) = _HEADER_LEN.unpack(head)
+                    framing = fh.read(header_len)
+                    digest = framing[:DIGEST_BYTES]
+                    names = framing[DIGEST_BYTES:]
                     sealed = names.startswith(_SEALED_MARK)
                     table, header = _split_table(names[1:] if sealed else names)
                     if records and (
@@ -525,9 +536,13 @@ class Spool:
                     ):
                         return records
                     end_pos = position + _PREFIX.size + length
-                    payload = body[2 + header_len :]
-                    if sealed:
-                        payload = self._open_sealed(payload, position, names)
+                    if payloads:  # read on its own: no copy of the whole record sliced
+                        payload = fh.read(length - _HEADER_LEN.size - header_len)
+                        if sealed:
+                            payload = self._open_sealed(payload, position, names)
+                    else:
+                        payload = b""
+                        fh.seek(end_pos - base)
                     records.append(Record(position, end_pos, n, header, payload, digest, table))
                     rows += n
                     size += length

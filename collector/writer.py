@@ -391,10 +391,14 @@ class SpoolDrainer:
 
     # --- draining ----------------------------------------------------------------------------------
 
-    def _read(self, start: int, max_rows: int, end: int | None = None) -> list[Record]:
+    def _read(self, start: int, max_rows: int, end: int | None = None, payloads: bool = True) -> list[Record]:
         if self._fault_read_file is not None and self._fault_read_file.exists():
             raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), f"fault injected: {self._fault_read_file}")
-        return self._spool.read(start, max_rows, end=end, max_bytes=self._max_bytes)
+        return self._spool.read(start, max_rows, end=end, max_bytes=self._max_bytes, payloads=payloads)
+
+    def _plan(self, start: int) -> list[Record]:
+        """The records of the next insert, framing only: planned on the event loop, a few bytes a record."""
+        return self._read(start, self._max_rows, payloads=False)
 
     async def _run(self) -> None:
         """The drain loop. Its only state is on disk (checkpoint, intent), so the supervisor can restart it."""
@@ -418,7 +422,7 @@ class SpoolDrainer:
                     continue
                 if self._linger:
                     await self._linger_for_rows()
-                records = self._read(self._spool.committed, self._max_rows)
+                records = self._plan(self._spool.committed)
                 if not records:
                     self._spool.skip_gap()
                     continue
@@ -446,13 +450,14 @@ class SpoolDrainer:
     async def _linger_for_rows(self) -> None:
         deadline = time.monotonic() + self._linger
         while time.monotonic() < deadline and not self._stopping.is_set():
-            records = self._read(self._spool.committed, self._max_rows)
+            records = self._plan(self._spool.committed)
             if sum(r.rows for r in records) >= self._max_rows or _full(records, self._max_bytes):
                 return
             await asyncio.sleep(min(0.02, self._linger))
 
     async def _insert_range(self, intent: Intent) -> None:
-        records = self._read(intent.start, self._max_rows, end=intent.end)
+        # Up to an insert's worth of bytes (64 MiB): read in a thread, not on the event loop the receivers share.
+        records = await asyncio.to_thread(self._read, intent.start, self._max_rows, intent.end)
         if not records or records[-1].end != intent.end:
             raise RuntimeError(f"spool range {intent.start}-{intent.end} is not whole on disk")
         rows = sum(r.rows for r in records)
@@ -699,8 +704,12 @@ class DirectWriter:
 
 
 def _full(items: list[Record] | list[_Pending], max_bytes: int | None) -> bool:
-    """Half the byte cap held back is not a small batch waiting for companions: insert it."""
-    return max_bytes is not None and sum(len(item.payload) for item in items) * 2 >= max_bytes
+    """Half the byte cap held back is not a small batch waiting for companions: insert it. A planned Record
+    has no payload read: its size on disk stands for it."""
+    if max_bytes is None:
+        return False
+    held = sum(item.end - item.start if isinstance(item, Record) else len(item.payload) for item in items)
+    return held * 2 >= max_bytes
 
 
 def _fail(taken: list[_Pending], exc: Exception) -> None:

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from tracehouse.collector.encryption import EncryptionSettings, RecordSealer
 from tracehouse.collector.spool import Intent, Spool, SpoolFull
 
 HEADER = b"Timestamp,SpanId"
@@ -86,6 +87,36 @@ def test_segments_rotate_and_sent_ones_are_dropped(tmp_path):
     reopened.open()
     assert reopened.read(reopened.committed, max_rows=100) == []
     assert reopened.lookup(_digest(39)) == ends[-1]
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_a_planning_read_gives_the_framing_of_a_full_read_without_the_rows(tmp_path, sealed):
+    """The drainer plans a range on the event loop from the framing alone (no payload read, no record opened),
+    then reads the rows in a thread: both must see the same records, across segments, by rows and bytes."""
+    sealer = RecordSealer(EncryptionSettings(keys=(b"k" * 32,))) if sealed else None
+    spool = Spool(tmp_path, budget_bytes=1 << 20, segment_bytes=1000, sealer=sealer)
+    spool.open()
+    ends = _fill(spool, 12, size=200)
+    spool.append(b"Timestamp,Other", b"X\n", 1, _digest(99))
+    asyncio.run(spool.sync(spool.append(HEADER, b"Y\n", 1, _digest(100))))
+
+    def framing(records):
+        return [(r.start, r.end, r.rows, r.header, r.digest, r.table) for r in records]
+
+    for kwargs in ({"max_rows": 100}, {"max_rows": 5}, {"max_rows": 100, "max_bytes": 700}):
+        full = spool.read(0, **kwargs)
+        planned = spool.read(0, payloads=False, **kwargs)
+        assert framing(planned) == framing(full) and len(full) < 13
+        assert all(r.payload == b"" for r in planned)
+    full = spool.read(0, max_rows=100)
+    assert [r.end for r in full] == ends  # up to the record with other columns, across segments
+    assert [r.payload[:1] for r in full] == [bytes([65 + i]) for i in range(12)]
+    assert all(len(r.payload) == 201 for r in full)  # the rows alone, opened when sealed
+    (other,) = spool.read(ends[-1], max_rows=100)
+    assert other.header == b"Timestamp,Other" and other.payload == b"X\n"
+    (last,) = spool.read(other.end, max_rows=100, payloads=False)
+    assert last.header == HEADER and last.end == spool.synced
+    spool.close()
 
 
 def test_budget_refuses_until_data_is_sent(tmp_path):
