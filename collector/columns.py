@@ -310,6 +310,9 @@ RAW_OUTPUT_MESSAGE_KEYS: tuple[str, ...] = (
     "gen_ai.completion.[0-9]*",
 )
 
+# A span's kind in OpenInference's words, whatever instrumented it (normalize/kinds resolves them).
+LLM_SPAN_KIND = "LlmSpanKind"
+
 # How much of a message list normalize keeps in the typed columns (stages/normalize/limits re-exports them):
 # content_copies reads them to tell whether a side's typed form is the whole of its raw attributes.
 MAX_MESSAGES = 256  # per InputMessages / OutputMessages list; the first few and the latest are kept

@@ -93,16 +93,23 @@ def _parts_inputs(count: int) -> dict[str, str]:
     return out
 
 
-def _genai_span(parts: int) -> dict[str, Any]:
-    """An OTel GenAI chat span: its messages as JSON, one user message of `parts` text parts."""
-    user = {"role": "user", "parts": [{"type": "text", "content": f"part {n}"} for n in range(parts)]}
+def _genai_span(parts: int, messages: int = 1, tool_calls: int = 0) -> dict[str, Any]:
+    """An OTel GenAI chat span: its messages as JSON, `messages` user messages of `parts` text parts, then (with
+    `tool_calls`) an assistant turn with that many calls."""
+    history = [
+        {"role": "user", "parts": [{"type": "text", "content": f"part {m}.{n}"} for n in range(parts)]}
+        for m in range(messages)
+    ]
+    if tool_calls:
+        calls = [{"type": "tool_call", "id": f"c{n}", "name": "find", "arguments": {"n": n}} for n in range(tool_calls)]
+        history.append({"role": "assistant", "parts": calls})
     answer = {"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}
     return {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "gpt-4o-mini",
         "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}]),
-        "gen_ai.input.messages": json.dumps([user]),
+        "gen_ai.input.messages": json.dumps(history),
         "gen_ai.output.messages": json.dumps([answer]),
     }
 
@@ -125,6 +132,20 @@ SDK_SPANS: dict[str, tuple[dict[str, Any], bool, bool]] = {
     "past the part limit": (_llm_span(_parts_inputs(70)), False, True),
     "GenAI, 3 parts": (_genai_span(3), True, True),
     "GenAI, 70 parts": (_genai_span(70), False, True),
+    "GenAI, 40 parts in each of 3 messages": (_genai_span(40, messages=3), True, True),
+    "GenAI, 64 tool calls": (_genai_span(1, tool_calls=64), True, True),
+    "GenAI, 70 tool calls": (_genai_span(1, tool_calls=70), False, True),
+    "a retriever": (
+        {
+            "openinference.span.kind": "RETRIEVER",
+            "input.value": "what is tracehouse?",
+            "output.value": json.dumps({"documents": ["a pipeline"], "retriever": "bm25"}),
+            "retrieval.documents.0.document.id": "d1",
+            "retrieval.documents.0.document.content": "a pipeline",
+        },
+        False,
+        False,
+    ),
     "a chain": ({"openinference.span.kind": "CHAIN", "input.value": "plan", "output.value": "done"}, False, False),
 }
 
@@ -253,8 +274,17 @@ def test_a_side_whose_typed_form_is_not_whole_keeps_its_raw_attributes(stored) -
         assert attributes.get("llm.invocation_parameters", "") == sent.get("llm.invocation_parameters", ""), name
     assert "…[" in by_name["a clipped text"]["InputMessages"]
     assert '"role":"truncated"' in by_name["past the message limit"]["InputMessages"]
-    assert len(json.loads(by_name["past the part limit"]["InputMessages"])[0]["content"]) == 64  # cut, no note
+    cut = json.loads(by_name["past the part limit"]["InputMessages"])[0]["content"]
+    assert len(cut) == 64 and cut[-1] == {"type": "text", "text": "…[parts after the first 63 omitted]"}
     assert len(json.loads(by_name["63 parts"]["InputMessages"])[0]["content"]) == 63
+    assert "…[" not in by_name["GenAI, 40 parts in each of 3 messages"]["InputMessages"]  # 120 parts, none cut
+    assert len(json.loads(by_name["GenAI, 40 parts in each of 3 messages"]["InputMessages"])[-1]["content"]) == 40
+    assert "a pipeline" in by_name["a retriever"]["OutputMessages"]  # typed documents, and output.value kept
+    whole = json.loads(by_name["GenAI, 64 tool calls"]["InputMessages"])[-1]
+    assert len(whole["tool_calls"]) == 64 and "…[" not in json.dumps(whole, ensure_ascii=False)
+    cut = json.loads(by_name["GenAI, 70 tool calls"]["InputMessages"])[-1]
+    assert len(cut["tool_calls"]) == 64
+    assert cut["content"][-1] == {"type": "text", "text": "…[tool calls after the first 64 omitted]"}
 
 
 def test_the_one_copy_left_is_redacted(stored) -> None:

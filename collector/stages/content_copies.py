@@ -9,11 +9,13 @@ answer. By default SpanAttributes keeps what the app sent (the OTel ClickHouse e
 
 a span whose typed columns hold a side whole (input: InputMessages, with SystemPrompt; output: OutputMessages)
 stores that side's raw message attributes (columns.RAW_INPUT_MESSAGE_KEYS / RAW_OUTPUT_MESSAGE_KEYS) nowhere
-else. A side stays as sent when its typed form is not the whole of it: a text or inline media that normalize
-cut (its note `…[N chars truncated]` / `…[N chars omitted]`), more than 256 messages, or more than 63 parts or
-tool calls in a message (normalize keeps 64; with messages as JSON, as OTel GenAI and OpenLLMetry send them,
-64 parts or calls in all keep the side's raw copy). Spans without typed messages
-(chains, tools, retrievers) keep every attribute. It runs before redaction, which then scans one copy, not three.
+else. A side stays as sent when normalize cut its typed form, which then says so: a clipped text or inline
+media (`…[N chars truncated]` / `…[N chars omitted]`),
+messages past 256 (a `"role":"truncated"` marker), parts or tool calls past a message's 64 (`…[parts after the
+first 63 omitted]`); OpenInference's flattened keys say the same by their indices. Only LLM calls and tool
+steps lose their copies, whose typed messages normalize reads from those raw attributes: a retriever's typed
+documents (an embedding's texts, a reranker's) come from keys of their own, not from `output.value`. It runs
+before redaction, which then scans one copy, not three.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.columns import (
+    LLM_SPAN_KIND,
     MAX_MESSAGES,
     MAX_PARTS,
-    MAX_TOOL_CALLS,
     RAW_INPUT_MESSAGE_KEYS,
     RAW_OUTPUT_MESSAGE_KEYS,
     remember_for_key,
@@ -43,21 +45,19 @@ KEEP, DROP = "keep", "drop"
 _KEYS = {"raw_messages"}
 
 # What normalize writes where its typed form is not the whole of the raw one (stages/normalize/values.clip,
-# messages.media_part, messages.omitted_marker): tests/test_content_copies.py drives each.
+# messages.media_part, messages.cut_content, messages.omitted_marker): tests/test_content_copies.py drives each.
 _CUT_NOTE = "…["
 _OMITTED_MESSAGES = '"role":"truncated"'
-# Normalize keeps MAX_MESSAGES messages per list, MAX_PARTS parts and MAX_TOOL_CALLS tool calls per message
-# (columns.py), and cuts parts and calls without a note. OpenInference's flattened keys say how many a message has
-# (llm.input_messages.<n>.message.contents.<m>.…, ….message.tool_calls.<m>.…): a key set with a message index
-# past 255, or a part or call index past 62 (a `message.content` string comes before the parts), may have been
-# cut. Where messages come as JSON (OTel GenAI, OpenLLMetry), a side with 64 parts or calls in all may have been.
+# OpenInference's flattened keys also say how many a message has (llm.input_messages.<n>.message.contents.<m>.…,
+# ….message.tool_calls.<m>.…): a key set with a message index past MAX_MESSAGES - 1, or a part or call index
+# past MAX_PARTS - 2 (a `message.content` string comes before the parts), was cut (columns.py holds the limits).
 _FLATTENED = re.compile(r"llm\.(?:input|output)_messages\.(\d+)\.message\.(?:(contents|tool_calls)\.(\d+)\.)?")
-_PART_KEY, _TOOL_CALL_KEY = '"type":', '"arguments":'  # a key inside a text is escaped (\"type\"): not counted
-# Below these lengths a typed text cannot hold what is looked for, and the scan is skipped: 257 messages of at
-# least `{"role":"","content":[]}`, 64 parts of at least `{"type":"x"}`, 64 calls of `{"id":"","name":"","arguments":`.
+# Below this length a typed text cannot hold the marker of omitted messages (257 messages of at least
+# `{"role":"","content":[]}`), and the scan for it is skipped.
 _MIN_OMITTED_CHARS = 257 * 24
-_MIN_PARTS_CHARS = MAX_PARTS * 12
-_MIN_CALLS_CHARS = MAX_TOOL_CALLS * 32
+
+# The kinds (LlmSpanKind) whose typed messages are read from the raw message attributes.
+_RESTATING_KINDS = frozenset({"LLM", "TOOL"})
 
 _NONE, _INPUT, _OUTPUT = 0, 1, 2
 PLAN_ENTRIES = 4_096  # key sets remembered; when full it starts again (a client sending ever new ones)
@@ -68,26 +68,24 @@ class _Side:
     """One side's raw keys in a key set, and how to tell whether its typed form is whole."""
 
     keys: tuple[str, ...]
-    flattened: bool  # OpenInference's flattened messages: their keys tell what normalize cut
     past_limits: bool  # those keys have more messages, parts or calls than normalize keeps
 
 
-_NO_SIDE = _Side((), False, False)
+_NO_SIDE = _Side((), False)
 
 
 def _side_of(keys: list[str]) -> _Side:
     if not keys:
         return _NO_SIDE
-    flattened, past = False, False
+    past = False
     for key in keys:
         found = _FLATTENED.match(key)
         if found is None:
             continue
-        flattened = True
         message, listed, index = found.groups()
         if int(message) >= MAX_MESSAGES or (listed and int(index) >= MAX_PARTS - 1):
             past = True
-    return _Side(tuple(keys), flattened, past)
+    return _Side(tuple(keys), past)
 
 
 @dataclass(frozen=True)
@@ -122,21 +120,9 @@ def noted_whole(typed: str) -> bool:
     return _CUT_NOTE not in typed and (len(typed) < _MIN_OMITTED_CHARS or _OMITTED_MESSAGES not in typed)
 
 
-def counted_whole(typed: str) -> bool:
-    """noted_whole, and fewer parts and tool calls in all than one message may keep."""
-    if not noted_whole(typed):
-        return False
-    size = len(typed)
-    if size >= _MIN_PARTS_CHARS and typed.count(_PART_KEY) >= MAX_PARTS:
-        return False
-    return size < _MIN_CALLS_CHARS or typed.count(_TOOL_CALL_KEY) < MAX_TOOL_CALLS
-
-
 def _holds(side: _Side, typed: str) -> bool:
     """Whether the typed text holds all of this side's raw keys say."""
-    if side.flattened:
-        return not side.past_limits and noted_whole(typed)
-    return counted_whole(typed)
+    return not side.past_limits and noted_whole(typed)
 
 
 class RawMessages:
@@ -176,7 +162,8 @@ class RawMessages:
         cols = batch.columns
         attributes = cols.get("SpanAttributes")
         inputs, system, outputs = cols.get("InputMessages"), cols.get("SystemPrompt"), cols.get("OutputMessages")
-        if not attributes or (not inputs and not outputs):
+        kinds = cols.get(LLM_SPAN_KIND)
+        if not attributes or not kinds or (not inputs and not outputs):
             return batch
         n = len(batch)
         inputs, system, outputs = inputs or [""] * n, system or [""] * n, outputs or [""] * n
@@ -184,7 +171,7 @@ class RawMessages:
         for i in range(n):
             attrs = attributes[i]
             typed_in, typed_out = inputs[i], outputs[i]
-            if not attrs or not (typed_in or typed_out):
+            if not attrs or not (typed_in or typed_out) or kinds[i] not in _RESTATING_KINDS:
                 continue
             raw_in, raw_out = self._plan(tuple(attrs))
             drop: list[str] = []

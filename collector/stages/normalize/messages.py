@@ -96,6 +96,9 @@ def message(
     tool_call_id: Any = None,
     name: Any = None,
 ) -> Message:
+    calls_cut = tool_calls is not None and len(tool_calls) > limits.MAX_TOOL_CALLS
+    if len(content) > limits.MAX_PARTS or calls_cut:
+        content = cut_content(content, calls_cut)
     msg: Message = {"role": role, "content": content[: limits.MAX_PARTS]}
     if tool_calls:
         msg["tool_calls"] = tool_calls[: limits.MAX_TOOL_CALLS]
@@ -104,6 +107,19 @@ def message(
     if name:
         msg["name"] = short(name)
     return msg
+
+
+def cut_content(content: list[Part], calls_cut: bool) -> list[Part]:
+    """A message's parts past MAX_PARTS, or its tool calls past MAX_TOOL_CALLS, leave a note in its last part
+    (`…[...omitted]`, as clip and omitted_marker do): the typed form says it is not the whole message, which
+    content_copies reads. The mappers hand over at most one part and one call past the limits."""
+    kept = content if len(content) < limits.MAX_PARTS else content[: limits.MAX_PARTS - 1]
+    cut = []
+    if len(kept) < len(content):
+        cut.append(f"parts after the first {len(kept)}")
+    if calls_cut:
+        cut.append(f"tool calls after the first {limits.MAX_TOOL_CALLS}")
+    return [*kept, text_part(f"…[{' and '.join(cut)} omitted]")]
 
 
 def text_message(role: str, text: str) -> Message:
@@ -207,7 +223,7 @@ class _Collector:
             if content:
                 self.parts.append(text_part(content))
         elif isinstance(content, list):
-            for item in content[: limits.MAX_PARTS]:
+            for item in content[: limits.MAX_PARTS + 1]:  # one past the limit: message() notes the cut
                 if isinstance(item, dict):
                     self.part(item)
                 elif isinstance(item, str):
@@ -307,7 +323,7 @@ class _Collector:
         if not isinstance(calls, list):
             return
         listed = []
-        for call in calls[: limits.MAX_TOOL_CALLS]:
+        for call in calls[: limits.MAX_TOOL_CALLS + 1]:  # one past the limit: message() notes the cut
             if not isinstance(call, dict):
                 continue
             function = call.get("function") if isinstance(call.get("function"), dict) else call

@@ -151,12 +151,13 @@ def _rich_message(flat: Mapping[str, str], default_role: str) -> Message:
     parts: list[Part] = []
     calls: list[dict[str, Any]] = []
     nested = group_indexed(flat, _MESSAGE_LISTS)
-    for item in ordered(nested.get("message.contents."))[: limits.MAX_PARTS]:
+    for item in ordered(nested.get("message.contents."))[: limits.MAX_PARTS + 1]:  # message() notes a cut
         _content_item(item, parts, calls)
     content = flat.get("message.content")
     if content and not (parts and repeats_parts(content, parts)):
         parts.insert(0, text_part(content))
-    listed = [_tool_call(call) for call in ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS]]
+    calls_listed = ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS + 1]  # message() notes a cut
+    listed = [_tool_call(call) for call in calls_listed]
     if listed:
         calls = merge_tool_calls(calls, listed)
     if flat.get("message.function_call_name"):
@@ -186,7 +187,8 @@ def _builds_a_request(span: SpanView) -> bool:
 
 
 def _texts_as_messages(entries: list[dict[str, str]], key: str, role: str) -> list[Message]:
-    return [text_message(role, entry[key]) for entry in entries[: limits.MAX_MESSAGES] if entry.get(key)]
+    texts = [entry[key] for entry in entries if entry.get(key)]
+    return convert_list(texts, lambda text: [text_message(role, text)])
 
 
 def _tools(entries: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -202,7 +204,7 @@ def _tools(entries: list[dict[str, str]]) -> list[dict[str, Any]]:
 
 def _documents(entries: list[dict[str, str]]) -> list[Message]:
     parts: list[Part] = []
-    for entry in entries[: limits.MAX_PARTS]:
+    for entry in entries[: limits.MAX_PARTS + 1]:  # one past the limit: message() notes the cut
         part: Part = {"type": "document"}
         if entry.get("document.id"):
             part["id"] = entry["document.id"][: limits.MAX_SHORT_CHARS]
@@ -381,7 +383,7 @@ def extract(span: SpanView) -> Fields:
     elif kind == "EMBEDDING":
         texts = [e["embedding.text"] for e in groups.get(_EMBEDDINGS, ()) if e.get("embedding.text")]
         if texts:
-            inputs = [message("user", [text_part(t) for t in texts[: limits.MAX_PARTS]])]
+            inputs = [message("user", [text_part(t) for t in texts[: limits.MAX_PARTS + 1]])]  # message() notes a cut
     if inputs:
         fields["InputMessages"] = inputs
     if outputs and "OutputMessages" not in fields:

@@ -155,7 +155,7 @@ def _outputs(a: Mapping[str, str]) -> list[Message]:
         parts.append(text_part(a["ai.response.object"]))
     calls = [
         tool_call(c.get("toolCallId"), c.get("toolName"), c.get("input", c.get("args")))
-        for c in (json_list(a.get("ai.response.toolCalls")) or ())[: limits.MAX_TOOL_CALLS]
+        for c in (json_list(a.get("ai.response.toolCalls")) or ())[: limits.MAX_TOOL_CALLS + 1]  # message() notes a cut
         if isinstance(c, dict)
     ]
     return [message("assistant", parts, calls)] if parts or calls else []
