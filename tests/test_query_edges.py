@@ -39,7 +39,8 @@ def _request(
     return response.status, text, dict(response.headers)
 
 
-SQL = b"SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 ORDER BY 1 FORMAT TSV"
+# ORDER BY after a UNION ALL orders only its last SELECT: the union is ordered as a whole, in a subquery.
+SQL = b"SELECT n FROM (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3) ORDER BY n FORMAT TSV"
 
 
 def _encodings() -> dict[str, bytes]:
