@@ -564,7 +564,7 @@ class Spool:
 
     def skip_gap(self) -> None:
         """Move the checkpoint over a range with no durable record in it (cut off after a failed write)."""
-        if self._synced > self._committed and not self.read(self._committed, 1):
+        if self._synced > self._committed and not self.read(self._committed, 1, payloads=False):
             self.commit(self._synced)
 
     def write_intent(self, intent: Intent) -> None:

@@ -230,7 +230,7 @@ def _any_key_matches(globs: tuple[str, ...]) -> str:
     `prefix[0-9]*` (the forms columns.py uses); any other shape is refused so the SQL cannot drift."""
     keys = [glob for glob in globs if not glob.endswith("[0-9]*")]
     prefixes = [glob.removesuffix("[0-9]*") for glob in globs if glob.endswith("[0-9]*")]
-    if not all(_PLAIN_KEY.fullmatch(name) for name in keys + prefixes):
+    if not keys or not prefixes or not all(_PLAIN_KEY.fullmatch(name) for name in keys + prefixes):
         raise ValueError(f"raw message key globs must be keys or prefix[0-9]*: {globs!r}")
     listed = ", ".join(f"'{key}'" for key in keys)
     alternatives = "|".join(prefix.replace(".", "[.]") for prefix in prefixes)

@@ -93,13 +93,11 @@ def _parts_inputs(count: int) -> dict[str, str]:
     return out
 
 
-def _genai_span(parts: int, messages: int = 1, tool_calls: int = 0) -> dict[str, Any]:
+def _genai_span(parts: int, messages: int = 1, tool_calls: int = 0, history: list | None = None) -> dict[str, Any]:
     """An OTel GenAI chat span: its messages as JSON, `messages` user messages of `parts` text parts, then (with
-    `tool_calls`) an assistant turn with that many calls."""
-    history = [
-        {"role": "user", "parts": [{"type": "text", "content": f"part {m}.{n}"} for n in range(parts)]}
-        for m in range(messages)
-    ]
+    `tool_calls`) an assistant turn with that many calls; or `history` as given."""
+    texts = [{"type": "text", "content": f"part {m}.{n}"} for m in range(messages) for n in range(parts)]
+    history = history or [{"role": "user", "parts": texts[m * parts : (m + 1) * parts]} for m in range(messages)]
     if tool_calls:
         calls = [{"type": "tool_call", "id": f"c{n}", "name": "find", "arguments": {"n": n}} for n in range(tool_calls)]
         history.append({"role": "assistant", "parts": calls})
@@ -112,6 +110,18 @@ def _genai_span(parts: int, messages: int = 1, tool_calls: int = 0) -> dict[str,
         "gen_ai.input.messages": json.dumps(history),
         "gen_ai.output.messages": json.dumps([answer]),
     }
+
+
+def _tool_result(n: int) -> dict[str, Any]:
+    return {"type": "tool_call_response", "id": f"c{n}", "response": f"result {n}"}
+
+
+def _call(n: int) -> dict[str, Any]:
+    return {"type": "tool_call", "id": f"c{n}", "name": "find", "arguments": {"n": n}}
+
+
+def _texts(count: int) -> list[dict[str, str]]:
+    return [{"type": "text", "content": f"text {n}"} for n in range(count)]
 
 
 # span name -> its attributes, and whether its input / output side is dropped
@@ -135,6 +145,41 @@ SDK_SPANS: dict[str, tuple[dict[str, Any], bool, bool]] = {
     "GenAI, 40 parts in each of 3 messages": (_genai_span(40, messages=3), True, True),
     "GenAI, 64 tool calls": (_genai_span(1, tool_calls=64), True, True),
     "GenAI, 70 tool calls": (_genai_span(1, tool_calls=70), False, True),
+    # Items of a part list are not parts one for one: tool results become messages, calls go apart, nulls vanish.
+    "GenAI, 70 tool results": (
+        _genai_span(0, history=[{"role": "tool", "parts": [_tool_result(n) for n in range(70)]}]),
+        False,
+        True,
+    ),
+    "GenAI, 10 calls and 60 texts": (
+        _genai_span(0, history=[{"role": "assistant", "parts": [_call(n) for n in range(10)] + _texts(60)}]),
+        False,
+        True,
+    ),
+    "GenAI, 300 messages, most null": (
+        _genai_span(0, history=[None] * 8 + [{"role": "user", "parts": _texts(1)}] * 44 + [None] * 248),
+        False,
+        True,
+    ),
+    "GenAI, a system message with an image": (
+        _genai_span(
+            0,
+            history=[
+                {"role": "system", "parts": _texts(1) + [{"type": "uri", "modality": "image", "uri": "s3://b/k.png"}]},
+                {"role": "user", "parts": _texts(1)},
+            ],
+        ),
+        False,
+        True,
+    ),
+    "two conventions": (
+        {
+            **_llm_span(_flattened("input", [("user", "hello")])),
+            "gen_ai.input.messages": json.dumps([{"role": "user"}]),
+        },
+        False,
+        True,
+    ),
     "a retriever": (
         {
             "openinference.span.kind": "RETRIEVER",
@@ -279,12 +324,18 @@ def test_a_side_whose_typed_form_is_not_whole_keeps_its_raw_attributes(stored) -
     assert len(json.loads(by_name["63 parts"]["InputMessages"])[0]["content"]) == 63
     assert "…[" not in by_name["GenAI, 40 parts in each of 3 messages"]["InputMessages"]  # 120 parts, none cut
     assert len(json.loads(by_name["GenAI, 40 parts in each of 3 messages"]["InputMessages"])[-1]["content"]) == 40
+    for name in ("GenAI, 70 tool results", "GenAI, 10 calls and 60 texts"):
+        assert "…[the source's items after the first 65 omitted]" in by_name[name]["InputMessages"], name
+    assert (
+        "non-text part(s) of the system message omitted]"
+        in by_name["GenAI, a system message with an image"]["SystemPrompt"]
+    )
     assert "a pipeline" in by_name["a retriever"]["OutputMessages"]  # typed documents, and output.value kept
     whole = json.loads(by_name["GenAI, 64 tool calls"]["InputMessages"])[-1]
     assert len(whole["tool_calls"]) == 64 and "…[" not in json.dumps(whole, ensure_ascii=False)
     cut = json.loads(by_name["GenAI, 70 tool calls"]["InputMessages"])[-1]
     assert len(cut["tool_calls"]) == 64
-    assert cut["content"][-1] == {"type": "text", "text": "…[tool calls after the first 64 omitted]"}
+    assert cut["content"][-1]["text"].endswith("tool calls after the first 64 omitted]")
 
 
 def test_the_one_copy_left_is_redacted(stored) -> None:

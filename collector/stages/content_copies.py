@@ -52,9 +52,10 @@ _OMITTED_MESSAGES = '"role":"truncated"'
 # ….message.tool_calls.<m>.…): a key set with a message index past MAX_MESSAGES - 1, or a part or call index
 # past MAX_PARTS - 2 (a `message.content` string comes before the parts), was cut (columns.py holds the limits).
 _FLATTENED = re.compile(r"llm\.(?:input|output)_messages\.(\d+)\.message\.(?:(contents|tool_calls)\.(\d+)\.)?")
-# Below this length a typed text cannot hold the marker of omitted messages (257 messages of at least
-# `{"role":"","content":[]}`), and the scan for it is skipped.
-_MIN_OMITTED_CHARS = 257 * 24
+# The conventions a raw message key belongs to (OpenLLMetry's numbered gen_ai.prompt / gen_ai.completion, OTel
+# GenAI's gen_ai.*, else OpenInference's): normalize reads one of them per side, so a side whose keys come
+# from two keeps them all (the other may say something the typed form does not).
+_LEGACY_PREFIXES = ("gen_ai.prompt", "gen_ai.completion")
 
 # The kinds (LlmSpanKind) whose typed messages are read from the raw message attributes.
 _RESTATING_KINDS = frozenset({"LLM", "TOOL"})
@@ -68,16 +69,20 @@ class _Side:
     """One side's raw keys in a key set, and how to tell whether its typed form is whole."""
 
     keys: tuple[str, ...]
-    past_limits: bool  # those keys have more messages, parts or calls than normalize keeps
+    past_limits: bool  # those keys have more messages, parts or calls than normalize keeps, or two conventions
 
 
 _NO_SIDE = _Side((), False)
 
 
+def _convention(key: str) -> int:
+    return 2 if key.startswith(_LEGACY_PREFIXES) else 1 if key.startswith("gen_ai.") else 0
+
+
 def _side_of(keys: list[str]) -> _Side:
     if not keys:
         return _NO_SIDE
-    past = False
+    past = len({_convention(key) for key in keys}) > 1
     for key in keys:
         found = _FLATTENED.match(key)
         if found is None:
@@ -117,7 +122,7 @@ CONTENT_COPIES = Section(
 
 def noted_whole(typed: str) -> bool:
     """Whether a typed text (message JSON or system prompt) carries none of normalize's notes of a cut."""
-    return _CUT_NOTE not in typed and (len(typed) < _MIN_OMITTED_CHARS or _OMITTED_MESSAGES not in typed)
+    return _CUT_NOTE not in typed and _OMITTED_MESSAGES not in typed
 
 
 def _holds(side: _Side, typed: str) -> bool:

@@ -19,6 +19,7 @@ from tracehouse.collector.stages.normalize.messages import (
     message,
     messages_from_json_or_text,
     messages_from_parsed,
+    system_texts,
     tool_call,
     tool_definition,
     tool_from_obj,
@@ -72,8 +73,7 @@ def system_text(raw: str | None) -> str:
         return raw
     if isinstance(parsed, dict):
         parsed = [parsed.get("message", parsed)]
-    texts = [part["text"] for part in content_parts(parsed) if part.get("type") == "text"]
-    return "\n".join(texts)
+    return "\n".join(system_texts(content_parts(parsed)))
 
 
 def _first_finish_reason(raw: str | None, outputs: Any) -> str | None:

@@ -95,10 +95,13 @@ def message(
     tool_calls: list[dict[str, Any]] | None = None,
     tool_call_id: Any = None,
     name: Any = None,
+    cut: bool = False,
 ) -> Message:
+    """`cut`: the mapper read only the first MAX_PARTS + 1 items of a longer source list (or MAX_TOOL_CALLS + 1
+    calls), which need not have made as many parts or calls: the message notes it all the same."""
     calls_cut = tool_calls is not None and len(tool_calls) > limits.MAX_TOOL_CALLS
-    if len(content) > limits.MAX_PARTS or calls_cut:
-        content = cut_content(content, calls_cut)
+    if cut or len(content) > limits.MAX_PARTS or calls_cut:
+        content = cut_content(content, calls_cut, cut)
     msg: Message = {"role": role, "content": content[: limits.MAX_PARTS]}
     if tool_calls:
         msg["tool_calls"] = tool_calls[: limits.MAX_TOOL_CALLS]
@@ -109,14 +112,16 @@ def message(
     return msg
 
 
-def cut_content(content: list[Part], calls_cut: bool) -> list[Part]:
-    """A message's parts past MAX_PARTS, or its tool calls past MAX_TOOL_CALLS, leave a note in its last part
-    (`…[...omitted]`, as clip and omitted_marker do): the typed form says it is not the whole message, which
-    content_copies reads. The mappers hand over at most one part and one call past the limits."""
+def cut_content(content: list[Part], calls_cut: bool, items_cut: bool = False) -> list[Part]:
+    """A message's parts past MAX_PARTS, its tool calls past MAX_TOOL_CALLS, or the items of a source list past
+    what a mapper reads leave a note in its last part (`…[...omitted]`, as clip and omitted_marker do): the typed
+    form says it is not the whole message, which content_copies reads."""
     kept = content if len(content) < limits.MAX_PARTS else content[: limits.MAX_PARTS - 1]
     cut = []
     if len(kept) < len(content):
         cut.append(f"parts after the first {len(kept)}")
+    elif items_cut:
+        cut.append(f"the source's items after the first {limits.MAX_PARTS + 1}")
     if calls_cut:
         cut.append(f"tool calls after the first {limits.MAX_TOOL_CALLS}")
     return [*kept, text_part(f"…[{' and '.join(cut)} omitted]")]
@@ -211,18 +216,21 @@ def _url_of(value: Any) -> Any:
 class _Collector:
     """Parts, tool calls and tool results found while reading one source message."""
 
-    __slots__ = ("parts", "calls", "results")
+    __slots__ = ("parts", "calls", "results", "cut")
 
     def __init__(self) -> None:
         self.parts: list[Part] = []
         self.calls: list[dict[str, Any]] = []
         self.results: list[Message] = []
+        self.cut = False  # a source list longer than what is read (items are not parts one for one)
 
     def content(self, content: Any) -> None:
         if isinstance(content, str):
             if content:
                 self.parts.append(text_part(content))
         elif isinstance(content, list):
+            if len(content) > limits.MAX_PARTS + 1:
+                self.cut = True
             for item in content[: limits.MAX_PARTS + 1]:  # one past the limit: message() notes the cut
                 if isinstance(item, dict):
                     self.part(item)
@@ -323,6 +331,8 @@ class _Collector:
         if not isinstance(calls, list):
             return
         listed = []
+        if len(calls) > limits.MAX_TOOL_CALLS + 1:
+            self.cut = True
         for call in calls[: limits.MAX_TOOL_CALLS + 1]:  # one past the limit: message() notes the cut
             if not isinstance(call, dict):
                 continue
@@ -344,7 +354,7 @@ def content_parts(value: Any) -> list[Part]:
     if isinstance(value, list) and all(isinstance(item, dict) and "type" in item for item in value):
         collector = _Collector()
         collector.content(value)
-        return collector.parts
+        return cut_content(collector.parts, False, True) if collector.cut else collector.parts
     return [text_part(value if isinstance(value, str) else json_text(value))]
 
 
@@ -373,8 +383,8 @@ def messages_from_obj(obj: Any, default_role: str) -> list[Message]:
         found.calls.append(tool_call(None, function_call.get("name"), function_call.get("arguments")))
     tool_call_id = _first(obj, ("tool_call_id", "toolCallId", "id")) if role == "tool" else None
     out = found.results
-    if found.parts or found.calls or not found.results:
-        out.append(message(role, found.parts, found.calls, tool_call_id, obj.get("name")))
+    if found.parts or found.calls or found.cut or not found.results:
+        out.append(message(role, found.parts, found.calls, tool_call_id, obj.get("name"), cut=found.cut))
     return out
 
 
@@ -419,6 +429,22 @@ def texts(parts: Iterable[Part]) -> list[str]:
     return [part["text"] for part in parts if part.get("type") == "text" and part.get("text")]
 
 
+def system_texts(parts: Iterable[Part]) -> list[str]:
+    """The texts of a system message's parts. SystemPrompt holds text only: its other parts (an image, a
+    document) leave a note, so that the typed form does not pass for the whole message (content_copies)."""
+    found: list[str] = []
+    others = 0
+    for part in parts:
+        if part.get("type") == "text":
+            if part.get("text"):
+                found.append(part["text"])
+        else:
+            others += 1
+    if others:
+        found.append(f"…[{others} non-text part(s) of the system message omitted]")
+    return found
+
+
 def split_system(messages: list[Message]) -> tuple[list[str], list[Message]]:
     """The text of system/developer messages, and the conversation without them."""
     for msg in messages:  # a loop, not any(<generator>): usually a message or two, and no system one
@@ -430,7 +456,7 @@ def split_system(messages: list[Message]) -> tuple[list[str], list[Message]]:
     rest: list[Message] = []
     for msg in messages:
         if msg["role"] in SYSTEM_ROLES:
-            system.extend(texts(msg["content"]))
+            system.extend(system_texts(msg["content"]))
         else:
             rest.append(msg)
     return system, rest

@@ -151,20 +151,22 @@ def _rich_message(flat: Mapping[str, str], default_role: str) -> Message:
     parts: list[Part] = []
     calls: list[dict[str, Any]] = []
     nested = group_indexed(flat, _MESSAGE_LISTS)
-    for item in ordered(nested.get("message.contents."))[: limits.MAX_PARTS + 1]:  # message() notes a cut
+    items = ordered(nested.get("message.contents."))
+    for item in items[: limits.MAX_PARTS + 1]:  # one past the limit: message() notes a cut
         _content_item(item, parts, calls)
     content = flat.get("message.content")
     if content and not (parts and repeats_parts(content, parts)):
         parts.insert(0, text_part(content))
-    calls_listed = ordered(nested.get("message.tool_calls."))[: limits.MAX_TOOL_CALLS + 1]  # message() notes a cut
-    listed = [_tool_call(call) for call in calls_listed]
+    listed_calls = ordered(nested.get("message.tool_calls."))
+    listed = [_tool_call(call) for call in listed_calls[: limits.MAX_TOOL_CALLS + 1]]  # message() notes a cut
     if listed:
         calls = merge_tool_calls(calls, listed)
     if flat.get("message.function_call_name"):
         calls.append(
             tool_call(None, flat["message.function_call_name"], flat.get("message.function_call_arguments_json"))
         )
-    return message(role, parts, calls, flat.get("message.tool_call_id"), flat.get("message.name"))
+    cut = len(items) > limits.MAX_PARTS + 1 or len(listed_calls) > limits.MAX_TOOL_CALLS + 1
+    return message(role, parts, calls, flat.get("message.tool_call_id"), flat.get("message.name"), cut=cut)
 
 
 def _messages(entries: list[dict[str, str]], default_role: str) -> list[Message]:
