@@ -172,6 +172,11 @@ SDK_SPANS: dict[str, tuple[dict[str, Any], bool, bool]] = {
         False,
         True,
     ),
+    "GenAI, a chat span with a tool's result": (
+        {**_genai_span(1), "gen_ai.tool.name": "find", "gen_ai.tool.call.result": "42"},
+        True,
+        True,
+    ),
     "two conventions": (
         {
             **_llm_span(_flattened("input", [("user", "hello")])),
@@ -330,6 +335,7 @@ def test_a_side_whose_typed_form_is_not_whole_keeps_its_raw_attributes(stored) -
         "non-text part(s) of the system message omitted]"
         in by_name["GenAI, a system message with an image"]["SystemPrompt"]
     )
+    assert ANSWER in by_name["GenAI, a chat span with a tool's result"]["OutputMessages"]  # the answer, not "42"
     assert "a pipeline" in by_name["a retriever"]["OutputMessages"]  # typed documents, and output.value kept
     whole = json.loads(by_name["GenAI, 64 tool calls"]["InputMessages"])[-1]
     assert len(whole["tool_calls"]) == 64 and "…[" not in json.dumps(whole, ensure_ascii=False)

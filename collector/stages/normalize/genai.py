@@ -119,7 +119,7 @@ def _tool_execution(a: Mapping[str, str], fields: Fields) -> None:
     ]
     fields["ToolCalls"] = [tool_call(call_id, name, a.get("gen_ai.tool.call.arguments"))]
     result = a.get("gen_ai.tool.call.result")
-    if result:
+    if result and "OutputMessages" not in fields:  # a chat span's own answer (gen_ai.output.messages) comes first
         parsed = parse_json(result)
         content = content_parts(parsed if parsed is not None else result)
         fields["OutputMessages"] = [message("tool", content, tool_call_id=call_id, name=name)]
