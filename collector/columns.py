@@ -313,12 +313,6 @@ RAW_OUTPUT_MESSAGE_KEYS: tuple[str, ...] = (
 # A span's kind in OpenInference's words, whatever instrumented it (normalize/kinds resolves them).
 LLM_SPAN_KIND = "LlmSpanKind"
 
-# How much of a message list normalize keeps in the typed columns (stages/normalize/limits re-exports them):
-# content_copies reads them to tell whether a side's typed form is the whole of its raw attributes.
-MAX_MESSAGES = 256  # per InputMessages / OutputMessages list; the first few and the latest are kept
-MAX_PARTS = 64  # content parts per message
-MAX_TOOL_CALLS = 64  # per message, and in ToolCalls
-
 # Normalized columns that hold prompts and responses.
 CONTENT_COLUMNS = ("InputMessages", "OutputMessages", "SystemPrompt", "ToolCalls", "PromptTemplate", "PromptVariables")
 

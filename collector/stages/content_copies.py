@@ -12,7 +12,7 @@ stores that side's raw message attributes (columns.RAW_INPUT_MESSAGE_KEYS / RAW_
 else. A side stays as sent when normalize cut its typed form, which then says so: a clipped text or inline
 media (`…[N chars truncated]` / `…[N chars omitted]`),
 messages past 256 (a `"role":"truncated"` marker), parts or tool calls past a message's 64 (`…[parts after the
-first 63 omitted]`); OpenInference's flattened keys say the same by their indices. Only LLM calls and tool
+first 63 omitted]`). Only LLM calls and tool
 steps lose their copies, whose typed messages normalize reads from those raw attributes: a retriever's typed
 documents (an embedding's texts, a reranker's) come from keys of their own, not from `output.value`. It runs
 before redaction, which then scans one copy, not three.
@@ -20,7 +20,6 @@ before redaction, which then scans one copy, not three.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -29,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.columns import (
     LLM_SPAN_KIND,
-    MAX_MESSAGES,
-    MAX_PARTS,
     RAW_INPUT_MESSAGE_KEYS,
     RAW_OUTPUT_MESSAGE_KEYS,
     remember_for_key,
@@ -48,10 +45,6 @@ _KEYS = {"raw_messages"}
 # messages.media_part, messages.cut_content, messages.omitted_marker): tests/test_content_copies.py drives each.
 _CUT_NOTE = "…["
 _OMITTED_MESSAGES = '"role":"truncated"'
-# OpenInference's flattened keys also say how many a message has (llm.input_messages.<n>.message.contents.<m>.…,
-# ….message.tool_calls.<m>.…): a key set with a message index past MAX_MESSAGES - 1, or a part or call index
-# past MAX_PARTS - 2 (a `message.content` string comes before the parts), was cut (columns.py holds the limits).
-_FLATTENED = re.compile(r"llm\.(?:input|output)_messages\.(\d+)\.message\.(?:(contents|tool_calls)\.(\d+)\.)?")
 # The conventions a raw message key belongs to (OpenLLMetry's numbered gen_ai.prompt / gen_ai.completion, OTel
 # GenAI's gen_ai.*, else OpenInference's): normalize reads one of them per side, so a side whose keys come
 # from two keeps them all (the other may say something the typed form does not).
@@ -66,10 +59,10 @@ PLAN_ENTRIES = 4_096  # key sets remembered; when full it starts again (a client
 
 @dataclass(frozen=True)
 class _Side:
-    """One side's raw keys in a key set, and how to tell whether its typed form is whole."""
+    """One side's raw keys in a key set, and whether they come from two conventions (then they all stay)."""
 
     keys: tuple[str, ...]
-    past_limits: bool  # those keys have more messages, parts or calls than normalize keeps, or two conventions
+    mixed: bool
 
 
 _NO_SIDE = _Side((), False)
@@ -82,15 +75,7 @@ def _convention(key: str) -> int:
 def _side_of(keys: list[str]) -> _Side:
     if not keys:
         return _NO_SIDE
-    past = len({_convention(key) for key in keys}) > 1
-    for key in keys:
-        found = _FLATTENED.match(key)
-        if found is None:
-            continue
-        message, listed, index = found.groups()
-        if int(message) >= MAX_MESSAGES or (listed and int(index) >= MAX_PARTS - 1):
-            past = True
-    return _Side(tuple(keys), past)
+    return _Side(tuple(keys), len({_convention(key) for key in keys}) > 1)
 
 
 @dataclass(frozen=True)
@@ -127,7 +112,7 @@ def noted_whole(typed: str) -> bool:
 
 def _holds(side: _Side, typed: str) -> bool:
     """Whether the typed text holds all of this side's raw keys say."""
-    return not side.past_limits and noted_whole(typed)
+    return not side.mixed and noted_whole(typed)
 
 
 class RawMessages:

@@ -4,12 +4,10 @@ The raw attributes stay whole in SpanAttributes; these bounds only keep one path
 making the typed columns (and every query over them) huge, and keep LowCardinality columns low.
 """
 
-# Defined in the column contract, which content_copies reads too.
-from tracehouse.collector.columns import MAX_MESSAGES as MAX_MESSAGES
-from tracehouse.collector.columns import MAX_PARTS as MAX_PARTS
-from tracehouse.collector.columns import MAX_TOOL_CALLS as MAX_TOOL_CALLS
-
+MAX_MESSAGES = 256  # per InputMessages / OutputMessages list; the first few and the latest are kept
 MESSAGES_HEAD = 8  # how many of the first messages survive truncation (system prompt, task statement)
+MAX_PARTS = 64  # content parts per message (past it, or past MAX_TOOL_CALLS, messages.cut_content notes the cut)
+MAX_TOOL_CALLS = 64  # per message, and in ToolCalls
 MAX_TOOLS = 128  # tool definitions in Tools
 MAX_TEXT_CHARS = 131_072  # one text part, system prompt, template, tool result
 MAX_SHORT_CHARS = 256  # ids, model and provider names, kinds, feature, tenant, error type, tags

@@ -429,17 +429,11 @@ def texts(parts: Iterable[Part]) -> list[str]:
     return [part["text"] for part in parts if part.get("type") == "text" and part.get("text")]
 
 
-def system_texts(parts: Iterable[Part]) -> list[str]:
-    """The texts of a system message's parts. SystemPrompt holds text only: its other parts (an image, a
+def system_texts(parts: list[Part]) -> list[str]:
+    """texts() of a system message's parts. SystemPrompt holds text only: its other parts (an image, a
     document) leave a note, so that the typed form does not pass for the whole message (content_copies)."""
-    found: list[str] = []
-    others = 0
-    for part in parts:
-        if part.get("type") == "text":
-            if part.get("text"):
-                found.append(part["text"])
-        else:
-            others += 1
+    found = texts(parts)
+    others = sum(part.get("type") != "text" for part in parts)
     if others:
         found.append(f"…[{others} non-text part(s) of the system message omitted]")
     return found
