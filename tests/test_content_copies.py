@@ -177,6 +177,29 @@ SDK_SPANS: dict[str, tuple[dict[str, Any], bool, bool]] = {
         True,
         True,
     ),
+    # A system message later in the conversation stays where it sat; only the opening ones go to SystemPrompt.
+    "a system message mid-conversation": (
+        _llm_span(
+            _flattened(
+                "input",
+                [("system", "Be brief."), ("user", "hi"), ("system", "Reminder: cite sources."), ("user", "why?")],
+            )
+        ),
+        True,
+        True,
+    ),
+    "GenAI, a system message mid-conversation": (
+        _genai_span(
+            0,
+            history=[  # gen_ai.system_instructions says "Be brief."
+                {"role": "user", "parts": [{"type": "text", "content": "hi"}]},
+                {"role": "system", "parts": [{"type": "text", "content": "Reminder: cite sources."}]},
+                {"role": "user", "parts": [{"type": "text", "content": "why?"}]},
+            ],
+        ),
+        True,
+        True,
+    ),
     "two conventions": (
         {
             **_llm_span(_flattened("input", [("user", "hello")])),
@@ -335,6 +358,11 @@ def test_a_side_whose_typed_form_is_not_whole_keeps_its_raw_attributes(stored) -
         "non-text part(s) of the system message omitted]"
         in by_name["GenAI, a system message with an image"]["SystemPrompt"]
     )
+    for name in ("a system message mid-conversation", "GenAI, a system message mid-conversation"):
+        span = by_name[name]
+        assert span["SystemPrompt"] == "Be brief.", name
+        conversation = [(m["role"], m["content"][0]["text"]) for m in json.loads(span["InputMessages"])]
+        assert conversation == [("user", "hi"), ("system", "Reminder: cite sources."), ("user", "why?")], name
     assert ANSWER in by_name["GenAI, a chat span with a tool's result"]["OutputMessages"]  # the answer, not "42"
     assert "a pipeline" in by_name["a retriever"]["OutputMessages"]  # typed documents, and output.value kept
     whole = json.loads(by_name["GenAI, 64 tool calls"]["InputMessages"])[-1]

@@ -33,9 +33,10 @@ Vercel `tool-result` parts) become their own `tool` messages; an AI SDK result's
 is taken off (`vercel.tool_output`). A message written in two forms side by side (its text as one string
 and as parts; a tool call among the parts and in the message's call list) is kept once; what one form
 writes twice, two equal parts or two alike calls, is kept as written (`messages.repeats_parts`,
-`messages.merge_tool_calls`). System and developer messages are lifted
-out of InputMessages into SystemPrompt (text, joined with blank lines, after GenAI
-`gen_ai.system_instructions`). ToolCalls is the JSON list of the tool calls in the output messages
+`messages.merge_tool_calls`). The system and developer messages that open the conversation are
+lifted out of InputMessages into SystemPrompt (text, joined with blank lines, after GenAI
+`gen_ai.system_instructions`); one later in the conversation stays where it sat. ToolCalls is the JSON
+list of the tool calls in the output messages
 (on a TOOL span: the call the span executed); Tools the JSON list of definitions
 `{"type", "name", "description"?, "parameters"?}`. Past 256 messages, the first 8 and the latest are
 kept with a `{"role": "truncated", ...}` marker between; long texts are cut with a note (see `limits`).

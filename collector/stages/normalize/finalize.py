@@ -94,8 +94,8 @@ def write_messages(
     tool_calls: list[dict[str, Any]] | None,
     tools: list[dict[str, Any]] | None,
 ) -> None:
-    """The message columns of row `row`: system messages lifted into SystemPrompt, the rest serialized, ToolCalls
-    from the output messages unless the span gave its own."""
+    """The message columns of row `row`: the opening system messages lifted into SystemPrompt, the rest
+    serialized, ToolCalls from the output messages unless the span gave its own."""
     lifted: list[str] = []
     if inputs:
         lifted, inputs = split_system(inputs)

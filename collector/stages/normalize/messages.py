@@ -440,20 +440,20 @@ def system_texts(parts: list[Part]) -> list[str]:
 
 
 def split_system(messages: list[Message]) -> tuple[list[str], list[Message]]:
-    """The text of system/developer messages, and the conversation without them."""
-    for msg in messages:  # a loop, not any(<generator>): usually a message or two, and no system one
-        if msg["role"] in SYSTEM_ROLES:
+    """The text of the system/developer messages that open the conversation, and the conversation without
+    them. One that comes later stays where it sat: SystemPrompt cannot say where in the conversation a
+    message was, and the typed form is all a span keeps once its raw copies are dropped (content_copies)."""
+    lead = 0
+    for msg in messages:  # usually a message or two, and the system one first if any
+        if msg["role"] not in SYSTEM_ROLES:
             break
-    else:
+        lead += 1
+    if not lead:
         return [], messages
     system: list[str] = []
-    rest: list[Message] = []
-    for msg in messages:
-        if msg["role"] in SYSTEM_ROLES:
-            system.extend(system_texts(msg["content"]))
-        else:
-            rest.append(msg)
-    return system, rest
+    for msg in messages[:lead]:
+        system.extend(system_texts(msg["content"]))
+    return system, messages[lead:]
 
 
 def tool_calls_of(messages: list[Message]) -> list[dict[str, Any]]:
