@@ -21,8 +21,10 @@ The body is JSON, one score object or a list of them (at most MAX_SCORES per req
 
 Any other field, or a field of the wrong type, is refused with a message naming it (`scores[2].source`).
 `comment`, `label` and `author` go through the configured redactor's detectors and rules (they are free
-text a person typed); names, ids and values do not (their format admits no PII). Redaction happens before
-the id digest, so no id is a hash of redacted text.
+text a person typed). Names, ids and the tenant are identifiers, stored as sent (they key idempotency and
+joins, so a redacted one would merge or mis-join rows): one in which the redactor finds something (a key
+fits the name format) is refused with a 400 naming the field, not stored. Redaction happens before the id
+digest, so no id is a hash of redacted text.
 """
 
 from __future__ import annotations
@@ -173,6 +175,7 @@ class ScoreProcessor(JsonRowsProcessor):
         name = text_field(item, "name", where, MAX_NAME_CHARS, required=True)
         if not _NAME.fullmatch(name):
             raise Invalid(f"{where}name: letters, digits and _ . : / - only, got {clip(name)}")
+        checked_identifier(name, "name", where, self._redactor)
         value, value_type = _value(item, where)
         source = item.get("source", DEFAULT_SOURCE)
         if source is None:
@@ -181,8 +184,8 @@ class ScoreProcessor(JsonRowsProcessor):
             shown = clip(source) if isinstance(source, str) else type(source).__name__
             raise Invalid(f"{where}source: unknown source {shown}; one of {', '.join(SOURCES)}")
         timestamp = timestamp_ns(item.get("timestamp"), where)
-        client_id = client_id_of(item, where)
-        tenant = tenant_of(item, where, key_tenant)
+        client_id = client_id_of(item, where, self._redactor)
+        tenant = tenant_of(item, where, key_tenant, self._redactor)
         texts, counts = redacted_texts(item, where, TEXT_FIELDS, self._redactor)
         if client_id is None:
             content = [tenant, trace_id, span_id, name, value, value_type, source, timestamp, *texts.values()]
@@ -204,21 +207,35 @@ class ScoreProcessor(JsonRowsProcessor):
         }
 
 
-def client_id_of(item: dict[str, Any], where: str) -> str | None:
+def checked_identifier(value: str, field: str, where: str, redactor: Redactor | None) -> str:
+    """An identifier, refused when the redactor finds something in it (see the module's docstring). The
+    message names the kinds found, never the value."""
+    if value and redactor is not None:
+        _, found = redactor.redact_text(value)
+        if found:
+            raise Invalid(
+                f"{where}{field}: holds what redaction removes ({', '.join(sorted(found))}); an identifier is"
+                " stored as sent, so it is refused"
+            )
+    return value
+
+
+def client_id_of(item: dict[str, Any], where: str, redactor: Redactor | None = None) -> str | None:
     """The client's `id` of an item, checked; None when it sent none."""
     client_id = item.get("id")
     if client_id is not None and (
         not isinstance(client_id, str) or len(client_id) > MAX_ID_CHARS or not CLIENT_ID.fullmatch(client_id)
     ):
         raise Invalid(f"{where}id: 1 to {MAX_ID_CHARS} letters, digits and _ . : - only")
-    return client_id
+    return None if client_id is None else checked_identifier(client_id, "id", where, redactor)
 
 
-def tenant_of(item: dict[str, Any], where: str, key_tenant: str | None) -> str:
+def tenant_of(item: dict[str, Any], where: str, key_tenant: str | None, redactor: Redactor | None = None) -> str:
     """The API key's tenant; without keys (None), the item's `tenant_id`, else ""."""
     if key_tenant is not None:
         return key_tenant
-    return text_field(item, "tenant_id", where, MAX_TENANT_CHARS, required=False)
+    tenant = text_field(item, "tenant_id", where, MAX_TENANT_CHARS, required=False)
+    return checked_identifier(tenant, "tenant_id", where, redactor)
 
 
 def redacted_texts(
