@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from normalize_support import START, loads, normalized, normalized_rows, request
@@ -12,7 +13,7 @@ from tracehouse.collector.config import Config
 from tracehouse.collector.processing import process_batch
 from tracehouse.collector.stages import default_stages
 from tracehouse.collector.stages.decode import decode_request
-from tracehouse.collector.stages.normalize import normalize
+from tracehouse.collector.stages.normalize import RedactedCuts, normalize
 from tracehouse.collector.stages.normalize.registry import ATTRIBUTE_PREFIXES, MAPPERS
 
 TOOLS_JSON = '{"type": "function", "function": {"name": "get_weather", "description": "Weather by city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}'  # noqa: E501
@@ -30,7 +31,10 @@ def test_columns_are_exactly_the_migration_columns():
 
 
 def test_default_stages_run_normalize_first():
-    assert default_stages(Config())[0] is normalize
+    first = default_stages(Config())[0]
+    assert isinstance(first, RedactedCuts)  # redaction on: what normalize cuts is redacted whole first
+    off = default_stages(Config(redaction=replace(Config().redaction, enabled=False)))[0]
+    assert off is normalize
 
 
 def test_coarse_prefixes_cover_every_mapper():

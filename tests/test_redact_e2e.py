@@ -200,3 +200,43 @@ def test_a_secret_in_every_place_a_span_carries_text_never_reaches_disk(start_co
     assert [needle[:12] for needle in NEEDLES if needle in log] == []
     assert "billing [EMAIL]" in daily and "gpt-4o [SECRET]" in daily  # the rollup keys, redacted
     assert "[SECRET]" in traces and "[EMAIL]" in traces
+
+
+def _filler(word: str, length: int) -> str:
+    """`length` characters of text ending in a space, so that what follows starts a word."""
+    return (f"{word} " * (length // (len(word) + 1) + 1))[-length:]
+
+
+def test_a_secret_across_a_cut_leaves_no_piece_of_it(start_collector, tmp_path):
+    """Normalization cuts long values (ids and features at 256 characters, error messages at 8 K, message
+    texts at 128 K) before redaction, which runs last, sees them: a secret across the cut would keep its first
+    characters, which no detector recognizes. Each value is redacted whole before it is cut."""
+    card_start = CARD[:16]  # what a cut at the card's 16th character would leave: "4539 1488 0343 6"
+    email_start = EMAIL[:-2]  # the e-mail without the end of its top-level domain
+    attributes = {
+        "openinference.span.kind": "LLM",
+        "llm.model_name": "gpt-4o-mini",
+        "user.id": _filler("user", 256 - 16) + CARD,
+        "tracehouse.feature": _filler("feature", 256 - len(EMAIL) + 2) + EMAIL,
+        "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": _filler("words", 131_072 - 16) + CARD + " and more",
+        "llm.output_messages.0.message.role": "assistant",
+        "llm.output_messages.0.message.content": _filler("text", 131_072 - len(EMAIL) + 2) + EMAIL,
+    }
+    collector = start_collector(data_dir=tmp_path / "data")
+    provider = TracerProvider(resource=Resource.create({"service.name": "e2e-redaction"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.traces_url, timeout=30)))
+    with provider.get_tracer("test").start_as_current_span("cut", attributes=attributes) as span:
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR, _filler("error", 8_192 - 16) + CARD))
+    provider.shutdown()
+    assert collector.stop() == 0, collector.log()
+    (row,), dump = _stored(tmp_path / "data")
+    assert card_start not in dump and email_start not in dump
+    assert row["UserId"] == _filler("user", 240) + "[CARD]"
+    assert row["Feature"] == _filler("feature", 256 - len(EMAIL) + 2) + "[EMAIL]"
+    assert row["ErrorMessage"] == _filler("error", 8_192 - 16) + "[CARD]"
+    assert json.loads(row["InputMessages"])[0]["content"][0]["text"].endswith(" [CARD] and more")
+    assert json.loads(row["OutputMessages"])[0]["content"][0]["text"].endswith(" [EMAIL]")
+    assert _files_containing(tmp_path / "data", (*_forms(card_start), *_forms(email_start))) == []

@@ -29,5 +29,13 @@ def default_stages(config: Config) -> list[Stage]:
     """
     from tracehouse.collector.stages import content_copies, normalize, price, redact, retain, sample
 
-    built = (stage.build(config) for stage in (normalize, price, sample, content_copies, redact, retain))
+    redactor = redact.build(config)
+    # A value normalization cuts is redacted whole first: redaction, last, would see only what the cut left.
+    before_cut = (lambda text: redactor.redact_text(text)[0]) if config.redaction.enabled and redactor else None
+    built = [
+        normalize.build(config, before_cut),
+        *(stage.build(config) for stage in (price, sample, content_copies)),
+        redactor,
+        retain.build(config),
+    ]
     return [stage for stage in built if stage is not None]

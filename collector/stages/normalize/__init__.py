@@ -49,18 +49,21 @@ The tenant is what the app claims: with API keys configured, the pipeline replac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tracehouse.collector.stages.normalize.stage import normalize
+from tracehouse.collector.stages.normalize.stage import RedactedCuts, normalize
 
 if TYPE_CHECKING:
     from tracehouse.collector.config import Config
     from tracehouse.collector.stages import Stage
 
 
-def build(config: Config) -> Stage:
-    """The stage: normalization has no settings, every collector runs it."""
-    return normalize
+def build(config: Config, before_cut: Callable[[str], str] | None = None) -> Stage:
+    """The stage: normalization has no settings, every collector runs it. `before_cut`, the redactor's scan
+    of one text when redaction is on, is what a value goes through before normalization cuts it
+    (values.BEFORE_CUT)."""
+    return normalize if before_cut is None else RedactedCuts(before_cut)
 
 
-__all__ = ["build", "normalize"]
+__all__ = ["RedactedCuts", "build", "normalize"]

@@ -23,7 +23,7 @@ from tracehouse.collector.columns import (
     USER_FALLBACK_ATTRIBUTES,
 )
 from tracehouse.collector.stages.normalize import limits
-from tracehouse.collector.stages.normalize.values import short
+from tracehouse.collector.stages.normalize.values import cut, short
 from tracehouse.instrumentation import attributes
 
 TENANT_ATTRIBUTE = attributes.TENANT
@@ -96,10 +96,10 @@ def _bounded(
     """`short` for four attribute strings (or None), in one call rather than four."""
     limit = limits.MAX_SHORT_CHARS
     return (
-        (user if len(user) <= limit else user[:limit]) if user else "",
-        (session if len(session) <= limit else session[:limit]) if session else "",
-        (tenant if len(tenant) <= limit else tenant[:limit]) if tenant else "",
-        (feature if len(feature) <= limit else feature[:limit]) if feature else "",
+        (user if len(user) <= limit else cut(user, limit)) if user else "",
+        (session if len(session) <= limit else cut(session, limit)) if session else "",
+        (tenant if len(tenant) <= limit else cut(tenant, limit)) if tenant else "",
+        (feature if len(feature) <= limit else cut(feature, limit)) if feature else "",
     )
 
 

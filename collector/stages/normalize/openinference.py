@@ -35,6 +35,7 @@ from tracehouse.collector.stages.normalize.span import SpanView
 from tracehouse.collector.stages.normalize.tokens import UINT64_MAX
 from tracehouse.collector.stages.normalize.values import (
     clip,
+    cut,
     json_object,
     number_to_float,
     number_to_int,
@@ -116,7 +117,7 @@ def _content_item(item: Mapping[str, str], parts: list[Part], calls: list[dict[s
     elif kind == "video":
         parts.append(media_part("video", item.get("message_content.video.video.url")))
     else:
-        parts.append({"type": kind[: limits.MAX_SHORT_CHARS]})
+        parts.append({"type": cut(kind, limits.MAX_SHORT_CHARS)})
 
 
 def _message(flat: Mapping[str, str], default_role: str) -> Message:
@@ -209,7 +210,7 @@ def _documents(entries: list[dict[str, str]]) -> list[Message]:
     for entry in entries[: limits.MAX_PARTS + 1]:  # one past the limit: message() notes the cut
         part: Part = {"type": "document"}
         if entry.get("document.id"):
-            part["id"] = entry["document.id"][: limits.MAX_SHORT_CHARS]
+            part["id"] = cut(entry["document.id"], limits.MAX_SHORT_CHARS)
         if entry.get("document.content"):
             part["text"] = clip(entry["document.content"], limits.MAX_TEXT_CHARS)
         score = number_to_float(entry.get("document.score"))

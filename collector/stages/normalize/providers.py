@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tracehouse.collector.columns import provider_id
 from tracehouse.collector.stages.normalize import limits
+from tracehouse.collector.stages.normalize.values import cut
 
 
 def normalize_provider(raw: str | None) -> str:
@@ -12,4 +13,4 @@ def normalize_provider(raw: str | None) -> str:
     bounded like every short column; '' for none."""
     if not raw:
         return ""
-    return provider_id(raw)[: limits.MAX_SHORT_CHARS]
+    return cut(provider_id(raw), limits.MAX_SHORT_CHARS)

@@ -17,7 +17,7 @@ columns (its identity and error columns still set) and the error is logged with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracehouse.collector.batch import SpanBatch
@@ -32,6 +32,7 @@ from tracehouse.collector.stages.normalize.mapper import Fields, Mapper, key_tex
 from tracehouse.collector.stages.normalize.openinference import MAPPER as OPENINFERENCE
 from tracehouse.collector.stages.normalize.registry import MAPPERS
 from tracehouse.collector.stages.normalize.span import SpanView
+from tracehouse.collector.stages.normalize.values import BEFORE_CUT
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,20 @@ def normalize(batch: SpanBatch) -> SpanBatch:
             )
     source.update(out)
     return batch
+
+
+class RedactedCuts:
+    """normalize, with every value it cuts redacted whole first (values.BEFORE_CUT): the stage when redaction
+    is on. Cuts are rare (a text past 128 K characters, an id past 256), so the hot path pays nothing."""
+
+    __name__ = "normalize"
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self._redact = redact
+
+    def __call__(self, batch: SpanBatch) -> SpanBatch:
+        token = BEFORE_CUT.set(self._redact)
+        try:
+            return normalize(batch)
+        finally:
+            BEFORE_CUT.reset(token)

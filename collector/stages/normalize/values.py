@@ -7,11 +7,18 @@ true/false, arrays and maps as compact JSON), so every reader here starts from a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
 from tracehouse.collector.stages.normalize import limits
+
+# What a value goes through before normalization cuts it: the redactor's scan of the whole value, set by the
+# stage (stage.Normalize) when redaction is on. Redaction runs last, on the row, and sees only what is left
+# after a cut: a secret across the cut would keep its first characters there, which no detector recognizes.
+BEFORE_CUT: ContextVar[Callable[[str], str] | None] = ContextVar("before_cut", default=None)
 
 _UINT64_MAX = 2**64 - 1
 _JSON_CONTAINER_START = frozenset("[{")
@@ -90,10 +97,24 @@ def json_list(text: str | None) -> list[Any] | None:
     return value if isinstance(value, list) else None
 
 
+def cut(text: str, limit: int) -> str:
+    """`text`'s first `limit` characters, from the text as redaction leaves it (BEFORE_CUT): the part kept
+    holds no piece of a secret the whole would have shown."""
+    if len(text) <= limit:
+        return text
+    redact = BEFORE_CUT.get()
+    return (text if redact is None else redact(text))[:limit]
+
+
 def clip(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, saying how much was cut so nobody mistakes it for the whole."""
     if len(text) <= limit:
         return text
+    redact = BEFORE_CUT.get()
+    if redact is not None:
+        text = redact(text)
+        if len(text) <= limit:
+            return text
     return f"{text[:limit]}…[{len(text) - limit} chars truncated]"
 
 
@@ -103,7 +124,7 @@ def short(value: Any) -> str:
         return ""
     if not isinstance(value, str):
         value = json_text(value)
-    return value if len(value) <= limits.MAX_SHORT_CHARS else value[: limits.MAX_SHORT_CHARS]
+    return value if len(value) <= limits.MAX_SHORT_CHARS else cut(value, limits.MAX_SHORT_CHARS)
 
 
 def json_text(value: Any) -> str:

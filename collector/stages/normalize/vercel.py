@@ -31,6 +31,7 @@ from tracehouse.collector.stages.normalize.messages import (
 )
 from tracehouse.collector.stages.normalize.span import SpanView
 from tracehouse.collector.stages.normalize.values import (
+    clip,
     json_list,
     json_object,
     json_text,
@@ -148,7 +149,7 @@ def _inputs(a: Mapping[str, str]) -> list[Message]:
 def _outputs(a: Mapping[str, str]) -> list[Message]:
     parts = []
     if a.get("ai.response.reasoning"):
-        parts.append({"type": "reasoning", "text": a["ai.response.reasoning"][: limits.MAX_TEXT_CHARS]})
+        parts.append({"type": "reasoning", "text": clip(a["ai.response.reasoning"], limits.MAX_TEXT_CHARS)})
     if a.get("ai.response.text"):
         parts.append(text_part(a["ai.response.text"]))
     elif a.get("ai.response.object"):
