@@ -4,7 +4,8 @@ The engine does the narrowing: a tenant's reads run on connections whose `additi
 (set before readonly=1, so no query can change it) holds a filter for every table and materialized view of
 the store, which ClickHouse applies wherever the table is read (directly, through a view, a join, a
 subquery, view()). A table with a tenant column keeps the tenant's rows (and, for the prompt registry, the
-shared rows of tenant ''); the schema bookkeeping keeps its rows; any other table, whose rows belong to
+shared rows of tenant '', of the registry's own tables only: a filter is matched on a table's alias
+before its name); the schema bookkeeping keeps its rows; any other table, whose rows belong to
 every tenant with nothing to tell them apart, reads as empty. A materialized view is filtered under its own
 name: reading one reads its target without the target's filter. Plain views need none.
 The filters are built from the store's catalogue (system.tables, system.columns) when a tenant read opens a
@@ -46,7 +47,11 @@ def table_filters(tables: Iterable[tuple[str, str, frozenset[str]]], tenant: str
         if column is None:
             filters[name] = "0"
         elif base in SHARED_TENANT_TABLES:
-            filters[name] = f"{column} IN ('', {_literal(tenant)})"
+            # ClickHouse matches a filter on a table's alias before its name: `scores AS prompts` would get
+            # this filter. The shared rows are kept only where _table (every engine's virtual column) says the
+            # registry itself is read, so another table under its name keeps only the tenant's rows.
+            registry = f"{_literal(base)}, {_literal(base + LOCAL_SUFFIX)}"
+            filters[name] = f"{column} = {_literal(tenant)} OR ({column} = '' AND _table IN ({registry}))"
         else:
             filters[name] = f"{column} = {_literal(tenant)}"
     return filters
