@@ -4,8 +4,11 @@
 Writes come from `tracehouse prompts sync` and `prompts label` (collector/prompts_cli.py): through the running
 collector's local query endpoint (POST /prompts, the operator's key) when one owns the store, else straight
 into it. Either way the rows are checked here (`check_rows`) before anything is inserted, and all the rows of
-one request go in one insert: a bad row means nothing is written. Observed versions need no writer: the
-materialized view prompt_observations_mv registers them from otel_traces (schema/views/).
+one request go in one insert: a bad row means nothing is written. With redaction on, a prompt (its name,
+template, body, front matter, labels) in which the redactor finds something is refused, not redacted: the
+registry stores a prompt as written and serves it back to the app, which a replaced text would change.
+Observed versions need no writer: the materialized view prompt_observations_mv registers them from
+otel_traces (schema/views/).
 
 The read API answers for one tenant (the API key's): the versions it has and the shared ones (tenant ''), its
 own label over a shared label of the same name; without API keys every version and the shared labels.
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from tracehouse.collector.config import Config
+    from tracehouse.collector.stages.redact import Redactor
 
 log = logging.getLogger("tracehouse")
 
@@ -60,6 +64,12 @@ TABLES: dict[str, dict[str, str]] = {
 }
 _VERSION = re.compile(r"[0-9a-f]{12}")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# The columns of each table that hold a prompt's own text, scanned by the redactor (the others are paths,
+# hashes, times and who synced or moved it).
+SCANNED: dict[str, tuple[str, ...]] = {
+    "prompts": ("Name", "Template", "Body", "FrontMatter", "Labels"),
+    "prompt_labels": ("Name", "Label"),
+}
 
 
 class RowsRefused(ValueError):
@@ -79,7 +89,16 @@ def check_label(label: str) -> str:
     return label
 
 
-def check_rows(table: str, rows: Any) -> list[list[Any]]:
+def registry_redactor(config: Config) -> Redactor | None:
+    """The redactor check_rows scans prompts with: None when redaction is off."""
+    if not config.redaction.enabled:
+        return None
+    from tracehouse.collector.stages.redact import Redactor
+
+    return Redactor(config.redaction)
+
+
+def check_rows(table: str, rows: Any, redactor: Redactor | None = None) -> list[list[Any]]:
     """The rows of a write request as insert values, in TABLES[table] column order; RowsRefused naming the
     row and field of the first problem (nothing is written then)."""
     columns = TABLES.get(table)
@@ -105,8 +124,22 @@ def check_rows(table: str, rows: Any) -> list[list[Any]]:
             check_label(row["Label"])
         if table == "prompts" and len(row["Template"]) > MAX_TEMPLATE_CHARS:
             raise RowsRefused(f"{where}.Template: more than {MAX_TEMPLATE_CHARS} characters")
+        if redactor is not None:
+            _check_redacted(where, table, row, redactor)
         values.append(converted)
     return values
+
+
+def _check_redacted(where: str, table: str, row: dict[str, Any], redactor: Redactor) -> None:
+    for column in SCANNED[table]:
+        for text in row[column] if isinstance(row[column], list) else (row[column],):
+            found = redactor.redact_text(text)[1] if text else None
+            if found:
+                raise RowsRefused(
+                    f"{where}.{column}: holds what redaction removes ({', '.join(sorted(found))}); the registry"
+                    " stores a prompt as written and serves it back, so it is refused (a value meant to be there"
+                    " goes in [redaction] allow)"
+                )
 
 
 def _convert(where: str, value: Any, kind: str) -> Any:
@@ -142,6 +175,7 @@ class PromptsRoute:
 
     def __init__(self, config: Config) -> None:
         self._config = config
+        self._redactor = registry_redactor(config)
 
     async def handle(self, _request: web.Request, raw: bytes) -> web.Response:
         from aiohttp import web
@@ -153,7 +187,7 @@ class PromptsRoute:
             if not isinstance(body, dict):
                 raise RowsRefused("the body: an object with 'table' and 'rows'")
             table = str(body.get("table", ""))
-            values = check_rows(table, body.get("rows"))
+            values = check_rows(table, body.get("rows"), self._redactor)
         except ValueError as exc:  # RowsRefused, or JSON that does not parse
             return web.json_response({"error": f"malformed prompts request: {exc}"}, status=400)
 

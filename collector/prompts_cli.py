@@ -84,8 +84,11 @@ def run(args: argparse.Namespace, config: Config, out: IO[str] = sys.stdout) -> 
     commands = {"sync": _sync, "list": _list, "show": _show, "diff": _diff, "label": _label}
     try:
         return commands[args.prompts_command](args, config, out)
-    except (PromptsFailed, RowsRefused) as exc:
+    except PromptsFailed as exc:
         print(f"tracehouse: prompts {args.prompts_command}: {exc}", file=sys.stderr)
+        return 1
+    except RowsRefused as exc:  # checked before anything is sent or inserted
+        print(f"tracehouse: prompts {args.prompts_command}: {exc}; nothing written", file=sys.stderr)
         return 1
 
 
@@ -364,10 +367,10 @@ def _prepare_store(config: Config) -> None:
 
 def _write(config: Config, table: str, rows: list[dict[str, Any]]) -> str:
     """Insert rows through the collector that owns the store, else into the store; where they went."""
-    from tracehouse.collector.prompt_registry import ROUTE_PATH, check_rows
+    from tracehouse.collector.prompt_registry import ROUTE_PATH, check_rows, registry_redactor
     from tracehouse.collector.runtime import CollectorRefused, post_to_collector
 
-    values = check_rows(table, rows)  # the route checks them again; a bad row never leaves here
+    values = check_rows(table, rows, registry_redactor(config))  # the route checks them again
     info = _collector(config)
     if info is not None:
         body = json.dumps({"table": table, "rows": rows}, ensure_ascii=False).encode()

@@ -280,6 +280,11 @@ BAD_INPUTS = {
         {"one.md": "---\nname: twin\n---\nA\n", "two.md": "---\nname: twin\n---\nB\n"},
         r"prompt 'twin' is claimed by two files: .*one\.md and .*two\.md",
     ),
+    # The registry serves a prompt back as written: one with a secret is refused, not stored nor redacted.
+    "a secret": (
+        {"keys.md": "Call the billing API with " + "AKIA" + "QWERTYUIOPASDF7Q" + " for {{customer}}\n"},
+        r"rows\[\d+\]\.Template: holds what redaction removes \(secret\)",
+    ),
 }
 
 
