@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from tracehouse.collector.config import add_flags
+from tracehouse.collector.stages.normalize.messages import SYSTEM_ROLES
 
 if TYPE_CHECKING:
     from tracehouse.collector.config import Config
@@ -192,12 +193,10 @@ def check_replayable(call: dict[str, Any], overrides: Overrides) -> str:
 
 
 def _system_and_messages(call: dict[str, Any], overrides: Overrides) -> tuple[str, list[dict[str, Any]]]:
+    """The system prompt that opened the conversation, and the conversation as stored: a system or developer
+    message later in it stays where it sat (normalize lifts only the opening ones into system_prompt)."""
     messages = _json(call.get("messages") or "", [])
     system = call.get("system_prompt") or ""
-    inline = [m for m in messages if m.get("role") in ("system", "developer")]
-    if inline:
-        system = system or "\n".join(_text_of(m) for m in inline)
-        messages = [m for m in messages if m.get("role") not in ("system", "developer")]
     if overrides.system_prompt is not None:
         system = overrides.system_prompt
     return system, messages
@@ -272,6 +271,9 @@ def anthropic_request(call: dict[str, Any], overrides: Overrides) -> dict[str, A
     messages: list[dict[str, Any]] = []
     for message in stored:
         role = message.get("role", "user")
+        if role in SYSTEM_ROLES:  # Anthropic takes system text only in `system`: a later one joins it there
+            system = "\n\n".join(text for text in (system, _text_of(message)) if text)
+            continue
         if role == "tool":
             block = {
                 "type": "tool_result",

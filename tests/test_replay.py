@@ -122,6 +122,7 @@ ORIGINALS = [
         [
             ("system", "You answer about the weather."),
             ("user", "What is the weather in Lisbon?"),
+            ("system", "Reminder: use the tool."),  # later in the conversation: it stays where it sat
             ("assistant", "", ("get_weather", '{"city": "Lisbon"}', "call_1")),
             ("tool", '{"forecast": "sunny, 24C"}', "call_1"),
         ],
@@ -133,6 +134,7 @@ ORIGINALS = [
         [
             ("system", "Be brief."),
             ("user", "What is the weather in Porto?"),
+            ("system", "Reminder: use the tool."),
             ("assistant", "", ("get_weather", '{"city": "Porto"}', "toolu_1")),
             ("tool", "rainy, 15C", "toolu_1"),
         ],
@@ -206,11 +208,12 @@ def test_replay_each_kind_of_call_with_overrides_through_the_collector(start_col
     done = replay(data, TOOL, "--max-tokens", "50", env=env)
     assert done.returncode == 0, done.stderr
     sent = fake.exchanges[-1].request
-    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "tool"]
-    assert sent["messages"][2]["tool_calls"] == [
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "system", "assistant", "tool"]
+    assert sent["messages"][2] == {"role": "system", "content": "Reminder: use the tool."}
+    assert sent["messages"][3]["tool_calls"] == [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'}}
     ]
-    assert sent["messages"][3] == {"role": "tool", "content": '{"forecast": "sunny, 24C"}', "tool_call_id": "call_1"}
+    assert sent["messages"][4] == {"role": "tool", "content": '{"forecast": "sunny, 24C"}', "tool_call_id": "call_1"}
     assert sent["tools"][0]["function"]["name"] == "get_weather" and sent["max_tokens"] == 50
     assert "sunny, 24C" in done.stdout
 
@@ -220,7 +223,9 @@ def test_replay_each_kind_of_call_with_overrides_through_the_collector(start_col
     exchange = fake.exchanges[-1]
     assert exchange.path.endswith("/messages") and exchange.headers["x-api-key"] == "sk-ant-fake"
     sent = exchange.request
-    assert sent["system"] == "Be brief." and sent["model"] == "claude-haiku-4-5"
+    # Anthropic takes system text only in `system`: the later system message joins it there.
+    assert sent["system"] == "Be brief.\n\nReminder: use the tool." and sent["model"] == "claude-haiku-4-5"
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
     assert sent["messages"][1]["content"][0] == {
         "type": "tool_use",
         "id": "toolu_1",
