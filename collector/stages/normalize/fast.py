@@ -31,7 +31,7 @@ from tracehouse.collector.stages.normalize.messages import KNOWN_ROLES, Message,
 from tracehouse.collector.stages.normalize.providers import normalize_provider
 from tracehouse.collector.stages.normalize.span import event_offset
 from tracehouse.collector.stages.normalize.tokens import UINT64_MAX, input_and_total
-from tracehouse.collector.stages.normalize.values import clip, dumps, json_object, string_list
+from tracehouse.collector.stages.normalize.values import clip, cut, dumps, json_object, string_list
 
 _MAX_TEXT = limits.MAX_TEXT_CHARS
 _MAX_SHORT = limits.MAX_SHORT_CHARS
@@ -178,9 +178,9 @@ class FastPath:
         model = get("llm.model_name")
         request_model = (params[0] if params else None) or model
         if request_model:
-            out["LlmRequestModel"][row] = request_model[:_MAX_SHORT]
+            out["LlmRequestModel"][row] = cut(request_model, _MAX_SHORT)
         if model:
-            out["LlmResponseModel"][row] = model[:_MAX_SHORT]
+            out["LlmResponseModel"][row] = cut(model, _MAX_SHORT)
         finish_reason = get("llm.finish_reason")
         if finish_reason:
             out["FinishReason"][row] = normalize_finish_reason(finish_reason)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from tracehouse.collector.stages.normalize import limits
+from tracehouse.collector.stages.normalize.values import cut
 
 _REASONS: dict[str, str] = {
     "stop": "stop",
@@ -35,9 +38,18 @@ _REASONS: dict[str, str] = {
 }
 
 
+_WORD_LIKE = re.compile(r"[A-Za-z][a-z_]{0,31}|[A-Z][A-Z_]{0,31}")
+
+
 def normalize_finish_reason(raw: str | None) -> str:
-    """'end_turn' -> stop, 'tool_calls' -> tool_call, 'SAFETY' -> content_filter; unknown ones lower-cased."""
+    """'end_turn' -> stop, 'tool_calls' -> tool_call, 'SAFETY' -> content_filter; unknown ones lower-cased
+    when short and word-like ('MAX_TOKENS'-style), else as sent, cut like every short column: a lower-cased
+    key or e-mail would pass redaction, which runs later and matches case."""
     if not raw:
         return ""
-    reason = raw.strip().lower()
-    return _REASONS.get(reason, reason[: limits.MAX_SHORT_CHARS])
+    stripped = raw.strip()
+    reason = stripped.lower()
+    known = _REASONS.get(reason)
+    if known is not None:
+        return known
+    return reason if _WORD_LIKE.fullmatch(stripped) else cut(stripped, limits.MAX_SHORT_CHARS)
