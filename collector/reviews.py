@@ -79,7 +79,7 @@ class ReviewProcessor(JsonRowsProcessor):
             raise Invalid(f"{where}state: unknown state {shown}; one of {', '.join(STATES)}")
         timestamp = timestamp_ns(item.get("timestamp"), where)
         client_id = client_id_of(item, where, self._redactor)
-        tenant = tenant_of(item, where, key_tenant, self._redactor)
+        tenant = tenant_of(item, where, key_tenant, self._tenant_check)
         texts, counts = redacted_texts(item, where, TEXT_FIELDS, self._redactor)
         if client_id is None:
             content = [tenant, trace_id, span_id, state, timestamp, *texts.values()]

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 
 from tracehouse.collector.batch import SpanBatch
+from tracehouse.collector.columns import TENANT_ID
 from tracehouse.collector.errors import Invalid
 from tracehouse.collector.processing import encode_rows
 
@@ -123,8 +124,13 @@ class JsonRowsProcessor:
     columns: tuple[str, ...] = ()
     id_column = ""
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor | None = None, tenants_from_keys: bool = False) -> None:
         self._redactor = redactor
+        # A body's tenant_id is checked only where it is the sender's word and spans' tenants are scanned: with
+        # API keys only the operator's `review set` sends one (read back from stored spans), and a column
+        # policy (keep, hash) stores spans' tenants as sent or as tokens, so refusing would part them.
+        scanned = redactor is not None and redactor.scans_column(TENANT_ID)
+        self._tenant_check = redactor if scanned and not tenants_from_keys else None
 
     @classmethod
     def from_config(cls, config: Config) -> Self:
@@ -133,7 +139,7 @@ class JsonRowsProcessor:
             return cls(None)
         from tracehouse.collector.stages.redact import Redactor
 
-        return cls(Redactor(config.redaction))
+        return cls(Redactor(config.redaction), tenants_from_keys=bool(config.api_keys.tenants))
 
     def process(self, body: bytes, tenant: str | None, now_ns: int) -> ProcessedRows:
         """Check, redact and encode the rows of one request body; raises errors.Invalid naming the field.
@@ -185,7 +191,7 @@ class ScoreProcessor(JsonRowsProcessor):
             raise Invalid(f"{where}source: unknown source {shown}; one of {', '.join(SOURCES)}")
         timestamp = timestamp_ns(item.get("timestamp"), where)
         client_id = client_id_of(item, where, self._redactor)
-        tenant = tenant_of(item, where, key_tenant, self._redactor)
+        tenant = tenant_of(item, where, key_tenant, self._tenant_check)
         texts, counts = redacted_texts(item, where, TEXT_FIELDS, self._redactor)
         if client_id is None:
             content = [tenant, trace_id, span_id, name, value, value_type, source, timestamp, *texts.values()]

@@ -312,3 +312,21 @@ def test_the_readme_review_commands_run_as_written(start_collector, tmp_path):
         assert result.returncode == 0, (command, result.stderr)
         assert result.stdout.strip(), command
     assert states(data, "")["00000000000000a1"] == "flagged"
+
+
+def test_the_operators_tenant_is_taken_as_sent_where_keys_name_the_tenants():
+    """`review set` sends the tenant it read from the stored span. With API keys the tenants are the
+    operator's names, stored as configured (the key's tenant is stamped after redaction): one shaped like an
+    e-mail is taken, not refused. Without keys the same tenant_id is the sender's word and is refused."""
+    from tracehouse.collector.config import load_config
+    from tracehouse.collector.errors import Invalid
+    from tracehouse.collector.reviews import ReviewProcessor
+
+    tenant = "ops.lead@corp-mail.com"
+    body = json.dumps(
+        {"trace_id": "b" * 32, "span_id": "c" * 16, "state": "approved", "tenant_id": tenant, "id": "r1"}
+    ).encode()
+    keyed = ReviewProcessor.from_config(load_config(environ={"TRACEHOUSE_API_KEYS": f"key-ops={tenant}"}))
+    assert tenant in keyed.process(body, None, time.time_ns()).payload.decode()
+    with pytest.raises(Invalid, match="tenant_id: holds what redaction removes"):
+        ReviewProcessor.from_config(load_config(environ={})).process(body, None, time.time_ns())

@@ -317,3 +317,15 @@ def test_identifiers_that_hold_secrets_or_pii_are_refused_not_stored(start_colle
     stored = sql_rows(collector.data_dir, "SELECT count() AS n, groupArray(Name) AS names FROM scores")
     assert stored == [{"n": 1, "names": ["helpfulness"]}]
     assert sql_rows(collector.data_dir, "SELECT count() AS n FROM reviews") == [{"n": 0}]
+
+
+def test_a_tenant_that_spans_keep_as_sent_is_taken_as_sent(start_collector, tmp_path):
+    """Where spans' tenants are not scanned (a `keep` policy on the column), a score's tenant_id is not either:
+    refusing it would keep scores from ever joining those spans."""
+    config = tmp_path / "keep.toml"
+    config.write_text('[redaction.columns]\nTenantId = "keep"\n')
+    collector = start_collector("--config", str(config), migrated=True)
+    mail = "ops.lead@corp-mail.com"
+    status, answer = post(scores_url(collector), {"trace_id": "b" * 32, "name": "x", "value": 1, "tenant_id": mail})
+    assert status == 200, answer
+    assert sql_rows(collector.data_dir, "SELECT TenantId FROM scores") == [{"TenantId": mail}]

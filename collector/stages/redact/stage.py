@@ -172,6 +172,10 @@ class Redactor:
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         return _Run(self, batch).run()
 
+    def scans_column(self, column: str) -> bool:
+        """Whether `column`'s values are scanned (not kept, hashed, masked or dropped whole by a policy)."""
+        return self._column_policies.get(column, SCAN) == SCAN
+
     def masks_column(self, column: str) -> bool:
         """Whether `column` keeps no trace of its values (masked or dropped whole)."""
         return self._column_policies.get(column, SCAN) in (REDACT, DROP)
