@@ -31,9 +31,11 @@ from tracehouse.collector.prompt_registry import (
     RowsRefused,
     check_label,
     check_name,
+    check_rows,
     effective_labels,
     labels_sql,
     quote,
+    registry_redactor,
 )
 
 if TYPE_CHECKING:
@@ -289,6 +291,12 @@ def _sync(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
                 "FirstSeen": now,
             }
         )
+    redactor = registry_redactor(config)
+    for row in rows:  # one at a time, to name the file of a refused one
+        try:
+            check_rows("prompts", [row], redactor)
+        except RowsRefused as exc:
+            raise PromptsFailed(f"{row['File']}: {str(exc).removeprefix('rows[0].')}; nothing written") from None
     route = _write(config, "prompts", rows) if rows else None
     added = {row["Name"] for row in rows}
     numbers = {
@@ -367,7 +375,7 @@ def _prepare_store(config: Config) -> None:
 
 def _write(config: Config, table: str, rows: list[dict[str, Any]]) -> str:
     """Insert rows through the collector that owns the store, else into the store; where they went."""
-    from tracehouse.collector.prompt_registry import ROUTE_PATH, check_rows, registry_redactor
+    from tracehouse.collector.prompt_registry import ROUTE_PATH
     from tracehouse.collector.runtime import CollectorRefused, post_to_collector
 
     values = check_rows(table, rows, registry_redactor(config))  # the route checks them again

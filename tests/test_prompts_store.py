@@ -283,7 +283,7 @@ BAD_INPUTS = {
     # The registry serves a prompt back as written: one with a secret is refused, not stored nor redacted.
     "a secret": (
         {"keys.md": "Call the billing API with " + "AKIA" + "QWERTYUIOPASDF7Q" + " for {{customer}}\n"},
-        r"rows\[\d+\]\.Template: holds what redaction removes \(secret\)",
+        r"keys\.md: Template: holds what redaction removes \(secret\)",
     ),
 }
 
