@@ -69,6 +69,15 @@ def _texts(message: dict) -> list[str]:
     return [part["text"] for part in message["content"]]
 
 
+def test_a_vercel_tool_result_past_the_part_limit_says_so():
+    """Its parts cut like any message's, with the note content_copies reads (drop mode keeps the raw copy)."""
+    parts = [{"type": "text", "text": f"t{i}"} for i in range(70)]
+    cut = _vercel_tool_message({"type": "content", "value": parts})["content"]
+    assert _texts({"content": cut}) == [f"t{i}" for i in range(63)] + ["…[parts after the first 63 omitted]"]
+    whole = _vercel_tool_message({"type": "content", "value": parts[:64]})["content"]
+    assert _texts({"content": whole}) == [f"t{i}" for i in range(64)]
+
+
 def test_vercel_wrapped_tool_results_hold_the_value():
     assert _texts(_vercel_tool_message({"type": "json", "value": {"temp": 21, "sky": "clear"}})) == [
         '{"temp":21,"sky":"clear"}'

@@ -111,7 +111,8 @@ def tool_output(output: Any) -> Any:
         if kind in _VALUE_OUTPUTS:
             return value if isinstance(value, str) else json_text(value)
         if kind == "content" and isinstance(value, list):
-            parts = [_output_part(item) for item in value[: limits.MAX_PARTS]]
+            # one past the limit: message() notes the cut
+            parts = [_output_part(item) for item in value[: limits.MAX_PARTS + 1]]
             return [part for part in parts if part is not None]
     elif kind == "execution-denied":
         reason = output.get("reason")
