@@ -23,6 +23,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import blake3
+
 from tracehouse.collector.errors import Permanent, PipelineError, Retryable
 from tracehouse.collector.metrics import CollectorMetrics
 from tracehouse.collector.processing import Processed, merge, process_body
@@ -44,9 +46,21 @@ log = logging.getLogger(__name__)
 PARTS_MIN_BYTES = 256 << 10
 
 
-def _digest(body: bytes, tenant: str | None, kind: bytes = b"", key: bytes | None = None) -> bytes:
+def request_digest(body: bytes, tenant: str | None, kind: bytes = b"", key: bytes | None = None) -> bytes:
     """A request's digest; `kind` keeps the requests of one endpoint apart from another's (scores). With
-    encryption at rest it is keyed (`key`), so the spool does not confirm a guessed request body."""
+    encryption at rest it is keyed (`key`, 32 bytes), so the spool does not confirm a guessed request body.
+    BLAKE3: ~1 ms per 4.6 MB request where sha256 took ~4 (8 µs per LLM span of CPU)."""
+    digest = blake3.blake3(body, key=key) if key else blake3.blake3(body)
+    if tenant is not None:
+        digest.update(b"\0tenant:" + tenant.encode())
+    if kind:
+        digest.update(b"\0kind:" + kind)
+    return digest.digest(DIGEST_BYTES)
+
+
+def legacy_digest(body: bytes, tenant: str | None, kind: bytes = b"", key: bytes | None = None) -> bytes:
+    """The digest versions before BLAKE3 wrote (sha256, keyed blake2b): a spool they wrote still answers the
+    retry of a request it holds (Spool.legacy_digests)."""
     digest = hashlib.blake2b(body, key=key, digest_size=DIGEST_BYTES) if key else hashlib.sha256(body)
     if tenant is not None:
         digest.update(b"\0tenant:" + tenant.encode())
@@ -131,12 +145,15 @@ class Pipeline:
         try:
             digest = None
             if self._spool is not None and body:
-                # hashlib releases the GIL: a thread hashes while the loop serves other requests.
-                digest = await loop.run_in_executor(None, _digest, body, tenant, b"", self._digest_key)
+                # blake3 releases the GIL: a thread hashes while the loop serves other requests.
+                digest = await loop.run_in_executor(None, request_digest, body, tenant, b"", self._digest_key)
                 # An exporter that timed out retries the same body while the first is still processed.
                 while (original := self._pending.get(digest)) is not None:
                     await asyncio.shield(original)
                 seen = self._spool.lookup(digest)
+                if seen is None and self._spool.legacy_digests:
+                    legacy = await loop.run_in_executor(None, legacy_digest, body, tenant, b"", self._digest_key)
+                    seen = self._spool.lookup(legacy)
                 if seen is not None:  # a retry of a request already durable: answer, store nothing
                     await self._sync(seen)
                     self._metrics.duplicate_requests.inc()
@@ -181,7 +198,7 @@ class Pipeline:
         try:
             digest = None
             if self._spool is not None:
-                digest = _digest(body, tenant, table.encode(), self._digest_key)  # small bodies: on the loop
+                digest = request_digest(body, tenant, table.encode(), self._digest_key)  # small: on the loop
                 while (original := self._pending.get(digest)) is not None:
                     await asyncio.shield(original)
                 done = self._pending[digest] = loop.create_future()
@@ -191,6 +208,8 @@ class Pipeline:
                     self._pipeline_thread(), processor.process, body, tenant, time.time_ns()
                 )
                 seen = self._spool.lookup(digest) if self._spool is not None and digest is not None else None
+                if seen is None and self._spool is not None and self._spool.legacy_digests:
+                    seen = self._spool.lookup(legacy_digest(body, tenant, table.encode(), self._digest_key))
                 if seen is not None:
                     await self._sync(seen)
                     self._metrics.duplicate_requests.inc()

@@ -6,7 +6,9 @@ Layout of `<dir>`:
 - `<base>.seg`: segments named by the global byte offset of their first record;
 - `checkpoint`: the global offset up to which everything is in the store;
 - `intent`: the range and deduplication token of the insert in flight, so a crash between
-  insert and checkpoint replays exactly that insert with the same token (ClickHouse drops it).
+  insert and checkpoint replays exactly that insert with the same token (ClickHouse drops it);
+- `digests`: the request digest scheme and the offset from which records carry it (older records: an
+  older version's digests, still looked up for retries);
 
 A record is `length u32 | crc32 u32 | rows u32 | header-length u16 | header | rows payload`, the
 CRC covering rows and everything after the prefix; the header is the request digest (16 bytes),
@@ -61,6 +63,9 @@ _HEADER_LEN = struct.Struct("<H")
 _SEGMENT_SUFFIX = ".seg"
 DIGEST_BYTES = 16
 NO_DIGEST = bytes(DIGEST_BYTES)
+# The file in the spool directory that names the digest scheme and the offset its records start at.
+DIGESTS_FILE = "digests"
+DIGEST_SCHEME = "blake3"
 _KEPT_SEGMENTS = 2
 _MAX_DIGESTS = 200_000
 # Before the column names, for records of another table: `@<table>|` (a column name never starts with @).
@@ -187,6 +192,9 @@ class Spool:
         self.sync_failures = 0
         self.truncated_bytes = 0
         self.instance_id = ""
+        # Records before this offset carry the digests of an older version (see legacy_digests).
+        self._digests_since = 0
+        self.legacy_digests = False
 
     # --- opening and recovery --------------------------------------------------------------------
 
@@ -224,6 +232,23 @@ class Spool:
         self._disk_base, self._disk_end, self._disk_durable = last, valid_end, valid_end
         self._disk_broken = False
         self._drop_committed_segments()
+        self._load_digest_scheme()
+
+    def _load_digest_scheme(self) -> None:
+        """Where this version's request digests (pipeline.request_digest) start. A spool without the file was
+        written by an older version, with other digests: while records of it are remembered, a retry is
+        looked up by its older digest too (pipeline.legacy_digest), for as long as this process runs."""
+        path = self.directory / DIGESTS_FILE
+        try:
+            words = path.read_text().split()
+        except FileNotFoundError:
+            words = []
+        if len(words) == 2 and words[0] == DIGEST_SCHEME and words[1].isdigit():
+            self._digests_since = int(words[1])
+        else:
+            self._digests_since = self._written
+            _write_atomic(path, f"{DIGEST_SCHEME} {self._written}\n".encode())
+        self.legacy_digests = any(end <= self._digests_since for end in self._digests.values())
 
     def _load_instance_id(self) -> str:
         path = self.directory / "id"

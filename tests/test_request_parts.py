@@ -5,6 +5,7 @@ same body stores nothing, and the parts give what one process gives (the spans' 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -151,3 +152,37 @@ def test_workers_are_started_before_the_collector_is_ready(start_collector):
     which would otherwise wait for it: once collector.json is written, the forkserver and both workers run."""
     collector = start_collector("--workers", "2", migrated=True)
     assert len(_children(collector.proc.pid)) >= 3  # the forkserver and two workers, before any request
+
+
+def test_a_retry_of_a_request_spooled_by_an_older_version_is_answered_from_the_spool(start_collector, tmp_path):
+    """Versions before BLAKE3 digests wrote sha256 ones, and their spool has no `digests` file: a request it
+    holds, retried after the upgrade, is found by its older digest and stored once. Records written since
+    carry the new digest."""
+    from tracehouse.collector.pipeline import legacy_digest, request_digest
+    from tracehouse.collector.spool import DIGESTS_FILE, Spool
+
+    data = tmp_path / "data"
+    start_collector(data_dir=data, migrated=True).stop()
+    body, _ = _request(random.Random(9), "upgrade")
+    older, _ = _request(random.Random(10), "upgrade")  # a second request, spooled by the old version too
+    spool = Spool(data / "spool", budget_bytes=1 << 30)
+    spool.open()
+    for request in (body, older):  # as the old version spooled them: its digest, no digests file
+        processed = process_body(default_stages(Config()), request, False, None)
+        end = spool.append(processed.header, processed.payload, processed.rows, legacy_digest(request, None))
+    asyncio.run(spool.sync(end))
+    spool.close()
+    (data / "spool" / DIGESTS_FILE).unlink()
+
+    collector = start_collector(data_dir=data)
+    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+        again = ExportTraceServiceResponse.FromString(channel.unary_unary(EXPORT)(body, timeout=60))
+    assert again.partial_success.rejected_spans == 0  # answered from the spool: nothing was processed
+    wait_drained(data)
+    rows = sql_rows(
+        data, "SELECT count() AS n, uniqExact(SpanId) AS spans FROM otel_traces WHERE ServiceName = 'upgrade'"
+    )
+    assert rows == [{"n": 2 * TRACES * SPANS_PER_TRACE, "spans": 2 * TRACES * SPANS_PER_TRACE}]
+    # The collector wrote the file: records from the older ones' end on carry BLAKE3 digests.
+    assert (data / "spool" / DIGESTS_FILE).read_text().split()[0] == "blake3"
+    assert request_digest(body, None) != legacy_digest(body, None)
