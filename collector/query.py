@@ -1116,12 +1116,15 @@ class _RequestOptions:
             row_limit = min(row_limit, max_rows + 1) if row_limit is not None else max_rows + 1
         result_bytes = _setting_number(request, "max_result_bytes", limits.max_result_bytes)
         seconds = _setting_number(request, "max_execution_time", limits.max_execution_seconds)
+        query_id = request.query.get("query_id", "")[:200]
+        if not query_id.isprintable():  # it goes back in a response header: no line breaks, no control bytes
+            raise _HttpRefusal(400, 36, "query_id: printable characters only")
         return cls(
             fmt=fmt,
             revision=int(revision_text),
             compress=_flag(request, "compress"),
             http_compression=_flag(request, "enable_http_compression"),
-            query_id=request.query.get("query_id", "")[:200],
+            query_id=query_id,
             row_limit=row_limit,
             max_rows=max_rows,
             max_bytes=int(result_bytes)
@@ -1388,8 +1391,8 @@ class QueryEndpoint:
         if not_sql is not None:
             return await self._refuse_data(sql, not_sql)
         values = {name[len("param_") :]: value for name, value in request.query.items() if name.startswith("param_")}
-        try:
-            sql = bind_parameters(sql, values)
+        try:  # a long query's binding is a loop over its text: not on the loop the receivers share
+            sql = await asyncio.to_thread(bind_parameters, sql, values) if "{" in sql else sql
         except QueryRefused as exc:
             return _ch_error(400, exc.code, str(exc))
         tag = uuid.uuid4().hex
@@ -1466,8 +1469,11 @@ class QueryEndpoint:
 
 
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^{}]+?)\s*\}")
+# One way to match each placeholder (the type's spaces are stripped after): a lazy type between optional
+# spaces backtracked cubically on `{a:` and a run of spaces, and the binding runs on the event loop.
+_PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:([^{}]*)\}")
 _QUOTES = "'\"`"
+_SPECIAL = re.compile(r"['\"`{#]|--|/\*")
 
 
 def bind_parameters(sql: str, values: Mapping[str, str]) -> str:
@@ -1510,11 +1516,14 @@ def bind_parameters(sql: str, values: Mapping[str, str]) -> str:
             i = j
             continue
         match = _PLACEHOLDER.match(sql, i) if char == "{" else None
-        if match is None:
-            out.append(char)
-            i += 1
+        kind = match.group(2).strip() if match is not None else ""
+        if not kind:  # ordinary text up to the next quote, comment or brace, in one piece
+            found = _SPECIAL.search(sql, i + 1)
+            j = n if found is None else found.start()
+            out.append(sql[i:j])
+            i = j
             continue
-        name, kind = match.group(1), match.group(2)
+        name = match.group(1)
         if name not in values:
             raise QueryRefused(f"Substitution `{name}` is not set: pass param_{name} (UNKNOWN_QUERY_PARAMETER)", 456)
         value = values[name]

@@ -65,6 +65,38 @@ def test_clients_bind_typed_parameters_on_the_read_endpoint(start_collector):
     assert status == 400 and "not a parameter name" in body
     status, body = _raw(collector, "SELECT '{u:String}' AS literal, {v:Int8} AS v", v="-3")
     assert status == 200 and body == "{u:String}\t-3\n"
+    # A query_id goes back in a header: one with a line break is refused (it dropped the connection).
+    query = urllib.parse.urlencode({"query": "SELECT 1", "query_id": "a\r\nX-Evil: 1"})
+    request = urllib.request.Request(
+        collector.info["query_url"] + "?" + query, headers={"X-ClickHouse-Key": collector.info["query_key"]}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400 and "query_id: printable characters only" in refused.value.read().decode()
+    status, body = _raw(collector, "SELECT {v: Int8 } AS v", v="-3")  # spaces around the type, as ClickHouse
+    assert status == 200 and body == "-3\n"
+
+
+def test_a_query_that_only_looks_like_placeholders_is_answered_at_once(start_collector):
+    """`{a:` and a run of spaces with no closing brace made the placeholder pattern backtrack cubically, on the
+    event loop the receivers share (3 KB stalled /healthz for 18 s): now it is read once and the query's
+    own error comes back, while the collector keeps serving."""
+    collector = start_collector()
+
+    def posted(sql: str) -> tuple[int, str]:  # in the body: a URL holds at most 8 KB
+        request = urllib.request.Request(
+            collector.info["query_url"], data=sql.encode(), headers={"X-ClickHouse-Key": collector.info["query_key"]}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # within 30 s, or the test fails
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    status, body = posted("SELECT {a:" + " " * 50_000)
+    assert status == 400 and "Code: 62" in body, body[:300]  # the engine's syntax error, no placeholder bound
+    status, body = posted("SELECT 1 -- " + "{" * 200_000)
+    assert status == 200 and body == "1\n", body[:300]
 
 
 def test_binding_skips_literals_quoted_names_and_comments():
