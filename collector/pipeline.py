@@ -105,6 +105,7 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
+        self._restarting: asyncio.Future[None] | None = None  # a restart of the workers after one died
         self._row_processors: dict[str, ScoreProcessor | ReviewProcessor] = {
             SCORES_TABLE: scores or ScoreProcessor(),
             REVIEWS_TABLE: reviews or ReviewProcessor(),
@@ -253,6 +254,7 @@ class Pipeline:
                 self._pipeline_thread(), process_body, self._stages, body, is_json, tenant
             )
         workers = self._workers
+        generation = workers.generation
         try:
             parts = workers.count if len(body) >= PARTS_MIN_BYTES and not is_json else 1
             if parts == 1:
@@ -269,8 +271,18 @@ class Pipeline:
             log.debug("the parts of a request differ in their columns; processed whole")
             return await asyncio.wrap_future(workers.submit(body, is_json, tenant))
         except BrokenProcessPool:
-            log.error("a pipeline worker process died; the request is refused for a retry")
+            log.error("a pipeline worker process died; the request is refused for a retry, the workers restarted")
+            if self._restarting is None or self._restarting.done():  # one restart at a time, once per death
+                self._restarting = loop.run_in_executor(None, self._restart_workers, workers, generation)
             raise Retryable("a pipeline worker died; retry", retry_after_seconds=1) from None
+
+    @staticmethod
+    def _restart_workers(workers: WorkerPool[Processed], generation: int) -> None:
+        try:
+            if workers.restart(generation):
+                log.warning("pipeline workers restarted")
+        except Exception:  # noqa: BLE001 - the next death tries again; the collector keeps answering 503
+            log.exception("pipeline workers could not be restarted")
 
     def _count(self, processed: Processed) -> None:
         self._metrics.spans_received.inc(processed.rows + processed.rejected)

@@ -71,13 +71,29 @@ class WorkerPool(Generic[R]):
         build_args: Sequence[Any] = (),
     ) -> None:
         self.count = count
-        context = multiprocessing.get_context("forkserver")
-        self._executor = ProcessPoolExecutor(
-            max_workers=count,
-            mp_context=context,
-            initializer=_initialize,
-            initargs=(os.getpid(), function, build, tuple(build_args)),
+        self._context = multiprocessing.get_context("forkserver")
+        self._initargs = (os.getpid(), function, build, tuple(build_args))
+        self._executor = self._new_executor()
+        self._lock = threading.Lock()
+        self.generation = 0  # bumped by every restart
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.count, mp_context=self._context, initializer=_initialize, initargs=self._initargs
         )
+
+    def restart(self, broken: int) -> bool:
+        """A worker of generation `broken` died, which breaks the whole executor (every later submit raises
+        BrokenProcessPool): a new one takes its place, its workers started. Once per generation, whoever of
+        the requests that saw it die comes first; False for the others."""
+        with self._lock:
+            if self.generation != broken:
+                return False
+            old, self._executor = self._executor, self._new_executor()
+            self.generation += 1
+        old.shutdown(wait=False, cancel_futures=True)
+        self.start()
+        return True
 
     def start(self, timeout: float = 120) -> None:
         """Start every worker now (each builds its stages, ~1 s): the executor would start them on the first

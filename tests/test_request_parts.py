@@ -186,3 +186,53 @@ def test_a_retry_of_a_request_spooled_by_an_older_version_is_answered_from_the_s
     # The collector wrote the file: records from the older ones' end on carry BLAKE3 digests.
     assert (data / "spool" / DIGESTS_FILE).read_text().split()[0] == "blake3"
     assert request_digest(body, None) != legacy_digest(body, None)
+
+
+def test_a_dead_worker_is_replaced_and_ingestion_goes_on(start_collector):
+    """A worker killed (the OOM killer, a crash in a C library) breaks the whole process pool: every request
+    was refused with 503 until a restart of the collector. Now the request that saw it die is refused for a
+    retry, a new pool takes over, and the retry is stored once."""
+    import os
+    import signal
+    import time
+
+    collector = start_collector("--workers", "2", migrated=True)
+    forkserver = [pid for pid in _children(collector.proc.pid) if pid in _direct(collector.proc.pid)]
+    workers = [pid for pid in _children(collector.proc.pid) if pid not in forkserver]
+    assert len(workers) >= 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    bodies = [_request(random.Random(20 + n), "after-a-worker-died")[0] for n in range(3)]
+    refused = 0
+    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+        export = channel.unary_unary(EXPORT)
+        for body in bodies:
+            for _ in range(120):  # an exporter's retries, 0.5 s apart
+                try:
+                    export(body, timeout=60)
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    refused += 1
+                    time.sleep(0.5)
+            else:
+                raise AssertionError("still refused after a minute of retries: the pool was not replaced")
+    assert refused >= 1  # the death was seen, and answered with a retryable status
+    wait_drained(collector.data_dir)
+    rows = sql_rows(
+        collector.data_dir,
+        "SELECT count() AS n, uniqExact(SpanId) AS spans FROM otel_traces WHERE ServiceName = 'after-a-worker-died'",
+    )
+    assert rows == [{"n": 3 * TRACES * SPANS_PER_TRACE, "spans": 3 * TRACES * SPANS_PER_TRACE}]
+    assert "pipeline workers restarted" in collector.log()
+    assert set(_children(collector.proc.pid)) - set(workers) - set(forkserver)  # new worker processes
+
+
+def _direct(pid: int) -> set[int]:
+    """The process's own children."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return children
