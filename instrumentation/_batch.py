@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from openinference.instrumentation import (
     get_input_attributes,
@@ -203,12 +203,24 @@ def _read_collected(batch_id: str) -> dict[str, str]:
     return collected
 
 
+# Requests collected between two exports of their spans (each export is a flush of the app's span processor).
+_RECORD_EVERY = 64
+
+
+def _private_append(path: Path) -> IO[str]:
+    """A state file opened for appending, readable by its owner only (as the state file itself is), whatever
+    the umask and whether the directory was made by tracehouse or was there before."""
+    handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
+    os.chmod(path, 0o600)  # one written before this version (umask: 0644)
+    return handle
+
+
 @contextlib.contextmanager
 def _collect_lock(batch_id: str) -> Iterator[None]:
     """One collect of a batch at a time on this machine (two workers would emit every span twice)."""
     path = state_path(batch_id).with_suffix(".lock")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with path.open("a") as handle:
+    with _private_append(path) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -648,12 +660,25 @@ def collect(
                 bodies = adapter.request_bodies(client, batch_id)
         prompts = _submitted_prompts.get(batch_id) or {r.custom_id: r.prompt for r in requests or () if r.prompt}
         emitter = _Emitter(batch_id, state, adapter, _tracer(tracer_provider), handler, bodies, prompts)
-        with _collected_path(batch_id).open("a") as log:
-            for result in fresh:
-                outcome = emitter.emit(result)
-                summary.counts[outcome] += 1
-                summary.outcomes[result.custom_id] = outcome
-                log.write(json.dumps({"custom_id": result.custom_id, "outcome": outcome}) + "\n")
+        spans = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        with _private_append(_collected_path(batch_id)) as log:
+            for start in range(0, len(fresh), _RECORD_EVERY):
+                lines = []
+                for result in fresh[start : start + _RECORD_EVERY]:
+                    outcome = emitter.emit(result)
+                    summary.counts[outcome] += 1
+                    summary.outcomes[result.custom_id] = outcome
+                    lines.append(json.dumps({"custom_id": result.custom_id, "outcome": outcome}) + "\n")
+                # Recorded once their spans left the process: a record ahead of the export lost the spans of a
+                # crash in between for good (a second collect skips what is recorded). A crash now runs those
+                # handlers again (at least once, as documented) and emits their spans again.
+                flush = getattr(spans, "force_flush", None)
+                if flush is not None and flush() is False:
+                    raise BatchError(
+                        f"batch {batch_id}: the spans of {len(lines)} request(s) could not be exported; nothing "
+                        "recorded for them: collect again"
+                    )
+                log.write("".join(lines))
                 log.flush()
     return summary
 

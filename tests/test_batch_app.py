@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_process import CollectorProcess, sql_rows
+from collector_process import CollectorProcess, sql_rows, wait_drained
 from fake_batch_provider import (
     ANTHROPIC_RESPONSE_MODEL,
     CANCELED,
@@ -448,6 +448,8 @@ def test_anthropic_batches_the_same_way_with_cache_writes_and_provider_states(ru
 def test_the_state_file_holds_ids_not_content(run: Run) -> None:
     path = run.state_dir / f"{run.openai.batch_id}.json"
     assert path == run.openai.state_path and oct(path.stat().st_mode & 0o777) == "0o600"
+    for beside in (path.with_suffix(".collected"), path.with_suffix(".lock")):  # owner only, as the state file
+        assert oct(beside.stat().st_mode & 0o777) == "0o600", beside
     text = path.read_text()
     for custom_id in OPENAI_IDS:
         assert _question(custom_id) not in text and "ticket" not in text.lower()
@@ -929,6 +931,63 @@ def _worker(provider_name: str, base_url: str, batch_id: str) -> None:
     print(json.dumps({"summary": _summary_json(summary), "handled": handled, "sdk_texts": sdk_texts}))
 
 
+def _crashing_worker(base_url: str, batch_id: str) -> None:
+    """A worker whose process dies in the third request's handler, its spans still in the SDK's batch
+    processor (tracehouse's setup(): exported every 5 s)."""
+    import openai
+
+    from tracehouse.instrumentation import setup
+
+    setup(service_name=WORKER, instrument=[])
+    client = openai.OpenAI(base_url=base_url, api_key="sk-fake", max_retries=0)
+    handled: list[str] = []
+
+    def handle(result: batch.BatchResult) -> None:
+        handled.append(result.custom_id)
+        if len(handled) == 3:
+            os._exit(3)  # killed: no shutdown, no flush
+
+    batch.collect(client, batch_id, handle)
+
+
+def test_a_worker_that_dies_mid_collect_loses_no_requests_span(tmp_path: Path, collector: CollectorProcess) -> None:
+    """The record of a collected request was written before the SDK exported its span: a worker that died
+    then lost those spans for good (the next collect skipped them). Now a request is recorded once its span
+    left the process; the next collect emits every other one again (and runs their handlers again)."""
+    import openai
+
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.grpc_endpoint, batch.STATE_DIR_ENV: str(tmp_path / "state")}
+    ids = [f"crash-{n}" for n in range(5)]
+    with FakeBatchProvider() as fake:
+        os.environ[batch.STATE_DIR_ENV] = env[batch.STATE_DIR_ENV]
+        try:
+            client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+            requests = [
+                batch.request(i, model="gpt-4o-mini", messages=[{"role": "user", "content": _question(i)}]) for i in ids
+            ]
+            submitted = batch.submit(client, requests, purpose="crash-test", tracer_provider=_silent())
+        finally:
+            os.environ.pop(batch.STATE_DIR_ENV, None)
+        died = subprocess.run(
+            [sys.executable, __file__, "collect-crash", fake.openai_base_url, submitted.batch_id],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **env},
+        )
+        assert died.returncode == 3, died.stderr
+        again = _collect_process(env, "openai", fake.openai_base_url, submitted.batch_id)
+    assert again["summary"]["already_collected"] == 0 and again["summary"]["emitted"] == len(ids)
+    wait_drained(collector.data_dir)
+    stored = sql_rows(
+        collector.data_dir,
+        f"SELECT DISTINCT batch_custom_id AS id FROM llm_calls WHERE batch_id = '{submitted.batch_id}' ORDER BY id",
+    )
+    assert [row["id"] for row in stored] == ids
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
         _worker(*sys.argv[2:5])
+    elif sys.argv[1] == "collect-crash":
+        _crashing_worker(*sys.argv[2:4])
