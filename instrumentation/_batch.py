@@ -25,7 +25,7 @@ summary = batch.collect(client, submitted.batch_id, handle)                # one
   `$XDG_STATE_HOME/tracehouse/batches`, else `~/.local/state/tracehouse/batches`), holding ids only: custom ids,
   models, trace and span ids, purpose, submission time, prompt name and version. No prompt or message content
   touches that disk. `<batch_id>.collected` beside it lists the requests already collected (one JSON line
-  each, appended as they are handled), so a second collect emits nothing twice.
+  each, appended once their spans are exported), so a second collect emits nothing twice.
 """
 
 from __future__ import annotations
