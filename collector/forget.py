@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracehouse.instrumentation.attributes import REPLAY_OF
+
 if TYPE_CHECKING:
     from aiohttp import web
     from clickhouse_connect.driver.client import Client
@@ -177,15 +179,32 @@ def _existing(client: Client) -> list[ErasableTable]:
 
 
 def find_traces(client: Client, subject: Subject, forms: list[str]) -> list[str]:
+    """The subject's traces, and the traces of the replays of their calls (`tracehouse replay` writes a call's
+    replay into a trace of its own, with the call's messages and no user: replays of replays too)."""
     if subject.kind == "trace":
-        return [subject.value]
-    column = _SUBJECT_COLUMNS[subject.kind]
-    sql = f"SELECT DISTINCT TraceId FROM otel_traces WHERE {column} IN %(forms)s"
-    parameters: dict[str, Any] = {"forms": tuple(forms)}
-    if subject.tenant:
-        sql += " AND TenantId = %(tenant)s"
-        parameters["tenant"] = subject.tenant
-    return sorted(row[0] for row in client.query(sql, parameters=parameters).result_rows)
+        found = {subject.value}
+    else:
+        column = _SUBJECT_COLUMNS[subject.kind]
+        sql = f"SELECT DISTINCT TraceId FROM otel_traces WHERE {column} IN %(forms)s"
+        parameters: dict[str, Any] = {"forms": tuple(forms)}
+        if subject.tenant:
+            sql += " AND TenantId = %(tenant)s"
+            parameters["tenant"] = subject.tenant
+        found = {row[0] for row in client.query(sql, parameters=parameters).result_rows}
+    new = set(found)
+    while new:
+        replays = {
+            row[0]
+            for chunk in _chunks(sorted(new))
+            for row in client.query(
+                f"SELECT DISTINCT TraceId FROM otel_traces WHERE SpanAttributes['{REPLAY_OF}'] IN"
+                " (SELECT SpanId FROM otel_traces WHERE TraceId IN %(traces)s)",
+                parameters={"traces": chunk},
+            ).result_rows
+        }
+        new = replays - found
+        found |= new
+    return sorted(found)
 
 
 def _authored(client: Client, table: ErasableTable, subject: Subject, forms: list[str]) -> list[str]:

@@ -37,11 +37,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tracehouse.collector.config import add_flags
 from tracehouse.collector.stages.normalize.messages import SYSTEM_ROLES
+from tracehouse.instrumentation import attributes
 
 if TYPE_CHECKING:
     from tracehouse.collector.config import Config
 
-REPLAY_OF = "tracehouse.replay_of"
+REPLAY_OF = attributes.REPLAY_OF
 PROVIDERS = ("openai", "anthropic")
 DEFAULT_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 ENDPOINT_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}

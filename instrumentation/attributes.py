@@ -9,6 +9,8 @@ USER = "tracehouse.user"
 SESSION = "tracehouse.session"
 TENANT = "tracehouse.tenant"  # what the app claims; a collector with API keys stores the key's tenant
 FEATURE = "tracehouse.feature"
+# On the span `tracehouse replay` writes: the span id of the call it replayed (llm_calls.replay_of).
+REPLAY_OF = "tracehouse.replay_of"
 # OpenInference has no attribute for a prompt template's name: ours sits beside its llm.prompt_template.*.
 PROMPT_TEMPLATE_NAME = "llm.prompt_template.name"
 

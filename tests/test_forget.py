@@ -181,6 +181,60 @@ def test_forget_a_user_through_the_running_collector(start_collector, tmp_path):
     assert len(sql_rows(data, "SELECT ErasureId FROM erasures")) == 2  # dry runs are not recorded
 
 
+def _replay(endpoint: str, of: str, text: str) -> str:
+    """A span as `tracehouse replay` writes one (tests/test_replay.py drives the command): a trace of its own,
+    the replayed call's span id in tracehouse.replay_of, its messages, no user. Its trace id."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from tracehouse.instrumentation.attributes import REPLAY_OF
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "forget-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint + "/v1/traces")))
+    with provider.get_tracer("replay").start_as_current_span("ChatCompletion") as span:
+        span.set_attributes(
+            {
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4.1-mini",
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.content": text,
+                REPLAY_OF: of,
+            }
+        )
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return trace_id
+
+
+def test_forget_a_user_takes_the_replays_of_their_calls_too(start_collector, tmp_path):
+    """A replay holds the call's messages in a trace of its own, without the user: forget follows
+    tracehouse.replay_of (a replay of a replay too) and leaves the other users' replays."""
+    data = tmp_path / "data"
+    collector = start_collector(migrated=True)
+    traces = _send(collector.http_endpoint)
+    wait_drained(data)
+    calls = {
+        row["user"]: row["id"]
+        for row in sql_rows(data, "SELECT user_id AS user, id FROM llm_calls WHERE service = 'forget-app'")
+    }
+    replay = _replay(collector.http_endpoint, calls["alice"], USERS["alice"])
+    wait_drained(data)
+    (replayed,) = sql_rows(data, f"SELECT SpanId FROM otel_traces WHERE TraceId = '{replay}'")
+    again = _replay(collector.http_endpoint, replayed["SpanId"], USERS["alice"])
+    bobs = _replay(collector.http_endpoint, calls["bob"], USERS["bob"])
+    wait_drained(data)
+    done = forget(data, "--user", "alice")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "forget user: 3 trace(s)"
+    left = {
+        row["TraceId"]
+        for row in sql_rows(data, "SELECT DISTINCT TraceId FROM otel_traces WHERE ServiceName = 'forget-app'")
+    }
+    assert left == {traces["bob"], bobs} and not {traces["alice"], replay, again} & left
+
+
 def test_forget_without_a_collector_drains_the_spool_left_behind_and_finds_hashed_ids(tmp_path):
     data = tmp_path / "data"
     config = tmp_path / "tracehouse.toml"
