@@ -197,8 +197,10 @@ def find_traces(client: Client, subject: Subject, forms: list[str]) -> list[str]
             row[0]
             for chunk in _chunks(sorted(new))
             for row in client.query(
-                f"SELECT DISTINCT TraceId FROM otel_traces WHERE SpanAttributes['{REPLAY_OF}'] IN"
-                " (SELECT SpanId FROM otel_traces WHERE TraceId IN %(traces)s)",
+                # mapContains first: the key's bloom filter (idx_span_attr_key) skips the granules without a
+                # replay, so the map column, the prompts' raw copies, is read only where replays are.
+                f"SELECT DISTINCT TraceId FROM otel_traces WHERE mapContains(SpanAttributes, '{REPLAY_OF}')"
+                f" AND SpanAttributes['{REPLAY_OF}'] IN (SELECT SpanId FROM otel_traces WHERE TraceId IN %(traces)s)",
                 parameters={"traces": chunk},
             ).result_rows
         }

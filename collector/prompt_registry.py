@@ -133,10 +133,10 @@ def check_rows(table: str, rows: Any, redactor: Redactor | None = None) -> list[
 def _check_redacted(where: str, table: str, row: dict[str, Any], redactor: Redactor) -> None:
     for column in SCANNED[table]:
         for text in row[column] if isinstance(row[column], list) else (row[column],):
-            found = redactor.redact_text(text)[1] if text else None
+            found = redactor.kinds_in(text)
             if found:
                 raise RowsRefused(
-                    f"{where}.{column}: holds what redaction removes ({', '.join(sorted(found))}); the registry"
+                    f"{where}.{column}: holds what redaction removes ({found}); the registry"
                     " stores a prompt as written and serves it back, so it is refused (a value meant to be there"
                     " goes in [redaction] allow)"
                 )

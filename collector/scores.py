@@ -216,13 +216,11 @@ class ScoreProcessor(JsonRowsProcessor):
 def checked_identifier(value: str, field: str, where: str, redactor: Redactor | None) -> str:
     """An identifier, refused when the redactor finds something in it (see the module's docstring). The
     message names the kinds found, never the value."""
-    if value and redactor is not None:
-        _, found = redactor.redact_text(value)
-        if found:
-            raise Invalid(
-                f"{where}{field}: holds what redaction removes ({', '.join(sorted(found))}); an identifier is"
-                " stored as sent, so it is refused"
-            )
+    found = redactor.kinds_in(value) if redactor is not None else ""
+    if found:
+        raise Invalid(
+            f"{where}{field}: holds what redaction removes ({found}); an identifier is stored as sent, so it is refused"
+        )
     return value
 
 

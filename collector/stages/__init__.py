@@ -31,7 +31,7 @@ def default_stages(config: Config) -> list[Stage]:
 
     redactor = redact.build(config)
     # A value normalization cuts is redacted whole first: redaction, last, would see only what the cut left.
-    before_cut = (lambda text: redactor.redact_text(text)[0]) if config.redaction.enabled and redactor else None
+    before_cut = redactor.redacted if config.redaction.enabled and redactor is not None else None
     built = [
         normalize.build(config, before_cut),
         *(stage.build(config) for stage in (price, sample, content_copies)),

@@ -16,7 +16,7 @@ import orjson
 from tracehouse.collector.stages.normalize import limits
 
 # What a value goes through before normalization cuts it: the redactor's scan of the whole value, set by the
-# stage (stage.Normalize) when redaction is on. Redaction runs last, on the row, and sees only what is left
+# stage (stage.RedactedCuts) when redaction is on. Redaction runs last, on the row, and sees only what is left
 # after a cut: a secret across the cut would keep its first characters there, which no detector recognizes.
 BEFORE_CUT: ContextVar[Callable[[str], str] | None] = ContextVar("before_cut", default=None)
 

@@ -169,6 +169,14 @@ class Redactor:
         result = self._scanner.scan(text)
         return (text, {}) if result is None else result
 
+    def redacted(self, text: str) -> str:
+        return self.redact_text(text)[0]
+
+    def kinds_in(self, text: str) -> str:
+        """What redact_text would replace in `text`, its kinds comma-separated ('' for nothing): for messages
+        that refuse a value without showing it."""
+        return ", ".join(sorted(self.redact_text(text)[1])) if text else ""
+
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         return _Run(self, batch).run()
 
