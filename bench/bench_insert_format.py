@@ -12,6 +12,8 @@ with its own deduplication token (as the drainer sends). Formats:
 - native: Native blocks encoded here column-wise (array('Q') for numbers, length-prefixed strings joined once),
   LowCardinality columns declared as String and maps as Map(String, ...), converted by ClickHouse on insert;
 - native-cc: Native from clickhouse-connect's own serializer (`insert(..., column_oriented=True)`'s transform);
+- native-rust: Native from clickhouse-connect's compiled (Rust) encoder, clickhouse-connect-core, when installed
+  (not a dependency: `--formats json,native-rust` after `pip install "clickhouse-connect[rust]"`);
 - arrow: pyarrow arrays from the columns, one Arrow IPC stream per insert (ArrowStream; streams do not
   concatenate as bytes, so the records' tables are concatenated and written as one stream, counted in encode).
 First, every format inserts the same rows into an empty table and must read back exactly what json stored.
@@ -206,6 +208,25 @@ def _cc_encoder(types: dict[str, str]) -> Callable[[SpanBatch, dict[str, str]], 
     return encode
 
 
+def _rust_encoder(types: dict[str, str]) -> Callable[[SpanBatch, dict[str, str]], tuple[bytes, bytes]]:
+    """clickhouse-connect's compiled Native encoder (clickhouse-connect-core, `native_codec="rust"`): its private
+    `_ch_core.encode_native_block`, as the driver's own insert path calls it, since the driver ignores the codec for
+    chDB clients. Not a dependency of the project: `pip install "clickhouse-connect[rust]"` to measure it."""
+    try:
+        import _ch_core
+    except ImportError:
+        raise SystemExit('native-rust needs clickhouse-connect-core: pip install "clickhouse-connect[rust]"') from None
+
+    def encode(batch: SpanBatch, _types: dict[str, str]) -> tuple[bytes, bytes]:
+        names = list(batch.columns)
+        data = list(batch.columns.values())
+        return ",".join(names).encode(), _ch_core.encode_native_block(
+            names, [types[n] for n in names], data, len(batch), None
+        )
+
+    return encode
+
+
 # --- Arrow ---------------------------------------------------------------------------------------------------
 
 
@@ -304,6 +325,8 @@ def main() -> None:
             "native-cc": (_cc_encoder(types), lambda parts: b"".join(p[1] for p in parts), "Native"),
             "arrow": (arrow_encode, arrow_join, "ArrowStream"),
         }
+        if "native-rust" in args.formats.split(","):
+            formats["native-rust"] = (_rust_encoder(types), lambda parts: b"".join(p[1] for p in parts), "Native")
         chosen = args.formats.split(",")
         _check_same_rows(client, {fmt: formats[fmt] for fmt in chosen}, batches[0], types)
         figures = ("encode_cpu", "insert_cpu", "insert", "parse_cpu")
