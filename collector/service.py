@@ -155,7 +155,9 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         running.callback(lock.close)
     metrics = CollectorMetrics()
     fault_file = Path(config.fault_store_unavailable_file) if config.fault_store_unavailable_file else None
-    trace_store = TraceStore(config.store_url, fault_file, cluster=config.cluster, retention=config.retention)
+    trace_store = TraceStore(
+        config.store_url, fault_file, cluster=config.cluster, retention=config.retention, metrics=metrics
+    )
     running.callback(trace_store.close)
     try:
         await asyncio.to_thread(trace_store.ensure_ready)

@@ -39,10 +39,14 @@ log = logging.getLogger(__name__)
 
 TRACES_TABLE = "otel_traces"
 
-# ClickHouse error codes that mean the data itself is wrong: retrying cannot help.
+# ClickHouse error codes that mean the data itself is wrong: retrying cannot help. 395 is throwIf() and 469 a
+# CHECK constraint, both a table's or a view's own rule refusing rows.
 PERMANENT_ERROR_CODES = frozenset(
-    {6, 9, 16, 25, 26, 27, 38, 41, 53, 69, 70, 72, 117, 130, 321, 349, 376, 407, 441, 467}
+    {6, 9, 16, 25, 26, 27, 38, 41, 53, 69, 70, 72, 117, 130, 321, 349, 376, 395, 407, 441, 467, 469}
 )
+# How ClickHouse names a materialized view that failed on an insert. By then the table's own part is written:
+# inserting the rows again, in halves under new tokens, would store them twice.
+_VIEW_FAILED = "while pushing to view"
 
 
 # Spans of one batch may fall on any number of days (a backfill, clocks off by years); the table is
@@ -57,6 +61,10 @@ class StoreUnavailable(Exception):
 
 class BatchRejected(Exception):
     """The store refuses these rows as invalid; retrying cannot help."""
+
+
+class _ViewRejected(BatchRejected):
+    """A materialized view refused rows that its table took."""
 
 
 class TraceStore:
@@ -74,8 +82,10 @@ class TraceStore:
         table: str = TRACES_TABLE,
         cluster: str = "",
         retention: RetentionSettings | None = None,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self._url = url
+        self._metrics = metrics
         self._cluster = cluster
         self._retention = retention
         self._fault_file = fault_file
@@ -104,8 +114,19 @@ class TraceStore:
         `payload` is the rows or a list of pieces of them (records, requests), sent as they are: a joined copy
         would be one more insert's worth of memory (64 MiB by default), and the HTTP client makes another to put
         the INSERT statement in front of bytes, not of pieces (it streams them)."""
-        client = self.ensure_ready()
         settings = dict(_INSERT_SETTINGS, insert_deduplication_token=token) if token else _INSERT_SETTINGS
+        try:
+            self._raw_insert(header, payload, settings, table)
+        except _ViewRejected as exc:
+            # A view refused rows the table took. The same insert again, same token (ClickHouse drops the blocks
+            # it has, and with them their views' inserts), with view errors ignored: every row in the table once.
+            self._raw_insert(header, payload, dict(settings, materialized_views_ignore_errors=1), table)
+            if self._metrics is not None:
+                self._metrics.insert_failures.labels("view").inc()
+            log.error("stored, but a materialized view refused these rows and misses them: %s", str(exc)[:500])
+
+    def _raw_insert(self, header: bytes, payload: bytes | list[bytes], settings: dict, table: str) -> None:
+        client = self.ensure_ready()
         try:
             client.raw_insert(
                 table or self._table,
@@ -117,7 +138,8 @@ class TraceStore:
         except DatabaseError as exc:
             code = getattr(exc, "code", None) or _error_code(str(exc))
             if code in PERMANENT_ERROR_CODES:
-                raise BatchRejected(str(exc).splitlines()[0][:2000]) from exc
+                refused = _ViewRejected if _VIEW_FAILED in str(exc) else BatchRejected
+                raise refused(str(exc).splitlines()[0][:2000]) from exc
             self._drop_connection()
             raise StoreUnavailable(str(exc).splitlines()[0][:500]) from exc
         except (ClickHouseError, OSError) as exc:

@@ -8,6 +8,8 @@ import asyncio
 import json
 import math
 import random
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from collector_process import CollectorProcess, sql_rows, wait_drained
+from collector_process import CollectorProcess, seed_store, sql_rows, wait_drained
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -448,6 +450,83 @@ def test_poison_rows_are_bisected_out_in_few_inserts_and_a_kill_mid_bisection_st
     assert attempts <= bound, f"{attempts} inserts to isolate {len(POISON)} bad rows"
     assert metrics["tracehouse_dead_lettered_rows_total"] == len(POISON)
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in (data_dir / "spool").glob("*.seg"))
+
+
+def _run_ddl(data_dir: Path, *statements: str) -> None:
+    """DDL on a stopped collector's store, in an interpreter of its own (chDB opens one store per process)."""
+    code = (
+        "import sys; from pathlib import Path; from tracehouse.collector import store; "
+        "from tracehouse.collector.config import Config; "
+        "client = store.connect(Config(data_dir=Path(sys.argv[1])).store_url)\n"
+        "for statement in sys.argv[2:]: client.command(statement)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(data_dir), *statements], check=True, timeout=120)
+
+
+def _spool_named_records(data_dir: Path, service: str, records: int, poison: set[int]) -> tuple[set[str], set[str]]:
+    """Records put straight into a stopped collector's spool, every row valid for otel_traces itself; in each
+    record of `poison`, row 2 is named `poison`, which a rule added to the store refuses."""
+    spool = Spool(data_dir / "spool", budget_bytes=1 << 30)
+    spool.open()
+    good, bad = set(), set()
+    end = 0
+    for r in range(records):
+        rows = []
+        for k in range(ROWS_PER_RECORD):
+            span_id = f"{r:08x}{k:08x}"
+            poisoned = r in poison and k == 2
+            (bad if poisoned else good).add(span_id)
+            rows.append(dict(_row(span_id, service, T0 + r, 5), SpanName="poison" if poisoned else "op"))
+        columns = {name: [row[name] for row in rows] for name in OTEL_COLUMNS}
+        end = spool.append(*encode_rows(SpanBatch(columns)), ROWS_PER_RECORD, r.to_bytes(16, "big"))
+    asyncio.run(spool.sync(end))
+    spool.close()
+    return good, bad
+
+
+def test_a_view_that_fails_on_stored_rows_stores_each_span_once_and_drains_on(tmp_path, store_template):
+    # A materialized view of the user's own that throws on some rows: ClickHouse has written otel_traces' part
+    # when the view fails, so re-inserting the rows (bisection's halves under new tokens) would store them twice.
+    data_dir = tmp_path / "data"
+    seed_store(data_dir, store_template)
+    _run_ddl(
+        data_dir,
+        "CREATE TABLE user_names (SpanName String, n UInt8) ENGINE = MergeTree ORDER BY tuple()",
+        "CREATE MATERIALIZED VIEW user_names_mv TO user_names AS "
+        "SELECT SpanName, toUInt8(if(SpanName = 'poison', 'x', '1')) AS n FROM otel_traces",
+    )
+    good, bad = _spool_named_records(data_dir, "view-poison", 40, {3, 17, 30})
+    collector = CollectorProcess(data_dir).start()
+    try:
+        wait_drained(data_dir)
+        metrics = _metrics(collector)
+        counts = _counts(data_dir, "view-poison")
+        log = collector.log()
+    finally:
+        collector.kill()
+    assert counts == dict.fromkeys(good | bad, 1), "spans lost or stored twice"
+    assert metrics.get('tracehouse_insert_failures_total{kind="view"}', 0) >= 1
+    assert "a materialized view refused these rows" in log and "user_names_mv" in log
+    assert not list((data_dir / "deadletter").glob("*.rows")), "stored rows dead-lettered as refused"
+
+
+def test_rows_a_check_constraint_refuses_are_dead_lettered_and_the_rest_stored(tmp_path, store_template):
+    # Code 469 (VIOLATED_CONSTRAINT) was not known as a refusal: the drainer retried the range forever, and every
+    # later span waited behind it.
+    data_dir = tmp_path / "data"
+    seed_store(data_dir, store_template)
+    _run_ddl(data_dir, "ALTER TABLE otel_traces ADD CONSTRAINT no_poison CHECK SpanName != 'poison'")
+    good, bad = _spool_named_records(data_dir, "check-poison", 40, {3, 17, 30})
+    collector = CollectorProcess(data_dir).start()
+    try:
+        wait_drained(data_dir)
+        counts = _counts(data_dir, "check-poison")
+    finally:
+        collector.kill()
+    assert counts == dict.fromkeys(good, 1)
+    letters = sorted((data_dir / "deadletter").glob("*.rows"))
+    assert {json.loads(line)[2] for path in letters for line in path.read_bytes().splitlines()} == bad
+    assert all("VIOLATED_CONSTRAINT" in json.loads(p.with_suffix(".json").read_text())["reason"] for p in letters)
 
 
 @pytest.mark.parametrize("kind", ["segment", "checkpoint"])
