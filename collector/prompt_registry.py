@@ -64,12 +64,14 @@ TABLES: dict[str, dict[str, str]] = {
 }
 _VERSION = re.compile(r"[0-9a-f]{12}")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# The columns of each table that hold a prompt's own text, scanned by the redactor (the others are paths,
-# hashes, times and who synced or moved it).
+# The columns of each table scanned by the redactor: a prompt's own text, its tenant and who synced or moved it
+# (`--tenant`, `--by`: an operator's words, stored as written). The others are paths, hashes and times.
 SCANNED: dict[str, tuple[str, ...]] = {
-    "prompts": ("Name", "Template", "Body", "FrontMatter", "Labels"),
-    "prompt_labels": ("Name", "Label"),
+    "prompts": ("TenantId", "Name", "Template", "Body", "FrontMatter", "Labels", "SyncedBy"),
+    "prompt_labels": ("TenantId", "Name", "Label", "MovedBy"),
 }
+# Identifiers the CLI prints back and Grafana shows: one printable line each (no escape sequences).
+_ONE_LINE = {"TenantId": 256, "SyncedBy": 256, "MovedBy": 256}
 
 
 class RowsRefused(ValueError):
@@ -118,6 +120,9 @@ def check_rows(table: str, rows: Any, redactor: Redactor | None = None) -> list[
         for column, kind in columns.items():
             converted.append(_convert(f"{where}.{column}", row[column], kind))
         check_name(row["Name"])
+        for column, limit in _ONE_LINE.items():
+            if column in row and (len(row[column]) > limit or not row[column].isprintable()):
+                raise RowsRefused(f"{where}.{column}: one line of at most {limit} printable characters")
         if not _VERSION.fullmatch(row["Version"]):
             raise RowsRefused(f"{where}.Version {row['Version']!r}: a content hash, 12 lowercase hex digits")
         if table == "prompt_labels":
@@ -132,6 +137,8 @@ def check_rows(table: str, rows: Any, redactor: Redactor | None = None) -> list[
 
 def _check_redacted(where: str, table: str, row: dict[str, Any], redactor: Redactor) -> None:
     for column in SCANNED[table]:
+        if column == "TenantId" and not redactor.scans_column("TenantId"):
+            continue  # spans' tenants are kept as sent ([redaction.columns]): the registry's are the same names
         for text in row[column] if isinstance(row[column], list) else (row[column],):
             found = redactor.kinds_in(text)
             if found:

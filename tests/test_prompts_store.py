@@ -305,6 +305,28 @@ def test_sync_refuses_bad_files_naming_them_and_writes_nothing(case, tmp_path, s
     assert sql_rows(data, "SELECT Name FROM prompts") == [{"Name": "summary"}]
 
 
+LABEL_REFUSALS = {
+    "an e-mail as the tenant": (("--tenant", "jane.roe@example.com"), r"TenantId: holds what redaction removes"),
+    "escape codes in the tenant": (("--tenant", "acme\n\x1b[31mEVIL"), r"TenantId: one line of at most 256 printable"),
+    "a key as the mover": (("--by", "sk-proj-" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ABCD"), r"MovedBy: holds what"),
+}
+
+
+@pytest.mark.parametrize("case", LABEL_REFUSALS)
+def test_label_refuses_a_tenant_or_mover_redaction_would_remove_or_a_terminal_would_run(case, tmp_path, store_template):
+    """`--tenant` and `--by` are stored as written and printed back: scanned and checked like the prompt's text."""
+    data = tmp_path / "data"
+    seed_store(data, store_template)
+    synced = tracehouse(data, "prompts", "sync", str(write_prompts(tmp_path / "prompts", {"answer.md": ANSWER_V1})))
+    assert synced.returncode == 0, synced.stderr
+    flags, message = LABEL_REFUSALS[case]
+    result = tracehouse(data, "prompts", "label", "answer", "1", "production", *flags)
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert re.search(message, result.stderr), result.stderr
+    assert "\x1b" not in result.stderr
+    assert int(sql_rows(data, "SELECT count() AS n FROM prompt_labels")[0]["n"]) == 0
+
+
 def test_a_huge_template_on_a_span_is_registered_truncated(start_collector, tmp_path):
     """A template past 65536 characters is cut there with a marker: registered, never dropped."""
     import hashlib
