@@ -24,6 +24,7 @@ from tracehouse.collector.batch import SpanBatch
 from tracehouse.collector.columns import COST_SOURCE, COST_UNKNOWN, REDACTION_COUNTS, TENANT_ID
 from tracehouse.collector.stages import Stage
 from tracehouse.collector.stages.decode import MAX_REJECT_MESSAGES, DecodeResult, decode_request, parse_request
+from tracehouse.collector.stages.price.provided import MAX_COST
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 INSERT_FORMAT = "JSONCompactEachRow"
 _NS_COLUMNS = ("Timestamp",)
 _NS_ARRAY_COLUMNS = ("Events.Timestamp",)
-# Decimal(38, 12) holds fewer than 26 integer digits; a larger value would make ClickHouse refuse the insert.
-_DECIMAL_LIMIT = Decimal(10) ** 26
+# A computed cost (tokens at a price) past the limit of a provided one is no cost either: the rollups could not
+# sum it (stages/price/provided.py MAX_COST).
+_DECIMAL_LIMIT = MAX_COST
 
 
 @dataclass

@@ -365,6 +365,28 @@ def test_json_without_timestamps_and_bad_text_are_refused_by_name(edge_collector
     assert rows == [{"SpanName": "timed", "ts": "5000000001", "d": "8", "e": "😀"}]
 
 
+def test_costs_the_rollups_could_not_add_up_are_not_taken_as_costs(edge_collector):
+    # Decimal(38, 12) holds < 10^26 and ClickHouse's sum() of it wraps around silently: three calls "costing"
+    # 9.9e25 each made llm_daily's total -4.3e25. A cost is at most 10^12 USD a call, so 10^14 calls add up.
+    request, scope = _new_request("cost-sums")
+    for i, cost in enumerate(("9.9e25", "9.9e25", "9.9e25", "999999999999", "1000000000000")):
+        span = scope.spans.add()
+        span.trace_id, span.span_id = b"\x08" * 16, (i + 1).to_bytes(8, "big")
+        span.name, span.start_time_unix_nano, span.end_time_unix_nano = f"call-{i}", T0, T0 + 1
+        for key, value in {"gen_ai.operation.name": "chat", "gen_ai.usage.cost": cost}.items():
+            _attr(span, key, value)
+    assert _export(edge_collector.grpc_endpoint, request).partial_success.rejected_spans == 0
+    rows = sql_rows(
+        edge_collector.data_dir,
+        "SELECT SpanName, toString(CostUsd) AS cost FROM otel_traces WHERE ServiceName = 'cost-sums' ORDER BY 1",
+    )
+    assert [row["cost"] for row in rows] == [None, None, None, "999999999999", None]
+    (daily,) = sql_rows(
+        edge_collector.data_dir, "SELECT toString(sum(cost_usd)) AS total FROM llm_daily WHERE service = 'cost-sums'"
+    )
+    assert daily["total"] == "999999999999"
+
+
 # --- 3. poison records are isolated by bisection ---------------------------------------------------
 
 

@@ -27,7 +27,9 @@ _REASONING = "llm.cost.completion_details.reasoning"
 _COMPLETION_AUDIO = "llm.cost.completion_details.audio"
 
 
-_MAX_COST = Decimal(10) ** 26
+# A call's cost is at most 10^12 USD: the columns (Decimal(38, 12)) hold < 10^26, and the rollups' sum() of them
+# wraps around silently past that, which 10^14 calls at this limit cannot reach.
+MAX_COST = Decimal(10) ** 12
 
 
 def _usd(attrs: Mapping[str, str], key: str) -> Decimal | None:
@@ -38,8 +40,7 @@ def _usd(attrs: Mapping[str, str], key: str) -> Decimal | None:
         value = Decimal(raw.strip())
     except (InvalidOperation, AttributeError):
         return None
-    # Decimal(38, 12) holds less than 10^26: a larger "cost" is not a cost the column can keep.
-    if not value.is_finite() or value < 0 or value >= _MAX_COST:
+    if not value.is_finite() or value < 0 or value >= MAX_COST:
         return None
     try:
         return value.quantize(COST_QUANTUM)
