@@ -351,6 +351,10 @@ def test_json_without_timestamps_and_bad_text_are_refused_by_name(edge_collector
     lone = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\\ud800"}]}]}]}'
     status, reply = post(lone)
     assert status == 400 and "surrogate" in reply["message"]
+    for shape in (b'{"resourceSpans":[null]}', b'{"resourceSpans":[{"scopeSpans":[{"spans":[7]}]}]}'):
+        status, reply = post(shape)
+        assert status == 400 and "must be lists of objects" in reply["message"], reply
+        assert "NoneType" not in reply["message"] and "attribute" not in reply["message"]
     bad_utf8 = _plain_request("json-edges", 50, 1)
     bad_utf8.resource_spans[0].scope_spans[0].spans[0].name = "ABCD"
     status, _ = post(bad_utf8.SerializeToString().replace(b"ABCD", b"\xff\xfe\xfd\xfc"), "application/x-protobuf")

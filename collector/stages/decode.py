@@ -95,6 +95,12 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
                     _hex_ids_to_base64(span)
                     for link in span.get("links") or []:
                         _hex_ids_to_base64(link)
+    except (AttributeError, TypeError):
+        raise Invalid(
+            "request body is not a valid OTLP/JSON ExportTraceServiceRequest: resourceSpans, scopeSpans, spans and"
+            " links must be lists of objects"
+        ) from None
+    try:
         return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except (json_format.ParseError, AttributeError, TypeError, ValueError, binascii.Error) as exc:
         raise Invalid(f"request body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
