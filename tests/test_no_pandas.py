@@ -20,6 +20,7 @@ from tracehouse.collector.runtime import post_to_collector
 # placeholders of query parameters: each must arrive as it is.
 TRICKY = "it's \"quoted\", back\\slash \\' \\n {name:String} %(x)s\nnew line\ttab é 😀 ✓ \u2028 end\\"
 ONE_LINE = TRICKY.replace("\n", " ")  # a prompt name is one line
+PRINTABLE = ONE_LINE.replace("\t", " ").replace("\u2028", " ")  # who synced or moved a prompt: printable too
 
 
 def loaded_modules(pid: int) -> str:
@@ -43,7 +44,7 @@ def test_prompt_and_forget_routes_of_a_running_collector_insert_without_pandas(s
         "Labels": [TRICKY, ""],
         "File": "prompts/x'y.md",
         "Source": "sync",
-        "SyncedBy": TRICKY,
+        "SyncedBy": PRINTABLE,
         "FirstSeen": 1_764_000_000_123_456_000,
     }
     label = {
@@ -53,7 +54,7 @@ def test_prompt_and_forget_routes_of_a_running_collector_insert_without_pandas(s
         "Label": "production",
         "Version": "0123456789ab",
         "VersionNumber": 1,
-        "MovedBy": TRICKY,
+        "MovedBy": PRINTABLE,
         "LabelId": "l1",
     }
     for table, row in (("prompts", prompt), ("prompt_labels", label)):
@@ -77,12 +78,12 @@ def test_prompt_and_forget_routes_of_a_running_collector_insert_without_pandas(s
             "FrontMatter": "a: 'b'\n",
             "Labels": [TRICKY, ""],
             "File": "prompts/x'y.md",
-            "SyncedBy": TRICKY,
+            "SyncedBy": PRINTABLE,
             "FirstSeen": prompt["FirstSeen"],
         }
     ]
     moved = sql_rows(data, "SELECT Name, MovedBy, toUnixTimestamp64Nano(Timestamp) AS ts FROM prompt_labels")
-    assert moved == [{"Name": ONE_LINE, "MovedBy": TRICKY, "ts": label["Timestamp"]}]
+    assert moved == [{"Name": ONE_LINE, "MovedBy": PRINTABLE, "ts": label["Timestamp"]}]
     audit = sql_rows(data, "SELECT ErasureId, RequestedBy, SubjectKind, Rows, Route FROM erasures")
     assert audit == [
         {
