@@ -118,12 +118,13 @@ class TraceStore:
         try:
             self._raw_insert(header, payload, settings, table)
         except _ViewRejected as exc:
-            # A view refused rows the table took. The same insert again, same token (ClickHouse drops the blocks
-            # it has, and with them their views' inserts), with view errors ignored: every row in the table once.
+            # A view refused rows the table took. The same insert again, same token, with view errors ignored: the
+            # table drops the blocks it has, and so do the views' tables that had them (their deduplication window,
+            # schema/0027), so every row is in each table once but the failed view's.
             self._raw_insert(header, payload, dict(settings, materialized_views_ignore_errors=1), table)
             if self._metrics is not None:
                 self._metrics.insert_failures.labels("view").inc()
-            log.error("stored, but a materialized view refused these rows and misses them: %s", str(exc)[:500])
+            log.error("stored, but a materialized view refused these rows and misses them: %s", exc)
 
     def _raw_insert(self, header: bytes, payload: bytes | list[bytes], settings: dict, table: str) -> None:
         client = self.ensure_ready()

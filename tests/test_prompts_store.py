@@ -306,7 +306,6 @@ def test_sync_refuses_bad_files_naming_them_and_writes_nothing(case, tmp_path, s
 
 
 LABEL_REFUSALS = {
-    "an e-mail as the tenant": (("--tenant", "jane.roe@example.com"), r"TenantId: holds what redaction removes"),
     "escape codes in the tenant": (("--tenant", "acme\n\x1b[31mEVIL"), r"TenantId: one line of at most 256 printable"),
     "a key as the mover": (("--by", "sk-proj-" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ABCD"), r"MovedBy: holds what"),
 }
@@ -325,6 +324,9 @@ def test_label_refuses_a_tenant_or_mover_redaction_would_remove_or_a_terminal_wo
     assert re.search(message, result.stderr), result.stderr
     assert "\x1b" not in result.stderr
     assert int(sql_rows(data, "SELECT count() AS n FROM prompt_labels")[0]["n"]) == 0
+    # who moves it is user@host by default, which reads as an e-mail address: that is taken
+    fine = tracehouse(data, "prompts", "label", "answer", "1", "production", "--by", "jane@Janes-MacBook-Pro.local")
+    assert fine.returncode == 0, fine.stderr
 
 
 def test_a_huge_template_on_a_span_is_registered_truncated(start_collector, tmp_path):

@@ -42,7 +42,7 @@ from tracehouse.collector.columns import (
 from tracehouse.collector.stages.price.catalogue import Catalogue
 from tracehouse.collector.stages.price.option import PriceOption, first_active
 from tracehouse.collector.stages.price.price_file import PriceFile
-from tracehouse.collector.stages.price.provided import TRIGGER_KEYS, provided_costs
+from tracehouse.collector.stages.price.provided import MAX_COST, TRIGGER_KEYS, provided_costs
 from tracehouse.collector.stages.price.rates import compute_costs, decimal_context
 from tracehouse.instrumentation.attributes import BATCH_ID
 
@@ -183,6 +183,10 @@ class Pricer:
                     results[i] = compute_costs(batch_sheet, *counts)
                     standard_costs[i] = compute_costs(option.sheet, *counts)[0]
                     variants[i] = PRICE_VARIANT_BATCH
+                if results[i][0] is not None and results[i][0] >= MAX_COST:
+                    # Absurd token counts: no cost the rollups could sum, so none of it, and unpriced.
+                    results[i], standard_costs[i], sources[i] = _NO_COSTS, None, COST_UNKNOWN
+                    continue
                 sources[i] = option.source
                 models[i] = option.model_id
                 effective[i] = option.effective_from
