@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 INSERT_FORMAT = "JSONCompactEachRow"
 _NS_COLUMNS = ("Timestamp",)
 _NS_ARRAY_COLUMNS = ("Events.Timestamp",)
-# A computed cost (tokens at a price) past the limit of a provided one is no cost either: the rollups could not
-# sum it (stages/price/provided.py MAX_COST).
+# The last guard for any cost column: the pricer gives no cost at or past MAX_COST (stages/price/provided.py), which
+# the rollups' sums could not hold; a Decimal that still reaches here past it (say a reprice) is stored as NULL.
 _DECIMAL_LIMIT = MAX_COST
 
 

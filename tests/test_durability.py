@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from decimal import Decimal
 from pathlib import Path
 
@@ -423,21 +424,35 @@ def _row(span_id: str, service: str, ts: int, duration) -> dict:
 RECORDS, ROWS_PER_RECORD, POISON = 600, 5, (17, 18, 200, 333, 480, 599)
 
 
-def _spool_poisoned_records(data_dir: Path, service: str) -> tuple[set[str], set[str]]:
+def _spool_poisoned_records(
+    data_dir: Path,
+    service: str,
+    records: int = RECORDS,
+    poison: Collection[int] = POISON,
+    by_name: bool = False,
+) -> tuple[set[str], set[str]]:
     """Records put straight into a stopped collector's spool (decode cannot produce a refused row any more):
-    in each poison record, row 2 has a Duration ClickHouse refuses. Returns (good span ids, poison span ids)."""
+    in each poison record, row 2 has a Duration ClickHouse refuses, or with `by_name` a valid row named `poison`
+    that a rule added to the store refuses, the calls priced (llm_daily's view counts them). Returns (good span
+    ids, poison span ids)."""
     spool = Spool(data_dir / "spool", budget_bytes=1 << 30)
     spool.open()
     good, bad = set(), set()
     end = 0
-    for r in range(RECORDS):
+    for r in range(records):
         rows = []
         for k in range(ROWS_PER_RECORD):
             span_id = f"{r:08x}{k:08x}"
-            poisoned = r in POISON and k == 2
+            poisoned = r in poison and k == 2
             (bad if poisoned else good).add(span_id)
-            rows.append(_row(span_id, service, T0 + r, "not a number" if poisoned else 5))
+            if by_name:
+                rows.append(dict(_row(span_id, service, T0 + r, 5), SpanName="poison" if poisoned else "op"))
+            else:
+                rows.append(_row(span_id, service, T0 + r, "not a number" if poisoned else 5))
         columns = {name: [row[name] for row in rows] for name in OTEL_COLUMNS}
+        if by_name:
+            columns["CostSource"] = ["provided"] * ROWS_PER_RECORD
+            columns["CostUsd"] = [Decimal("0.25")] * ROWS_PER_RECORD
         end = spool.append(*encode_rows(SpanBatch(columns)), ROWS_PER_RECORD, r.to_bytes(16, "big"))
     asyncio.run(spool.sync(end))
     spool.close()
@@ -494,29 +509,6 @@ def _run_ddl(data_dir: Path, *statements: str) -> None:
     subprocess.run([sys.executable, "-c", code, str(data_dir), *statements], check=True, timeout=120)
 
 
-def _spool_named_records(data_dir: Path, service: str, records: int, poison: set[int]) -> tuple[set[str], set[str]]:
-    """Records put straight into a stopped collector's spool, every row valid for otel_traces itself; in each
-    record of `poison`, row 2 is named `poison`, which a rule added to the store refuses."""
-    spool = Spool(data_dir / "spool", budget_bytes=1 << 30)
-    spool.open()
-    good, bad = set(), set()
-    end = 0
-    for r in range(records):
-        rows = []
-        for k in range(ROWS_PER_RECORD):
-            span_id = f"{r:08x}{k:08x}"
-            poisoned = r in poison and k == 2
-            (bad if poisoned else good).add(span_id)
-            rows.append(dict(_row(span_id, service, T0 + r, 5), SpanName="poison" if poisoned else "op"))
-        columns = {name: [row[name] for row in rows] for name in OTEL_COLUMNS}
-        columns["CostSource"] = ["provided"] * ROWS_PER_RECORD  # model calls: llm_daily's view counts them
-        columns["CostUsd"] = [Decimal("0.25")] * ROWS_PER_RECORD
-        end = spool.append(*encode_rows(SpanBatch(columns)), ROWS_PER_RECORD, r.to_bytes(16, "big"))
-    asyncio.run(spool.sync(end))
-    spool.close()
-    return good, bad
-
-
 def test_a_view_that_fails_on_stored_rows_stores_each_span_once_and_drains_on(tmp_path, store_template):
     # A materialized view of the user's own that throws on some rows: ClickHouse has written otel_traces' part
     # when the view fails, so re-inserting the rows (bisection's halves under new tokens) would store them twice.
@@ -528,7 +520,7 @@ def test_a_view_that_fails_on_stored_rows_stores_each_span_once_and_drains_on(tm
         "CREATE MATERIALIZED VIEW user_names_mv TO user_names AS "
         "SELECT SpanName, toUInt8(if(SpanName = 'poison', 'x', '1')) AS n FROM otel_traces",
     )
-    good, bad = _spool_named_records(data_dir, "view-poison", 40, {3, 17, 30})
+    good, bad = _spool_poisoned_records(data_dir, "view-poison", 40, {3, 17, 30}, by_name=True)
     collector = CollectorProcess(data_dir).start()
     try:
         wait_drained(data_dir)
@@ -594,7 +586,7 @@ def test_rows_a_check_constraint_refuses_are_dead_lettered_and_the_rest_stored(t
     data_dir = tmp_path / "data"
     seed_store(data_dir, store_template)
     _run_ddl(data_dir, "ALTER TABLE otel_traces ADD CONSTRAINT no_poison CHECK SpanName != 'poison'")
-    good, bad = _spool_named_records(data_dir, "check-poison", 40, {3, 17, 30})
+    good, bad = _spool_poisoned_records(data_dir, "check-poison", 40, {3, 17, 30}, by_name=True)
     collector = CollectorProcess(data_dir).start()
     try:
         wait_drained(data_dir)
