@@ -175,6 +175,12 @@ class Config:
         low=0,
         high=64,
     )
+    worker_timeout_seconds: float = setting(
+        30.0,
+        "a worker process that holds a request longer is taken for stuck: the workers are killed and restarted,"
+        " the request refused for a retry",
+        low=0.5,
+    )
     spool: bool = setting(True, "acknowledge once fsynced in the spool (on) or only once inserted (off)")
     spool_budget_bytes: int = setting(1024 * MIB, "unsent bytes the spool may hold", low=1)
     max_inflight_bytes: int = setting(256 * MIB, "request bytes being processed at once", low=1)

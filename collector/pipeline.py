@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,11 +89,14 @@ class Pipeline:
         writer: DirectWriter | None = None,
         max_inflight_bytes: int = 256 << 20,
         workers: WorkerPool[Processed] | None = None,
+        worker_timeout_seconds: float = 30.0,
         scores: ScoreProcessor | None = None,
         reviews: ReviewProcessor | None = None,
     ) -> None:
         """`workers`: processes that run `processing.process_body` with stages of their own (built from
-        the same config); None runs it here, in one pipeline thread, with `stages`. `scores` checks and
+        the same config); None runs it here, in one pipeline thread, with `stages`. A worker that holds a
+        request longer than `worker_timeout_seconds` is taken for stopped or stuck: the pool is killed and
+        restarted, the request refused for a retry. `scores` checks and
         redacts POST /v1/scores bodies, `reviews` POST /v1/reviews bodies, in the pipeline thread (default: no
         redaction)."""
         if (spool is None) == (writer is None):
@@ -106,6 +109,7 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
+        self._worker_timeout = worker_timeout_seconds
         self._restarting: asyncio.Future[None] | None = None  # a restart of the workers after one died
         self._row_processors: dict[str, ScoreProcessor | ReviewProcessor] = {
             SCORES_TABLE: scores or ScoreProcessor(),
@@ -259,8 +263,8 @@ class Pipeline:
         try:
             parts = workers.count if len(body) >= PARTS_MIN_BYTES and not is_json else 1
             if parts == 1:
-                return await asyncio.wrap_future(workers.submit(body, is_json, tenant))
-            futures = [asyncio.wrap_future(workers.submit(body, is_json, tenant, i, parts)) for i in range(parts)]
+                return await self._from_worker(workers.submit(body, is_json, tenant))
+            futures = [self._from_worker(workers.submit(body, is_json, tenant, i, parts)) for i in range(parts)]
             # Every part ends before the request is answered, also when one fails (no part left running).
             results = await asyncio.gather(*futures, return_exceptions=True)
             for result in results:
@@ -270,12 +274,29 @@ class Pipeline:
             if merged is not None:
                 return merged
             log.debug("the parts of a request differ in their columns; processed whole")
-            return await asyncio.wrap_future(workers.submit(body, is_json, tenant))
+            return await self._from_worker(workers.submit(body, is_json, tenant))
+        except TimeoutError:
+            # A worker that never answers (SIGSTOP, a hang in a C library) would hold this request, and every
+            # later one it is handed, forever, while /readyz says ok: killed, it is a death like any other.
+            if workers.kill(generation):
+                log.error(
+                    "a pipeline worker held a request for over %g s (stopped or stuck); the workers are killed and"
+                    " restarted, the request refused for a retry",
+                    self._worker_timeout,
+                )
+            self._restart_after(loop, workers, generation)
+            raise Retryable("a pipeline worker did not answer in time; retry", retry_after_seconds=1) from None
         except BrokenProcessPool:
             log.error("a pipeline worker process died; the request is refused for a retry, the workers restarted")
-            if self._restarting is None or self._restarting.done():  # one restart at a time, once per death
-                self._restarting = loop.run_in_executor(None, self._restart_workers, workers, generation)
+            self._restart_after(loop, workers, generation)
             raise Retryable("a pipeline worker died; retry", retry_after_seconds=1) from None
+
+    async def _from_worker(self, future: Future[Processed]) -> Processed:
+        return await asyncio.wait_for(asyncio.wrap_future(future), self._worker_timeout)
+
+    def _restart_after(self, loop: asyncio.AbstractEventLoop, workers: WorkerPool[Processed], generation: int) -> None:
+        if self._restarting is None or self._restarting.done():  # one restart at a time, once per death
+            self._restarting = loop.run_in_executor(None, self._restart_workers, workers, generation)
 
     @staticmethod
     def _restart_workers(workers: WorkerPool[Processed], generation: int) -> None:

@@ -201,6 +201,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         writer=sink if spool is None else None,
         max_inflight_bytes=config.max_inflight_bytes,
         workers=pool,
+        worker_timeout_seconds=config.worker_timeout_seconds,
         scores=scores,
         reviews=reviews,
     )

@@ -76,6 +76,7 @@ class WorkerPool(Generic[R]):
         self._executor = self._new_executor()
         self._lock = threading.Lock()
         self.generation = 0  # bumped by every restart
+        self._pids: set[int] = set()  # the current generation's workers, once started
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -95,6 +96,22 @@ class WorkerPool(Generic[R]):
         self.start()
         return True
 
+    def kill(self, generation: int) -> bool:
+        """A worker of `generation` holds a task past its deadline (stopped, stuck in a C call): killing only it
+        is not possible, since which worker has which task is the executor's secret, so every worker of that
+        generation gets SIGKILL, which breaks the executor as a death does (then `restart`). False when the
+        generation is no longer the current one (another request killed or restarted it first)."""
+        with self._lock:
+            if self.generation != generation:
+                return False
+            pids = set(self._pids)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        return True
+
     def start(self, timeout: float = 120) -> None:
         """Start every worker now (each builds its stages, ~1 s): the executor would start them on the first
         requests, which would wait for it. Raises BrokenProcessPool when a worker cannot start."""
@@ -103,6 +120,7 @@ class WorkerPool(Generic[R]):
         while len(started) < self.count and time.monotonic() < deadline:
             tasks = [self._executor.submit(_ready) for _ in range(self.count)]
             started.update(task.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks)
+        self._pids = started
 
     def submit(self, *args: Any) -> Future[R]:
         """Raises BrokenProcessPool (here or from the future) when a worker died."""

@@ -227,6 +227,54 @@ def test_a_dead_worker_is_replaced_and_ingestion_goes_on(start_collector):
     assert set(_children(collector.proc.pid)) - set(workers) - set(forkserver)  # new worker processes
 
 
+def test_a_stopped_worker_is_killed_at_its_deadline_and_ingestion_goes_on(start_collector):
+    """A worker that never answers (SIGSTOP, a hang in a C library) held every request handed to it forever,
+    and the retries of those requests behind them, while /readyz said ok. Now a request a worker holds past
+    `worker_timeout_seconds` is refused for a retry, the workers are killed (the stopped one too) and
+    restarted, and every span is stored once. Both workers are stopped: with one, whether requests hang depends
+    on which worker holds the pool's queue lock at that moment (the attacker's 4 of 7 trials)."""
+    import os
+    import signal
+    import time
+
+    collector = start_collector("--workers", "2", "--worker-timeout-seconds", "2", migrated=True)
+    forkserver = [pid for pid in _children(collector.proc.pid) if pid in _direct(collector.proc.pid)]
+    workers = [pid for pid in _children(collector.proc.pid) if pid not in forkserver]
+    assert len(workers) >= 2, workers
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    bodies = [_request(random.Random(40 + n), "after-a-worker-stopped")[0] for n in range(6)]
+    refused = 0
+    started = time.monotonic()
+    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+        export = channel.unary_unary(EXPORT)
+        for body in bodies:
+            for _ in range(60):
+                try:
+                    export(body, timeout=30)
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    refused += 1
+                    time.sleep(0.5)
+            else:
+                raise AssertionError("still refused after 30 s of retries: the stopped worker was not replaced")
+    assert time.monotonic() - started < 60
+    wait_drained(collector.data_dir)
+    rows = sql_rows(
+        collector.data_dir,
+        "SELECT count() AS n, uniqExact(SpanId) AS spans FROM otel_traces WHERE ServiceName = 'after-a-worker-stopped'",
+    )
+    assert rows == [{"n": 6 * TRACES * SPANS_PER_TRACE, "spans": 6 * TRACES * SPANS_PER_TRACE}]
+    assert refused >= 1  # the first request was held by stopped workers and refused at its deadline
+    log = collector.log()
+    assert "held a request for over 2 s (stopped or stuck)" in log
+    assert "pipeline workers restarted" in log
+    for pid in workers:  # killed: gone, or a zombie not yet reaped
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    assert set(_children(collector.proc.pid)) - set(workers) - set(forkserver)  # new worker processes
+
+
 def _direct(pid: int) -> set[int]:
     """The process's own children."""
     children: set[int] = set()
