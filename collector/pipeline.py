@@ -111,6 +111,7 @@ class Pipeline:
         self._workers = workers
         self._worker_timeout = worker_timeout_seconds
         self._restarting: asyncio.Future[None] | None = None  # a restart of the workers after one died
+        self._restart_error = ""  # why the last restart of the workers failed, until one succeeds
         self._row_processors: dict[str, ScoreProcessor | ReviewProcessor] = {
             SCORES_TABLE: scores or ScoreProcessor(),
             REVIEWS_TABLE: reviews or ReviewProcessor(),
@@ -298,13 +299,25 @@ class Pipeline:
         if self._restarting is None or self._restarting.done():  # one restart at a time, once per death
             self._restarting = loop.run_in_executor(None, self._restart_workers, workers, generation)
 
-    @staticmethod
-    def _restart_workers(workers: WorkerPool[Processed], generation: int) -> None:
+    def _restart_workers(self, workers: WorkerPool[Processed], generation: int) -> None:
         try:
             if workers.restart(generation):
+                self._restart_error = ""
                 log.warning("pipeline workers restarted")
-        except Exception:  # noqa: BLE001 - the next death tries again; the collector keeps answering 503
+        except Exception as exc:  # noqa: BLE001 - the next death tries again; the collector keeps answering 503
+            self._restart_error = str(exc) or type(exc).__name__
             log.exception("pipeline workers could not be restarted")
+
+    def problems(self) -> list[str]:
+        """What keeps requests from being processed now, for /readyz: the workers being restarted (every request
+        meanwhile is refused for a retry) or a restart that failed."""
+        if self._workers is None:
+            return []
+        if self._restarting is not None and not self._restarting.done():
+            return ["pipeline workers are being restarted (one died or did not answer in time)"]
+        if self._restart_error:
+            return [f"pipeline workers could not be restarted: {self._restart_error}"]
+        return []
 
     def _count(self, processed: Processed) -> None:
         self._metrics.spans_received.inc(processed.rows + processed.rejected)

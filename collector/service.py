@@ -77,9 +77,12 @@ def _review_route(pipeline: Pipeline) -> Callable[[web.Request, bytes], Awaitabl
     return handle
 
 
-def _ops_routes(metrics: CollectorMetrics, spool: Spool | None, sink: SpoolDrainer | DirectWriter) -> list:
+def _ops_routes(
+    metrics: CollectorMetrics, spool: Spool | None, sink: SpoolDrainer | DirectWriter, pipeline: Pipeline
+) -> list:
     """/healthz (the process is up), /readyz (spans that are acknowledged get stored: the drainer or writer
-    runs and succeeds, the store answers, the spool takes writes and is under budget), /metrics."""
+    runs and succeeds, the store answers, the spool takes writes and is under budget; requests get processed:
+    the worker processes, if any, are not being restarted), /metrics."""
 
     counted_failures = 0
 
@@ -96,7 +99,7 @@ def _ops_routes(metrics: CollectorMetrics, spool: Spool | None, sink: SpoolDrain
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        problems = sink.problems()
+        problems = sink.problems() + pipeline.problems()
         body: dict[str, object] = {}
         if spool is not None:
             if spool.full:
@@ -220,7 +223,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     http_receiver = HttpReceiver(
         pipeline, config.host, config.http_port, config.max_request_bytes, authenticator, ssl_context, limits=limits
     )
-    http_receiver.extra_routes = _ops_routes(metrics, spool, sink)
+    http_receiver.extra_routes = _ops_routes(metrics, spool, sink, pipeline)
     read_only = ReadOnlySql(lambda: store.connect(config.store_url), query_limits(config))
     query_endpoint = QueryEndpoint(
         read_only,

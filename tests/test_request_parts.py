@@ -231,16 +231,39 @@ def test_a_stopped_worker_is_killed_at_its_deadline_and_ingestion_goes_on(start_
     """A worker that never answers (SIGSTOP, a hang in a C library) held every request handed to it forever,
     and the retries of those requests behind them, while /readyz said ok. Now a request a worker holds past
     `worker_timeout_seconds` is refused for a retry, the workers are killed (the stopped one too) and
-    restarted, and every span is stored once. Both workers are stopped: with one, whether requests hang depends
-    on which worker holds the pool's queue lock at that moment (the attacker's 4 of 7 trials)."""
+    restarted, and every span is stored once; /readyz says not ready while they restart. Both workers are
+    stopped: with one, whether requests hang depends on which worker holds the pool's queue lock at that moment
+    (the attacker's 4 of 7 trials)."""
+    import json
     import os
     import signal
+    import threading
     import time
+    import urllib.error
+    import urllib.request
 
     collector = start_collector("--workers", "2", "--worker-timeout-seconds", "2", migrated=True)
     forkserver = [pid for pid in _children(collector.proc.pid) if pid in _direct(collector.proc.pid)]
     workers = [pid for pid in _children(collector.proc.pid) if pid not in forkserver]
     assert len(workers) >= 2, workers
+    readiness: list[tuple[int, list[str]]] = []
+    polling = threading.Event()
+
+    def poll_readyz() -> None:
+        while not polling.is_set():
+            try:
+                with urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=5) as response:
+                    readiness.append((response.status, json.loads(response.read())["problems"]))
+            except urllib.error.HTTPError as exc:
+                readiness.append((exc.code, json.loads(exc.read())["problems"]))
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll_readyz, daemon=True)
+    poller.start()
+    deadline = time.monotonic() + 30
+    while not (readiness and readiness[-1][0] == 200) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ready_before = len(readiness)
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     bodies = [_request(random.Random(40 + n), "after-a-worker-stopped")[0] for n in range(6)]
@@ -260,6 +283,13 @@ def test_a_stopped_worker_is_killed_at_its_deadline_and_ingestion_goes_on(start_
             else:
                 raise AssertionError("still refused after 30 s of retries: the stopped worker was not replaced")
     assert time.monotonic() - started < 60
+    time.sleep(0.3)
+    polling.set()
+    poller.join()
+    restarting = ["pipeline workers are being restarted (one died or did not answer in time)"]
+    assert readiness[ready_before - 1][0] == 200, readiness[:ready_before]
+    assert (503, restarting) in readiness[ready_before:]  # while the new workers started
+    assert readiness[-1][0] == 200, readiness[-1]
     wait_drained(collector.data_dir)
     rows = sql_rows(
         collector.data_dir,
