@@ -176,10 +176,11 @@ class Config:
         high=64,
     )
     worker_timeout_seconds: float = setting(
-        30.0,
-        "a worker process that holds a request longer is taken for stuck: the workers are killed and restarted,"
-        " the request refused for a retry",
-        low=0.5,
+        0.0,
+        "a request not processed this long after it was handed to the workers (queue time included) is taken for"
+        " a stuck worker: the workers are killed and restarted, the request refused for a retry",
+        note="0: no deadline; set it below your exporters' timeout and above your largest request's processing",
+        low=0,
     )
     spool: bool = setting(True, "acknowledge once fsynced in the spool (on) or only once inserted (off)")
     spool_budget_bytes: int = setting(1024 * MIB, "unsent bytes the spool may hold", low=1)

@@ -89,13 +89,14 @@ class Pipeline:
         writer: DirectWriter | None = None,
         max_inflight_bytes: int = 256 << 20,
         workers: WorkerPool[Processed] | None = None,
-        worker_timeout_seconds: float = 30.0,
+        worker_timeout_seconds: float = 0.0,
         scores: ScoreProcessor | None = None,
         reviews: ReviewProcessor | None = None,
     ) -> None:
         """`workers`: processes that run `processing.process_body` with stages of their own (built from
         the same config); None runs it here, in one pipeline thread, with `stages`. A worker that holds a
-        request longer than `worker_timeout_seconds` is taken for stopped or stuck: the pool is killed and
+        request longer than `worker_timeout_seconds` (0: no deadline) is taken for stopped or stuck: the pool is
+        killed and
         restarted, the request refused for a retry. `scores` checks and
         redacts POST /v1/scores bodies, `reviews` POST /v1/reviews bodies, in the pipeline thread (default: no
         redaction)."""
@@ -293,7 +294,7 @@ class Pipeline:
             raise Retryable("a pipeline worker died; retry", retry_after_seconds=1) from None
 
     async def _from_worker(self, future: Future[Processed]) -> Processed:
-        return await asyncio.wait_for(asyncio.wrap_future(future), self._worker_timeout)
+        return await asyncio.wait_for(asyncio.wrap_future(future), self._worker_timeout or None)
 
     def _restart_after(self, loop: asyncio.AbstractEventLoop, workers: WorkerPool[Processed], generation: int) -> None:
         if self._restarting is None or self._restarting.done():  # one restart at a time, once per death

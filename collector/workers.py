@@ -92,7 +92,9 @@ class WorkerPool(Generic[R]):
                 return False
             old, self._executor = self._executor, self._new_executor()
             self.generation += 1
-        old.shutdown(wait=False, cancel_futures=True)
+        # Not cancel_futures: after a kill the old executor may not have seen its workers die yet, and a task it
+        # cancels would reach the request as a cancellation, not as the death it handles.
+        old.shutdown(wait=False)
         self.start()
         return True
 
