@@ -94,10 +94,9 @@ class Pipeline:
         reviews: ReviewProcessor | None = None,
     ) -> None:
         """`workers`: processes that run `processing.process_body` with stages of their own (built from
-        the same config); None runs it here, in one pipeline thread, with `stages`. A worker that holds a
-        request longer than `worker_timeout_seconds` (0: no deadline) is taken for stopped or stuck: the pool is
-        killed and
-        restarted, the request refused for a retry. `scores` checks and
+        the same config); None runs it here, in one pipeline thread, with `stages`. A request the workers have
+        not processed `worker_timeout_seconds` after it was handed to them (0: no deadline) is taken for a stopped
+        or stuck worker: the pool is killed and restarted, the request refused for a retry. `scores` checks and
         redacts POST /v1/scores bodies, `reviews` POST /v1/reviews bodies, in the pipeline thread (default: no
         redaction)."""
         if (spool is None) == (writer is None):

@@ -194,7 +194,6 @@ def test_a_dead_worker_is_replaced_and_ingestion_goes_on(start_collector):
     retry, a new pool takes over, and the retry is stored once."""
     import os
     import signal
-    import time
 
     collector = start_collector("--workers", "2", migrated=True)
     forkserver = [pid for pid in _children(collector.proc.pid) if pid in _direct(collector.proc.pid)]
@@ -202,20 +201,7 @@ def test_a_dead_worker_is_replaced_and_ingestion_goes_on(start_collector):
     assert len(workers) >= 2, workers
     os.kill(workers[0], signal.SIGKILL)
     bodies = [_request(random.Random(20 + n), "after-a-worker-died")[0] for n in range(3)]
-    refused = 0
-    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
-        export = channel.unary_unary(EXPORT)
-        for body in bodies:
-            for _ in range(120):  # an exporter's retries, 0.5 s apart
-                try:
-                    export(body, timeout=60)
-                    break
-                except grpc.RpcError as exc:
-                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-                    refused += 1
-                    time.sleep(0.5)
-            else:
-                raise AssertionError("still refused after a minute of retries: the pool was not replaced")
+    refused = _export_retrying(collector.grpc_endpoint, bodies, attempts=120, timeout=60)
     assert refused >= 1  # the death was seen, and answered with a retryable status
     wait_drained(collector.data_dir)
     rows = sql_rows(
@@ -267,21 +253,8 @@ def test_a_stopped_worker_is_killed_at_its_deadline_and_ingestion_goes_on(start_
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     bodies = [_request(random.Random(40 + n), "after-a-worker-stopped")[0] for n in range(6)]
-    refused = 0
     started = time.monotonic()
-    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
-        export = channel.unary_unary(EXPORT)
-        for body in bodies:
-            for _ in range(60):
-                try:
-                    export(body, timeout=30)
-                    break
-                except grpc.RpcError as exc:
-                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-                    refused += 1
-                    time.sleep(0.5)
-            else:
-                raise AssertionError("still refused after 30 s of retries: the stopped worker was not replaced")
+    refused = _export_retrying(collector.grpc_endpoint, bodies, attempts=60, timeout=30)
     assert time.monotonic() - started < 60
     time.sleep(0.3)
     polling.set()
@@ -303,6 +276,28 @@ def test_a_stopped_worker_is_killed_at_its_deadline_and_ingestion_goes_on(start_
     for pid in workers:  # killed: gone, or a zombie not yet reaped
         assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     assert set(_children(collector.proc.pid)) - set(workers) - set(forkserver)  # new worker processes
+
+
+def _export_retrying(endpoint: str, bodies: list[bytes], attempts: int, timeout: float) -> int:
+    """Export each body, retrying UNAVAILABLE 0.5 s apart as an exporter does; the number of refusals seen.
+    Any other status, or a body still refused after `attempts`, fails the test (the pool was not replaced)."""
+    import time
+
+    refused = 0
+    with grpc.insecure_channel(endpoint) as channel:
+        export = channel.unary_unary(EXPORT)
+        for body in bodies:
+            for _ in range(attempts):
+                try:
+                    export(body, timeout=timeout)
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    refused += 1
+                    time.sleep(0.5)
+            else:
+                raise AssertionError(f"still refused after {attempts} retries: the worker pool was not replaced")
+    return refused
 
 
 def _direct(pid: int) -> set[int]:
