@@ -175,11 +175,11 @@ class Config:
         low=0,
         high=64,
     )
-    worker_timeout_seconds: float = setting(
-        0.0,
-        "a request not processed this long after it was handed to the workers (queue time included) is taken for"
-        " a stuck worker: the workers are killed and restarted, the request refused for a retry",
-        note="0: no deadline; set it below your exporters' timeout and above your largest request's processing",
+    worker_stall_seconds: float = setting(
+        5.0,
+        "a worker process that gave no sign of life this long (stopped, or stuck in a call that holds the"
+        " interpreter) is killed and the workers restarted; a long request is not a stall",
+        note="0: never",
         low=0,
     )
     spool: bool = setting(True, "acknowledge once fsynced in the spool (on) or only once inserted (off)")

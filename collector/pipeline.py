@@ -89,16 +89,14 @@ class Pipeline:
         writer: DirectWriter | None = None,
         max_inflight_bytes: int = 256 << 20,
         workers: WorkerPool[Processed] | None = None,
-        worker_timeout_seconds: float = 0.0,
         scores: ScoreProcessor | None = None,
         reviews: ReviewProcessor | None = None,
     ) -> None:
         """`workers`: processes that run `processing.process_body` with stages of their own (built from
-        the same config); None runs it here, in one pipeline thread, with `stages`. A request the workers have
-        not processed `worker_timeout_seconds` after it was handed to them (0: no deadline) is taken for a stopped
-        or stuck worker: the pool is killed and restarted, the request refused for a retry. `scores` checks and
-        redacts POST /v1/scores bodies, `reviews` POST /v1/reviews bodies, in the pipeline thread (default: no
-        redaction)."""
+        the same config); None runs it here, in one pipeline thread, with `stages`. A request a worker death
+        (or the pool's watchdog, for a stalled worker) breaks is refused for a retry, the pool restarted. `scores`
+        checks and redacts POST /v1/scores bodies, `reviews` POST /v1/reviews bodies, in the pipeline thread
+        (default: no redaction)."""
         if (spool is None) == (writer is None):
             raise ValueError("a pipeline writes to exactly one of a spool or a direct writer")
         self._stages = list(stages)
@@ -109,9 +107,6 @@ class Pipeline:
         self._max_inflight = max_inflight_bytes
         self._inflight = 0
         self._workers = workers
-        self._worker_timeout = worker_timeout_seconds
-        self._restarting: asyncio.Future[None] | None = None  # a restart of the workers after one died
-        self._restart_error = ""  # why the last restart of the workers failed, until one succeeds
         self._row_processors: dict[str, ScoreProcessor | ReviewProcessor] = {
             SCORES_TABLE: scores or ScoreProcessor(),
             REVIEWS_TABLE: reviews or ReviewProcessor(),
@@ -276,48 +271,21 @@ class Pipeline:
                 return merged
             log.debug("the parts of a request differ in their columns; processed whole")
             return await self._from_worker(workers.submit(body, is_json, tenant))
-        except TimeoutError:
-            # A worker that never answers (SIGSTOP, a hang in a C library) would hold this request, and every
-            # later one it is handed, forever, while /readyz says ok: killed, it is a death like any other.
-            if workers.kill(generation):
-                log.error(
-                    "a pipeline worker held a request for over %g s (stopped or stuck); the workers are killed and"
-                    " restarted, the request refused for a retry",
-                    self._worker_timeout,
-                )
-            self._restart_after(loop, workers, generation)
-            raise Retryable("a pipeline worker did not answer in time; retry", retry_after_seconds=1) from None
         except BrokenProcessPool:
-            log.error("a pipeline worker process died; the request is refused for a retry, the workers restarted")
-            self._restart_after(loop, workers, generation)
+            log.error(
+                "a pipeline worker process died or was killed; the request is refused for a retry, the workers"
+                " restarted"
+            )
+            workers.restart_soon(generation)
             raise Retryable("a pipeline worker died; retry", retry_after_seconds=1) from None
 
     async def _from_worker(self, future: Future[Processed]) -> Processed:
-        return await asyncio.wait_for(asyncio.wrap_future(future), self._worker_timeout or None)
-
-    def _restart_after(self, loop: asyncio.AbstractEventLoop, workers: WorkerPool[Processed], generation: int) -> None:
-        if self._restarting is None or self._restarting.done():  # one restart at a time, once per death
-            self._restarting = loop.run_in_executor(None, self._restart_workers, workers, generation)
-
-    def _restart_workers(self, workers: WorkerPool[Processed], generation: int) -> None:
-        try:
-            if workers.restart(generation):
-                self._restart_error = ""
-                log.warning("pipeline workers restarted")
-        except Exception as exc:  # noqa: BLE001 - the next death tries again; the collector keeps answering 503
-            self._restart_error = str(exc) or type(exc).__name__
-            log.exception("pipeline workers could not be restarted")
+        return await asyncio.wrap_future(future)
 
     def problems(self) -> list[str]:
         """What keeps requests from being processed now, for /readyz: the workers being restarted (every request
         meanwhile is refused for a retry) or a restart that failed."""
-        if self._workers is None:
-            return []
-        if self._restarting is not None and not self._restarting.done():
-            return ["pipeline workers are being restarted (one died or did not answer in time)"]
-        if self._restart_error:
-            return [f"pipeline workers could not be restarted: {self._restart_error}"]
-        return []
+        return self._workers.problems() if self._workers is not None else []
 
     def _count(self, processed: Processed) -> None:
         self._metrics.spans_received.inc(processed.rows + processed.rejected)

@@ -173,7 +173,9 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
     # Each worker process builds its own stages from the same config and runs process_body with them.
     pool: WorkerPool[Processed] | None = None
     if config.workers:
-        pool = WorkerPool(config.workers, process_body, default_stages, (config,))
+        pool = WorkerPool(
+            config.workers, process_body, default_stages, (config,), stall_seconds=config.worker_stall_seconds
+        )
     if pool is not None:
         running.callback(pool.shutdown, wait=True, cancel_futures=True)
         await asyncio.to_thread(pool.start)  # before the receivers: the first requests do not wait for it
@@ -204,7 +206,6 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
         writer=sink if spool is None else None,
         max_inflight_bytes=config.max_inflight_bytes,
         workers=pool,
-        worker_timeout_seconds=config.worker_timeout_seconds,
         scores=scores,
         reviews=reviews,
     )

@@ -4,10 +4,17 @@ Python runs one thread at a time per process; the stages are pure Python, so a p
 how the collector uses more than one. The pool does not know what it runs: `service` hands it the
 function (`processing.process_body`) and how each worker builds, once, the function's first argument
 (the stages, from the config). So this module imports nothing of the collector's.
+
+A worker that dies breaks the whole executor; one that stops (SIGSTOP) or hangs in a call that holds the
+interpreter would hold its tasks, and every later one, forever. So each worker beats: a thread in it writes
+the time into memory shared with the pool, and the pool's watchdog kills a worker whose beat is older than
+`stall_seconds`, then starts a new executor. A long task is not a stall (the beat goes on meanwhile), and the
+time a task waits in the queue does not count.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -19,15 +26,26 @@ from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
+
+BEAT_SECONDS = 0.25  # how often a worker writes its beat; the watchdog looks as often
+_COLLECTOR_CHECK_BEATS = 4  # a worker looks for its collector every this many beats
+
 # In a worker process: what `_initialize` was handed, and what it built.
 _function: Callable[..., Any] | None = None
 _state: Any = None
 
 
-def _exit_with(collector_pid: int) -> None:
-    """A collector killed with SIGKILL cannot shut its pool down: its workers leave on their own."""
+def _keep_beating(collector_pid: int, beats: Any, slot: int) -> None:
+    """The worker's sign of life, and its way out: a collector killed with SIGKILL cannot shut its pool down,
+    so its workers leave on their own."""
+    n = 0
     while True:
-        time.sleep(1)
+        beats[slot] = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+        time.sleep(BEAT_SECONDS)
+        n += 1
+        if n % _COLLECTOR_CHECK_BEATS:
+            continue
         try:
             os.kill(collector_pid, 0)
         except ProcessLookupError:
@@ -37,12 +55,23 @@ def _exit_with(collector_pid: int) -> None:
 
 
 def _initialize(
-    collector_pid: int, function: Callable[..., Any], build: Callable[..., Any], build_args: Sequence[Any]
+    collector_pid: int,
+    pids: Any,
+    beats: Any,
+    function: Callable[..., Any],
+    build: Callable[..., Any],
+    build_args: Sequence[Any],
 ) -> None:
     global _function, _state
     # The main process handles SIGINT/SIGTERM and shuts the pool down in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(collector_pid,), daemon=True, name="exit-with-collector").start()
+    with pids.get_lock():  # a slot of its own: the executor never has more workers than slots
+        slot = next(i for i in range(len(pids)) if pids[i] == 0)
+        beats[slot] = time.monotonic()
+        pids[slot] = os.getpid()
+    threading.Thread(
+        target=_keep_beating, args=(collector_pid, beats, slot), daemon=True, name="tracehouse-worker-beat"
+    ).start()
     _function = function
     _state = build(*build_args)
 
@@ -58,10 +87,62 @@ def _call(*args: Any) -> Any:
     return _function(_state, *args)
 
 
+class _Generation:
+    """One executor and what its workers share with the pool: their pids and beats, by slot."""
+
+    def __init__(self, number: int, count: int, context: Any, initargs: tuple[Any, ...]) -> None:
+        self.number = number
+        self.pids = context.Array("q", count)  # 0: a slot no worker has taken
+        self.beats = context.Array("d", count, lock=False)
+        collector_pid, *rest = initargs
+        self.executor = ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=context,
+            initializer=_initialize,
+            initargs=(collector_pid, self.pids, self.beats, *rest),
+        )
+        # The workers seen beating: a pidfd signals that very process, never another that got its pid later.
+        self.pidfds: dict[int, int] = {}
+
+    def stalled(self, now: float, stall_seconds: float) -> list[tuple[int, int, float]]:
+        """(slot, pid, seconds since its beat) of each worker quiet for longer than `stall_seconds`; opens a
+        pidfd for each worker seen beating."""
+        quiet = []
+        for slot in range(len(self.pids)):
+            pid = self.pids[slot]
+            if not pid:
+                continue
+            since = now - self.beats[slot]
+            if since <= stall_seconds:
+                if pid not in self.pidfds:
+                    try:
+                        self.pidfds[pid] = os.pidfd_open(pid)
+                    except OSError:  # exited meanwhile (or no descriptor left): looked at again next time
+                        continue
+            elif pid in self.pidfds:  # never seen beating: its pid may be another process's by now
+                quiet.append((slot, pid, since))
+        return quiet
+
+    def kill(self, slot: int, pid: int) -> bool:
+        """SIGKILL the worker (stopped ones too); False when it had exited already."""
+        self.pids[slot] = 0  # seen to: not reported again
+        try:
+            signal.pidfd_send_signal(self.pidfds[pid], signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def close(self) -> None:
+        for fd in self.pidfds.values():
+            os.close(fd)
+        self.pidfds.clear()
+
+
 class WorkerPool(Generic[R]):
     """`count` worker processes (forkserver: no inherited threads or open store handles). Each runs
     `build(*build_args)` once; `submit(*args)` then runs `function(built, *args)` in one of them.
-    `function` and `build` must be module-level functions (they are pickled by name)."""
+    `function` and `build` must be module-level functions (they are pickled by name). A worker that has not
+    beaten for `stall_seconds` (0: never looked at) is killed and the pool restarted."""
 
     def __init__(
         self,
@@ -69,64 +150,102 @@ class WorkerPool(Generic[R]):
         function: Callable[..., R],
         build: Callable[..., Any],
         build_args: Sequence[Any] = (),
+        stall_seconds: float = 0.0,
     ) -> None:
         self.count = count
+        self.stall_seconds = stall_seconds
         self._context = multiprocessing.get_context("forkserver")
         self._initargs = (os.getpid(), function, build, tuple(build_args))
-        self._executor = self._new_executor()
         self._lock = threading.Lock()
-        self.generation = 0  # bumped by every restart
-        self._pids: set[int] = set()  # the current generation's workers, once started
+        self._current = _Generation(0, count, self._context, self._initargs)
+        self._restarting = False
+        self._restart_error = ""  # why the last restart failed, until one succeeds
+        self._closed = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.count, mp_context=self._context, initializer=_initialize, initargs=self._initargs
-        )
-
-    def restart(self, broken: int) -> bool:
-        """A worker of generation `broken` died, which breaks the whole executor (every later submit raises
-        BrokenProcessPool): a new one takes its place, its workers started. Once per generation, whoever of
-        the requests that saw it die comes first; False for the others."""
-        with self._lock:
-            if self.generation != broken:
-                return False
-            old, self._executor = self._executor, self._new_executor()
-            self.generation += 1
-        # Not cancel_futures: after a kill the old executor may not have seen its workers die yet, and a task it
-        # cancels would reach the request as a cancellation, not as the death it handles.
-        old.shutdown(wait=False)
-        self.start()
-        return True
-
-    def kill(self, generation: int) -> bool:
-        """A worker of `generation` holds a task past its deadline (stopped, stuck in a C call): killing only it
-        is not possible, since which worker has which task is the executor's secret, so every worker of that
-        generation gets SIGKILL, which breaks the executor as a death does (then `restart`). False when the
-        generation is no longer the current one (another request killed or restarted it first)."""
-        with self._lock:
-            if self.generation != generation:
-                return False
-            pids = set(self._pids)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-        return True
+    @property
+    def generation(self) -> int:
+        """Bumped by every restart."""
+        return self._current.number
 
     def start(self, timeout: float = 120) -> None:
         """Start every worker now (each builds its stages, ~1 s): the executor would start them on the first
         requests, which would wait for it. Raises BrokenProcessPool when a worker cannot start."""
+        if self.stall_seconds and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, daemon=True, name="tracehouse-worker-watchdog")
+            self._watchdog.start()
+        executor = self._current.executor
         deadline = time.monotonic() + timeout
         started: set[int] = set()
         while len(started) < self.count and time.monotonic() < deadline:
-            tasks = [self._executor.submit(_ready) for _ in range(self.count)]
+            tasks = [executor.submit(_ready) for _ in range(self.count)]
             started.update(task.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks)
-        self._pids = started
 
     def submit(self, *args: Any) -> Future[R]:
-        """Raises BrokenProcessPool (here or from the future) when a worker died."""
-        return self._executor.submit(_call, *args)
+        """Raises BrokenProcessPool (here or from the future) when a worker died or was killed."""
+        return self._current.executor.submit(_call, *args)
+
+    def restart_soon(self, broken: int) -> None:
+        """A worker of generation `broken` died or was killed, which breaks its whole executor (every later
+        submit raises BrokenProcessPool): a new one takes its place, in a thread. Once per generation, whoever
+        saw it first; the others, and a call while a restart runs, do nothing."""
+        with self._lock:
+            if self._current.number != broken or self._restarting or self._closed.is_set():
+                return
+            self._restarting = True
+        threading.Thread(target=self._restart, daemon=True, name="tracehouse-worker-restart").start()
+
+    def _restart(self) -> None:
+        try:
+            with self._lock:  # the watchdog looks at one generation at a time, under the lock
+                old = self._current
+                self._current = _Generation(old.number + 1, self.count, self._context, self._initargs)
+                old.close()
+            # Not cancel_futures: the old executor may not have seen its worker die yet, and a task it cancels
+            # would reach the request as a cancellation, not as the death it handles.
+            old.executor.shutdown(wait=False)
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - the next death or request tries again; /readyz says why
+            self._restart_error = str(exc) or type(exc).__name__
+            log.exception("pipeline workers could not be restarted")
+        else:
+            self._restart_error = ""
+            log.warning("pipeline workers restarted")
+        finally:
+            with self._lock:
+                self._restarting = False
+
+    def _watch(self) -> None:
+        while not self._closed.wait(BEAT_SECONDS):
+            try:
+                with self._lock:
+                    current = self._current
+                    stalled = current.stalled(time.monotonic(), self.stall_seconds)
+                    killed = [(pid, since, current.kill(slot, pid)) for slot, pid, since in stalled]
+                for pid, since, alive in killed:
+                    log.error(
+                        "pipeline worker %d gave no sign of life for %.1f s (%s): the workers are restarted, the"
+                        " requests they held refused for a retry",
+                        pid,
+                        since,
+                        "stopped, or stuck in a call that holds the interpreter; killed" if alive else "it had exited",
+                    )
+                if killed:
+                    self.restart_soon(current.number)
+            except Exception:  # noqa: BLE001 - the watchdog must outlive whatever it meets
+                log.exception("the pipeline workers' watchdog failed to look; it looks again")
+
+    def problems(self) -> list[str]:
+        """What keeps requests from being processed now, for /readyz."""
+        if self._restarting:
+            return ["pipeline workers are being restarted (one died or stalled)"]
+        if self._restart_error:
+            return [f"pipeline workers could not be restarted: {self._restart_error}"]
+        return []
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._closed.set()
+        with self._lock:
+            current = self._current
+            current.close()
+        current.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
