@@ -842,7 +842,7 @@ class ReadOnlySql:
             canonical = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
             canonical = canonical.result_rows[0][0]
         except ClickHouseError as exc:
-            raise _refused(exc) from None
+            raise _refused(exc, _CANONICAL_SCOPE) from None
         own_format = _FORMAT_CLAUSE.search(canonical)
         if own_format:
             try:
@@ -984,8 +984,17 @@ def _clickhouse_message(exc: Exception) -> str:
     return (text[start:] if start >= 0 else text).strip().splitlines()[0]
 
 
-def _refused(exc: ClickHouseError) -> QueryRefused:
+# How ClickHouse names the query an error came from when that query is the guard's own printing of the user's
+# text: the user did not write it, so it is cut from the message (the position the message gives is the text's).
+_CANONICAL_SCOPE = ": In scope SELECT formatQuerySingleLine("
+_TRAILING_ERROR_NAME = re.compile(r"\. \(([A-Z_]+)\)$")
+
+
+def _refused(exc: ClickHouseError, wrapper_scope: str = "") -> QueryRefused:
     message = _clickhouse_message(exc)
+    if wrapper_scope and (at := message.find(wrapper_scope)) >= 0:
+        name = _TRAILING_ERROR_NAME.search(message)
+        message = message[:at] + (f". ({name.group(1)})" if name else "")
     match = re.match(r"Code: (\d+)", message)
     return QueryRefused(message, int(match.group(1)) if match else 164)
 

@@ -151,7 +151,7 @@ def test_the_vendored_chart_js_is_the_release_named():
     inlined = report.chart_js()
     assert "sourceMappingURL" not in inlined and "</script" not in inlined.lower()
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"tracehouse.collector" = ["report_assets/*"]' in pyproject  # shipped in the wheel and the sdist
+    assert '"tracehouse.collector.report_assets" = ["*"]' in pyproject  # shipped in the wheel and the sdist
 
 
 def test_prompt_text_reads_the_stored_messages():

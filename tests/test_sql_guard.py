@@ -340,6 +340,19 @@ def test_endpoint_bad_requests_get_clickhouse_errors_not_500s(served):
     assert len(new_lines) <= 1 and "Traceback" not in "\n".join(new_lines), new_lines
 
 
+def test_a_syntax_error_names_the_users_text_not_the_guards_wrapper(served):
+    """The guard has ClickHouse print the text back first, so a syntax error came out as "In scope SELECT
+    formatQuerySingleLine('SELEC ...')": a query the user never wrote. The message names the position in the
+    user's own text and the error, nothing else."""
+    collector, _root = served
+    status, text = _request(collector, "SELEC count() FROM otel_traces")
+    assert status == 400, text
+    first_line = text.splitlines()[0]
+    assert first_line.startswith("Code: 62.") and "Syntax error: failed at position 12" in first_line, text
+    assert first_line.endswith("(SYNTAX_ERROR)"), text
+    assert "formatQuerySingleLine" not in text and "In scope" not in text, text
+
+
 def test_reads_are_bounded_and_cannot_lift_their_limits(served):
     collector, _root = served
     status, text = _request(collector, "SELECT count() FROM numbers(1e13)")
