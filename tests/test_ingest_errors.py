@@ -228,3 +228,28 @@ def test_grpc_partial_success(channel, small_collector):
     assert "trace_id must be 16 bytes, got 2" in response.partial_success.error_message
     rows = sql_rows(small_collector.data_dir, "SELECT count() AS n FROM otel_traces WHERE ServiceName = 'partial-grpc'")
     assert int(rows[0]["n"]) == 2
+
+
+def test_a_span_with_a_link_of_a_bad_id_length_is_rejected_the_others_kept(channel, small_collector):
+    """A link's trace id of 5 bytes was stored as 10 hex digits, a link to no trace: the OTel Collector refuses
+    such a request, we reject the span and name the link. Empty link ids (not set) stay accepted."""
+    request = _request_proto("bad-link", 4)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    for n, span in enumerate(spans):
+        span.name = f"span-{n}"
+    bad_trace, bad_span = spans[0].links.add(), spans[1].links.add()
+    spans[2].links.add()  # no ids set
+    bad_trace.trace_id, bad_trace.span_id = b"\x05" * 5, b"\x06" * 8
+    bad_span.trace_id, bad_span.span_id = b"\x05" * 16, b"\x06" * 3
+    good = spans[3].links.add()
+    good.trace_id, good.span_id = b"\x07" * 16, b"\x08" * 8
+    response = TraceServiceStub(channel).Export(request, timeout=10)
+    assert response.partial_success.rejected_spans == 2
+    message = response.partial_success.error_message
+    assert "link 0: trace_id must be empty or 16 bytes, got 5" in message, message
+    assert "link 0: span_id must be empty or 8 bytes, got 3" in message, message
+    rows = sql_rows(
+        small_collector.data_dir,
+        "SELECT SpanName AS name, Links.TraceId AS links FROM otel_traces WHERE ServiceName = 'bad-link' ORDER BY name",
+    )
+    assert [(row["name"], row["links"]) for row in rows] == [("span-2", [""]), ("span-3", ["07" * 16])], rows

@@ -270,6 +270,16 @@ def _invalid_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> str:
     return ""
 
 
+def _invalid_links(links) -> str:
+    """A link's ids are empty (not set) or of full length: the OTel Collector refuses any other length too."""
+    for n, link in enumerate(links):
+        if len(link.trace_id) not in (0, 16):
+            return f"link {n}: trace_id must be empty or 16 bytes, got {len(link.trace_id)}"
+        if len(link.span_id) not in (0, 8):
+            return f"link {n}: span_id must be empty or 8 bytes, got {len(link.span_id)}"
+    return ""
+
+
 def decode_request(request: ExportTraceServiceRequest) -> DecodeResult:
     batch = SpanBatch()
     c = batch.columns
@@ -299,8 +309,10 @@ def decode_request(request: ExportTraceServiceRequest) -> DecodeResult:
             for span in scope_spans.spans:
                 trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
                 start = span.start_time_unix_nano
-                problem = _invalid_ids(trace_id, span_id, parent_id) or (
-                    _invalid_start(start) if not 0 < start <= MAX_TIME_NS else ""
+                problem = (
+                    _invalid_ids(trace_id, span_id, parent_id)
+                    or (_invalid_start(start) if not 0 < start <= MAX_TIME_NS else "")
+                    or (_invalid_links(span.links) if span.links else "")
                 )
                 if problem:
                     result.reject(span.name, problem)
