@@ -193,7 +193,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     if opens_store:
         from tracehouse.collector.files import PRIVATE_UMASK, use_private_files
 
-        if config.is_embedded:
+        # A command that only finds what is stored creates no data dir where there is none: it says so instead.
+        finds_only = args.command in ("sql", "report", "export", "forget") and not config.data_dir.exists()
+        if config.is_embedded and not finds_only:
             use_private_files(config)
         else:
             os.umask(PRIVATE_UMASK)

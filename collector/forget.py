@@ -380,6 +380,9 @@ def forget_offline(config: Config, subject: Subject, *, dry_run: bool, requested
     from tracehouse.collector import store
     from tracehouse.collector.runtime import StoreBusy, lock_store
 
+    if config.is_embedded and not config.store_dir.exists() and not config.spool_dir.is_dir():
+        # Before the lock, which would create the data dir.
+        raise ForgetFailed(f"no store in {config.data_dir}; start `tracehouse serve` first")
     try:
         lock = lock_store(config)
     except StoreBusy as exc:

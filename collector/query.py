@@ -187,6 +187,8 @@ def read_query(config: Config, sql: str, fmt: str) -> QueryResult:
             raise QueryFailed(str(exc)) from None
         except KeyboardInterrupt:
             raise QueryCancelled() from None  # the endpoint stops a query whose client hung up
+    if config.is_embedded and not config.store_dir.exists():  # before the lock, which would create the data dir
+        raise QueryFailed(f"no store in {config.data_dir}; start `tracehouse serve` first")
     try:
         lock = lock_store(config)
     except StoreBusy:

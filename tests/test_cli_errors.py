@@ -119,6 +119,14 @@ def test_sql_against_an_unreachable_server():
     assert_one_clear_line(tracehouse("sql", "--clickhouse-url", url, "SELECT 1"), "Connection refused", code=1)
 
 
+def test_sql_on_a_data_dir_with_no_store_creates_nothing(tmp_path):
+    """`tracehouse sql` run from the wrong directory said "no store" but left an empty .tracehouse/data
+    (its lock file and temp dir) behind."""
+    result = tracehouse("sql", "SELECT 1", cwd=tmp_path)
+    assert_one_clear_line(result, "no store in .tracehouse/data", "start `tracehouse serve` first", code=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_data_dir_that_is_a_file(tmp_path):
     path = tmp_path / "afile"
     path.write_text("")
@@ -147,6 +155,9 @@ def test_a_data_dir_on_a_read_only_file_system(read_only_dir):
     for data_dir in (read_only_dir, read_only_dir / "sub"):
         for command in (("serve", "--grpc-port", "0", "--http-port", "0"), ("migrate",), ("sql", "SELECT 1")):
             result = tracehouse(*command, "--data-dir", str(data_dir))
+            if command[0] == "sql" and not data_dir.exists():  # a read of a data dir that is not there
+                assert_one_clear_line(result, f"no store in {data_dir}", code=1)
+                continue
             assert_one_clear_line(result, str(data_dir), "read-only file system", "--data-dir", code=2)
 
 

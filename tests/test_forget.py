@@ -295,6 +295,7 @@ def test_forget_bad_input_is_refused_naming_the_flag(tmp_path, args, code, messa
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert result.stdout == ""
+    assert not (tmp_path / "empty").exists()  # a refused command leaves no data dir behind
 
 
 def test_the_readme_forget_commands_run_as_written(start_collector, tmp_path):
