@@ -14,9 +14,11 @@ time a task waits in the queue does not count.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
@@ -104,24 +106,32 @@ class _Generation:
         # The workers seen beating: a pidfd signals that very process, never another that got its pid later.
         self.pidfds: dict[int, int] = {}
 
+    def watch(self, pid: int) -> None:
+        """Open a pidfd for a worker known to be running (it just beat, or answered a task)."""
+        if pid not in self.pidfds:
+            with contextlib.suppress(OSError):  # exited meanwhile (or no descriptor left): looked at again next time
+                self.pidfds[pid] = os.pidfd_open(pid)
+
     def stalled(self, now: float, stall_seconds: float) -> list[tuple[int, int, float]]:
-        """(slot, pid, seconds since its beat) of each worker quiet for longer than `stall_seconds`; opens a
-        pidfd for each worker seen beating."""
+        """(slot, pid, seconds since its beat) of each worker quiet for longer than `stall_seconds`."""
         quiet = []
         for slot in range(len(self.pids)):
             pid = self.pids[slot]
             if not pid:
                 continue
+            # Its first sight is within a beat of the worker taking the slot (or of its last beat): it runs then.
+            self.watch(pid)
             since = now - self.beats[slot]
-            if since <= stall_seconds:
-                if pid not in self.pidfds:
-                    try:
-                        self.pidfds[pid] = os.pidfd_open(pid)
-                    except OSError:  # exited meanwhile (or no descriptor left): looked at again next time
-                        continue
-            elif pid in self.pidfds:  # never seen beating: its pid may be another process's by now
+            if since > stall_seconds and pid in self.pidfds:
                 quiet.append((slot, pid, since))
         return quiet
+
+    def kill_all(self) -> None:
+        """SIGKILL every worker still there: once one died the executor is broken and its tasks failed, and a
+        survivor may be blocked for good on the call queue's lock, which the dead one held."""
+        for slot in range(len(self.pids)):
+            if self.pids[slot] in self.pidfds:
+                self.kill(slot, self.pids[slot])
 
     def kill(self, slot: int, pid: int) -> bool:
         """SIGKILL the worker (stopped ones too); False when it had exited already."""
@@ -131,6 +141,21 @@ class _Generation:
         except ProcessLookupError:
             return False
         return True
+
+    def still_running(self, timeout: float) -> list[tuple[int, int]]:
+        """Wait up to `timeout` for every worker to exit; (slot, pid) of those still running then."""
+        running = {
+            self.pidfds[pid]: (slot, pid) for slot in range(len(self.pids)) if (pid := self.pids[slot]) in self.pidfds
+        }
+        poller = select.poll()
+        for fd in running:
+            poller.register(fd, select.POLLIN)  # a pidfd turns readable when its process exits
+        deadline = time.monotonic() + timeout
+        while running and (left := deadline - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                running.pop(fd, None)
+        return list(running.values())
 
     def close(self) -> None:
         for fd in self.pidfds.values():
@@ -174,12 +199,15 @@ class WorkerPool(Generic[R]):
         if self.stall_seconds and self._watchdog is None:
             self._watchdog = threading.Thread(target=self._watch, daemon=True, name="tracehouse-worker-watchdog")
             self._watchdog.start()
-        executor = self._current.executor
+        current = self._current
         deadline = time.monotonic() + timeout
         started: set[int] = set()
         while len(started) < self.count and time.monotonic() < deadline:
-            tasks = [executor.submit(_ready) for _ in range(self.count)]
+            tasks = [current.executor.submit(_ready) for _ in range(self.count)]
             started.update(task.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks)
+        with self._lock:
+            for pid in started:
+                current.watch(pid)
 
     def submit(self, *args: Any) -> Future[R]:
         """Raises BrokenProcessPool (here or from the future) when a worker died or was killed."""
@@ -200,6 +228,7 @@ class WorkerPool(Generic[R]):
             with self._lock:  # the watchdog looks at one generation at a time, under the lock
                 old = self._current
                 self._current = _Generation(old.number + 1, self.count, self._context, self._initargs)
+                old.kill_all()
                 old.close()
             # Not cancel_futures: the old executor may not have seen its worker die yet, and a task it cancels
             # would reach the request as a cancellation, not as the death it handles.
@@ -224,11 +253,12 @@ class WorkerPool(Generic[R]):
                     killed = [(pid, since, current.kill(slot, pid)) for slot, pid, since in stalled]
                 for pid, since, alive in killed:
                     log.error(
-                        "pipeline worker %d gave no sign of life for %.1f s (%s): the workers are restarted, the"
-                        " requests they held refused for a retry",
+                        "pipeline worker %d gave no sign of life for %.1f s (stopped, stuck in a call that holds the"
+                        " interpreter, or dead)%s: the workers are restarted, the requests they held refused for a"
+                        " retry",
                         pid,
                         since,
-                        "stopped, or stuck in a call that holds the interpreter; killed" if alive else "it had exited",
+                        "; killed" if alive else "",
                     )
                 if killed:
                     self.restart_soon(current.number)
@@ -243,9 +273,22 @@ class WorkerPool(Generic[R]):
             return [f"pipeline workers could not be restarted: {self._restart_error}"]
         return []
 
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False, exit_seconds: float = 5.0) -> None:
+        """With `wait`, a worker that has not exited `exit_seconds` after the others were told to (stopped, or
+        stuck in a call) is killed: the executor would wait for it forever, and the collector with it."""
         self._closed.set()
         with self._lock:
             current = self._current
+        current.executor.shutdown(wait=False, cancel_futures=cancel_futures)
+        if wait:
+            for slot, pid in current.still_running(exit_seconds):
+                alive = current.kill(slot, pid)
+                if alive:
+                    log.warning(
+                        "pipeline worker %d did not exit %g s after shutdown (stopped or stuck): killed",
+                        pid,
+                        exit_seconds,
+                    )
+            current.executor.shutdown(wait=True)
+        with self._lock:
             current.close()
-        current.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
