@@ -191,10 +191,12 @@ def _key_literal(key: list[Any]) -> str:
 
 
 def _rows(config: Config, sql: str, what: str) -> list[dict[str, Any]]:
-    from tracehouse.collector.query import QueryFailed, read_rows
+    from tracehouse.collector.query import NoStore, QueryFailed, read_rows
 
     try:
         return read_rows(config, sql)
+    except NoStore as exc:
+        raise ExportFailed(str(exc)) from None
     except QueryFailed as exc:
         raise ExportFailed(f"{what}: {exc}") from None
 

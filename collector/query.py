@@ -101,6 +101,10 @@ class QueryFailed(Exception):
     """A read query that did not run; the message is for the user."""
 
 
+class NoStore(QueryFailed):
+    """There is no store to read: not a fault of the query, so a command says it as it is, not as a query's."""
+
+
 class QueryCancelled(Exception):
     """Ctrl-C stopped a read query (it was killed in the store, not left running)."""
 
@@ -188,14 +192,14 @@ def read_query(config: Config, sql: str, fmt: str) -> QueryResult:
         except KeyboardInterrupt:
             raise QueryCancelled() from None  # the endpoint stops a query whose client hung up
     if config.is_embedded and not config.store_dir.exists():  # before the lock, which would create the data dir
-        raise QueryFailed(f"no store in {config.data_dir}; start `tracehouse serve` first")
+        raise NoStore(f"no store in {config.data_dir}; start `tracehouse serve` first")
     try:
         lock = lock_store(config)
     except StoreBusy:
         raise QueryFailed("the store is open in another process and no query endpoint answers") from None
     try:
         if config.is_embedded and not config.store_dir.exists():
-            raise QueryFailed(f"no store in {config.data_dir}; start `tracehouse serve` first")
+            raise NoStore(f"no store in {config.data_dir}; start `tracehouse serve` first")
         return _read_in_process(config, sql, fmt)
     finally:
         if lock:

@@ -541,7 +541,7 @@ class Built:
 def build(run: Runner, start: datetime, end: datetime) -> Built:
     """Run every panel's queries over [start, end]."""
     from tracehouse.collector.grafana_macros import ExpansionError
-    from tracehouse.collector.query import QueryFailed
+    from tracehouse.collector.query import NoStore, QueryFailed
     from tracehouse.dashboards.queries import calls_prompts
 
     interval_s = interval_for(start, end)
@@ -549,6 +549,8 @@ def build(run: Runner, start: datetime, end: datetime) -> Built:
     def rows(source: Source, title: str) -> Rows:
         try:
             return run(expand_for_report(source.sql, start, end, interval_s))
+        except NoStore as exc:
+            raise ReportFailed(str(exc)) from None
         except (QueryFailed, ExpansionError) as exc:
             raise ReportFailed(f"panel “{title}”: {exc}") from None
 

@@ -119,11 +119,22 @@ def test_sql_against_an_unreachable_server():
     assert_one_clear_line(tracehouse("sql", "--clickhouse-url", url, "SELECT 1"), "Connection refused", code=1)
 
 
-def test_sql_on_a_data_dir_with_no_store_creates_nothing(tmp_path):
-    """`tracehouse sql` run from the wrong directory said "no store" but left an empty .tracehouse/data
-    (its lock file and temp dir) behind."""
-    result = tracehouse("sql", "SELECT 1", cwd=tmp_path)
-    assert_one_clear_line(result, "no store in .tracehouse/data", "start `tracehouse serve` first", code=1)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("sql", "SELECT 1"),
+        ("report",),
+        ("export", "--format", "jsonl", "--out", "out.jsonl"),
+        ("forget", "--user", "a"),
+    ],
+)
+def test_a_read_on_a_data_dir_with_no_store_says_so_and_creates_nothing(tmp_path, command):
+    """Run from the wrong directory, `tracehouse sql` said "no store" but left an empty .tracehouse/data (its
+    lock file and temp dir) behind; report and export said it as a panel's or a flag's error ("--where: no
+    store")."""
+    result = tracehouse(*command, cwd=tmp_path)
+    message = assert_one_clear_line(result, "no store in .tracehouse/data", "start `tracehouse serve` first", code=1)
+    assert "panel" not in message and "--where" not in message, message
     assert list(tmp_path.iterdir()) == []
 
 
