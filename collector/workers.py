@@ -31,6 +31,7 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 0.25  # how often a worker writes its beat; the watchdog looks as often
+RESTART_RETRY_SECONDS = 10.0  # after a restart that failed, the watchdog tries again this much later
 _COLLECTOR_CHECK_BEATS = 4  # a worker looks for its collector every this many beats
 
 # In a worker process: what `_initialize` was handed, and what it built.
@@ -132,6 +133,11 @@ class _Generation:
         for slot in range(len(self.pids)):
             if self.pids[slot] in self.pidfds:
                 self.kill(slot, self.pids[slot])
+        # A worker that hung before it took a slot is known to the executor only (multiprocessing's Process
+        # sends no signal to a process it has seen exit).
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
 
     def kill(self, slot: int, pid: int) -> bool:
         """SIGKILL the worker (stopped ones too); False when it had exited already."""
@@ -176,15 +182,18 @@ class WorkerPool(Generic[R]):
         build: Callable[..., Any],
         build_args: Sequence[Any] = (),
         stall_seconds: float = 0.0,
+        start_seconds: float = 120.0,
     ) -> None:
         self.count = count
         self.stall_seconds = stall_seconds
+        self.start_seconds = start_seconds  # a restart whose workers are not all up by then failed
         self._context = multiprocessing.get_context("forkserver")
         self._initargs = (os.getpid(), function, build, tuple(build_args))
         self._lock = threading.Lock()
         self._current = _Generation(0, count, self._context, self._initargs)
         self._restarting = False
         self._restart_error = ""  # why the last restart failed, until one succeeds
+        self._retry_at = float("inf")  # when the watchdog tries a failed restart again
         self._closed = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -193,18 +202,23 @@ class WorkerPool(Generic[R]):
         """Bumped by every restart."""
         return self._current.number
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float | None = None) -> None:
         """Start every worker now (each builds its stages, ~1 s): the executor would start them on the first
-        requests, which would wait for it. Raises BrokenProcessPool when a worker cannot start."""
+        requests, which would wait for it. Raises BrokenProcessPool when a worker cannot start, RuntimeError
+        when they are not all up within `timeout` (default `start_seconds`)."""
+        timeout = self.start_seconds if timeout is None else timeout
         if self.stall_seconds and self._watchdog is None:
             self._watchdog = threading.Thread(target=self._watch, daemon=True, name="tracehouse-worker-watchdog")
             self._watchdog.start()
         current = self._current
         deadline = time.monotonic() + timeout
         started: set[int] = set()
-        while len(started) < self.count and time.monotonic() < deadline:
-            tasks = [current.executor.submit(_ready) for _ in range(self.count)]
-            started.update(task.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks)
+        try:
+            while len(started) < self.count and time.monotonic() < deadline:
+                tasks = [current.executor.submit(_ready) for _ in range(self.count)]
+                started.update(task.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks)
+        except TimeoutError:
+            raise RuntimeError(f"{len(started)} of {self.count} workers were up after {timeout:g} s") from None
         with self._lock:
             for pid in started:
                 current.watch(pid)
@@ -234,9 +248,10 @@ class WorkerPool(Generic[R]):
             # would reach the request as a cancellation, not as the death it handles.
             old.executor.shutdown(wait=False)
             self.start()
-        except Exception as exc:  # noqa: BLE001 - the next death or request tries again; /readyz says why
+        except Exception as exc:  # noqa: BLE001 - the watchdog tries again, as does the next death; /readyz says why
             self._restart_error = str(exc) or type(exc).__name__
-            log.exception("pipeline workers could not be restarted")
+            self._retry_at = time.monotonic() + RESTART_RETRY_SECONDS
+            log.error("pipeline workers could not be restarted (%s); tried again in %g s", exc, RESTART_RETRY_SECONDS)
         else:
             self._restart_error = ""
             log.warning("pipeline workers restarted")
@@ -261,6 +276,9 @@ class WorkerPool(Generic[R]):
                         "; killed" if alive else "",
                     )
                 if killed:
+                    self.restart_soon(current.number)
+                elif self._restart_error and not self._restarting and time.monotonic() >= self._retry_at:
+                    self._retry_at = float("inf")
                     self.restart_soon(current.number)
             except Exception:  # noqa: BLE001 - the watchdog must outlive whatever it meets
                 log.exception("the pipeline workers' watchdog failed to look; it looks again")
