@@ -66,8 +66,10 @@ def _initialize(
     build_args: Sequence[Any],
 ) -> None:
     global _function, _state
-    # The main process handles SIGINT/SIGTERM and shuts the pool down in order.
+    # The main process handles SIGINT/SIGTERM and shuts the pool down in order: a stop that signals the whole
+    # group (systemd, a terminal's Ctrl-C) must not kill the workers under requests still being answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with pids.get_lock():  # a slot of its own: the executor never has more workers than slots
         slot = next(i for i in range(len(pids)) if pids[i] == 0)
         beats[slot] = time.monotonic()
@@ -127,17 +129,20 @@ class _Generation:
                 quiet.append((slot, pid, since))
         return quiet
 
-    def kill_all(self) -> None:
+    def processes(self) -> list[Any]:
+        """The executor's worker processes (its shutdown forgets them): a worker that hung before it took a slot
+        is known to the executor only."""
+        return list((getattr(self.executor, "_processes", None) or {}).values())
+
+    def kill_all(self, processes: list[Any] | None = None) -> None:
         """SIGKILL every worker still there: once one died the executor is broken and its tasks failed, and a
         survivor may be blocked for good on the call queue's lock, which the dead one held."""
         for slot in range(len(self.pids)):
             if self.pids[slot] in self.pidfds:
                 self.kill(slot, self.pids[slot])
-        # A worker that hung before it took a slot is known to the executor only (multiprocessing's Process
-        # sends no signal to a process it has seen exit).
-        for process in list(getattr(self.executor, "_processes", {}).values()):
+        for process in self.processes() if processes is None else processes:
             with contextlib.suppress(OSError, ValueError):
-                process.kill()
+                process.kill()  # multiprocessing's Process sends no signal to a process it has seen exit
 
     def kill(self, slot: int, pid: int) -> bool:
         """SIGKILL the worker (stopped ones too); False when it had exited already."""
@@ -240,6 +245,8 @@ class WorkerPool(Generic[R]):
     def _restart(self) -> None:
         try:
             with self._lock:  # the watchdog looks at one generation at a time, under the lock
+                if self._closed.is_set():  # shut down meanwhile: no new workers
+                    return
                 old = self._current
                 self._current = _Generation(old.number + 1, self.count, self._context, self._initargs)
                 old.kill_all()
@@ -297,6 +304,7 @@ class WorkerPool(Generic[R]):
         self._closed.set()
         with self._lock:
             current = self._current
+        processes = current.processes()
         current.executor.shutdown(wait=False, cancel_futures=cancel_futures)
         if wait:
             for slot, pid in current.still_running(exit_seconds):
@@ -307,6 +315,7 @@ class WorkerPool(Generic[R]):
                         pid,
                         exit_seconds,
                     )
+            current.kill_all(processes)  # and one that hung before it took a slot
             current.executor.shutdown(wait=True)
         with self._lock:
             current.close()

@@ -338,6 +338,54 @@ def test_a_stopped_worker_does_not_hold_up_shutdown(start_collector):
         assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
+def test_a_stop_that_signals_the_workers_too_lets_the_request_in_flight_finish(start_collector):
+    """systemd (and a terminal's Ctrl-C) signal every process of the service: the workers died of the SIGTERM
+    under the request they held, which was refused, and the pool was restarted after the collector had begun
+    to shut down. Now the workers leave the signal to the collector: the request in flight is answered OK,
+    stored, and the collector exits without a restart."""
+    import os
+    import signal
+    import threading
+    import time
+
+    collector = start_collector("--workers", "1", migrated=True)
+    (worker,) = _workers(collector.proc.pid)
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add().scope_spans.add()
+    rng = random.Random(11)
+    for n in range(60_000):
+        span = scope_spans.spans.add()
+        span.trace_id, span.span_id, span.name = rng.randbytes(16), rng.randbytes(8), f"step-{n % 10}"
+        span.start_time_unix_nano = 1_760_000_000_000_000_000
+        span.end_time_unix_nano = span.start_time_unix_nano + 1_000
+    outcome: list[object] = []
+
+    def export() -> None:
+        with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+            try:
+                outcome.append(
+                    ExportTraceServiceResponse.FromString(
+                        channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=60)
+                    )
+                )
+            except grpc.RpcError as exc:
+                outcome.append(exc.code())
+
+    sender = threading.Thread(target=export)
+    sender.start()
+    deadline = time.monotonic() + 30  # until the worker is busy with it
+    while time.monotonic() < deadline and Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] != "R":
+        time.sleep(0.01)
+    for pid in (collector.proc.pid, worker):
+        os.kill(pid, signal.SIGTERM)
+    sender.join(60)
+    assert collector.stop(timeout=40) == 0, collector.log()
+    assert len(outcome) == 1 and isinstance(outcome[0], ExportTraceServiceResponse), outcome
+    log = collector.log()
+    assert "pipeline workers restarted" not in log and "died" not in log, log
+    assert sql_rows(collector.data_dir, "SELECT count() AS n FROM otel_traces") == [{"n": 60_000}]
+
+
 def _workers(collector_pid: int) -> list[int]:
     """The collector's live worker processes: the forkserver's children (the forkserver is the collector's own),
     zombies not counted."""
