@@ -256,6 +256,8 @@ class WorkerPool(Generic[R]):
             old.executor.shutdown(wait=False)
             self.start()
         except Exception as exc:  # noqa: BLE001 - the watchdog tries again, as does the next death; /readyz says why
+            if self._closed.is_set():  # the shutdown cancelled the start: nothing failed
+                return
             self._restart_error = str(exc) or type(exc).__name__
             self._retry_at = time.monotonic() + RESTART_RETRY_SECONDS
             log.error("pipeline workers could not be restarted (%s); tried again in %g s", exc, RESTART_RETRY_SECONDS)
