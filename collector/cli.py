@@ -299,8 +299,8 @@ def _serve(config: Config) -> int:
 
     from tracehouse.collector.files import use_private_files
 
+    _check_listen(config)  # first: a port in use leaves no new data dir behind
     use_private_files(config)
-    _check_listen(config)
     from tracehouse.collector.service import serve
 
     try:

@@ -99,6 +99,7 @@ def test_a_port_in_use(tmp_path):
         for flag, what in (("--grpc-port", "OTLP/gRPC"), ("--http-port", "OTLP/HTTP"), ("--query-port", "query")):
             result = serve(tmp_path, flag, port)
             assert_one_clear_line(result, f"port {port}", what, "already in use", flag, code=1)
+            assert not (tmp_path / "data").exists()  # refused before it made a data dir
 
 
 def test_an_address_not_on_this_machine(tmp_path):
