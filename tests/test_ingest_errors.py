@@ -117,9 +117,12 @@ def test_http_bad_json_is_400_with_json_status(small_collector, body, phrase):
 
 
 def test_http_wrong_method_is_405(small_collector):
-    status, headers, _ = _post(small_collector.traces_url, b"", {}, method="GET")
+    """A GET (a browser opening the endpoint) gets its Status as JSON it can show, not protobuf bytes."""
+    status, headers, body = _post(small_collector.traces_url, b"", {}, method="GET")
     assert status == 405
     assert "POST" in headers["Allow"].split(", ")
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["message"] == "only POST is allowed on /v1/traces"
 
 
 @pytest.mark.parametrize(

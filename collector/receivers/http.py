@@ -134,7 +134,8 @@ class HttpReceiver:
 
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
-        reply_type = JSON if content_type == JSON else PROTOBUF
+        # The Status in the request's encoding; a request in neither (a browser's GET) gets JSON, which it can read.
+        reply_type = PROTOBUF if content_type == PROTOBUF else JSON
         if request.method == "OPTIONS":
             return web.Response(status=204, headers={"Allow": _ALLOW})
         if request.method != "POST":
