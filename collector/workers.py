@@ -286,6 +286,10 @@ class WorkerPool(Generic[R]):
                     )
                 if killed:
                     self.restart_soon(current.number)
+                elif getattr(current.executor, "_broken", False) and not (self._restarting or self._restart_error):
+                    # A worker died (the executor saw it at once): restart now, not when a request finds it.
+                    log.error("a pipeline worker process died; the workers are restarted")
+                    self.restart_soon(current.number)
                 elif self._restart_error and not self._restarting and time.monotonic() >= self._retry_at:
                     self._retry_at = float("inf")
                     self.restart_soon(current.number)

@@ -191,11 +191,11 @@ def test_a_retry_of_a_request_spooled_by_an_older_version_is_answered_from_the_s
 def test_a_dead_worker_is_replaced_and_ingestion_goes_on(start_collector):
     """A worker killed (the OOM killer, a crash in a C library) breaks the whole process pool: every request
     was refused with 503 until a restart of the collector. Now the request that saw it die is refused for a
-    retry, a new pool takes over, and the retry is stored once."""
+    retry, a new pool takes over, and the retry is stored once. The watchdog is off: the request finds the death."""
     import os
     import signal
 
-    collector = start_collector("--workers", "2", migrated=True)
+    collector = start_collector("--workers", "2", "--worker-stall-seconds", "0", migrated=True)
     forkserver = [pid for pid in _children(collector.proc.pid) if pid in _direct(collector.proc.pid)]
     workers = [pid for pid in _children(collector.proc.pid) if pid not in forkserver]
     assert len(workers) >= 2, workers
@@ -211,6 +211,38 @@ def test_a_dead_worker_is_replaced_and_ingestion_goes_on(start_collector):
     assert rows == [{"n": 3 * TRACES * SPANS_PER_TRACE, "spans": 3 * TRACES * SPANS_PER_TRACE}]
     assert "pipeline workers restarted" in collector.log()
     assert set(_children(collector.proc.pid)) - set(workers) - set(forkserver)  # new worker processes
+
+
+def test_a_dead_idle_worker_is_replaced_before_a_request_finds_it(start_collector):
+    """A worker killed while idle: the pool was broken, /readyz said ready, and the next request was refused to
+    find out. The watchdog sees the executor broken within a beat and restarts it (the stall limit, 30 s
+    here, plays no part)."""
+    import json
+    import os
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    collector = start_collector("--workers", "2", "--worker-stall-seconds", "30", migrated=True)
+    first = _workers(collector.proc.pid)
+    os.kill(first[0], signal.SIGKILL)
+    started = time.monotonic()
+    seen: list[tuple[int, list[str]]] = []
+    while time.monotonic() - started < 20 and not (seen[-1:] == [(200, [])] and any(c == 503 for c, _ in seen)):
+        try:
+            with urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=5) as response:
+                seen.append((response.status, json.loads(response.read())["problems"]))
+        except urllib.error.HTTPError as exc:
+            seen.append((exc.code, json.loads(exc.read())["problems"]))
+        time.sleep(0.05)
+    assert (503, ["pipeline workers are being restarted (one died or stalled)"]) in seen, seen
+    assert seen[-1][0] == 200, seen
+    assert time.monotonic() - started < 10
+    _new_workers(collector.proc.pid, first, 2)
+    log = collector.log()
+    assert "a pipeline worker process died; the workers are restarted" in log
+    assert "gave no sign of life" not in log
 
 
 def test_a_stopped_worker_is_killed_and_replaced_and_ingestion_goes_on(start_collector):
