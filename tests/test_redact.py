@@ -196,6 +196,25 @@ def test_secrets_are_replaced(text, secret):
     assert counts == {"secret": 1}
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A key glued to a name by `_` (an attacker's score comment, a batch id): `_` is a word byte, so no
+        # detector started there and the key went to disk.
+        ("key_" + fake("sk-proj-", 40, string.ascii_letters + string.digits), "key_[SECRET]"),
+        ("batch_" + fake("sk-", 48, string.ascii_letters + string.digits), "batch_[SECRET]"),
+        ("MY_" + fake("AKIA", 16, string.ascii_uppercase + "234567"), "MY_[SECRET]"),
+        ("tok_" + fake("ghp_", 36), "tok_[SECRET]"),
+        # An address followed by `-` or `_`: the domain ends there, the address was dropped whole.
+        ("mail me at glued.user@corp-example.net-- or", "mail me at [EMAIL]-- or"),
+        ("x@corp-example.net_x", "[EMAIL]_x"),
+        ("x@corp-example.net-x", "[EMAIL]-x"),
+    ],
+)
+def test_secrets_and_addresses_glued_to_word_bytes_are_found(text, expected):
+    assert redact(text) == expected
+
+
 def test_header_and_url_keep_their_shape():
     assert redact("Authorization: Bearer abcdef0123456789abcdef") == "Authorization: Bearer [SECRET]"
     assert redact("redis://:hunter2pass@cache:6379/0") == "redis://:[SECRET]@cache:6379/0"

@@ -84,7 +84,8 @@ def _email(buf: bytes, m: re.Match[bytes], p: int) -> Span | None:
     if tld.lower().decode() in v.NOT_TLDS:
         return None
     nxt = _at(buf, end)
-    if nxt in _WORD or nxt in b"-@":
+    # A letter or digit would continue the top-level domain; `-` or `_` cannot (a domain ends there: "--", "_x").
+    if nxt in _ALNUM or nxt == 64:  # @
         return None
     if nxt == 58 and _at(buf, end + 1) in _WORD | {47, 126}:  # git@github.com:org/repo
         return None
