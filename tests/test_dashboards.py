@@ -48,6 +48,9 @@ DATASOURCES = REPO / "deploy/grafana/provisioning/datasources/tracehouse.yaml"
 DASHBOARDS = {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
 BY_UID = {d["uid"]: d for d in DASHBOARDS.values()}
 CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource"
+# The loaded store's fixture waits out midnight UTC (load(): up to ~6.5 min) so that today's calls stay today's;
+# its setup counts against the first test's timeout.
+pytestmark = pytest.mark.timeout(600)
 LLM_DASHBOARDS = (
     "tracehouse-overview",
     "tracehouse-cost",

@@ -536,6 +536,7 @@ def test_writes_get_the_readonly_refusal(served):
     assert answer.headers["X-ClickHouse-Exception-Code"] == "164" and "(READONLY)" in answer.text
 
 
+@pytest.mark.timeout(600)  # load() waits out midnight UTC (up to ~6.5 min) so that today's calls stay today's
 def test_every_shipped_dashboard_panel_reads_in_native(tmp_path_factory):
     """Every SQL panel of every dashboard, expanded as the plugin expands it, through the plugin's request:
     the Native answer reads as the driver reads it and holds what the JSON answer holds."""
