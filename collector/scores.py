@@ -276,7 +276,14 @@ def json_items(body: bytes, noun: str, limit: int) -> tuple[list[Any], str]:
 
 def lenient_json(body: bytes, error: Exception) -> object:
     """What orjson refuses but the standard library reads (a number past a double, NaN, Infinity), so the
-    refusal can name the field; anything else is not JSON."""
+    refusal can name the field; anything else is not JSON. Not a lone surrogate (`\ud800` without its pair):
+    the standard library reads one, but no text can hold it, and it failed later, as a 500."""
+    if "surrogate" in str(error):
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"body is not valid UTF-8 (byte {exc.start}): {exc.reason}") from None
+        raise Invalid(f"body is not valid JSON: {error} (a \\ud800-\\udfff escape must come in a pair)") from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError):

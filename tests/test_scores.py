@@ -268,6 +268,12 @@ def test_every_malformed_body_gets_a_400_naming_its_field_and_keys_are_required(
         assert message in answer["message"], (message, answer["message"])
     status, answer = post(url, None, ALPHA, raw=b'{"trace_id": ')
     assert status == 400 and "not valid JSON" in answer["message"]
+    # A lone surrogate in a text field was read, then failed when the row was written: a 500.
+    lone = b'{"trace_id": "' + b"a" * 32 + b'", "name": "x", "value": 1, "comment": "\\ud800"}'
+    status, answer = post(url, None, ALPHA, raw=lone)
+    assert status == 400 and "must come in a pair" in answer["message"], answer
+    status, answer = post(url, None, ALPHA, raw=b'{"trace_id": "\xff"}')
+    assert status == 400 and answer["message"].startswith("body is not valid UTF-8 (byte 14)"), answer
     status, answer = post(url, {"trace_id": "a" * 32, "name": "x", "value": 1})
     assert status == 401 and "API key is required" in answer["message"]
     status, _ = post(url, {"trace_id": "a" * 32, "name": "x", "value": 1}, {"Authorization": "Bearer nope"})
