@@ -64,12 +64,12 @@ TABLES: dict[str, dict[str, str]] = {
 }
 _VERSION = re.compile(r"[0-9a-f]{12}")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# The columns of each table scanned by the redactor: a prompt's own text and who synced or moved it (`--by`, an
-# operator's words, stored as written). The others are paths, hashes, times and the tenant (the names API keys
-# map to, which spans carry unscanned too).
+# The columns of each table scanned by the redactor: a prompt's own text, who synced or moved it (`--by`, an
+# operator's words, stored as written), the tenant (`--tenant`, typed on the command line: an attacker's e-mail or
+# key there reached disk) and the synced file's path. The others are hashes, numbers and times.
 SCANNED: dict[str, tuple[str, ...]] = {
-    "prompts": ("Name", "Template", "Body", "FrontMatter", "Labels", "SyncedBy"),
-    "prompt_labels": ("Name", "Label", "MovedBy"),
+    "prompts": ("TenantId", "Name", "Template", "Body", "FrontMatter", "Labels", "File", "SyncedBy"),
+    "prompt_labels": ("TenantId", "Name", "Label", "MovedBy"),
 }
 # Who synced or moved a prompt is user@host by default, which reads as an e-mail address: that kind is allowed there.
 _WHO = ("SyncedBy", "MovedBy")

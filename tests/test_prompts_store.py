@@ -305,9 +305,30 @@ def test_sync_refuses_bad_files_naming_them_and_writes_nothing(case, tmp_path, s
     assert sql_rows(data, "SELECT Name FROM prompts") == [{"Name": "summary"}]
 
 
+def test_sync_refuses_a_folder_whose_path_redaction_would_remove(tmp_path, store_template):
+    """The synced file's path is stored (prompts.File) and shown by `prompts show`: a folder named with an address
+    reached disk (an attacker's helper); it is scanned like the prompt's text."""
+    data = tmp_path / "data"
+    seed_store(data, store_template)
+    folder = write_prompts(tmp_path / "d-jane.doe@corp-example.net", {"answer.md": ANSWER_V1})
+    result = tracehouse(data, "prompts", "sync", str(folder))
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert re.search(r"File: holds what redaction removes \(email\)", result.stderr), result.stderr
+    assert int(sql_rows(data, "SELECT count() AS n FROM prompts")[0]["n"]) == 0
+
+
 LABEL_REFUSALS = {
     "escape codes in the tenant": (("--tenant", "acme\n\x1b[31mEVIL"), r"TenantId: one line of at most 256 printable"),
     "a key as the mover": (("--by", "sk-proj-" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ABCD"), r"MovedBy: holds what"),
+    # The tenant was not scanned (an attacker's helper stored both in prompt_labels.TenantId).
+    "a key as the tenant": (
+        ("--tenant", "sk-proj-" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ABCD"),
+        r"TenantId: holds what",
+    ),
+    "an address as the tenant": (
+        ("--tenant", "jane.doe@corp-example.net"),
+        r"TenantId: holds what redaction removes \(email\)",
+    ),
 }
 
 
