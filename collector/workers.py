@@ -141,8 +141,9 @@ class _Generation:
             if self.pids[slot] in self.pidfds:
                 self.kill(slot, self.pids[slot])
         for process in self.processes() if processes is None else processes:
-            with contextlib.suppress(OSError, ValueError):
-                process.kill()  # multiprocessing's Process sends no signal to a process it has seen exit
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                if process.is_alive():  # polls first: no signal for a pid another process may hold by now
+                    process.kill()
 
     def kill(self, slot: int, pid: int) -> bool:
         """SIGKILL the worker (stopped ones too); False when it had exited already."""
