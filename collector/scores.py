@@ -147,6 +147,7 @@ class JsonRowsProcessor:
         items, prefix = json_items(body, self.noun, self.limit)
         columns: dict[str, list[Any]] = {name: [] for name in self.columns}
         ids: list[str] = []
+        given: dict[str, int] = {}  # the ids the client chose, by item: one request names each once
         redacted: dict[str, int] = {}
         for i, item in enumerate(items):
             where = f"{prefix}[{i}]." if prefix else ""
@@ -156,6 +157,10 @@ class JsonRowsProcessor:
                 if key not in self.fields:
                     raise Invalid(f"{where}{clip(key)}: unknown field; the fields are {', '.join(self.fields)}")
             row = self._row(item, where, tenant, now_ns)
+            if item.get("id") is not None:
+                first = given.setdefault(row[self.id_column], i)
+                if first != i:  # both were acknowledged, and the table kept one of them
+                    raise Invalid(f"{where}id: {clip(row[self.id_column])} is the id of {prefix}[{first}] too")
             ids.append(row[self.id_column])
             for name in self.columns:
                 columns[name].append(row[name])

@@ -265,6 +265,10 @@ def test_review_api_bad_input_tenants_retries(start_collector, tmp_path):
         ({**review, "reviewer": 7}, "reviewer: must be a string, not a number"),
         ({**review, "verdict": "x"}, "'verdict': unknown field; the fields are id, trace_id, span_id, state"),
         ([review, {**review, "state": None}], "reviews[1].state: required"),
+        (
+            [{**review, "id": "r-1"}, {**review, "state": "rejected", "id": "r-1"}],
+            "reviews[1].id: 'r-1' is the id of reviews[0] too",
+        ),
         ("approved", "body must be a JSON object (one review) or a list of them"),
     ]:
         status, answer = post(url, bad, ALPHA)

@@ -255,6 +255,14 @@ MALFORMED = [
         "scores[1].value: required",
     ),
     ([{"trace_id": "a" * 32, "name": "x", "value": 1}] * 1001, "too many scores in one request: 1001, at most 1000"),
+    # One id twice in one request: both were acknowledged and the table kept one of them.
+    (
+        [
+            {"trace_id": "a" * 32, "name": "x", "value": 1, "id": "dup-2"},
+            {"trace_id": "b" * 32, "name": "y", "value": 0, "id": "dup-2"},
+        ],
+        "scores[1].id: 'dup-2' is the id of scores[0] too",
+    ),
     ("a string", "body must be a JSON object"),
 ]
 
