@@ -217,12 +217,9 @@ def test_a_dead_idle_worker_is_replaced_before_a_request_finds_it(start_collecto
     """A worker killed while idle: the pool was broken, /readyz said ready, and the next request was refused to
     find out. The watchdog sees the executor broken within a beat and restarts it (the stall limit, 30 s
     here, plays no part)."""
-    import json
     import os
     import signal
     import time
-    import urllib.error
-    import urllib.request
 
     collector = start_collector("--workers", "2", "--worker-stall-seconds", "30", migrated=True)
     first = _workers(collector.proc.pid)
@@ -230,11 +227,7 @@ def test_a_dead_idle_worker_is_replaced_before_a_request_finds_it(start_collecto
     started = time.monotonic()
     seen: list[tuple[int, list[str]]] = []
     while time.monotonic() - started < 20 and not (seen[-1:] == [(200, [])] and any(c == 503 for c, _ in seen)):
-        try:
-            with urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=5) as response:
-                seen.append((response.status, json.loads(response.read())["problems"]))
-        except urllib.error.HTTPError as exc:
-            seen.append((exc.code, json.loads(exc.read())["problems"]))
+        seen.append(_readiness(collector.http_endpoint))
         time.sleep(0.05)
     assert (503, ["pipeline workers are being restarted (one died or stalled)"]) in seen, seen
     assert seen[-1][0] == 200, seen
@@ -251,13 +244,10 @@ def test_a_stopped_worker_is_killed_and_replaced_and_ingestion_goes_on(start_col
     silent for `worker_stall_seconds` is killed and the pool restarted: found with no request in flight (one
     worker stopped, nothing sent), and with requests held (both stopped, then six requests retried as an
     exporter does: refused while held, every span stored once). /readyz says not ready while they restart."""
-    import json
     import os
     import signal
     import threading
     import time
-    import urllib.error
-    import urllib.request
 
     collector = start_collector("--workers", "2", "--worker-stall-seconds", "2", migrated=True)
     readiness: list[tuple[int, list[str]]] = []
@@ -265,11 +255,7 @@ def test_a_stopped_worker_is_killed_and_replaced_and_ingestion_goes_on(start_col
 
     def poll_readyz() -> None:
         while not polling.is_set():
-            try:
-                with urllib.request.urlopen(collector.http_endpoint + "/readyz", timeout=5) as response:
-                    readiness.append((response.status, json.loads(response.read())["problems"]))
-            except urllib.error.HTTPError as exc:
-                readiness.append((exc.code, json.loads(exc.read())["problems"]))
+            readiness.append(_readiness(collector.http_endpoint))
             time.sleep(0.05)
 
     def wait_ready(since: int) -> None:
@@ -402,6 +388,19 @@ def test_a_stop_that_signals_the_workers_too_lets_the_request_in_flight_finish(s
     log = collector.log()
     assert "pipeline workers restarted" not in log and "died" not in log, log
     assert sql_rows(collector.data_dir, "SELECT count() AS n FROM otel_traces") == [{"n": 60_000}]
+
+
+def _readiness(http_endpoint: str) -> tuple[int, list[str]]:
+    """/readyz once: its status and problems."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(http_endpoint + "/readyz", timeout=5) as response:
+            return response.status, json.loads(response.read())["problems"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["problems"]
 
 
 def _small_spans(count: int, seed: int) -> ExportTraceServiceRequest:
