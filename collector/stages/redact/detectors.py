@@ -44,6 +44,9 @@ class Detector:
     trigger: str  # RE2 syntax
     pattern: re.Pattern[bytes]
     validate: Validate
+    # Also tried right after `_` (a word byte, so no boundary): a key with a prefix of its own glued to a name
+    # (`key_sk-proj-...`, `MY_AKIA...`) is still a key. Not for detectors that need context (a header, a scheme).
+    glued: bool = False
 
 
 def _at(buf: bytes, i: int) -> int:
@@ -385,8 +388,10 @@ def _url_password(buf: bytes, m: re.Match[bytes], p: int) -> Span | None:
     return m.span("pw") if nxt in _ALNUM or nxt == 91 else None  # host or [ipv6]
 
 
-def _secret(name: str, first: bytes, trigger: str, pattern: bytes, validate: Validate = _whole) -> Detector:
-    return Detector(name, "secret", first, trigger, re.compile(pattern), validate)
+def _secret(
+    name: str, first: bytes, trigger: str, pattern: bytes, validate: Validate = _whole, glued: bool = True
+) -> Detector:
+    return Detector(name, "secret", first, trigger, re.compile(pattern), validate, glued)
 
 
 _HEADER_NAMES = rb"(?:proxy-)?authorization|x-api-key|api-key|x-auth-token|x-access-token"
@@ -456,6 +461,7 @@ SECRETS = (
         r"""[A-Za-z][A-Za-z0-9+.-]{0,20}://[^\s:/?#@"'\\\x00]{0,128}:[^\s/?#@"'\\\x00]{1,128}@""",
         rb"""[A-Za-z][A-Za-z0-9+.-]{0,20}+://[^\s:/?#@"'\\\x00]{0,128}+:(?P<pw>[^\s/?#@"'\\\x00]{1,128}+)@""",
         _url_password,
+        glued=False,
     ),
     _secret(
         "auth_header",
@@ -464,6 +470,7 @@ SECRETS = (
         rb"(?i:" + _HEADER_NAMES + rb""")(?:\\?["'])?[ \t]{0,5}[:=][ \t]{0,5}(?:\\?["'])?"""
         rb"(?:(?P<scheme>(?i:bearer|basic|token|digest|apikey))[ \t]{1,5})?(?P<tok>[A-Za-z0-9._~+/=-]{8,}+)",
         _credential,
+        glued=False,
     ),
     _secret(
         "bearer",
@@ -471,9 +478,15 @@ SECRETS = (
         r"(?i:bearer)[ \t]{1,5}[A-Za-z0-9._~+/-]{16}",
         rb"(?i:bearer)[ \t]{1,5}(?P<tok>[A-Za-z0-9._~+/-]{16,}+=*+)",
         _bearer,
+        glued=False,
     ),
     _secret(
-        "basic", b"B", r"Basic[ \t]{1,5}[A-Za-z0-9+/]{4}", rb"Basic[ \t]{1,5}(?P<tok>[A-Za-z0-9+/]{4,}+={0,2})", _basic
+        "basic",
+        b"B",
+        r"Basic[ \t]{1,5}[A-Za-z0-9+/]{4}",
+        rb"Basic[ \t]{1,5}(?P<tok>[A-Za-z0-9+/]{4,}+={0,2})",
+        _basic,
+        glued=False,
     ),
 )
 

@@ -23,16 +23,9 @@ _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _ESCAPES = frozenset(b'nrtbf"/')
 
 
-# Secrets with a prefix of their own also start right after `_`, which is a word byte: a key glued to a name
-# (`key_sk-proj-...`, `MY_AKIA...`) is still a key. Detectors that need context (a header name, a scheme) do not.
-GLUED = frozenset(
-    {"private_key", "jwt", "anthropic", "openai", "stripe", "aws_access_key", "github", "slack", "google_api_key"}
-)
-
-
 def finder_pattern(detectors: tuple[Detector, ...]) -> str:
     pattern = BOUNDARY + "(?:" + "|".join(f"(?:{d.trigger})" for d in detectors) + ")"
-    glued = [d for d in detectors if d.name in GLUED]
+    glued = [d for d in detectors if d.glued]  # also right after `_` (Detector.glued)
     if glued:
         pattern += "|_(?:" + "|".join(f"(?:{d.trigger})" for d in glued) + ")"
     return pattern
