@@ -248,8 +248,12 @@ def main() -> None:
         # The collector and the one-shot `tracehouse sql` count: both were waited for.
         collector_cpu = _cpu(resource.RUSAGE_CHILDREN) - children_before
         load_cpu = _cpu(resource.RUSAGE_SELF) - self_before
+        (data_dir,) = scratch.glob("tracehouse-bench-*/data")
+        # What was stored, not --spans: a --rate run sends what its seconds allow.
+        spans = _stored_spans(data_dir / "clickhouse")
         print(
-            f"collector CPU {collector_cpu:.1f}s for {spans:,} spans: {collector_cpu / spans * 1e6:.0f} µs/span, "
+            f"collector CPU {collector_cpu:.1f}s for {spans:,} stored spans: {collector_cpu / spans * 1e6:.0f} µs/span,"
+            " "
             f"{spans / collector_cpu:,.0f} spans/s per core busy; load generator {load_cpu:.1f}s; "
             f"wall {wall:.1f}s incl. start, drain and count ({spans / wall:,.0f} spans/s)"
         )
@@ -260,10 +264,19 @@ def main() -> None:
                 f"spool, embedded ClickHouse insert); worker processes {workers:.1f}s ({workers / spans * 1e6:.0f} "
                 f"µs/span: parse, decode, stages, encode: {spans / workers:,.0f} spans/s per core)"
             )
-        (data_dir,) = scratch.glob("tracehouse-bench-*/data")
         _disk(data_dir / "clickhouse", spans)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stored_spans(path: Path) -> int:
+    from tracehouse.collector import store
+
+    client = store.connect(f"chdb://{path}")
+    try:
+        return int(client.query("SELECT count() FROM otel_traces").result_rows[0][0])
+    finally:
+        client.close()
 
 
 def _disk(path: Path, spans: int, optimize: bool = True) -> None:
