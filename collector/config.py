@@ -167,7 +167,13 @@ class Config:
         " first; a bigger single request is inserted alone)",
         low=MIB,
     )
-    batch_linger_ms: int = setting(0, "hold a small batch back this long for companions", low=0)
+    batch_linger_ms: int = setting(
+        2000,
+        "under a steady flow, inserts start at most this often (a small batch waits for companions until this long"
+        " after the previous insert began; one after a quiet spell goes at once)",
+        note="0: insert whatever has arrived at once",
+        low=0,
+    )
     workers: int = setting(
         0,
         "processes for parse, decode, stages and encode",

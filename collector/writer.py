@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -341,6 +342,7 @@ class SpoolDrainer:
         self._max_rows = max_rows
         self._max_bytes = max_bytes
         self._linger = linger_ms / 1000
+        self._last_insert = -math.inf  # monotonic start of the latest insert: a linger counts from it
         self._deadletter_dir = deadletter_dir
         self._fault_read_file = fault_read_file
         self._stopping = asyncio.Event()
@@ -471,7 +473,10 @@ class SpoolDrainer:
         self.backoff.reset()
 
     async def _linger_for_rows(self) -> None:
-        deadline = time.monotonic() + self._linger
+        """Hold a small batch until `linger` after the previous insert began: under a steady flow inserts come at most
+        that often and grow with the rate (each insert costs ClickHouse a part to write and merge again, whatever its
+        size: bench/bench_merges.py), while a batch after a quiet spell goes at once."""
+        deadline = self._last_insert + self._linger
         while time.monotonic() < deadline and not self._stopping.is_set():
             records = self._plan(self._spool.committed)
             if sum(r.rows for r in records) >= self._max_rows or _full(records, self._max_bytes):
@@ -485,6 +490,7 @@ class SpoolDrainer:
             raise RuntimeError(f"spool range {intent.start}-{intent.end} is not whole on disk")
         rows = sum(r.rows for r in records)
         started = time.perf_counter()
+        self._last_insert = time.monotonic()
         try:
             payload = [r.payload for r in records]
             await self._call(self._store.insert, records[0].header, payload, intent.token, records[0].table)
@@ -584,7 +590,6 @@ class _Pending:
     rows: int
     future: asyncio.Future[None]
     table: str = ""
-    enqueued: float = field(default_factory=time.monotonic)
 
 
 class DirectWriter:
@@ -603,6 +608,7 @@ class DirectWriter:
         self._max_rows = max_rows
         self._max_bytes = max_bytes
         self._linger = linger_ms / 1000
+        self._last_insert = -math.inf  # as the drainer's: a linger counts from the latest insert's start
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -675,7 +681,7 @@ class DirectWriter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            wait = self._pending[0].enqueued + self._linger - time.monotonic()
+            wait = self._last_insert + self._linger - time.monotonic()
             held = sum(p.rows for p in self._pending) < self._max_rows and not _full(self._pending, self._max_bytes)
             if wait > 0 and held and not self._closing:
                 await asyncio.sleep(wait)
@@ -698,6 +704,7 @@ class DirectWriter:
             rows += item.rows
             size += len(item.payload)
         started = time.perf_counter()
+        self._last_insert = time.monotonic()
         try:
             payload = [p.payload for p in taken]
             await asyncio.to_thread(self._store.insert, header, payload, None, table)

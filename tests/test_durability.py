@@ -144,6 +144,35 @@ def test_drainer_error_is_loud_and_not_ready_then_it_recovers_and_stores_everyth
     assert _counts(collector.data_dir, "drainer-error") == dict.fromkeys(sent, 1)
 
 
+def test_a_steady_flow_waits_for_the_linger_and_a_request_after_a_quiet_spell_is_inserted_at_once(
+    start_collector, tmp_path
+):
+    """batch_linger_ms through the collector: the first request is stored at once (nothing was inserted before it),
+    the ones that follow within the linger wait for it and go into one insert together; none is lost."""
+    linger = 6.0
+    collector = start_collector("--batch-linger-ms", str(int(linger * 1000)), migrated=True)
+
+    def inserts() -> float:
+        return _metrics(collector).get("tracehouse_insert_batches_total", 0.0)
+
+    def unsent() -> float:
+        return _metrics(collector)["tracehouse_spool_bytes"]
+
+    before = inserts()
+    sent = time.monotonic()
+    _export(collector.grpc_endpoint, _plain_request("linger-e2e", 0, 20))
+    _wait_for(lambda: unsent() == 0, 20, "the first request stored")
+    assert time.monotonic() - sent < linger / 2  # not held back
+    assert inserts() == before + 1
+    for n in range(1, 4):  # a steady flow within the linger
+        _export(collector.grpc_endpoint, _plain_request("linger-e2e", n * 100, 20))
+    time.sleep(1.0)
+    assert unsent() > 0 and inserts() == before + 1  # held for the linger
+    _wait_for(lambda: unsent() == 0, 30, "the rest stored")
+    assert inserts() == before + 2  # the three in one insert
+    assert sorted(_counts(tmp_path / "data", "linger-e2e").values()) == [1] * 80
+
+
 # --- 2. what decode lets through is insertable -----------------------------------------------------
 
 

@@ -184,3 +184,47 @@ def test_the_drainer_writes_its_intent_and_checkpoint_off_the_event_loop(tmp_pat
         store.close()
     assert len(gaps) > 10  # four inserts, two slow writes each: > 3 s of draining
     assert max(gaps) < 0.3, f"the event loop stalled {max(gaps):.2f} s"
+
+
+def test_the_drainer_inserts_at_once_after_a_quiet_spell_and_at_most_once_a_linger_under_a_steady_flow(tmp_path):
+    """batch_linger_ms counts from the previous insert's start: a record after a quiet spell is inserted at once; the
+    records that follow within the linger wait for it and go in one insert (each insert is a part for ClickHouse to
+    write and merge again, bench/bench_merges.py)."""
+    linger_ms = 3000
+    events: dict[str, float] = {}
+
+    async def scenario(store: RecordingStore) -> None:
+        spool = Spool(tmp_path / "spool", budget_bytes=64 << 20)
+        spool.open()
+        store.ensure_ready()
+        drainer = SpoolDrainer(spool, store, CollectorMetrics(), 10_000, linger_ms, tmp_path / "deadletter")
+        drainer.start()
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        end = spool.append(*_request("linger", 0, 10), 10)
+        await spool.sync(end)
+        while spool.committed < end:
+            await asyncio.sleep(0.02)
+        events["first stored"] = asyncio.get_running_loop().time() - started
+        for n in range(1, 4):  # a steady flow: three more within the linger
+            end = spool.append(*_request("linger", n * 10, 10), 10)
+            await spool.sync(end)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        events["inserts while held"] = len(store.inserts)
+        while spool.committed < end:
+            await asyncio.sleep(0.02)
+        events["rest stored"] = asyncio.get_running_loop().time() - started
+        await drainer.stop(1)
+        spool.close()
+
+    store = RecordingStore(f"chdb://{tmp_path / 'store'}")
+    try:
+        asyncio.run(scenario(store))
+        assert events["first stored"] < 1.5  # not held: nothing was inserted before it
+        assert events["inserts while held"] == 1  # the three that followed wait for the linger
+        assert events["rest stored"] >= linger_ms / 1000 - 0.05
+        assert [len(insert) for insert in store.inserts] == [1, 3]
+        assert _stored(store, "linger") == (40, 40)
+    finally:
+        store.close()
