@@ -196,9 +196,7 @@ async def _serve(config: Config, running: contextlib.AsyncExitStack) -> None:
             max_bytes=config.batch_max_bytes,
         )
     else:
-        sink = DirectWriter(
-            trace_store, metrics, config.batch_max_rows, config.batch_linger_ms, max_bytes=config.batch_max_bytes
-        )
+        sink = DirectWriter(trace_store, metrics, config.batch_max_rows, max_bytes=config.batch_max_bytes)
     pipeline = Pipeline(
         stages,
         metrics,

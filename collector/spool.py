@@ -518,6 +518,16 @@ class Spool:
         except TimeoutError:
             return
 
+    async def wait_for_synced_beyond(self, position: int, timeout: float) -> None:
+        """Return once records past `position` are durable, or after `timeout` seconds."""
+        if self._synced > position:
+            return
+        self._appended.clear()
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            return
+
     def read(
         self,
         start: int,

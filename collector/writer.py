@@ -346,6 +346,7 @@ class SpoolDrainer:
         self._deadletter_dir = deadletter_dir
         self._fault_read_file = fault_read_file
         self._stopping = asyncio.Event()
+        self._draining = False  # stop() began: no lingering, the grace is for draining
         self._task: asyncio.Task[None] | None = None
         self.health = TaskHealth("drainer")
         self.store_ready = False
@@ -359,6 +360,7 @@ class SpoolDrainer:
 
     async def stop(self, grace: float) -> None:
         """Drain what is durable within `grace` seconds; the rest stays in the spool for next start."""
+        self._draining = True
         deadline = time.monotonic() + grace
         while (
             self._spool.synced > self._spool.committed
@@ -475,13 +477,35 @@ class SpoolDrainer:
     async def _linger_for_rows(self) -> None:
         """Hold a small batch until `linger` after the previous insert began: under a steady flow inserts come at most
         that often and grow with the rate (each insert costs ClickHouse a part to write and merge again, whatever its
-        size: bench/bench_merges.py), while a batch after a quiet spell goes at once."""
+        size: bench/bench_merges.py), while a batch after a quiet spell goes at once. It stops waiting as soon as the
+        next insert can take no more: another table or column layout follows in the spool (scores between spans), or
+        a cap is reached. Only the records that arrived since the last look are planned, so a long wait over many
+        small records costs the event loop no more than planning them once."""
         deadline = self._last_insert + self._linger
-        while time.monotonic() < deadline and not self._stopping.is_set():
-            records = self._plan(self._spool.committed)
-            if sum(r.rows for r in records) >= self._max_rows or _full(records, self._max_bytes):
+        planned_to = self._spool.committed
+        first: Record | None = None
+        rows = size = 0
+        while not self._stopping.is_set() and not self._draining:
+            synced = self._spool.synced
+            if synced > planned_to:
+                more = self._read(planned_to, self._max_rows, payloads=False)
+                if not more:
+                    return
+                first = first or more[0]
+                rows += sum(r.rows for r in more)
+                size += sum(r.end - r.start for r in more)
+                planned_to = more[-1].end
+                if (
+                    planned_to < synced  # the read stopped at another table or layout, or at a cap
+                    or (more[0].header, more[0].table) != (first.header, first.table)
+                    or rows >= self._max_rows
+                    or (self._max_bytes is not None and size * 2 >= self._max_bytes)
+                ):
+                    return
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return
-            await asyncio.sleep(min(0.02, self._linger))
+            await self._spool.wait_for_synced_beyond(planned_to, min(left, 0.05))
 
     async def _insert_range(self, intent: Intent) -> None:
         # Up to an insert's worth of bytes (64 MiB): read in a thread, not on the event loop the receivers share.
@@ -593,22 +617,21 @@ class _Pending:
 
 
 class DirectWriter:
-    """Spool off: a request's future resolves only after its rows are in ClickHouse."""
+    """Spool off: a request's future resolves only after its rows are in ClickHouse. It does not linger (an exporter
+    that waits for each acknowledgement before its next request would wait out every linger): what arrives while an
+    insert runs goes into the next one together."""
 
     def __init__(
         self,
         trace_store: TraceStore,
         metrics: CollectorMetrics,
         max_rows: int,
-        linger_ms: int,
         max_bytes: int | None = None,
     ) -> None:
         self._store = trace_store
         self._metrics = metrics
         self._max_rows = max_rows
         self._max_bytes = max_bytes
-        self._linger = linger_ms / 1000
-        self._last_insert = -math.inf  # as the drainer's: a linger counts from the latest insert's start
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -646,6 +669,7 @@ class DirectWriter:
         for item in self._pending:
             if not item.future.done():
                 item.future.set_exception(StoreUnavailable("collector is shutting down"))
+        self._pending.clear()  # refused, so the client retries: an insert still running must not store them as well
 
     def problems(self) -> list[str]:
         problems = []
@@ -681,11 +705,6 @@ class DirectWriter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            wait = self._last_insert + self._linger - time.monotonic()
-            held = sum(p.rows for p in self._pending) < self._max_rows and not _full(self._pending, self._max_bytes)
-            if wait > 0 and held and not self._closing:
-                await asyncio.sleep(wait)
-                continue
             await self._flush()
 
     async def _flush(self) -> None:
@@ -704,7 +723,6 @@ class DirectWriter:
             rows += item.rows
             size += len(item.payload)
         started = time.perf_counter()
-        self._last_insert = time.monotonic()
         try:
             payload = [p.payload for p in taken]
             await asyncio.to_thread(self._store.insert, header, payload, None, table)
@@ -731,15 +749,6 @@ class DirectWriter:
         for item in taken:
             if not item.future.done():
                 item.future.set_result(None)
-
-
-def _full(items: list[Record] | list[_Pending], max_bytes: int | None) -> bool:
-    """Half the byte cap held back is not a small batch waiting for companions: insert it. A planned Record
-    has no payload read: its size on disk stands for it."""
-    if max_bytes is None:
-        return False
-    held = sum(item.end - item.start if isinstance(item, Record) else len(item.payload) for item in items)
-    return held * 2 >= max_bytes
 
 
 def _fail(taken: list[_Pending], exc: Exception) -> None:

@@ -27,8 +27,9 @@ class RecordingStore(TraceStore):
         super().insert(header, payload, token, table)
 
 
-def _request(service: str, first: int, rows: int, pad: int = 2000) -> tuple[bytes, bytes]:
-    """Encoded rows of `rows` spans, each ~`pad` bytes (its status message), span ids from `first`."""
+def _request(service: str, first: int, rows: int, pad: int = 2000, without: str = "") -> tuple[bytes, bytes]:
+    """Encoded rows of `rows` spans, each ~`pad` bytes (its status message), span ids from `first`; `without` a
+    column: another column layout, which the spool keeps apart from the full one."""
     columns: dict[str, list] = {name: [] for name in OTEL_COLUMNS}
     for i in range(first, first + rows):
         row = {
@@ -50,6 +51,7 @@ def _request(service: str, first: int, rows: int, pad: int = 2000) -> tuple[byte
         }
         for name in OTEL_COLUMNS:
             columns[name].append(row.get(name, []))
+    columns.pop(without, None)
     return encode_rows(SpanBatch(columns))
 
 
@@ -72,7 +74,7 @@ def test_the_direct_writer_inserts_at_most_the_byte_cap_and_the_requests_themsel
 
     async def scenario(store: RecordingStore) -> None:
         store.ensure_ready()
-        writer = DirectWriter(store, CollectorMetrics(), max_rows=10_000, linger_ms=300, max_bytes=cap)
+        writer = DirectWriter(store, CollectorMetrics(), max_rows=10_000, max_bytes=cap)
         writer.start()
         await asyncio.sleep(0.05)
         await asyncio.gather(
@@ -226,5 +228,51 @@ def test_the_drainer_inserts_at_once_after_a_quiet_spell_and_at_most_once_a_ling
         assert events["rest stored"] >= linger_ms / 1000 - 0.05
         assert [len(insert) for insert in store.inserts] == [1, 3]
         assert _stored(store, "linger") == (40, 40)
+    finally:
+        store.close()
+
+
+def test_the_linger_ends_when_the_next_insert_can_grow_no_more_and_when_the_drainer_stops(tmp_path):
+    """Records of two column layouts in turn (as scores between spans) go in one insert per run: each run is
+    inserted as soon as the next record shows it can grow no more, not after a linger each (a backlog that grew
+    without bound); and stop() drains at once instead of waiting out the linger."""
+    linger = 3.0
+    events: dict[str, float] = {}
+
+    async def scenario(store: RecordingStore) -> None:
+        loop = asyncio.get_running_loop()
+        spool = Spool(tmp_path / "spool", budget_bytes=64 << 20)
+        spool.open()
+        store.ensure_ready()
+        drainer = SpoolDrainer(spool, store, CollectorMetrics(), 10_000, int(linger * 1000), tmp_path / "deadletter")
+        drainer.start()
+        end = spool.append(*_request("runs", 0, 10), 10)
+        await spool.sync(end)
+        while spool.committed < end:
+            await asyncio.sleep(0.02)
+        for n in range(1, 5):  # another layout, then the first again, ...
+            end = spool.append(*_request("runs", n * 10, 10, without="TraceState" if n % 2 else ""), 10)
+            await spool.sync(end)
+            await asyncio.sleep(0.1)
+        flow_ended = loop.time()
+        while spool.committed < end:
+            await asyncio.sleep(0.02)
+        events["drained after the flow"] = loop.time() - flow_ended
+        end = spool.append(*_request("runs", 50, 10), 10)  # right after an insert: it would linger
+        await spool.sync(end)
+        stopping = loop.time()
+        await drainer.stop(10)
+        events["stop took"] = loop.time() - stopping
+        events["stored at stop"] = spool.committed == end
+        spool.close()
+
+    store = RecordingStore(f"chdb://{tmp_path / 'store'}")
+    try:
+        asyncio.run(scenario(store))
+        # The last run waits for its linger (counted from the previous insert); the three before it did not.
+        assert events["drained after the flow"] < linger + 1.5
+        assert [len(insert) for insert in store.inserts] == [1, 1, 1, 1, 1, 1]
+        assert events["stop took"] < linger / 2 and events["stored at stop"]
+        assert _stored(store, "runs") == (60, 60)
     finally:
         store.close()
