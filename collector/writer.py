@@ -485,7 +485,7 @@ class SpoolDrainer:
         planned_to = self._spool.committed
         first: Record | None = None
         rows = size = 0
-        while not self._stopping.is_set() and not self._draining:
+        while not self._stopping.is_set() and not self._draining and time.monotonic() < deadline:
             synced = self._spool.synced
             if synced > planned_to:
                 more = self._read(planned_to, self._max_rows, payloads=False)
