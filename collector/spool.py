@@ -518,6 +518,10 @@ class Spool:
         except TimeoutError:
             return
 
+    def wake(self) -> None:
+        """End a wait_for_data or wait_for_synced_beyond now (the drainer is stopping)."""
+        self._appended.set()
+
     async def wait_for_synced_beyond(self, position: int, timeout: float) -> None:
         """Return once records past `position` are durable, or after `timeout` seconds."""
         if self._synced > position:

@@ -371,6 +371,7 @@ class SpoolDrainer:
         ):
             await asyncio.sleep(0.02)
         self._stopping.set()
+        self._spool.wake()  # the drain loop may be waiting for data (up to 0.5 s): it sees the stop at once
         if self._task:
             await self._task
 
