@@ -253,8 +253,7 @@ def main() -> None:
         spans = _stored_spans(data_dir / "clickhouse")
         print(
             f"collector CPU {collector_cpu:.1f}s for {spans:,} stored spans: {collector_cpu / spans * 1e6:.0f} µs/span,"
-            " "
-            f"{spans / collector_cpu:,.0f} spans/s per core busy; load generator {load_cpu:.1f}s; "
+            f" {spans / collector_cpu:,.0f} spans/s per core busy; load generator {load_cpu:.1f}s; "
             f"wall {wall:.1f}s incl. start, drain and count ({spans / wall:,.0f} spans/s)"
         )
         main, workers = processes.by_role("collector"), processes.by_role("worker")

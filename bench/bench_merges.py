@@ -11,7 +11,7 @@ parts at once and so rewrites each span fewer times, for more parts alive at a t
 bench/bench_ingest.py's span shape through the default pipeline (every span distinct), made once and inserted,
 in the writer's format and sizes, into a fresh migrated chDB store per variant and run, each in its own process
 (chDB opens one store per process) with the base set on every table. Printed per variant: the process's CPU
-(the embedded ClickHouse's threads included) from the first insert until no merge has run for 2 s, in µs per
+(the embedded ClickHouse's threads included) from the first insert until no merge is seen for 2 s, in µs per
 span, the wall time of the inserts, the active parts of otel_traces and their levels (how often its oldest rows
 were merged), bytes on disk per span, and a GROUP BY over the table (ms, best of 3) for what the parts cost a
 read. CPU, not wall time, is the figure: the machine may be shared.
@@ -56,7 +56,7 @@ def make_rows(spans: int, path: Path) -> None:
     path.write_bytes(pickle.dumps((header.decode().split(","), [rows.payload for rows in requests])))
 
 
-def run_variant(rows_file: Path, insert_rows: int, base: int) -> dict:
+def run_variant(rows_file: Path, insert_rows: int, base: int) -> dict[str, float | int | list[int]]:
     from tracehouse.collector import store
     from tracehouse.collector.processing import INSERT_FORMAT
     from tracehouse.collector.writer import TRACES_TABLE

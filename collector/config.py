@@ -169,9 +169,9 @@ class Config:
     )
     batch_linger_ms: int = setting(
         2000,
-        "with the spool, a small batch waits for companions until this long after the previous insert began (one"
-        " after a quiet spell goes at once; one that can grow no more, a cap reached or another table or layout"
-        " next, too)",
+        "with the spool, a small batch of spans waits for companions until this long after the previous insert"
+        " began (one after a quiet spell goes at once; one that can grow no more, a cap reached or another table or"
+        " layout next, too)",
         note="0: insert whatever has arrived at once; without the spool there is no linger",
         low=0,
         high=60_000,

@@ -510,19 +510,13 @@ class Spool:
         return self._synced
 
     async def wait_for_data(self, timeout: float | None = None) -> None:
-        if self._synced > self._committed:
-            return
-        self._appended.clear()
-        try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
-        except TimeoutError:
-            return
+        await self.wait_for_synced_beyond(self._committed, timeout)
 
     def wake(self) -> None:
         """End a wait_for_data or wait_for_synced_beyond now (the drainer is stopping)."""
         self._appended.set()
 
-    async def wait_for_synced_beyond(self, position: int, timeout: float) -> None:
+    async def wait_for_synced_beyond(self, position: int, timeout: float | None) -> None:
         """Return once records past `position` are durable, or after `timeout` seconds."""
         if self._synced > position:
             return

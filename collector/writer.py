@@ -440,6 +440,8 @@ class SpoolDrainer:
                 if self._spool.synced <= self._spool.committed:
                     self._last_progress = time.monotonic()
                 await self._spool.wait_for_data(timeout=0.5)
+                if self._stopping.is_set():
+                    break  # woken by stop(): not a moment for a store check that may hang on a server away
                 if self._spool.synced <= self._spool.committed:
                     if not self.store_ready:
                         await self._call(self._store.ensure_ready)
@@ -476,23 +478,26 @@ class SpoolDrainer:
         self.backoff.reset()
 
     async def _linger_for_rows(self) -> None:
-        """Hold a small batch until `linger` after the previous insert began: under a steady flow inserts come at most
-        that often and grow with the rate (each insert costs ClickHouse a part to write and merge again, whatever its
-        size: bench/bench_merges.py), while a batch after a quiet spell goes at once. It stops waiting as soon as the
-        next insert can take no more: another table or column layout follows in the spool (scores between spans), or
-        a cap is reached. Only the records that arrived since the last look are planned, so a long wait over many
-        small records costs the event loop no more than planning them once."""
+        """Hold a small batch of spans until `linger` after the previous insert began: under a steady flow inserts
+        come about that often and grow with the rate (each insert costs ClickHouse a part to write and merge again,
+        whatever its size: bench/bench_merges.py), while a batch after a quiet spell goes at once. Scores and reviews
+        never wait. It stops waiting as soon as the next insert can take no more: another table or column layout
+        follows in the spool (scores between spans), or a cap is reached. Only the records that arrived since the
+        last look are planned, so a long wait over many small records costs the event loop no more than planning
+        them once."""
         deadline = self._last_insert + self._linger
         planned_to = self._spool.committed
         first: Record | None = None
         rows = size = 0
-        while not self._stopping.is_set() and not self._draining and time.monotonic() < deadline:
+        while not self._draining and time.monotonic() < deadline:
             synced = self._spool.synced
             if synced > planned_to:
                 more = self._read(planned_to, self._max_rows, payloads=False)
                 if not more:
                     return
                 first = first or more[0]
+                if first.table:
+                    return  # scores and reviews: few and small, and a person may read them back at once
                 rows += sum(r.rows for r in more)
                 size += sum(r.end - r.start for r in more)
                 planned_to = more[-1].end

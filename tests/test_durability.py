@@ -171,6 +171,16 @@ def test_a_steady_flow_waits_for_the_linger_and_a_request_after_a_quiet_spell_is
     _wait_for(lambda: unsent() == 0, 30, "the rest stored")
     assert inserts() == before + 2  # the three in one insert
     assert sorted(_counts(tmp_path / "data", "linger-e2e").values()) == [1] * 80
+    # A score right after an insert does not linger: a person who just sent one reads it back at once.
+    score = json.dumps({"trace_id": "ab" * 16, "name": "thumbs", "value": 1}).encode()
+    posted = urllib.request.Request(
+        collector.http_endpoint + "/v1/scores", data=score, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(posted, timeout=10) as reply:
+        assert reply.status == 200
+    sent = time.monotonic()
+    _wait_for(lambda: unsent() == 0, 20, "the score stored")
+    assert time.monotonic() - sent < linger / 2 and inserts() == before + 3
 
 
 # --- 2. what decode lets through is insertable -----------------------------------------------------

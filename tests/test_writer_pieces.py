@@ -192,7 +192,7 @@ def test_the_drainer_inserts_at_once_after_a_quiet_spell_and_at_most_once_a_ling
     """batch_linger_ms counts from the previous insert's start: a record after a quiet spell is inserted at once; the
     records that follow within the linger wait for it and go in one insert (each insert is a part for ClickHouse to
     write and merge again, bench/bench_merges.py)."""
-    linger_ms = 3000
+    linger_ms = 5000
     events: dict[str, float] = {}
 
     async def scenario(store: RecordingStore) -> None:
