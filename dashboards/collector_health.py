@@ -176,7 +176,9 @@ def collector_health() -> dict[str, Any]:
     g.add(
         prometheus(
             "Receive-to-insert lag",
-            "Age of the oldest spooled record not yet in ClickHouse: how far inserts lag behind receipt",
+            "Age of the oldest spooled record not yet in ClickHouse: how far inserts lag behind receipt. Under a"
+            " steady flow it rises and falls by up to batch_linger_ms (2 s by default): the drainer holds small"
+            " batches of spans that long for fewer, bigger inserts",
             [("max(tracehouse_spool_oldest_age_seconds)", "oldest unsent")],
             "s",
         ),
