@@ -5,6 +5,7 @@ store the pieces themselves, not a joined copy of them; every row is stored once
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tracehouse.collector.batch import OTEL_COLUMNS, SpanBatch
 from tracehouse.collector.metrics import CollectorMetrics
@@ -301,5 +302,41 @@ def test_an_idle_drainer_stops_at_once(tmp_path):
     try:
         asyncio.run(scenario(store))
         assert max(took) < 0.2, took  # each waited out up to 0.5 s before
+    finally:
+        store.close()
+
+
+def test_the_direct_writer_does_not_store_what_it_refused_at_shutdown(tmp_path):
+    """Spool off: a request still waiting when the grace runs out is refused (the client retries it elsewhere or
+    later), so the insert still running at that moment must not store it afterwards as well: that would be the
+    retry's rows twice."""
+
+    class SlowStore(RecordingStore):
+        def insert(self, header, payload, token=None, table=""):
+            time.sleep(1.0)  # a slow server: the insert outlives the shutdown's grace
+            super().insert(header, payload, token, table)
+
+    outcome: dict[str, object] = {}
+
+    async def scenario(store: RecordingStore) -> None:
+        store.ensure_ready()
+        writer = DirectWriter(store, CollectorMetrics(), max_rows=10_000)
+        writer.start()
+        first = asyncio.ensure_future(writer.write(*_request("refused-at-stop", 0, 5), 5))  # stored: the insert runs
+        await asyncio.sleep(0.2)  # the first insert is running
+        second = asyncio.ensure_future(writer.write(*_request("refused-at-stop", 5, 5), 5))
+        await asyncio.sleep(0.05)
+        await writer.stop(0.2)
+        await asyncio.sleep(2.5)  # the running insert ends; nothing may follow it
+        outcome["first"] = first.done() and first.exception() is None
+        outcome["second"] = type(second.exception()).__name__ if second.done() else "pending"
+
+    store = SlowStore(f"chdb://{tmp_path / 'store'}")
+    try:
+        asyncio.run(scenario(store))
+        assert outcome["second"] == "StoreUnavailable"
+        assert outcome["first"] is True  # acknowledged: its insert ran to the end
+        assert len(store.inserts) == 1
+        assert _stored(store, "refused-at-stop") == (5, 5)  # the first request's rows only
     finally:
         store.close()
